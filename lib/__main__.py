@@ -1,0 +1,29 @@
+"""`python -m lib run --profile tiny [--styles cot cod] [--scenarios easy] [--stages ...]`"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute a profile's grid of notebooks and render reports")
+    run.add_argument("--profile", default="tiny")
+    run.add_argument("--styles", nargs="+", help="default: base cot cod")
+    run.add_argument("--scenarios", nargs="+", help="default: every scenario in params/scenarios")
+    run.add_argument("--stages", nargs="+", help="default: every stage (00_base_models ... 07_analysis)")
+    run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
+    run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
+    run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from .runner import main_run
+
+        return main_run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

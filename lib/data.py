@@ -1,0 +1,248 @@
+"""Stage 1: problems, the held-out split, and the teacher's solutions.
+
+Problems come from the embedded offline set, a local file, or the hub; the held-out split
+shares no (normalized) question with training. A teacher writes a solution in the run's
+style for each training problem; every solution is validated and rejected rows are kept
+with their reason. Resumable: problems already answered are never asked again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from . import answers, io, problems
+from .paths import EMBEDDED, RunPaths
+from .teachers import reference
+
+PROBLEM_COLUMNS = ("id", "question", "reference", "answer")
+
+
+def _from_records(records: list[dict], spec: dict, prefix: str) -> list[dict]:
+    """Map a foreign table's columns onto the workbook's problem rows, keeping the
+    study's MATH filter (levels and types) when the params give one."""
+    q, s = spec["question_field"], spec["solution_field"]
+    levels, types = set(spec.get("levels") or []), set(spec.get("types") or [])
+    rows = []
+    for i, rec in enumerate(records):
+        missing = [c for c in (q, s) if c not in rec]
+        if missing:
+            raise KeyError(
+                f"{prefix}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
+                f"Set data.{prefix}.question_field / solution_field."
+            )
+        if levels and rec.get("level") not in levels:
+            continue
+        if types and rec.get("type") not in types:
+            continue
+        rows.append({
+            "id": f"{prefix}-{i:05d}",
+            "question": rec[q],
+            "reference": rec[s],
+            "answer": reference.final_answer_from_reference(rec[s]),
+            "level": rec.get("level", ""),
+            "type": rec.get("type", ""),
+            "source": prefix,
+        })
+    return rows
+
+
+def _load_file(path: str) -> list[dict]:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"data.local path does not exist: {path}")
+    if p.suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(p).to_dict("records")
+    read = io.read_jsonl(p)
+    if read.bad:
+        first = read.bad[0]
+        raise ValueError(f"{path}: {len(read.bad)} malformed line(s), first at line {first['line']}: {first['reason']}")
+    return read.rows
+
+
+def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
+    """(pool of problems, explicit test rows or None)."""
+    data, scenario = cfg["data"], cfg["scenario"]
+    if data["source"] == "embedded":
+        read = io.read_jsonl(EMBEDDED / f"{scenario}.jsonl", required=PROBLEM_COLUMNS)
+        if read.bad:
+            raise ValueError(f"embedded {scenario}.jsonl has malformed rows: {read.bad[:3]}")
+        return read.rows, None
+    if data["source"] == "local":
+        spec = data["local"]
+        pool = _from_records(_load_file(spec["path"]), spec, "local")
+        test = _from_records(_load_file(spec["test_path"]), spec, "local_test") if spec["test_path"] else None
+        return pool, test
+    import datasets  # the hub path: needs network, used by the `full` profile
+
+    spec = data["hub"]
+    train = datasets.load_dataset(spec["path"], spec["name"] or None, split=spec["train_split"])
+    test = datasets.load_dataset(spec["path"], spec["name"] or None, split=spec["test_split"])
+    return _from_records(list(train), spec, "hub"), _from_records(list(test), spec, "hub_test")
+
+
+def ensure_problems(cfg, rp: RunPaths) -> dict:
+    """Write the scenario's train and test problems once; later runs reuse them."""
+    check_fingerprint(cfg, rp)
+    if rp.train_problems.exists() and rp.test_problems.exists():
+        train = io.read_jsonl(rp.train_problems).rows
+        test = io.read_jsonl(rp.test_problems).rows
+    else:
+        pool, test = load_source(cfg)
+        n_train, n_test, seed = cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["seed"]
+        if test is None:
+            train, test = problems.split_train_test(pool, n_test, seed)
+        else:
+            train = pool
+            test = random.Random(seed).sample(test, min(n_test, len(test))) if n_test else test
+        if n_train and len(train) > n_train:
+            train = random.Random(seed).sample(train, n_train)
+        problems.check_no_leakage(train, test)
+        io.write_jsonl(rp.train_problems, train)
+        io.write_jsonl(rp.test_problems, test)
+    problems.check_no_leakage(train, test)
+    return {"n_train": len(train), "n_test": len(test)}
+
+
+def _teach(problem: dict, style: str, teacher: str) -> str:
+    if teacher == "reference":
+        return reference.rewrite(problem, style)
+    raise ValueError(f"unknown teacher {teacher!r}; valid teachers: reference")
+
+
+def validate(problem: dict, solution: str) -> tuple[dict, str | None]:
+    """A checked output row, and the reason it is rejected (None when it is fine)."""
+    graded = answers.grade(solution, problem["answer"])
+    row = {
+        "id": problem["id"],
+        "question": problem["question"],
+        "solution": solution,
+        "pred": graded["pred"],
+        "extraction": graded["method"],
+        "answer": problem["answer"],
+        "correct": graded["correct"],
+    }
+    if graded["method"] not in ("hash", "boxed"):
+        return row, "no final '#### answer' (or \\boxed{}) in the solution"
+    if not graded["correct"]:
+        return row, f"answer {graded['pred']!r} does not match ground truth {problem['answer']!r}"
+    return row, None
+
+
+def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
+    """Run the teacher over the training problems not yet answered; append as we go."""
+    from tqdm.auto import tqdm
+
+    style, teacher = cfg["style"], cfg["data"]["teacher"]
+    if style == "base":
+        return {"requested": 0, "skipped_done": 0, "wall_s": 0.0, "note": "base style: nothing to teach"}
+    train = io.read_jsonl(rp.train_problems).rows
+    done_ids = set()
+    for path in (rp.teacher_output, rp.teacher_rejected):
+        if path.exists():
+            done_ids |= {r["id"] for r in io.read_jsonl(path).rows if "id" in r}
+    todo = [p for p in train if p["id"] not in done_ids]
+    t0 = time.perf_counter()
+    for problem in tqdm(todo, desc=f"teacher {teacher} ({style})", disable=not progress):
+        try:
+            solution = _teach(problem, style, teacher)
+        except Exception as exc:  # one bad row must not lose the others
+            io.append_jsonl(rp.teacher_rejected, [{"id": problem["id"], "reason": f"teacher error: {exc}", "solution": ""}])
+            continue
+        row, reason = validate(problem, solution)
+        row.update(teacher=teacher, style=style)
+        if reason and not (cfg["data"]["keep_wrong"] and row["extraction"] in ("hash", "boxed")):
+            io.append_jsonl(rp.teacher_rejected, [{**row, "reason": reason}])
+        else:
+            io.append_jsonl(rp.teacher_output, [row])
+    return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0}
+
+
+def _rows(path: Path) -> list[dict]:
+    return io.read_jsonl(path).rows if path.exists() else []
+
+
+def preview(path: Path, columns: list[str] | None = None, n: int | None = 5):
+    import pandas as pd
+
+    frame = pd.DataFrame(_rows(path))
+    if columns is not None and len(frame):
+        frame = frame[[c for c in columns if c in frame]]
+    return frame if n is None else frame.head(n)
+
+
+def validation_summary(cfg, rp: RunPaths) -> dict:
+    """Teacher accuracy over every answered problem, tokens per kept solution, and the
+    CoD/CoT token ratio once both styles' data exist for the scenario."""
+    kept, rejected = _rows(rp.teacher_output), _rows(rp.teacher_rejected)
+    answered = len(kept) + len(rejected)
+    out = {
+        "kept": len(kept),
+        "rejected": len(rejected),
+        "teacher_accuracy": (sum(r["correct"] for r in kept) + sum(bool(r.get("correct")) for r in rejected)) / answered
+        if answered else None,
+    }
+    tokens = token_frame(cfg, rp)
+    for style, group in tokens.groupby("style") if len(tokens) else []:
+        out[f"tokens_mean_{style}"] = float(group["tokens"].mean())
+    if "tokens_mean_cod" in out and "tokens_mean_cot" in out:
+        out["cod_cot_token_ratio"] = out["tokens_mean_cod"] / out["tokens_mean_cot"]
+    return out
+
+
+def token_frame(cfg, rp: RunPaths):
+    """Tokens per kept teacher solution, for every style of this scenario written so far."""
+    import pandas as pd
+
+    from . import models
+    from .styles import TRAINED_STYLES
+
+    frames = []
+    tokenizer = None
+    for style in TRAINED_STYLES:
+        rows = _rows(RunPaths(rp.profile, style, rp.scenario).teacher_output)
+        if not rows:
+            continue
+        tokenizer = tokenizer or models.load_tokenizer(models.base_model(cfg, rp, "target"))
+        counts = models.count_tokens(tokenizer, [r["solution"] for r in rows])
+        frames.append(pd.DataFrame({"style": style, "id": [r["id"] for r in rows], "tokens": counts}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["style", "id", "tokens"])
+
+
+def rejected_table(rp: RunPaths):
+    return preview(rp.teacher_rejected, columns=["id", "reason", "pred", "answer", "solution"], n=None)
+
+
+def load_training_rows(path: Path) -> list[dict]:
+    """Rows a training stage consumes (teacher output or distilled answers)."""
+    read = io.read_jsonl(path, required=("id", "question", "solution"))
+    if read.bad:
+        raise ValueError(f"{path}: {len(read.bad)} unusable row(s), first: {read.bad[0]}")
+    if not read.rows:
+        raise ValueError(f"{path}: no rows to train on")
+    return read.rows
+
+
+def _fingerprint(cfg) -> dict:
+    d = cfg["data"]
+    return {"source": d["source"], "n_train": d["n_train"], "n_test": d["n_test"], "seed": cfg["seed"],
+            "hub": d["hub"] if d["source"] == "hub" else None, "local": d["local"] if d["source"] == "local" else None}
+
+
+def check_fingerprint(cfg, rp: RunPaths) -> None:
+    """Problems are written once per scenario and shared by every style: refuse to mix
+    runs made from different data parameters into one profile's results."""
+    meta = rp.problems_dir / "meta.json"
+    want = _fingerprint(cfg)
+    if meta.exists():
+        have = io.read_json(meta)
+        if have != want:
+            raise ValueError(
+                f"{rp.problems_dir} was made with data params {have}, this run asks for {want}; "
+                f"use another profile, or delete {rp.root} to start this profile afresh"
+            )
+    else:
+        io.write_json(meta, want)

@@ -1,0 +1,72 @@
+"""Stage 3: the fine-tuned target answers the training problems at temperature 0 through
+vLLM with its LoRA adapter attached (no merge). Every answer is kept, right or wrong: the
+draft must imitate the target, not the truth. Resumable and gated on accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import answers, engine, io, models
+from .paths import RunPaths
+
+
+class GateError(RuntimeError):
+    pass
+
+
+def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
+    train = io.read_jsonl(rp.train_problems).rows
+    done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
+    todo = [p for p in train if p["id"] not in done]
+    base = models.base_model(cfg, rp, "target")
+    tokenizer = models.load_tokenizer(base)
+    t0, n_tokens = time.perf_counter(), 0
+    if todo:
+        with engine.running(cfg, base, enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"]) as eng:
+            params = engine.sampling(cfg, cfg["distill"]["max_tokens"])
+            params.temperature = 0.0  # distillation is greedy whatever the benchmark samples
+            lora = engine.lora_request(rp.adapter("target"))
+            size = cfg["distill"]["batch_size"]
+            for start in tqdm(range(0, len(todo), size), desc="distill", disable=not progress):
+                batch = todo[start : start + size]
+                prompts = [models.prompt_text(tokenizer, cfg["style"], p["question"]) for p in batch]
+                outputs = eng.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
+                rows = []
+                for problem, out in zip(batch, outputs):
+                    text = out.outputs[0].text
+                    graded = answers.grade(text, problem["answer"])
+                    n_tokens += len(out.outputs[0].token_ids)
+                    rows.append({
+                        "id": problem["id"], "question": problem["question"], "solution": text,
+                        "answer": problem["answer"], "pred": graded["pred"], "extraction": graded["method"],
+                        "correct": graded["correct"], "output_tokens": len(out.outputs[0].token_ids),
+                        "finish_reason": out.outputs[0].finish_reason,
+                    })
+                io.append_jsonl(rp.distilled, rows)  # a crash loses at most this batch
+    rows = io.read_jsonl(rp.distilled).rows
+    accuracy = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
+    return {
+        "n_rows": len(rows),
+        "n_generated": len(todo),
+        "n_resumed": len(done),
+        "accuracy": accuracy,
+        "wall_s": time.perf_counter() - t0,
+        "tokens_per_s": n_tokens / (time.perf_counter() - t0) if todo else None,
+    }
+
+
+def check_gate(cfg, accuracy: float) -> dict:
+    """The scenario's accuracy gate: stop the run (or warn, where the profile says so)."""
+    gate, mode = cfg["distill"]["gate"], cfg["distill"]["gate_mode"]
+    passed = accuracy >= gate
+    message = (
+        f"distilled target accuracy {accuracy:.3f} {'meets' if passed else 'is below'} the "
+        f"{cfg['scenario']} gate {gate:.2f} (distill.gate_mode={mode})"
+    )
+    if not passed and mode == "stop":
+        raise GateError(message + ": the target is not good enough to teach the draft; train it longer "
+                        "or lower distill.gate")
+    return {"gate": gate, "passed": passed, "mode": mode, "message": message}

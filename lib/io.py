@@ -1,0 +1,102 @@
+"""Atomic, resumable file I/O shared by every stage.
+
+Writes go to a temporary name in the same folder and are renamed into place, so a killed
+run never leaves a half-written file behind. JSONL readers record malformed rows instead of
+failing the whole file or silently dropping them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return _atomic_write(path, lambda fh: fh.write(text))
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return _atomic_write(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
+    def write(fh):
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+    return _atomic_write(path, write)
+
+
+def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Append rows and fsync: resumable stages call this after every batch so a crash
+    loses at most the batch in flight."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@dataclass
+class JsonlRead:
+    rows: list[dict] = field(default_factory=list)
+    # (line number, reason, raw text) for every line that could not be used
+    bad: list[dict] = field(default_factory=list)
+
+
+def read_jsonl(path: Path, required: Iterable[str] = ()) -> JsonlRead:
+    """Read a JSONL file; malformed lines and rows missing a required key are recorded in
+    `.bad` with their line number and reason, never silently dropped."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such JSONL file: {path}")
+    required = tuple(required)
+    out = JsonlRead()
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                # A line cut short by a killed writer ends up here too.
+                out.bad.append({"line": lineno, "reason": f"malformed JSON: {exc.msg}", "raw": text[:200]})
+                continue
+            if not isinstance(row, dict):
+                out.bad.append({"line": lineno, "reason": "not a JSON object", "raw": text[:200]})
+                continue
+            missing = [k for k in required if k not in row]
+            if missing:
+                out.bad.append({"line": lineno, "reason": f"missing column(s): {', '.join(missing)}", "raw": text[:200]})
+                continue
+            out.rows.append(row)
+    return out

@@ -1,0 +1,64 @@
+"""Which model a role uses, and the checks that two tokenizers are really the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .paths import RunPaths
+
+ROLES = ("target", "draft")
+
+
+def base_model(cfg, rp: RunPaths, role: str) -> str:
+    """The untrained model of a role: a hub id / local path from params, or the profile's
+    own offline base pair when params leave it empty."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
+    named = cfg["models"][role]
+    return named if named else str(rp.base_model(role))
+
+
+def uses_base_pair(cfg) -> bool:
+    return not (cfg["models"]["target"] and cfg["models"]["draft"])
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def assert_same_tokenizer(a, b, names=("target", "draft")) -> None:
+    """Speculative decoding compares token ids: refuse a pair whose vocabularies or special
+    tokens differ, naming the first difference."""
+    va, vb = a.get_vocab(), b.get_vocab()
+    if va != vb:
+        only_a = sorted(set(va) - set(vb))[:5]
+        only_b = sorted(set(vb) - set(va))[:5]
+        moved = [t for t in set(va) & set(vb) if va[t] != vb[t]][:5]
+        raise ValueError(
+            f"{names[0]} and {names[1]} tokenizers differ: vocab sizes {len(va)} vs {len(vb)}; "
+            f"only in {names[0]}: {only_a}; only in {names[1]}: {only_b}; different ids: {moved}"
+        )
+    sa, sb = a.special_tokens_map, b.special_tokens_map
+    if sa != sb or a.eos_token_id != b.eos_token_id or a.pad_token_id != b.pad_token_id:
+        raise ValueError(f"{names[0]} and {names[1]} special tokens differ: {sa} vs {sb}")
+    if (a.chat_template or "") != (b.chat_template or ""):
+        raise ValueError(f"{names[0]} and {names[1]} chat templates differ")
+
+
+def prompt_text(tokenizer, style: str, question: str) -> str:
+    """The exact prompt string every engine sees (chat template applied once, here)."""
+    from .styles import chat_messages
+
+    return tokenizer.apply_chat_template(
+        chat_messages(style, question), tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+
+
+def count_tokens(tokenizer, texts) -> list[int]:
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 2**20

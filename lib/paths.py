@@ -1,0 +1,136 @@
+"""Every path the workbook reads or writes, spelled once.
+
+Artifacts live under a home folder (the repository by default; `WORKBOOK_HOME` moves it,
+which the tests use): `data/<profile>/...` for stage outputs and `reports/<profile>/...` for
+rendered notebooks. Embedded inputs and notebooks always come from the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+EMBEDDED = REPO / "data" / "embedded"
+
+
+def params_dir() -> Path:
+    # Tests point this at a modified copy to exercise failures with the real runner.
+    return Path(os.environ.get("WORKBOOK_PARAMS", REPO / "params"))
+
+
+def home() -> Path:
+    return Path(os.environ.get("WORKBOOK_HOME", REPO))
+
+
+def data_root(profile: str) -> Path:
+    return home() / "data" / profile
+
+
+def reports_root(profile: str) -> Path:
+    return home() / "reports" / profile
+
+
+def run_name(style: str, scenario: str) -> str:
+    return f"{style}_{scenario}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run (profile, style, scenario); stages pass only these names around."""
+
+    profile: str
+    style: str
+    scenario: str
+
+    @property
+    def name(self) -> str:
+        return run_name(self.style, self.scenario)
+
+    @property
+    def root(self) -> Path:
+        return data_root(self.profile)
+
+    # --- profile-wide, shared by every run --------------------------------------------
+    @property
+    def base_models(self) -> Path:
+        return self.root / "models" / "base"
+
+    def base_model(self, role: str) -> Path:
+        return self.base_models / role
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.base_models / "tokenizer"
+
+    # --- per scenario ---------------------------------------------------------------
+    @property
+    def problems_dir(self) -> Path:
+        return self.root / "problems" / self.scenario
+
+    @property
+    def train_problems(self) -> Path:
+        return self.problems_dir / "train.jsonl"
+
+    @property
+    def test_problems(self) -> Path:
+        return self.problems_dir / "test.jsonl"
+
+    # --- per (style, scenario) --------------------------------------------------------
+    @property
+    def teacher_output(self) -> Path:
+        return self.root / "teacher" / f"{self.name}.jsonl"
+
+    @property
+    def teacher_rejected(self) -> Path:
+        return self.root / "teacher" / f"{self.name}.rejected.jsonl"
+
+    @property
+    def distilled(self) -> Path:
+        return self.root / "distilled" / f"{self.name}.jsonl"
+
+    def adapter(self, role: str) -> Path:
+        return self.root / "models" / "adapters" / role / self.name
+
+    def checkpoints(self, role: str) -> Path:
+        return self.root / "models" / "checkpoints" / role / self.name
+
+    def merged(self, role: str) -> Path:
+        return self.root / "models" / "merged" / role / self.name
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "runs" / self.name
+
+    @property
+    def samples_csv(self) -> Path:
+        return self.run_dir / "benchmark_samples.csv"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.run_dir / "metrics.json"
+
+    def figures(self, stage: str) -> Path:
+        """The JSON a notebook's last cell writes: what tests and the analysis read back."""
+        return self.run_dir / "figures" / f"{stage}.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return reports_root(self.profile) / self.name
+
+    @property
+    def resolved_params(self) -> Path:
+        return self.run_dir / "params.yaml"
+
+
+def analysis_dir(profile: str) -> Path:
+    return data_root(profile) / "analysis"
+
+
+PROFILE_RUN = "_profile"  # where profile-wide notebooks (base models, analysis) are recorded
+
+
+def profile_figures(profile: str, stage: str) -> Path:
+    return data_root(profile) / "runs" / PROFILE_RUN / "figures" / f"{stage}.json"

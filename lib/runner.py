@@ -1,0 +1,173 @@
+"""Run a profile's grid of notebooks through papermill.
+
+For each scenario, for each style, each stage's notebook is executed with that run's
+parameters, saved and rendered to HTML beside the others; the profile-wide notebooks (base
+models first, analysis last) run once. Finished stages are skipped unless `redo`; a failed
+run keeps its partial notebook (rendered, error included) and the grid goes on; the exit
+status says whether anything failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from . import params, paths, record, reports
+from .styles import STYLES
+
+RUN_STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
+BASE_STAGES = ("01_generate_data", "06_benchmark")  # the untrained pair: nothing to train
+PRE_STAGES = ("00_base_models",)
+POST_STAGES = ("07_analysis",)
+ALL_STAGES = PRE_STAGES + RUN_STAGES + POST_STAGES
+PROFILE_RUN = paths.PROFILE_RUN
+
+
+def stages_of(style: str) -> tuple[str, ...]:
+    return BASE_STAGES if style == "base" else RUN_STAGES
+
+
+def notebook(stage: str):
+    return paths.NOTEBOOKS / f"{stage}.ipynb"
+
+
+@dataclass
+class Outcome:
+    run: str
+    stage: str
+    status: str  # finished | cached | failed | skipped
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class GridResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def summary(self) -> str:
+        counts = {}
+        for o in self.outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        lines = [", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+        lines += [f"FAILED {o.run} / {o.stage}: {o.error}" for o in self.failed]
+        return "\n".join(lines)
+
+
+def _check_choices(kind: str, chosen, valid) -> list[str]:
+    chosen = list(chosen) if chosen else list(valid)
+    bad = [c for c in chosen if c not in valid]
+    if bad:
+        raise params.ParamsError(f"unknown {kind}(s) {bad}; valid {kind}s: {', '.join(valid)}")
+    return chosen
+
+
+def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: bool) -> Outcome:
+    """Execute one notebook with papermill; render what ran to HTML, failure included."""
+    import papermill as pm
+
+    out_ipynb = out_dir / f"{stage}.ipynb"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    error = None
+    try:
+        pm.execute_notebook(
+            str(notebook(stage)), str(out_ipynb), parameters=parameters, kernel_name="python3",
+            progress_bar=False, cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
+        )
+    except Exception as exc:  # papermill saves the partial notebook with the traceback
+        error = _short_error(exc)
+    seconds = time.perf_counter() - t0
+    if out_ipynb.exists():
+        try:
+            reports.render_html(out_ipynb, out_dir / f"{stage}.html", hide_input=hide_input)
+        except Exception as exc:
+            error = error or f"rendering failed: {exc}"
+    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
+
+
+def _short_error(exc: Exception) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip()[:500]
+
+
+def run_grid(
+    profile: str,
+    styles=None,
+    scenarios=None,
+    stages=None,
+    overrides: dict | None = None,
+    redo: bool = False,
+    hide_input: bool = False,
+    log=None,
+) -> GridResult:
+    log = log or (lambda msg: print(msg, flush=True))
+    overrides = dict(overrides or {})
+    params._choose("profile", profile, params.profiles())
+    styles = _check_choices("style", styles, STYLES)
+    scenarios = _check_choices("scenario", scenarios, params.scenarios())
+    stages = _check_choices("stage", stages, ALL_STAGES)
+    # Validate every run's merged parameters before anything runs.
+    for scenario in scenarios:
+        for style in styles:
+            params.resolve(profile, style, scenario, overrides)
+    runs = [(style, scenario) for scenario in scenarios for style in styles]
+    plan = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
+    plan += [((style, scenario), s) for style, scenario in runs for s in stages_of(style) if s in stages]
+    plan += [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
+    result, t_start, broken = GridResult(), time.perf_counter(), set()
+    for i, (run, stage) in enumerate(plan, 1):
+        if run == PROFILE_RUN:
+            rp, label, out_dir = profile, PROFILE_RUN, paths.reports_root(profile) / PROFILE_RUN
+            parameters = {"profile": profile, "overrides": overrides}
+        else:
+            style, scenario = run
+            rp = paths.RunPaths(profile, style, scenario)
+            label, out_dir = rp.name, rp.report_dir
+            parameters = {"profile": profile, "style": style, "scenario": scenario, "overrides": overrides}
+        head = f"[{i}/{len(plan)} {time.perf_counter() - t_start:6.0f}s] {label} {stage}"
+        if label in broken:
+            outcome = Outcome(label, stage, "skipped", error="an earlier stage of this run failed")
+        elif not redo and record.done(rp, stage) and (out_dir / f"{stage}.html").exists() and stage not in POST_STAGES:
+            outcome = Outcome(label, stage, "cached")
+        else:
+            log(f"{head} ...")
+            outcome = execute(stage, label, out_dir, parameters, hide_input)
+        if outcome.status == "failed":
+            broken.add(label)
+        if outcome.status != "cached":
+            reports.record_status(profile, label, stage, status=outcome.status, seconds=outcome.seconds, error=outcome.error)
+        log(f"{head} {outcome.status} ({outcome.seconds:.1f}s){': ' + outcome.error if outcome.error else ''}")
+        result.outcomes.append(outcome)
+    reports.write_index(profile, runs, stages_of, [s for s in PRE_STAGES + POST_STAGES])
+    log(f"index: {paths.reports_root(profile) / 'index.html'}")
+    log(result.summary())
+    return result
+
+
+def main_run(args) -> int:
+    import yaml
+
+    overrides = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise params.ParamsError(f"--set takes KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    try:
+        result = run_grid(
+            args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
+        )
+    except params.ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 1 if result.failed else 0

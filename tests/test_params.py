@@ -1,0 +1,72 @@
+import pytest
+import yaml
+
+from lib import params
+from lib.params import ParamsError
+
+
+def test_layers_apply_in_order():
+    cfg = params.resolve("tiny", "cod", "hard")
+    assert cfg.distill.gate == 0.60  # from the scenario layer
+    assert cfg.distill.gate_mode == "warn"  # from the profile layer
+    assert cfg.data.hub.levels == ["Level 3", "Level 4"]
+    assert cfg.device == "cpu"
+    assert (cfg.profile, cfg.style, cfg.scenario) == ("tiny", "cod", "hard")
+
+
+def test_full_profile_carries_the_study_settings():
+    cfg = params.resolve("full", "cot", "easy")
+    assert cfg.models.target == "Qwen/Qwen3-14B" and cfg.models.draft == "Qwen/Qwen3-0.6B"
+    assert cfg.benchmark.k == 5 and cfg.benchmark.max_num_seqs == 16
+    assert cfg.train.lora.r == 16 and cfg.train.lora.alpha == 32
+    # partial layers keep the keys they do not name
+    assert cfg.train.lora.target_modules[0] == "q_proj"
+
+
+def test_overrides_win_dotted_or_nested():
+    assert params.resolve("tiny", "cot", "easy", {"benchmark.k": 3}).benchmark.k == 3
+    assert params.resolve("tiny", "cot", "easy", {"benchmark": {"k": 2}}).benchmark.k == 2
+    # the rest of the section is untouched
+    assert params.resolve("tiny", "cot", "easy", {"benchmark": {"k": 2}}).benchmark.method == "draft_model"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("tiny", "cox", "easy"), "unknown style 'cox'; valid styles: base, cot, cod"),
+        (("tiny", "cot", "impossible"), "unknown scenario 'impossible'; valid scenarios: easy, hard, medium"),
+        (("huge", "cot", "easy"), "unknown profile 'huge'; valid profiles: full, tiny"),
+    ],
+)
+def test_unknown_choices_name_the_valid_ones(args, message):
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
+        params.resolve(*args)
+
+
+def test_unknown_key_names_valid_keys():
+    with pytest.raises(ParamsError) as err:
+        params.resolve("tiny", "cot", "easy", {"benchmark.kk": 1})
+    assert "unknown parameter 'benchmark.kk'" in str(err.value)
+    assert "k, max_num_seqs" in str(err.value)
+
+
+def test_bad_type_and_bad_choice():
+    with pytest.raises(ParamsError, match="'benchmark.k' must be int"):
+        params.resolve("tiny", "cot", "easy", {"benchmark.k": "5"})
+    with pytest.raises(ParamsError, match="choose one of: draft_model, ngram"):
+        params.resolve("tiny", "cot", "easy", {"benchmark.method": "eagle"})
+
+
+def test_unknown_key_in_a_yaml_layer_is_caught(params_copy):
+    path = params_copy / "scenarios" / "easy.yaml"
+    layer = yaml.safe_load(path.read_text())
+    layer["distill"]["gaet"] = 0.5
+    path.write_text(yaml.safe_dump(layer))
+    with pytest.raises(ParamsError, match=r"scenarios/easy.yaml: unknown parameter 'distill.gaet'"):
+        params.resolve("tiny", "cot", "easy")
+
+
+def test_attribute_access_error_lists_keys():
+    cfg = params.resolve("tiny", "cot", "easy")
+    with pytest.raises(AttributeError, match="valid:"):
+        cfg.benchmark.nope
