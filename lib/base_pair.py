@@ -105,7 +105,11 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"][: spec["max_length"]] for t in texts]
     opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.01)
     steps = spec["epochs"] * math.ceil(len(ids) / spec["batch_size"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=steps, pct_start=0.1)
+    warmup = max(1, steps // 10)
+    # linear warm-up, then cosine decay to 10 % (any number of steps, even a handful)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+    )
     rng = random.Random(seed)
     losses, n_tokens, t0 = [], 0, time.perf_counter()
     model.train()

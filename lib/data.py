@@ -84,12 +84,23 @@ def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
     return _from_records(list(train), spec, "hub"), _from_records(list(test), spec, "hub_test")
 
 
+def _read_problems(path: Path) -> list[dict]:
+    read = io.read_jsonl(path, required=PROBLEM_COLUMNS)
+    if read.bad:
+        first = read.bad[0]
+        raise ValueError(
+            f"{path} has {len(read.bad)} unusable row(s); first at line {first['line']}: {first['reason']}. "
+            f"Fix the file or delete it to regenerate the split."
+        )
+    return read.rows
+
+
 def ensure_problems(cfg, rp: RunPaths) -> dict:
     """Write the scenario's train and test problems once; later runs reuse them."""
     check_fingerprint(cfg, rp)
     if rp.train_problems.exists() and rp.test_problems.exists():
-        train = io.read_jsonl(rp.train_problems).rows
-        test = io.read_jsonl(rp.test_problems).rows
+        train = _read_problems(rp.train_problems)
+        test = _read_problems(rp.test_problems)
     else:
         pool, test = load_source(cfg)
         n_train, n_test, seed = cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["seed"]
@@ -110,7 +121,21 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
 def _teach(problem: dict, style: str, teacher: str) -> str:
     if teacher == "reference":
         return reference.rewrite(problem, style)
-    raise ValueError(f"unknown teacher {teacher!r}; valid teachers: reference")
+    raise ValueError(f"unknown per-row teacher {teacher!r}; valid: reference (batch teachers: gemini, local)")
+
+
+def _batch_teacher(teacher: str):
+    """`generate(cfg, rp, problems, style, progress)` of a batch teacher: yields
+    `(id, text or None, error or None)` for every problem it is given."""
+    if teacher == "gemini":
+        from .teachers import gemini
+
+        return gemini.generate
+    if teacher == "local":
+        from .teachers import local
+
+        return local.generate
+    raise ValueError(f"unknown teacher {teacher!r}; valid teachers: reference, gemini, local")
 
 
 def validate(problem: dict, solution: str) -> tuple[dict, str | None]:
@@ -142,23 +167,38 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
     train = io.read_jsonl(rp.train_problems).rows
     done_ids = set()
     for path in (rp.teacher_output, rp.teacher_rejected):
+        io.repair_jsonl(path, required=("id",))  # a killed run may leave half a line
         if path.exists():
             done_ids |= {r["id"] for r in io.read_jsonl(path).rows if "id" in r}
     todo = [p for p in train if p["id"] not in done_ids]
     t0 = time.perf_counter()
-    for problem in tqdm(todo, desc=f"teacher {teacher} ({style})", disable=not progress):
-        try:
-            solution = _teach(problem, style, teacher)
-        except Exception as exc:  # one bad row must not lose the others
-            io.append_jsonl(rp.teacher_rejected, [{"id": problem["id"], "reason": f"teacher error: {exc}", "solution": ""}])
-            continue
-        row, reason = validate(problem, solution)
-        row.update(teacher=teacher, style=style)
-        if reason and not (cfg["data"]["keep_wrong"] and row["extraction"] in ("hash", "boxed")):
-            io.append_jsonl(rp.teacher_rejected, [{**row, "reason": reason}])
-        else:
-            io.append_jsonl(rp.teacher_output, [row])
+    if teacher == "reference":  # per row
+        for problem in tqdm(todo, desc=f"teacher {teacher} ({style})", disable=not progress):
+            try:
+                solution, error = _teach(problem, style, teacher), None
+            except Exception as exc:  # one bad row must not lose the others
+                solution, error = "", str(exc)
+            _record(cfg, rp, problem, solution, error)
+    elif todo:  # batch teachers (gemini, local): one call for every problem not yet answered
+        by_id = {p["id"]: p for p in todo}
+        for problem_id, solution, error in _batch_teacher(teacher)(cfg, rp, todo, style, progress=progress):
+            _record(cfg, rp, by_id[problem_id], solution, error)
     return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0}
+
+
+def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None) -> None:
+    """Validate one teacher answer and append it to the output or the rejected file."""
+    style, teacher = cfg["style"], cfg["data"]["teacher"]
+    if error is not None or solution is None:
+        reason = f"teacher error: {error or 'no solution returned'}"
+        io.append_jsonl(rp.teacher_rejected, [{"id": problem["id"], "reason": reason, "solution": ""}])
+        return
+    row, reason = validate(problem, solution)
+    row.update(teacher=teacher, style=style)
+    if reason and not (cfg["data"]["keep_wrong"] and row["extraction"] in ("hash", "boxed")):
+        io.append_jsonl(rp.teacher_rejected, [{**row, "reason": reason}])
+    else:
+        io.append_jsonl(rp.teacher_output, [row])
 
 
 def _rows(path: Path) -> list[dict]:

@@ -19,6 +19,7 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
     train = io.read_jsonl(rp.train_problems).rows
+    repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"))
     done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
     todo = [p for p in train if p["id"] not in done]
     base = models.base_model(cfg, rp, "target")
@@ -52,6 +53,7 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
         "n_rows": len(rows),
         "n_generated": len(todo),
         "n_resumed": len(done),
+        "n_repaired_lines": len(repaired),
         "accuracy": accuracy,
         "wall_s": time.perf_counter() - t0,
         "tokens_per_s": n_tokens / (time.perf_counter() - t0) if todo else None,

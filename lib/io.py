@@ -100,3 +100,15 @@ def read_jsonl(path: Path, required: Iterable[str] = ()) -> JsonlRead:
                 continue
             out.rows.append(row)
     return out
+
+
+def repair_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:
+    """Drop unusable lines (e.g. the half-written last line of a killed run) from an
+    append-only file before resuming it; return what was dropped so it can be reported."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    read = read_jsonl(path, required)
+    if read.bad:
+        write_jsonl(path, read.rows)
+    return read.bad

@@ -56,6 +56,12 @@ def prompt_text(tokenizer, style: str, question: str) -> str:
     )
 
 
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of a chat (transformers 5 returns a BatchEncoding from apply_chat_template)."""
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
 def count_tokens(tokenizer, texts) -> list[int]:
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 

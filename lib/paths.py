@@ -88,6 +88,12 @@ class RunPaths:
         return self.root / "teacher" / f"{self.name}.rejected.jsonl"
 
     @property
+    def teacher_state(self) -> Path:
+        """The Gemini batch job of this run (name, submitted ids; never the key), so a re-run
+        picks the job up instead of paying for a new one."""
+        return self.root / "teacher" / f"{self.name}.gemini_state.json"
+
+    @property
     def distilled(self) -> Path:
         return self.root / "distilled" / f"{self.name}.jsonl"
 

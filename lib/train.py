@@ -25,7 +25,7 @@ def build_dataset(rows: list[dict], style: str, tokenizer, max_length: int) -> t
     examples, lengths, dropped = [], [], []
     for row in rows:
         ex = to_example(style, row["question"], row["solution"])
-        n = len(tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True))
+        n = len(models.chat_ids(tokenizer, ex["prompt"] + ex["completion"]))
         lengths.append(n)
         if n > max_length:
             dropped.append(row["id"])

@@ -33,3 +33,24 @@ def params_copy(tmp_path, monkeypatch):
     shutil.copytree(REPO / "params", dst)
     monkeypatch.setenv("WORKBOOK_PARAMS", str(dst))
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory):
+    """A small base pair built once per test session (tokenizer, target, draft), plus the
+    embedded easy problems it was pretrained on."""
+    from lib import base_pair, io, params
+    from lib.paths import EMBEDDED
+    from lib.styles import SYSTEM_PROMPTS
+    from lib.teachers import reference
+
+    root = tmp_path_factory.mktemp("pair")
+    rows = io.read_jsonl(EMBEDDED / "easy.jsonl").rows[:80]
+    spec = dict(params.resolve("tiny", "cot", "easy")["models"]["base_pair"])
+    spec["pretrain"] = {"epochs": 2, "batch_size": 16, "lr": 0.003, "max_length": 256}
+    texts = list(SYSTEM_PROMPTS.values())
+    for r in rows:
+        texts += [r["question"], r["reference"], reference.rewrite(r, "cot"), reference.rewrite(r, "cod")]
+    base_pair.build(root, spec, texts, [(r["question"], r["reference"]) for r in rows], seed=0)
+    return {"root": root, "target": str(root / "target"), "draft": str(root / "draft"),
+            "tokenizer": str(root / "tokenizer"), "rows": rows}

@@ -1,0 +1,381 @@
+"""The `gemini` teacher through `lib.data.generate_solutions`, with the real google-genai SDK
+talking to a local fake of the Batch API (tests/fake_gemini.py)."""
+
+import json
+import warnings
+
+import pytest
+
+from lib import data, io, params, problems, styles
+from lib.paths import RunPaths
+from lib.teachers import gemini, reference
+
+from fake_gemini import FakeGemini, text_response
+
+KEY = "FAKE-KEY-1234567890"
+ROWS = problems.generate("easy", 6, seed=0)
+BY_ID = {r["id"]: r for r in ROWS}
+FAST = {  # poll and retry in milliseconds
+    "poll_interval_s": 0.01,
+    "poll_max_interval_s": 0.05,
+    "poll_timeout_s": 10.0,
+    "retry_initial_delay_s": 0.01,
+}
+
+
+@pytest.fixture(autouse=True)
+def api_key_env(monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(responder=None, **kwargs):
+        fake = FakeGemini(responder or correct, api_key=KEY, **kwargs).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+def correct(key, request):
+    """A right answer in the requested style (the style read back from the system prompt)."""
+    system = request["systemInstruction"]["parts"][0]["text"]
+    style = "cod" if system == styles.COD_PROMPT else "cot"
+    return {"text": reference.rewrite(BY_ID[key], style)}
+
+
+def setup_run(home, fake, style="cot", file=False, **gemini):
+    cfg = params.resolve("tiny", style, "easy", {
+        "data.teacher": "gemini",
+        "data.gemini": {"base_url": fake.url, **FAST, "inline_limit_bytes": 1 if file else 20_000_000, **gemini},
+    })
+    rp = RunPaths("tiny", style, "easy")
+    io.write_jsonl(rp.train_problems, ROWS)
+    return cfg, rp
+
+
+def kept(rp):
+    return {r["id"]: r for r in io.read_jsonl(rp.teacher_output).rows} if rp.teacher_output.exists() else {}
+
+
+def rejected(rp):
+    return {r["id"]: r for r in io.read_jsonl(rp.teacher_rejected).rows} if rp.teacher_rejected.exists() else {}
+
+
+@pytest.mark.parametrize("style, file", [("cot", False), ("cod", True)], ids=["inlined-cot", "file-cod"])
+def test_job_succeeds(home, servers, style, file):
+    fake = servers()
+    cfg, rp = setup_run(home, fake, style=style, file=file)
+    out = data.generate_solutions(cfg, rp, progress=False)
+    assert out["requested"] == 6 and out["skipped_done"] == 0
+    assert set(kept(rp)) == set(BY_ID) and not rejected(rp)
+    assert all(r["correct"] and r["teacher"] == "gemini" and r["style"] == style for r in kept(rp).values())
+
+    (job,) = fake.created()
+    assert job.source == ("file" if file else "inlined")
+    assert sorted(job.keys) == sorted(BY_ID)
+    for key, request in zip(job.keys, job.requests):  # one request per problem, the style's prompt
+        assert request["systemInstruction"]["parts"][0]["text"] == styles.system_prompt(style)
+        assert request["contents"] == [{"role": "user", "parts": [{"text": BY_ID[key]["question"]}]}]
+        assert request["generationConfig"]["temperature"] == 0.0
+    kinds = [c["kind"] for c in fake.calls]
+    if file:
+        assert kinds[:3] == ["upload_start", "upload", "create"] and kinds[-1] == "download"
+    else:
+        assert kinds[0] == "create" and "download" not in kinds and "upload" not in kinds
+    assert fake.keys_seen == {KEY}
+
+    state = io.read_json(rp.teacher_state)
+    assert state["job_name"] == job.name and state["collected"] and state["submitted_ids"] == [r["id"] for r in ROWS]
+    assert state["model"] == "gemini-2.5-flash" and state["source"] == job.source
+
+    # A re-run asks for nothing and does not touch the API.
+    n_calls = len(fake.calls)
+    again = data.generate_solutions(cfg, rp, progress=False)
+    assert again["requested"] == 0 and again["skipped_done"] == 6
+    assert len(fake.calls) == n_calls
+
+
+def test_failed_job_names_job_and_state(home, servers):
+    fake = servers(final_state="BATCH_STATE_FAILED")
+    cfg, rp = setup_run(home, fake)
+    with pytest.raises(gemini.GeminiJobError) as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    (job,) = fake.created()
+    assert job.name in str(err.value) and "JOB_STATE_FAILED" in str(err.value)
+    assert not kept(rp) and not rejected(rp)
+    # A failed job is not resumed forever: the next run submits a new one.
+    fake.final_state = "BATCH_STATE_SUCCEEDED"
+    data.generate_solutions(cfg, rp, progress=False)
+    assert len(fake.created()) == 2 and set(kept(rp)) == set(BY_ID)
+    assert io.read_json(rp.teacher_state)["history"][0]["job_name"] == job.name
+
+
+def _some_rows_fail(key, request):
+    if key == "easy-00001":
+        return {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}}
+    if key == "easy-00002":
+        return {"text": "Some steps.\n#### 999999"}
+    if key == "easy-00003":
+        return {"response": {"promptFeedback": {"blockReason": "SAFETY"}}}
+    if key == "easy-00004":
+        return {"text": "I am not sure."}
+    return correct(key, request)
+
+
+@pytest.mark.parametrize("file", [False, True], ids=["inlined", "file"])
+def test_failing_rows_are_rejected_with_reason_others_kept(home, servers, file):
+    fake = servers(_some_rows_fail)
+    cfg, rp = setup_run(home, fake, file=file)
+    data.generate_solutions(cfg, rp, progress=False)
+    assert set(kept(rp)) == {"easy-00000", "easy-00005"}
+    bad = rejected(rp)
+    assert set(bad) == {"easy-00001", "easy-00002", "easy-00003", "easy-00004"}
+    assert "400" in bad["easy-00001"]["reason"] and "invalid argument" in bad["easy-00001"]["reason"]
+    assert "does not match ground truth" in bad["easy-00002"]["reason"]
+    assert "SAFETY" in bad["easy-00003"]["reason"]
+    assert "no final" in bad["easy-00004"]["reason"]
+    assert bad["easy-00002"]["solution"].endswith("#### 999999")  # the wrong answer is kept for review
+
+
+def test_malformed_result_lines_are_recorded_not_fatal(home, servers):
+    def responder(key, request):
+        if key == "easy-00002":  # cut short: the key is still readable
+            return {"raw": '{"key": "easy-00002", "response": {"candidates": [{"content": '}
+        if key == "easy-00004":  # garbage: no key to recover
+            return {"raw": "%%% not json at all %%%"}
+        if key == "easy-00005":  # valid JSON, wrong shape
+            return {"raw": json.dumps({"key": "easy-00005", "reply": "?"})}
+        return correct(key, request)
+
+    fake = servers(responder, extra_result_lines=[
+        "[1, 2, 3]",
+        json.dumps({"key": "never-submitted", "response": text_response("#### 1")}),
+    ])
+    cfg, rp = setup_run(home, fake, file=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data.generate_solutions(cfg, rp, progress=False)
+    assert set(kept(rp)) == {"easy-00000", "easy-00001", "easy-00003"}
+    bad = rejected(rp)
+    assert set(bad) == {"easy-00002", "easy-00004", "easy-00005"}  # none silently dropped
+    assert "malformed result line" in bad["easy-00002"]["reason"]
+    assert "no result for this request" in bad["easy-00004"]["reason"]
+    assert "could not be matched" in bad["easy-00004"]["reason"]
+    assert "neither 'response' nor 'error'" in bad["easy-00005"]["reason"]
+    assert all(r["reason"].startswith("teacher error:") for r in bad.values())
+    assert any("unusable result line" in str(w.message) for w in caught)
+    assert "never-submitted" not in kept(rp) and "never-submitted" not in bad
+
+
+def test_429_and_500_answers_are_retried(home, servers):
+    fake = servers(faults={
+        "upload_start": [500],
+        "create": [429, 500],
+        "get": [500, 429, 503],
+        "download": [500, 429],
+    })
+    cfg, rp = setup_run(home, fake, file=True)
+    data.generate_solutions(cfg, rp, progress=False)
+    assert set(kept(rp)) == set(BY_ID)
+    assert fake.statuses("upload_start") == [500, 200]
+    assert fake.statuses("create") == [429, 500, 200]
+    assert fake.statuses("get")[:4] == [500, 429, 503, 200]
+    assert fake.statuses("download") == [500, 429, 200]
+    assert len(fake.created()) == 1
+
+
+def test_poll_loop_outlasts_the_sdk_retries(home, servers):
+    """More transient answers in a row than the SDK's attempts: the poll loop keeps going."""
+    fake = servers(faults={"get": [503] * 5})
+    cfg, rp = setup_run(home, fake, retry_attempts=2)
+    data.generate_solutions(cfg, rp, progress=False)
+    assert set(kept(rp)) == set(BY_ID)
+    assert fake.statuses("get")[:5] == [503] * 5
+
+
+def test_interrupted_run_resumes_the_same_job(home, servers):
+    fake = servers(hold=True)
+    cfg, rp = setup_run(home, fake, poll_timeout_s=0.2)
+    with pytest.raises(gemini.GeminiPollTimeout) as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    (job,) = fake.created()
+    message = str(err.value)
+    assert job.name in message and "JOB_STATE_RUNNING" in message and "re-run" in message
+    state = io.read_json(rp.teacher_state)
+    assert state["job_name"] == job.name and not state["collected"]
+    assert not kept(rp) and not rejected(rp)
+
+    # "Kernel restart": a fresh call, fresh client; only the state file links the two.
+    fake.release()
+    out = data.generate_solutions(cfg, rp, progress=False)
+    assert out["requested"] == 6
+    assert set(kept(rp)) == set(BY_ID)
+    assert len(fake.created()) == 1 and fake.statuses("create") == [200]
+
+
+def test_crash_while_appending_resumes_without_a_new_job(home, servers, monkeypatch):
+    fake = servers()
+    cfg, rp = setup_run(home, fake)
+    real_record, count = data._record, {"n": 0}
+
+    def crash_after_two(*args):
+        if count["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        count["n"] += 1
+        real_record(*args)
+
+    monkeypatch.setattr(data, "_record", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        data.generate_solutions(cfg, rp, progress=False)
+    assert len(kept(rp)) == 2
+    monkeypatch.setattr(data, "_record", real_record)
+    out = data.generate_solutions(cfg, rp, progress=False)
+    assert out["requested"] == 4 and out["skipped_done"] == 2
+    assert set(kept(rp)) == set(BY_ID) and len(io.read_jsonl(rp.teacher_output).rows) == 6
+    assert len(fake.created()) == 1
+
+
+def test_answered_problems_are_never_requested_again(home, servers):
+    fake = servers()
+    cfg, rp = setup_run(home, fake)
+    for pid in ("easy-00000", "easy-00003"):
+        row, _ = data.validate(BY_ID[pid], reference.rewrite(BY_ID[pid], "cot"))
+        io.append_jsonl(rp.teacher_output, [row])
+    io.append_jsonl(rp.teacher_rejected, [{"id": "easy-00004", "reason": "earlier", "solution": ""}])
+    out = data.generate_solutions(cfg, rp, progress=False)
+    assert out == {**out, "requested": 3, "skipped_done": 3}
+    (job,) = fake.created()
+    assert sorted(job.keys) == ["easy-00001", "easy-00002", "easy-00005"]
+
+    # New problems later: a new job for them alone.
+    extra = [{**r, "id": r["id"].replace("easy", "more")} for r in ROWS[:2]]
+    BY_ID.update({r["id"]: r for r in extra})
+    try:
+        io.write_jsonl(rp.train_problems, ROWS + extra)
+        data.generate_solutions(cfg, rp, progress=False)
+    finally:
+        for r in extra:
+            BY_ID.pop(r["id"])
+    assert len(fake.created()) == 2 and sorted(fake.created()[1].keys) == ["more-00000", "more-00001"]
+
+
+def test_key_is_written_nowhere(home, servers):
+    fake = servers(_some_rows_fail, hold=True)
+    cfg, rp = setup_run(home, fake, file=True, poll_timeout_s=0.1)
+    messages = []
+    with pytest.raises(gemini.GeminiPollTimeout) as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    messages.append(str(err.value))
+    fake.release()
+    data.generate_solutions(cfg, rp, progress=False)
+    fake2 = servers(final_state="BATCH_STATE_FAILED")
+    cfg2, rp2 = setup_run(home, fake2, style="cod")
+    with pytest.raises(gemini.GeminiJobError) as err:
+        data.generate_solutions(cfg2, rp2, progress=False)
+    messages.append(str(err.value))
+
+    assert fake.keys_seen == {KEY} and fake2.keys_seen == {KEY}  # the key was really used
+    assert rp.teacher_state.exists() and rp.teacher_rejected.exists() and rp2.teacher_state.exists()
+    (home / "reports").mkdir(exist_ok=True)
+    files = [p for folder in (home / "data", home / "reports") for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert not any(KEY in m for m in messages)
+    assert KEY not in params.dump(cfg)
+
+
+def test_api_key_from_env_then_dotenv(tmp_path, monkeypatch):
+    assert gemini.api_key(env_file=tmp_path / "none") == KEY
+    monkeypatch.delenv("GEMINI_API_KEY")
+    monkeypatch.setenv("GOOGLE_API_KEY", "from-google-var")
+    assert gemini.api_key(env_file=tmp_path / "none") == "from-google-var"
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    env = tmp_path / ".env"
+    env.write_text('# secrets\nOTHER=1\nexport GEMINI_API_KEY="from-dotenv"  \n')
+    assert gemini.api_key(env_file=env) == "from-dotenv"
+    env.write_text("GOOGLE_API_KEY=plain-value # comment\n")
+    assert gemini.api_key(env_file=env) == "plain-value"
+    with pytest.raises(RuntimeError, match="GEMINI_API_KEY or GOOGLE_API_KEY"):
+        gemini.api_key(env_file=tmp_path / "none")
+
+
+def test_missing_key_stops_before_any_call(home, servers, monkeypatch):
+    monkeypatch.delenv("GEMINI_API_KEY")
+    fake = servers()
+    cfg, rp = setup_run(home, fake)
+    monkeypatch.setattr(gemini.paths, "REPO", home)  # no .env here
+    with pytest.raises(RuntimeError, match="GEMINI_API_KEY or GOOGLE_API_KEY"):
+        data.generate_solutions(cfg, rp, progress=False)
+    assert fake.calls == [] and not rp.teacher_state.exists()
+
+
+def test_params_know_the_batch_teachers():
+    assert params.resolve("full", "cot", "easy").data.teacher == "gemini"
+    cfg = params.resolve("tiny", "cot", "easy", {"data.teacher": "local"})
+    assert cfg.data.local_teacher.model == "" and cfg.data.gemini.model == "gemini-2.5-flash"
+    with pytest.raises(params.ParamsError, match="reference, gemini, local"):
+        params.resolve("tiny", "cot", "easy", {"data.teacher": "openai"})
+
+
+def test_local_teacher_needs_a_model(home):
+    cfg = params.resolve("tiny", "cot", "easy", {"data.teacher": "local"})
+    rp = RunPaths("tiny", "cot", "easy")
+    io.write_jsonl(rp.train_problems, ROWS)
+    with pytest.raises(ValueError, match="data.local_teacher.model"):
+        data.generate_solutions(cfg, rp, progress=False)
+
+
+def test_local_teacher_wiring_without_vllm(home, monkeypatch):
+    """The `local` teacher's plumbing (prompts through the model's chat template, greedy
+    sampling, batches, rows validated and appended) with the engine stubbed out; the real
+    vLLM path is the one distillation already runs."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from lib import engine, models
+    from lib.teachers import local
+
+    class Tokenizer:
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt, enable_thinking):
+            return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+    seen = {}
+
+    class LLM:
+        def generate(self, prompts, sampling, use_tqdm):
+            seen.setdefault("batches", []).append(len(prompts))
+            seen["temperature"] = sampling.temperature
+            by_question = {r["question"]: r for r in ROWS}
+            outs = []
+            for prompt in prompts:
+                assert prompt.startswith("<system>" + styles.COD_PROMPT)
+                problem = by_question[prompt.split("<user>")[1].removesuffix("<assistant>")]
+                outs.append(SimpleNamespace(outputs=[SimpleNamespace(text=reference.rewrite(problem, "cod"))]))
+            return outs
+
+    @contextmanager
+    def running(cfg, model, **kwargs):
+        seen["model"] = model
+        yield SimpleNamespace(llm=LLM())
+
+    monkeypatch.setattr(models, "load_tokenizer", lambda name: Tokenizer())
+    monkeypatch.setattr(engine, "running", running)
+    monkeypatch.setattr(engine, "sampling", lambda cfg, max_tokens: SimpleNamespace(temperature=0.7, max_tokens=max_tokens))
+    cfg = params.resolve("tiny", "cod", "easy", {"data.teacher": "local",
+                                                 "data.local_teacher": {"model": "some/chat-model", "batch_size": 4}})
+    rp = RunPaths("tiny", "cod", "easy")
+    io.write_jsonl(rp.train_problems, ROWS)
+    out = data.generate_solutions(cfg, rp, progress=False)
+    assert out["requested"] == 6 and set(kept(rp)) == set(BY_ID)
+    assert all(r["teacher"] == "local" for r in kept(rp).values())
+    assert seen == {"model": "some/chat-model", "batches": [4, 2], "temperature": 0.0}
+    seen.clear()
+    assert list(local.generate(cfg, rp, [], "cod")) == [] and seen == {}  # nothing to do: no engine
