@@ -13,16 +13,18 @@ import time
 from pathlib import Path
 
 from . import answers, io, problems
-from .paths import EMBEDDED, RunPaths
+from .paths import EMBEDDED, REPO, RunPaths
 from .teachers import reference
 
 PROBLEM_COLUMNS = ("id", "question", "reference", "answer")
 
 
-def _from_records(records: list[dict], spec: dict, prefix: str) -> list[dict]:
+def _from_records(records: list[dict], spec: dict, prefix: str, test: bool = False) -> list[dict]:
     """Map a foreign table's columns onto the workbook's problem rows, keeping the
     study's MATH filter (levels and types) when the params give one."""
     q, s = spec["question_field"], spec["solution_field"]
+    if test:  # a held-out file may name its columns differently
+        q, s = spec.get("test_question_field") or q, spec.get("test_solution_field") or s
     levels, types = set(spec.get("levels") or []), set(spec.get("types") or [])
     rows = []
     for i, rec in enumerate(records):
@@ -49,7 +51,7 @@ def _from_records(records: list[dict], spec: dict, prefix: str) -> list[dict]:
 
 
 def _load_file(path: str) -> list[dict]:
-    p = Path(path)
+    p = Path(path) if Path(path).is_absolute() else REPO / path  # params paths are repo-relative
     if not p.exists():
         raise FileNotFoundError(f"data.local path does not exist: {path}")
     if p.suffix == ".parquet":
@@ -74,7 +76,7 @@ def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
     if data["source"] == "local":
         spec = data["local"]
         pool = _from_records(_load_file(spec["path"]), spec, "local")
-        test = _from_records(_load_file(spec["test_path"]), spec, "local_test") if spec["test_path"] else None
+        test = _from_records(_load_file(spec["test_path"]), spec, "local_test", test=True) if spec["test_path"] else None
         return pool, test
     import datasets  # the hub path: needs network, used by the `full` profile
 
@@ -135,7 +137,11 @@ def _batch_teacher(teacher: str):
         from .teachers import local
 
         return local.generate
-    raise ValueError(f"unknown teacher {teacher!r}; valid teachers: reference, gemini, local")
+    if teacher == "file":
+        from .teachers import file
+
+        return file.generate
+    raise ValueError(f"unknown teacher {teacher!r}; valid teachers: reference, gemini, local, file")
 
 
 def validate(problem: dict, solution: str) -> tuple[dict, str | None]:
@@ -228,8 +234,10 @@ def validation_summary(cfg, rp: RunPaths) -> dict:
     tokens = token_frame(cfg, rp)
     for style, group in tokens.groupby("style") if len(tokens) else []:
         out[f"tokens_mean_{style}"] = float(group["tokens"].mean())
+        out[f"chars_mean_{style}"] = float(group["chars"].mean())
     if "tokens_mean_cod" in out and "tokens_mean_cot" in out:
         out["cod_cot_token_ratio"] = out["tokens_mean_cod"] / out["tokens_mean_cot"]
+        out["cod_cot_char_ratio"] = out["chars_mean_cod"] / out["chars_mean_cot"]
     return out
 
 
@@ -248,8 +256,10 @@ def token_frame(cfg, rp: RunPaths):
             continue
         tokenizer = tokenizer or models.load_tokenizer(models.base_model(cfg, rp, "target"))
         counts = models.count_tokens(tokenizer, [r["solution"] for r in rows])
-        frames.append(pd.DataFrame({"style": style, "id": [r["id"] for r in rows], "tokens": counts}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["style", "id", "tokens"])
+        frames.append(pd.DataFrame({
+            "style": style, "id": [r["id"] for r in rows], "tokens": counts, "chars": [len(r["solution"]) for r in rows],
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["style", "id", "tokens", "chars"])
 
 
 def rejected_table(rp: RunPaths):

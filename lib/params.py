@@ -1,7 +1,8 @@
 """Layered, validated parameters.
 
 Layers, in order: `params/base.yaml`, `profiles/<profile>.yaml`, `scenarios/<scenario>.yaml`,
-`styles/<style>.yaml`, then the caller's overrides. `base.yaml` declares every key the
+`profiles/<profile>/<scenario>.yaml` (optional), `styles/<style>.yaml`, then the caller's
+overrides. `base.yaml` declares every key the
 workbook knows; any later layer that names another key, or gives a value of another type or
 outside a key's choices, is an error naming the valid ones — before any notebook runs
 (papermill itself only warns on unknown parameters).
@@ -22,7 +23,7 @@ from .styles import STYLES
 CHOICES: dict[str, tuple] = {
     "device": ("auto", "cpu", "cuda"),
     "data.source": ("embedded", "hub", "local"),
-    "data.teacher": ("reference", "gemini", "local"),
+    "data.teacher": ("reference", "gemini", "local", "file"),
     "train.backend": ("auto", "unsloth", "trl"),
     "distill.gate_mode": ("stop", "warn"),
     "benchmark.method": ("draft_model", "ngram"),
@@ -131,12 +132,16 @@ def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any
     _choose("scenario", scenario, scenarios())
     _choose("style", style, STYLES)
     cfg = _load_yaml(root / "base.yaml")
-    for source in (
-        root / "profiles" / f"{profile}.yaml",
-        root / "scenarios" / f"{scenario}.yaml",
-        root / "styles" / f"{style}.yaml",
-    ):
-        cfg = _merge(cfg, _load_yaml(source), f"{source.parent.name}/{source.name}")
+    layers = [
+        (root / "profiles" / f"{profile}.yaml", True),
+        (root / "scenarios" / f"{scenario}.yaml", True),
+        # optional: what one profile needs per scenario (e.g. its local files)
+        (root / "profiles" / profile / f"{scenario}.yaml", False),
+        (root / "styles" / f"{style}.yaml", True),
+    ]
+    for source, required in layers:
+        if required or source.exists():
+            cfg = _merge(cfg, _load_yaml(source), f"{source.parent.name}/{source.name}")
     cfg = _merge(cfg, _expand_dotted(overrides or {}), "overrides")
     cfg.update(profile=profile, style=style, scenario=scenario)
     return Params(cfg)
