@@ -1,4 +1,5 @@
-"""`python -m lib run --profile tiny [--styles cot cod] [--scenarios easy] [--stages ...]`"""
+"""`python -m lib run --profile tiny [--styles cot cod] [--scenarios easy] [--stages ...]`
+`python -m lib compare tiny gpu-small`"""
 
 from __future__ import annotations
 
@@ -17,11 +18,19 @@ def main(argv=None) -> int:
     run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
+    cmp = sub.add_parser("compare", help="two profiles (or report folders) side by side in one HTML page")
+    cmp.add_argument("a")
+    cmp.add_argument("b")
     args = parser.parse_args(argv)
     if args.command == "run":
         from .runner import main_run
 
         return main_run(args)
+    if args.command == "compare":
+        from .reports import compare
+
+        print(compare(args.a, args.b))
+        return 0
     return 2
 
 

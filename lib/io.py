@@ -24,6 +24,7 @@ def _atomic_write(path: Path, write) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports must be readable by a web server
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

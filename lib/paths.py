@@ -100,6 +100,9 @@ class RunPaths:
     def adapter(self, role: str) -> Path:
         return self.root / "models" / "adapters" / role / self.name
 
+    def train_summary(self, role: str) -> Path:
+        return train_summary(self.adapter(role))
+
     def checkpoints(self, role: str) -> Path:
         return self.root / "models" / "checkpoints" / role / self.name
 
@@ -129,6 +132,12 @@ class RunPaths:
     @property
     def resolved_params(self) -> Path:
         return self.run_dir / "params.yaml"
+
+
+def train_summary(adapter_dir: Path) -> Path:
+    """Where a training run's summary (loss history, tokens/s, memory) sits: beside its adapter."""
+    adapter_dir = Path(adapter_dir)
+    return adapter_dir.with_name(adapter_dir.name + ".train.json")
 
 
 def analysis_dir(profile: str) -> Path:

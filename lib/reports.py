@@ -1,25 +1,49 @@
-"""Rendered notebooks (standalone HTML, figures embedded) and the index page of a profile."""
+"""Rendered notebooks (standalone HTML, figures embedded), the index page of a profile, and a
+side-by-side comparison of two profiles (or two report folders)."""
 
 from __future__ import annotations
 
 import html
+import math
+import os
+import re
 import time
 from pathlib import Path
 
 from . import io
 from .paths import RunPaths, reports_root
 
+# The lab template without what a report does not need from the network: require.js (only
+# widgets use it) always, MathJax unless a markdown cell has math. A page then opens offline
+# with nothing to fetch.
+_TEMPLATE = "workbook_report.html.j2"
+_TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- if resources.workbook_math -%}{{ super() }}{%- endif -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_css -%}<link rel="icon" href="data:,">{%- endblock html_head_css -%}
+"""
+_MATH = re.compile(r"\$[^$\n]+\$|\\\(|\\\[|\$\$")
+
 
 def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
+    """A standalone HTML page of an executed notebook: images embedded, no code cells when
+    `hide_input` (markdown and outputs stay)."""
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(ipynb), as_version=4)
-    exporter = HTMLExporter(template_name="lab", embed_images=True, exclude_input=hide_input)
-    body, _ = exporter.from_notebook_node(nb)
+    exporter = HTMLExporter(
+        template_name="lab", template_file=_TEMPLATE, embed_images=True, exclude_input=hide_input,
+        exclude_input_prompt=hide_input, exclude_output_prompt=hide_input, extra_loaders=[jinja2.DictLoader({_TEMPLATE: _TEMPLATE_SOURCE})],
+    )
+    math_used = any(c.cell_type == "markdown" and _MATH.search(c.source) for c in nb.cells)
+    resources = {"workbook_math": math_used, "metadata": {"name": Path(ipynb).stem}}
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
     return io.write_text(out_html, body)
 
 
+# --- run status, as the runner records it ------------------------------------------------------
 def status_path(profile: str) -> Path:
     return reports_root(profile) / "status.json"
 
@@ -35,37 +59,130 @@ def record_status(profile: str, run: str, stage: str, **entry) -> None:
     io.write_json(status_path(profile), status)
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value, pct: bool = False) -> str:
-    if value is None:
+    if _missing(value):
         return "–"
     if isinstance(value, float):
         return f"{value:.1%}" if pct else f"{value:.3g}"
     return html.escape(str(value))
 
 
-def write_index(profile: str, runs: list[tuple[str, str]], stages_of, profile_stages: list[str]) -> Path:
-    """One page: each run's stages with their status and link, and its headline numbers."""
+def _fmt_x(value) -> str:
+    return "–" if _missing(value) else f"{value:.2f}x"
+
+
+def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None]:
+    """A run's overall state from its stages' entries: failed (and the first error),
+    finished (every stage done), measured (metrics on disk but no stage recorded, e.g. copied
+    from another machine), incomplete (some), or missing (none, and no metrics)."""
+    for stage in stages:
+        e = entries.get(stage) or {}
+        if e.get("status") == "failed":
+            return "failed", f"{stage}: {e.get('error') or 'failed'}"
+    done = [s for s in stages if (entries.get(s) or {}).get("status") in ("finished", "cached")]
+    if len(done) == len(stages):
+        return "finished", None
+    if has_metrics and not entries:
+        return "measured", "metrics on disk; the runner recorded no stage of this run"
+    if done or has_metrics:
+        return "incomplete", f"{len(done)} of {len(stages)} stages done"
+    return "missing", None
+
+
+def _grid_runs(profile: str, runs) -> list[tuple[str, str]]:
+    """Every (style, scenario) of the profile's grid, then any other run asked for."""
+    from . import analysis
+    from .styles import STYLES
+
+    grid = [(style, scenario) for scenario in analysis.scenario_order() for style in STYLES]
+    return grid + [r for r in (runs or []) if tuple(r) not in grid]
+
+
+def _default_stages():
+    from . import runner
+
+    return runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES)
+
+
+def compare_pages(profile: str) -> list[Path]:
+    """Comparison pages (see `compare`) that involve this profile."""
+    root = reports_root(profile).parent
+    slug = _slug(profile)
+    return sorted(p for p in root.glob("compare_*_vs_*.html")
+                  if p.stem.startswith(f"compare_{slug}_vs_") or p.stem.endswith(f"_vs_{slug}"))
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.st{padding:1px 4px;border-radius:3px;margin-right:3px;white-space:nowrap;font-size:.9em}
+.finished,.cached,.measured{background:#d4f4d4}.failed{background:#f8d0d0}.missing,.skipped{background:#eee}
+.incomplete,.unreadable{background:#fff1c4}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
+td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums}.side{display:flex;gap:2em;flex-wrap:wrap}
+.side>div{flex:1 1 560px;min-width:0;overflow-x:auto}.side table{font-size:.85em}.side td,.side th{padding:3px 5px}small{color:#666}"""
+
+
+def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
+    """One page per profile: a link to the analysis and its findings; every run of the grid
+    (and any other run given) with its state (finished, failed with its error, incomplete,
+    missing), each stage's badge linking its rendered notebook, and its headline numbers.
+    Also copies the analysis figures next to it (`analysis.json`), so the report folder alone
+    can be compared with another (`compare`)."""
+    from . import record
     from .benchmark import headline
 
+    if stages_of is None or profile_stages is None:
+        default_of, default_profile = _default_stages()
+        stages_of, profile_stages = stages_of or default_of, profile_stages if profile_stages is not None else default_profile
     root = reports_root(profile)
     status = load_status(profile)
     rows = []
-    for style, scenario in runs:
+    for style, scenario in _grid_runs(profile, runs):
         rp = RunPaths(profile, style, scenario)
+        entries = status.get(rp.name, {})
+        stages = list(stages_of(style))
         cells = []
-        for stage in stages_of(style):
-            entry = status.get(rp.name, {}).get(stage)
+        for stage in stages:
+            entry = entries.get(stage)
             html_file = rp.report_dir / f"{stage}.html"
             state = entry["status"] if entry else "missing"
             link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
             title = html.escape((entry or {}).get("error") or state)
             cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
-        nums = headline(io.read_json(rp.metrics_json)) if rp.metrics_json.exists() else {}
+        nums, metrics_error = {}, None
+        if rp.metrics_json.exists():
+            try:
+                metrics = io.read_json(rp.metrics_json)
+                try:
+                    nums = headline(metrics)
+                except (KeyError, TypeError, ValueError):  # optional sections in an unexpected shape
+                    nums = headline({**metrics, "k_sweep": None, "crosscheck": None})
+                ci = metrics["comparison"].get("speedup_latency_ci95") or [None, None]
+                nums["speedup_latency"] = metrics["comparison"].get("speedup_latency")
+                nums["speedup_latency_ci"] = ci
+            except Exception as exc:
+                metrics_error = f"metrics.json unreadable: {type(exc).__name__}: {exc}"
+        state, why = run_state(entries, stages, bool(nums))
+        if metrics_error:
+            state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
+        if state == "failed":
+            why_html = f'<div class="err">{html.escape(why)}</div>'
+        else:  # a note, not an alarm
+            why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state == "incomplete" else ""
+        lat = nums.get("speedup_latency")
+        ci = nums.get("speedup_latency_ci") or [None, None]
+        lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
         rows.append(
-            f"<tr><td>{style}</td><td>{scenario}</td><td>{' '.join(cells)}</td>"
-            f"<td>{_fmt(nums.get('accuracy_baseline'), True)}</td><td>{_fmt(nums.get('accuracy_speculative'), True)}</td>"
-            f"<td>{_fmt(nums.get('acceptance_rate'), True)}</td><td>{_fmt(nums.get('mean_acceptance_length'))}</td>"
-            f"<td>{_fmt(nums.get('speedup'))}</td><td>{_fmt(nums.get('tokens_per_answer'))}</td></tr>"
+            f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
+            f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
+            f"<td class=\"stages\">{' '.join(cells)}</td>"
+            f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
+            f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
+            f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
+            f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
         )
     prof_links = []
     for stage in profile_stages:
@@ -73,23 +190,153 @@ def write_index(profile: str, runs: list[tuple[str, str]], stages_of, profile_st
         state = entry["status"] if entry else "missing"
         target = root / "_profile" / f"{stage}.html"
         name = f'<a href="_profile/{stage}.html">{stage}</a>' if target.exists() else stage
-        title = html.escape((entry or {}).get("error") or state)
-        prof_links.append(f'<li><span class="st {state}" title="{title}">{name} — {state}</span></li>')
+        err = (entry or {}).get("error")
+        err_html = f' <span class="err">{html.escape(err)}</span>' if err else ""
+        prof_links.append(f'<li><span class="st {state}">{state}</span> {name}{err_html}</li>')
     failed = [
         f"<li><b>{html.escape(run)} / {html.escape(stage)}</b>: <code>{html.escape(e.get('error') or '')}</code></li>"
         for run, stages in status.items() for stage, e in stages.items() if e.get("status") == "failed"
     ]
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{profile} — CoD speculative decoding</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.st{{padding:1px 4px;border-radius:3px;margin-right:3px;white-space:nowrap}}
-.finished,.cached{{background:#d4f4d4}}.failed{{background:#f8d0d0}}.missing,.skipped{{background:#eee}}</style></head><body>
+    analysis_figs = record.load(profile, "07_analysis")
+    if analysis_figs:
+        io.write_json(root / "analysis.json", analysis_figs)
+    analysis_html = root / "_profile" / "07_analysis.html"
+    analysis_link = ('<a href="_profile/07_analysis.html">the analysis</a> (three tables, plots, findings)'
+                     if analysis_html.exists() else "the analysis (not rendered yet)")
+    findings = "".join(f"<li>{html.escape(f)}</li>" for f in (analysis_figs or {}).get("findings", []))
+    findings_html = f"<h2>Findings</h2><ul>{findings}</ul>" if findings else ""
+    compares = "".join(f'<li><a href="../{p.name}">{html.escape(p.stem)}</a></li>' for p in compare_pages(profile))
+    compares_html = f"<h2>Comparisons</h2><ul>{compares}</ul>" if compares else ""
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(profile)} — CoD speculative decoding</title>
+<link rel="icon" href="data:,"><style>{_CSS}</style></head><body>
 <h1>Profile <code>{html.escape(profile)}</code></h1>
 <p>Does fine-tuning the target to reason in Chain of Draft make the draft's guesses accepted more often?
-Each row is one run (style, scenario); each badge links the rendered notebook of a stage.</p>
+Every run of the profile is listed (style, scenario) with its state; each badge links the rendered notebook of a stage.
+Across all runs: {analysis_link}.</p>
+{findings_html}
 <h2>Profile-wide</h2><ul>{''.join(prof_links)}</ul>
-<h2>Runs</h2><table><tr><th>style</th><th>scenario</th><th>stages</th><th>accuracy (baseline)</th>
-<th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up</th><th>tokens / answer</th></tr>
+<h2>Runs</h2><table><tr><th>style</th><th>scenario</th><th>state</th><th>stages</th><th>accuracy (baseline)</th>
+<th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up (throughput)</th>
+<th>speed-up (latency) [95% CI]</th><th>tokens / answer</th></tr>
 {''.join(rows)}</table>
 <h2>Failures</h2><ul>{''.join(failed) or '<li>none</li>'}</ul>
+{compares_html}
 <p><small>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</small></p></body></html>"""
     return io.write_text(root / "index.html", page)
+
+
+# --- two profiles (or report folders) side by side ------------------------------------------------
+TABLES = (("speedup", "1 · Speed-up and acceptance"), ("accuracy", "2 · Accuracy"), ("tokens", "3 · Tokens per answer"))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-") or "x"
+
+
+def _side(which) -> tuple[str, dict, Path]:
+    """(label, analysis figures, report folder) of a profile name or a report folder."""
+    from . import params, record
+
+    path = Path(str(which))
+    if str(which) in params.profiles() and not path.is_dir():
+        figs = record.load(str(which), "07_analysis")
+        if figs is None:  # the analysis has not run: compute the tables from the metrics on disk
+            from . import analysis
+
+            figs = analysis.figures(analysis.collect(str(which)))
+        return str(which), figs, reports_root(str(which))
+    if path.is_dir():
+        src = path / "analysis.json"
+        if not src.exists():
+            raise FileNotFoundError(f"{path.name}: no analysis.json in this report folder; run the analysis "
+                                    f"(07_analysis) and write the index for that profile first")
+        return path.name, io.read_json(src), path
+    raise ValueError(f"{which!r} is neither a profile ({', '.join(params.profiles())}) nor a report folder")
+
+
+def _diff_format(column: str, value: float) -> str:
+    c = str(column)
+    if "speed-up" in c:
+        return f"{value:+.2f}"
+    if "tokens" in c:
+        return f"{value:+.1f}"
+    return f"{value * 100:+.1f} pts"
+
+
+def _cell(column: str, value, diff: bool = False) -> str:
+    from .analysis import _format_for
+
+    if _missing(value):
+        return '<td class="num">–</td>'
+    text = _diff_format(column, value) if diff else _format_for(column)(value)
+    return f'<td class="num">{html.escape(str(text))}</td>'
+
+
+def _html_table(nested: dict, columns: list[str] | None = None, diff: bool = False) -> str:
+    """{source: {scenario: {column: value}}} as an HTML table, rows (scenario, source)."""
+    from .analysis import _scenario_rank, _source_rank
+
+    rows = [(scen, src, vals) for src, by_scen in nested.items() for scen, vals in by_scen.items()]
+    rows.sort(key=lambda r: (_scenario_rank(r[0]), _source_rank(r[1])))
+    columns = columns or list(dict.fromkeys(c for _, _, v in rows for c in v))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr><td>{html.escape(scen)}</td><td>{html.escape(src)}</td>{''.join(_cell(c, v.get(c), diff) for c in columns)}</tr>"
+        for scen, src, v in rows
+    )
+    return f"<table><tr><th>scenario</th><th>source</th>{head}</tr>{body or '<tr><td colspan=9>no runs</td></tr>'}</table>"
+
+
+def _difference(a: dict, b: dict) -> dict:
+    out = {}
+    for src in a:
+        for scen, va in a[src].items():
+            vb = (b.get(src) or {}).get(scen)
+            if vb is None:
+                continue
+            out.setdefault(src, {})[scen] = {
+                c: (vb[c] - va[c]) if not (_missing(va.get(c)) or _missing(vb.get(c))) else None for c in va
+            }
+    return out
+
+
+def compare(a, b, out: Path | None = None) -> Path:
+    """`reports/compare_<a>_vs_<b>.html`: the three tables of two profiles (or two report
+    folders holding an `analysis.json`) side by side, their differences (b − a) where both
+    have the row, and each side's findings."""
+    la, fa, da = _side(a)
+    lb, fb, db = _side(b)
+    out = Path(out) if out else reports_root(la).parent / f"compare_{_slug(la)}_vs_{_slug(lb)}.html"
+
+    def link(label, folder):
+        index = folder / "index.html"
+        if not index.exists():
+            return html.escape(label)
+        return f'<a href="{html.escape(os.path.relpath(index, out.parent))}">{html.escape(label)}</a>'
+
+    from .analysis import TABLE_COLUMNS
+
+    parts = []
+    for key, title in TABLES:
+        ta, tb = fa.get(key) or {}, fb.get(key) or {}
+        present = [c for t in (ta, tb) for s in t.values() for v in s.values() for c in v]
+        columns = [c for c in TABLE_COLUMNS[key] if c in present] + sorted(set(present) - set(TABLE_COLUMNS[key]))
+        diff = _difference(ta, tb)
+        diff_html = (f"<h3>difference ({html.escape(lb)} − {html.escape(la)})</h3>{_html_table(diff, columns, diff=True)}"
+                     if diff else "")
+        parts.append(
+            f'<h2>{title}</h2><div class="side"><div><h3>{link(la, da)}</h3>{_html_table(ta, columns)}</div>'
+            f"<div><h3>{link(lb, db)}</h3>{_html_table(tb, columns)}</div></div>{diff_html}"
+        )
+    finds = "".join(
+        f'<div><h3>{html.escape(label)}</h3><ul>{"".join(f"<li>{html.escape(x)}</li>" for x in figs.get("findings", [])) or "<li>none</li>"}</ul></div>'
+        for label, figs in ((la, fa), (lb, fb))
+    )
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(la)} vs {html.escape(lb)}</title>
+<link rel="icon" href="data:,"><style>{_CSS}body{{max-width:none}}</style></head><body>
+<h1><code>{html.escape(la)}</code> vs <code>{html.escape(lb)}</code></h1>
+<p>The study's three tables for both, side by side (gaps are runs not measured), then the differences where both have a row.</p>
+{''.join(parts)}
+<h2>Findings</h2><div class="side">{finds}</div>
+<p><small>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</small></p></body></html>"""
+    return io.write_text(out, page)

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import io, models
+from . import io, models, paths
 from .styles import chat_messages
 
 
@@ -176,7 +176,7 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         "lengths": lengths["lengths"],
         "log_history": trainer.state.log_history,
     }
-    io.write_json(adapter_dir.parent / f"{adapter_dir.name}.train.json", summary)
+    io.write_json(paths.train_summary(adapter_dir), summary)
     return summary
 
 
