@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= tiny
 
-.PHONY: setup demo test test-fast lab clean-runs
+.PHONY: setup demo test test-fast lab clean-runs browser
 
 setup: $(STAMP)
 
@@ -22,8 +22,14 @@ $(STAMP): requirements/cpu.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lib run --profile $(PROFILE)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Debian's Chromium for the headless report test (skipped, with its reason, where absent).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium not installed: the browser test will be skipped"; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -43,18 +43,100 @@ class Engine:
     speculative: dict | None
 
 
-def speculative_config(cfg, draft: str | None) -> dict | None:
+# Speculative methods the benchmark can run (params: benchmark.method).
+METHODS = ("draft_model", "ngram", "eagle3")
+# vLLM's prompt lookup (method ngram): the longest and shortest n-gram it matches.
+NGRAM_LOOKUP = {"prompt_lookup_max": 4, "prompt_lookup_min": 2}
+
+
+def check_method(cfg) -> str:
+    """The speculative method of params, refused early (before any engine starts) when a
+    setting it needs is missing."""
     bench = cfg["benchmark"]
-    if bench["method"] == "ngram":
-        return {"method": "ngram", "num_speculative_tokens": bench["k"], "prompt_lookup_max": 4, "prompt_lookup_min": 2}
+    method = bench["method"]
+    if method not in METHODS:
+        raise ValueError(f"benchmark.method = {method!r} is not valid; choose one of: {', '.join(METHODS)}")
+    if method == "eagle3" and not str(bench.get("eagle3_model") or "").strip():
+        raise ValueError(
+            "benchmark.method = 'eagle3' needs benchmark.eagle3_model: the EAGLE-3 draft head "
+            "checkpoint (hub id or local path) trained for this target; it is empty"
+        )
+    return method
+
+
+def speculative_config(cfg, draft: str | None, k: int | None = None) -> dict | None:
+    """vLLM's `speculative_config` for params' method with K draft tokens (default
+    benchmark.k). `draft_model` with no draft gives None: the target alone."""
+    bench = cfg["benchmark"]
+    method = check_method(cfg)
+    k = int(bench["k"] if k is None else k)
+    if method == "ngram":
+        return {"method": "ngram", "num_speculative_tokens": k, **NGRAM_LOOKUP}
+    if method == "eagle3":
+        return {"method": "eagle3", "model": str(bench["eagle3_model"]), "num_speculative_tokens": k}
     if draft is None:
         return None
-    return {"method": "draft_model", "model": str(draft), "num_speculative_tokens": bench["k"]}
+    return {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k}
+
+
+def _engine_arg_names() -> set[str]:
+    import dataclasses
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    return {f.name for f in dataclasses.fields(EngineArgs)}
+
+
+def _unscannable(module) -> bool:
+    """A module holding a value on which vLLM's kernel scan (`vars(value).get`) fails, such as
+    llvmlite's `ffi.lib`, whose `__getattr__` answers `__dict__` with a C-function wrapper."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # touching deprecated module attributes warns
+        for value in list((getattr(module, "__dict__", None) or {}).values()):
+            try:
+                if hasattr(value, "__dict__"):
+                    vars(value).get("kernel")  # exactly what vLLM's scan does
+            except Exception:
+                return True
+    return False
+
+
+def _guard_kernel_rebind() -> None:
+    """vLLM 0.32 (CPU): each engine start rebinds its Triton kernel overrides by scanning every
+    module in `sys.modules` and calling `vars(value).get(...)`. Once numba is imported (vLLM's
+    ngram proposer imports it), llvmlite's `ffi.lib` is among them and every later engine start
+    in the same process fails with "'_lib_fn_wrapper' object has no attribute 'get'" (seen
+    here: an ngram pass, then any in-process engine). The scan is made to skip such modules
+    (they hold no vLLM kernels); nothing else changes. A no-op where the scan does not exist."""
+    try:
+        from vllm.triton_utils import dispatcher
+    except ImportError:
+        return
+    scan = getattr(dispatcher, "_rebind_kernels", None)
+    if scan is None or getattr(scan, "_workbook_guard", False):
+        return
+    import sys
+
+    def guarded(overrides):
+        hidden = {name: m for name, m in list(sys.modules.items()) if m is not None and _unscannable(m)}
+        for name in hidden:
+            del sys.modules[name]
+        try:
+            return scan(overrides)
+        finally:
+            sys.modules.update(hidden)
+
+    guarded._workbook_guard = True
+    dispatcher._rebind_kernels = guarded
 
 
 def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = False, max_lora_rank: int = 8) -> Engine:
     configure(cfg)
     from vllm import LLM
+
+    _guard_kernel_rebind()
 
     eng = cfg["engine"]
     kwargs = dict(
@@ -72,6 +154,10 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
     )
     if eng["in_process"]:
         kwargs["distributed_executor_backend"] = "uni"
+    if speculative and "per_request_spec_decode_metrics" in _engine_arg_names():
+        # vLLM >= 0.32: each finished request carries its own acceptance counts
+        # (`request_spec`); older versions (0.26 on the GPU box) lack the option.
+        kwargs["per_request_spec_decode_metrics"] = "summary"
     if enable_lora:
         kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
     return Engine(LLM(**kwargs), str(model), speculative)
@@ -132,12 +218,45 @@ def spec_counters(engine: Engine) -> dict:
 
 
 def counter_delta(after: dict, before: dict) -> dict:
-    per_pos_before = before["accepted_per_pos"] or [0] * len(after["accepted_per_pos"])
+    """Counters of one pass: `after - before`, per draft position too (an engine that had
+    not drafted yet reports an empty per-position vector)."""
+    n = max(len(after["accepted_per_pos"]), len(before["accepted_per_pos"]))
+    per_pos_after = list(after["accepted_per_pos"]) + [0] * (n - len(after["accepted_per_pos"]))
+    per_pos_before = list(before["accepted_per_pos"]) + [0] * (n - len(before["accepted_per_pos"]))
     return {
         "drafts": after["drafts"] - before["drafts"],
         "draft_tokens": after["draft_tokens"] - before["draft_tokens"],
         "accepted_tokens": after["accepted_tokens"] - before["accepted_tokens"],
-        "accepted_per_pos": [a - b for a, b in zip(after["accepted_per_pos"], per_pos_before)],
+        "accepted_per_pos": [a - b for a, b in zip(per_pos_after, per_pos_before)],
+    }
+
+
+def add_counters(parts) -> dict:
+    """Sum of counters (e.g. per-request ones over a subset of prompts)."""
+    out = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []}
+    for c in parts:
+        for key in ("drafts", "draft_tokens", "accepted_tokens"):
+            out[key] += c[key]
+        a, b = out["accepted_per_pos"], list(c["accepted_per_pos"])
+        n = max(len(a), len(b))
+        out["accepted_per_pos"] = [x + y for x, y in zip(a + [0] * (n - len(a)), b + [0] * (n - len(b)))]
+    return out
+
+
+def request_spec(output) -> dict | None:
+    """One request's speculative counters, in `spec_counters`' shape, from vLLM's per-request
+    metrics (`per_request_spec_decode_metrics`, vLLM >= 0.32); None where the engine has none
+    (no speculation, or an older vLLM)."""
+    m = getattr(output.outputs[0], "spec_decode_metrics", None)
+    if m is None:
+        return None
+    hist = list(m.histogram)  # hist[j]: verify steps that accepted exactly j draft tokens
+    return {
+        "drafts": int(sum(hist)),
+        "draft_tokens": int(m.num_draft_tokens),
+        "accepted_tokens": int(sum(j * n for j, n in enumerate(hist))),
+        # position i (1-based) was accepted in every step that accepted at least i tokens
+        "accepted_per_pos": [int(sum(hist[i:])) for i in range(1, len(hist))],
     }
 
 

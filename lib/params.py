@@ -26,7 +26,7 @@ CHOICES: dict[str, tuple] = {
     "data.teacher": ("reference", "gemini", "local", "file"),
     "train.backend": ("auto", "unsloth", "trl"),
     "distill.gate_mode": ("stop", "warn"),
-    "benchmark.method": ("draft_model", "ngram"),
+    "benchmark.method": ("draft_model", "ngram", "eagle3"),
 }
 
 

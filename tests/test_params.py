@@ -35,7 +35,7 @@ def test_overrides_win_dotted_or_nested():
     [
         (("tiny", "cox", "easy"), "unknown style 'cox'; valid styles: base, cot, cod"),
         (("tiny", "cot", "impossible"), "unknown scenario 'impossible'; valid scenarios: easy, hard, medium"),
-        (("huge", "cot", "easy"), "unknown profile 'huge'; valid profiles: full, tiny"),
+        (("huge", "cot", "easy"), "unknown profile 'huge'; valid profiles: full, gpu-small, seed, tiny"),
     ],
 )
 def test_unknown_choices_name_the_valid_ones(args, message):
@@ -47,7 +47,7 @@ def test_unknown_key_names_valid_keys():
     with pytest.raises(ParamsError) as err:
         params.resolve("tiny", "cot", "easy", {"benchmark.kk": 1})
     assert "unknown parameter 'benchmark.kk'" in str(err.value)
-    assert "k, max_num_seqs" in str(err.value)
+    assert "k, k_sweep, max_num_seqs" in str(err.value)
 
 
 def test_bad_type_and_bad_choice():
