@@ -80,6 +80,7 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
                 mark = engine.spec_counters(eng)
                 eng.llm.generate(prompts[:recount], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
                 subset, source = engine.counter_delta(engine.spec_counters(eng), mark), "rerun"
+        batch1 = _batch1(cfg, eng, prompts[: cfg["benchmark"]["batch1_samples"]])
     samples = []
     for problem, out, req in zip(problems, outputs, per_request):
         text = out.outputs[0].text
@@ -93,8 +94,44 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
             "spec_accepted_tokens": req["accepted_tokens"] if req else None,
         })
     info = {"wall_s": wall, "counters": counters, "peak_memory_mb": _peak_memory_mb(engine.on_cuda(cfg)),
-            "speculative_config": spec, "subset_counters": subset, "subset_source": source}
+            "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1}
     return samples, info
+
+
+def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
+    """The same engine at batch size 1: prompts sent one at a time (the latency regime, where
+    speculative decoding pays most); counters read around the whole sequence."""
+    if not prompts:
+        return None
+    params = engine.sampling(cfg, cfg["benchmark"]["max_tokens"])
+    before, tokens, latencies = engine.spec_counters(eng), 0, []
+    t0 = time.perf_counter()
+    for prompt in prompts:
+        t = time.perf_counter()
+        out = eng.llm.generate([prompt], params, use_tqdm=False)[0]
+        latencies.append(time.perf_counter() - t)
+        tokens += len(out.outputs[0].token_ids)
+    wall = time.perf_counter() - t0
+    return {"n": len(prompts), "wall_s": wall, "output_tokens": tokens, "throughput_tok_s": tokens / wall,
+            "latency_s_mean": sum(latencies) / len(latencies),
+            "counters": engine.counter_delta(engine.spec_counters(eng), before)}
+
+
+def batch1_summary(base_info: dict, spec_info: dict, draft_info: dict | None, k: int) -> dict | None:
+    """Speed-up, acceptance and predicted speed-up at batch size 1 (None when not measured)."""
+    b, s = base_info.get("batch1"), spec_info.get("batch1")
+    if not (b and s):
+        return None
+    d = (draft_info or {}).get("batch1")
+    c = b["throughput_tok_s"] / d["throughput_tok_s"] if d else None
+    acc = spec_summary(s["counters"], k)
+    out = {"n": b["n"], "baseline_tok_s": b["throughput_tok_s"], "speculative_tok_s": s["throughput_tok_s"],
+           "speedup": s["throughput_tok_s"] / b["throughput_tok_s"],
+           "latency_speedup": b["latency_s_mean"] / s["latency_s_mean"], "spec": acc, "draft_cost_ratio": c,
+           "predicted_speedup": None}
+    if acc and c is not None:
+        out["predicted_speedup"] = stats.predicted_speedup(acc["acceptance_rate"], k, c)
+    return out
 
 
 def spec_summary(c: dict, k: int) -> dict | None:
@@ -315,7 +352,7 @@ def run(cfg, rp: RunPaths) -> dict:
     spec_samples, spec_info = run_pass(cfg, "speculative", pair["target"], prompts, problems, spec=spec, recount=n_check)
     m_base = summarize_pass(base_samples, base_info, k, n_boot, seed)
     m_spec = summarize_pass(spec_samples, spec_info, k, n_boot, seed)
-    draft_cost = None
+    draft_cost, draft_info = None, None
     if method == "draft_model":
         draft_samples, draft_info = run_pass(cfg, "draft_alone", pair["draft"], prompts, problems)
         m_draft = summarize_pass(draft_samples, draft_info, k, n_boot, seed)
@@ -331,6 +368,7 @@ def run(cfg, rp: RunPaths) -> dict:
         "comparison": compare(base_samples, spec_samples, m_base, m_spec, draft_cost, k, n_boot, seed),
         "crosscheck": check_result,
         "k_sweep": sweep,
+        "batch1": batch1_summary(base_info, spec_info, draft_info, k),
         "versions": engine.versions(), "hardware": hardware(), "seed": seed, "params": dict(cfg),
     }
     frame = pd.DataFrame(base_samples + spec_samples + sweep_samples)

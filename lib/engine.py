@@ -34,6 +34,10 @@ def configure(cfg) -> None:
     if cfg["engine"]["in_process"]:
         # One process instead of engine-core + worker, each re-importing torch (ENVIRONMENT.md).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if on_cuda(cfg):
+        # A ~95 s pause at engine start on the H200 looked like FlashInfer's top-k/top-p
+        # sampler being JIT-built; greedy and plain sampling do not need it.
+        os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
 
 
 @dataclass
@@ -132,7 +136,10 @@ def _guard_kernel_rebind() -> None:
     dispatcher._rebind_kernels = guarded
 
 
-def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = False, max_lora_rank: int = 8) -> Engine:
+def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = False, max_lora_rank: int = 8,
+          eager: bool | None = None) -> Engine:
+    """`eager` overrides engine.enforce_eager (distillation needs no CUDA graphs: its speed is
+    not measured, and skipping compilation saves minutes of engine start on a GPU)."""
     configure(cfg)
     from vllm import LLM
 
@@ -148,7 +155,7 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         tensor_parallel_size=eng["tensor_parallel_size"],
         max_model_len=eng["max_model_len"],
         max_num_seqs=cfg["benchmark"]["max_num_seqs"],
-        enforce_eager=eng["enforce_eager"],
+        enforce_eager=eng["enforce_eager"] if eager is None else eager,
         disable_log_stats=False,  # the spec-decode counters live in the stats
         speculative_config=speculative,
     )

@@ -135,6 +135,7 @@ def bench(tiny_pair, tmp_path_factory):
             "models.target": tiny_pair["target"], "models.draft": tiny_pair["draft"],
             "benchmark.k": K, "benchmark.k_sweep": SWEEP, "benchmark.crosscheck_samples": CHECK,
             "benchmark.max_tokens": MAX_TOKENS, "benchmark.n_samples": N, "benchmark.max_num_seqs": N,
+            "benchmark.batch1_samples": 2,
         })
         io.write_jsonl(rp.test_problems, tiny_pair["rows"][-N:])
         returned = benchmark.run(cfg, rp)
@@ -147,7 +148,7 @@ OPT = (int, float, type(None))
 SCHEMA = {
     "run": str, "profile": str, "style": str, "scenario": str, "models": dict, "method": str, "k": int,
     "temperature": NUM, "speculative_config": dict, "passes": dict, "comparison": dict,
-    "crosscheck": dict, "k_sweep": list, "versions": dict, "hardware": dict, "seed": int, "params": dict,
+    "crosscheck": dict, "k_sweep": list, "batch1": dict, "versions": dict, "hardware": dict, "seed": int, "params": dict,
 }
 PASS_SCHEMA = {
     "n": int, "accuracy": NUM, "accuracy_ci95": list, "output_tokens_total": int, "output_tokens_mean": NUM,
@@ -352,3 +353,13 @@ def test_a_stop_token_agreed_by_the_target_is_held_back_by_transformers(tiny_pai
     raw, agreed = crosscheck.summarize_steps(steps, K), crosscheck.summarize_steps(steps, K, count="agreed")
     assert raw["held_back_steps"] == 1 and raw["acceptance_rate"] < 1.0
     assert agreed["acceptance_rate"] == 1.0 and agreed["accepted_tokens"] == raw["accepted_tokens"] + 1
+
+
+def test_batch_size_one_is_measured_in_the_same_engines(bench):
+    b1 = bench.metrics["batch1"]
+    assert b1["n"] == 2 and b1["baseline_tok_s"] > 0 and b1["speculative_tok_s"] > 0
+    assert b1["speedup"] == pytest.approx(b1["speculative_tok_s"] / b1["baseline_tok_s"])
+    spec = b1["spec"]
+    assert spec["drafts"] > 0 and 0 <= spec["acceptance_rate"] <= 1
+    assert sum(spec["accepted_per_pos"]) == spec["accepted_tokens"]
+    assert b1["draft_cost_ratio"] > 0 and b1["predicted_speedup"] > 0
