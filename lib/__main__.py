@@ -18,6 +18,9 @@ def main(argv=None) -> int:
     run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
+    ren = sub.add_parser("render", help="render executed notebooks that lack HTML and rewrite the index")
+    ren.add_argument("--profile", default="tiny")
+    ren.add_argument("--hide-input", action="store_true")
     cmp = sub.add_parser("compare", help="two profiles (or report folders) side by side in one HTML page")
     cmp.add_argument("a")
     cmp.add_argument("b")
@@ -26,6 +29,11 @@ def main(argv=None) -> int:
         from .runner import main_run
 
         return main_run(args)
+    if args.command == "render":
+        from .runner import render_missing
+
+        render_missing(args.profile, args.hide_input)
+        return 0
     if args.command == "compare":
         from .reports import compare
 

@@ -26,7 +26,8 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
     tokenizer = models.load_tokenizer(base)
     t0, n_tokens = time.perf_counter(), 0
     if todo:
-        with engine.running(cfg, base, enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"], eager=True) as eng:
+        with engine.running(cfg, base, enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"], eager=True,
+                            max_num_seqs=cfg["distill"]["max_num_seqs"]) as eng:
             params = engine.sampling(cfg, cfg["distill"]["max_tokens"])
             params.temperature = 0.0  # distillation is greedy whatever the benchmark samples
             lora = engine.lora_request(rp.adapter("target"))

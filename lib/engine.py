@@ -137,9 +137,10 @@ def _guard_kernel_rebind() -> None:
 
 
 def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = False, max_lora_rank: int = 8,
-          eager: bool | None = None) -> Engine:
+          eager: bool | None = None, max_num_seqs: int | None = None) -> Engine:
     """`eager` overrides engine.enforce_eager (distillation needs no CUDA graphs: its speed is
-    not measured, and skipping compilation saves minutes of engine start on a GPU)."""
+    not measured, and skipping compilation saves minutes of engine start on a GPU);
+    `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more)."""
     configure(cfg)
     from vllm import LLM
 
@@ -154,7 +155,7 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         gpu_memory_utilization=eng["gpu_memory_utilization"],
         tensor_parallel_size=eng["tensor_parallel_size"],
         max_model_len=eng["max_model_len"],
-        max_num_seqs=cfg["benchmark"]["max_num_seqs"],
+        max_num_seqs=max_num_seqs or cfg["benchmark"]["max_num_seqs"],
         enforce_eager=eng["enforce_eager"] if eager is None else eager,
         disable_log_stats=False,  # the spec-decode counters live in the stats
         speculative_config=speculative,

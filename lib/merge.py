@@ -23,7 +23,9 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
     from transformers import AutoModelForCausalLM
 
     tokenizer = models.load_tokenizer(str(adapter_dir))
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=_dtype(cfg)), str(adapter_dir))
+    # Merge and check in float32: in bf16 the logits alone round by up to 0.125 (an ulp at 16),
+    # which would hide a wrong merge or fail a right one. Saved in the profile's dtype.
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), str(adapter_dir))
     model.eval()
     batch = tokenizer(probe_texts, return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -39,7 +41,7 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
         )
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
+    merged.to(_dtype(cfg)).save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)

@@ -86,8 +86,8 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     if out_ipynb.exists():
         try:
             reports.render_html(out_ipynb, out_dir / f"{stage}.html", hide_input=hide_input)
-        except Exception as exc:
-            error = error or f"rendering failed: {exc}"
+        except Exception as exc:  # the stage itself ran: a missing HTML is reported, not a failure
+            print(f"warning: {stage} ran but its HTML could not be rendered: {exc}", flush=True)
     return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
 
 
@@ -134,7 +134,7 @@ def run_grid(
         head = f"[{i}/{len(plan)} {time.perf_counter() - t_start:6.0f}s] {label} {stage}"
         if label in broken:
             outcome = Outcome(label, stage, "skipped", error="an earlier stage of this run failed")
-        elif not redo and record.done(rp, stage) and (out_dir / f"{stage}.html").exists() and stage not in POST_STAGES:
+        elif not redo and record.done(rp, stage) and stage not in POST_STAGES:
             outcome = Outcome(label, stage, "cached")
         else:
             log(f"{head} ...")
@@ -149,6 +149,20 @@ def run_grid(
     log(f"index: {paths.reports_root(profile) / 'index.html'}")
     log(result.summary())
     return result
+
+
+def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
+    """Render executed notebooks that have no HTML yet (e.g. copied back from a GPU machine
+    without nbconvert), then rewrite the profile's index."""
+    done = []
+    for ipynb in sorted(paths.reports_root(profile).rglob("*.ipynb")):
+        html = ipynb.with_suffix(".html")
+        if not html.exists():
+            reports.render_html(ipynb, html, hide_input=hide_input)
+            done.append(html)
+            log(f"rendered {html}")
+    reports.write_index(profile, None, stages_of, list(PRE_STAGES + POST_STAGES))
+    return done
 
 
 def main_run(args) -> int:

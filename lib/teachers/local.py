@@ -26,7 +26,7 @@ def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool
     from tqdm.auto import tqdm
 
     tokenizer = models.load_tokenizer(spec["model"])
-    with engine.running(cfg, spec["model"]) as eng:
+    with engine.running(cfg, spec["model"], eager=True, max_num_seqs=cfg["distill"]["max_num_seqs"]) as eng:
         params = engine.sampling(cfg, spec["max_tokens"])
         params.temperature = 0.0  # the teacher is greedy whatever the benchmark samples
         size = max(1, spec["batch_size"])
