@@ -50,3 +50,14 @@ def test_unknown_names_fail_before_anything_runs(home, capsys):
     assert cli.main(["run", "--profile", "tiny", "--set", "benchmark.kk=3"]) == 2
     assert "unknown parameter 'benchmark.kk'" in capsys.readouterr().err
     assert not (home / "reports").exists()
+
+
+def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypatch):
+    """Seen on the GPU machine (no nbconvert there): the stage ran, only its HTML is missing."""
+    def broken(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'nbconvert'")
+
+    monkeypatch.setattr(reports, "render_html", broken)
+    out = runner.execute("07_analysis", "_profile", home / "out", {"profile": "tiny", "overrides": {}}, False)
+    assert out.status == "finished" and out.error is None
+    assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()

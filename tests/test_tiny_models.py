@@ -183,3 +183,29 @@ def test_draft_identical_to_target_is_accepted_everywhere(tiny_pair):
     assert sum(c["accepted_per_pos"]) == c["accepted_tokens"]
     assert all(engine.request_timing(o)["ttft_s"] is not None for o in outs)
     json.dumps(c)
+
+
+def test_bf16_merge_is_checked_in_float32_and_saved_in_bf16(trained, tiny_pair, tmp_path):
+    """Seen on the H200: checked in bf16, a right merge failed (logits round by up to 0.125)."""
+    import json as _json
+
+    cfg, rp = trained
+    bf16 = params.Params({**cfg, "models": {**cfg["models"], "dtype": "bfloat16"}, "merge": {**cfg["merge"], "atol": 1e-4}})
+    out = merge.merge_adapter(bf16, tiny_pair["target"], rp.adapter("target"), tmp_path / "m", ["x = 1 -> y = 2"])
+    assert out["max_abs_logit_diff"] <= 1e-4
+    assert _json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_local_teacher_through_vllm(trained, tiny_pair):
+    """The `local` teacher for real: a model served by vLLM answers, every row is validated."""
+    from lib import data
+
+    cfg, rp = trained
+    cfg = params.Params({**cfg, "data": {**cfg["data"], "teacher": "local",
+                                         "local_teacher": {**cfg["data"]["local_teacher"], "model": tiny_pair["target"], "max_tokens": 24}}})
+    result = data.generate_solutions(cfg, rp, progress=False)
+    assert result["requested"] == 30
+    kept = io.read_jsonl(rp.teacher_output).rows if rp.teacher_output.exists() else []
+    rejected = io.read_jsonl(rp.teacher_rejected).rows
+    assert len(kept) + len(rejected) == 30
+    assert all(r["reason"] for r in rejected)
