@@ -16,38 +16,28 @@ class GateError(RuntimeError):
 
 
 def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
     train = io.read_jsonl(rp.train_problems).rows
     repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"))
     done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
     todo = [p for p in train if p["id"] not in done]
     base = models.base_model(cfg, rp, "target")
-    tokenizer = models.load_tokenizer(base)
     t0, n_tokens = time.perf_counter(), 0
     if todo:
-        with engine.running(cfg, base, enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"], eager=True,
-                            max_num_seqs=cfg["distill"]["max_num_seqs"]) as eng:
-            params = engine.sampling(cfg, cfg["distill"]["max_tokens"])
-            params.temperature = 0.0  # distillation is greedy whatever the benchmark samples
-            lora = engine.lora_request(rp.adapter("target"))
-            size = cfg["distill"]["batch_size"]
-            for start in tqdm(range(0, len(todo), size), desc="distill", disable=not progress):
-                batch = todo[start : start + size]
-                prompts = [models.prompt_text(tokenizer, cfg["style"], p["question"]) for p in batch]
-                outputs = eng.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-                rows = []
-                for problem, out in zip(batch, outputs):
-                    text = out.outputs[0].text
-                    graded = answers.grade(text, problem["answer"])
-                    n_tokens += len(out.outputs[0].token_ids)
-                    rows.append({
-                        "id": problem["id"], "question": problem["question"], "solution": text,
-                        "answer": problem["answer"], "pred": graded["pred"], "extraction": graded["method"],
-                        "correct": graded["correct"], "output_tokens": len(out.outputs[0].token_ids),
-                        "finish_reason": out.outputs[0].finish_reason,
-                    })
-                io.append_jsonl(rp.distilled, rows)  # a crash loses at most this batch
+        batches = engine.answer_problems(cfg, base, todo, cfg["style"], cfg["distill"]["max_tokens"],
+                                         cfg["distill"]["batch_size"], "distill", progress, adapter=rp.adapter("target"))
+        for batch, outputs in batches:
+            rows = []
+            for problem, out in zip(batch, outputs):
+                text = out.outputs[0].text
+                graded = answers.grade(text, problem["answer"])
+                n_tokens += len(out.outputs[0].token_ids)
+                rows.append({
+                    "id": problem["id"], "question": problem["question"], "solution": text,
+                    "answer": problem["answer"], "pred": graded["pred"], "extraction": graded["method"],
+                    "correct": graded["correct"], "output_tokens": len(out.outputs[0].token_ids),
+                    "finish_reason": out.outputs[0].finish_reason,
+                })
+            io.append_jsonl(rp.distilled, rows)  # a crash loses at most this batch
     rows = io.read_jsonl(rp.distilled).rows
     accuracy = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
     return {

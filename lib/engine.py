@@ -199,6 +199,28 @@ def running(cfg, model: str, **kwargs):
         stop(engine)
 
 
+def answer_problems(cfg, model: str, problems: list[dict], style: str, max_tokens: int, batch_size: int,
+                    desc: str, progress: bool = True, adapter=None):
+    """Greedy answers of `model` (its LoRA `adapter` attached when given) to `problems`, one
+    vLLM call per batch: yields (batch, outputs) so the caller saves each batch before the
+    next (a crash loses at most the batch in flight). Bulk generation, not a measurement: an
+    eager engine with distill.max_num_seqs concurrency. Serves distillation and the local teacher."""
+    from tqdm.auto import tqdm
+
+    from . import models
+
+    tokenizer = models.load_tokenizer(model)
+    lora_args = dict(enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"]) if adapter else {}
+    with running(cfg, model, eager=True, max_num_seqs=cfg["distill"]["max_num_seqs"], **lora_args) as eng:
+        params = sampling(cfg, max_tokens)
+        params.temperature = 0.0  # greedy whatever the benchmark samples
+        extra = {"lora_request": lora_request(adapter)} if adapter else {}
+        for start in tqdm(range(0, len(problems), batch_size), desc=desc, disable=not progress):
+            batch = problems[start : start + batch_size]
+            prompts = [models.prompt_text(tokenizer, style, p["question"]) for p in batch]
+            yield batch, eng.llm.generate(prompts, params, use_tqdm=False, **extra)
+
+
 def sampling(cfg, max_tokens: int):
     from vllm import SamplingParams
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 def _atomic_write(path: Path, write) -> Path:
@@ -66,6 +66,19 @@ def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
         os.fsync(fh.fileno())
 
 
+def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None, str]]:
+    """(line number, parsed value or None, JSON error or None, stripped text) for every
+    non-empty line: the one JSON-lines parser, for our files and for results from elsewhere."""
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            yield lineno, json.loads(text), None, text
+        except json.JSONDecodeError as exc:
+            yield lineno, None, exc.msg, text
+
+
 @dataclass
 class JsonlRead:
     rows: list[dict] = field(default_factory=list)
@@ -82,15 +95,10 @@ def read_jsonl(path: Path, required: Iterable[str] = ()) -> JsonlRead:
     required = tuple(required)
     out = JsonlRead()
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
+        for lineno, row, error, text in parse_lines(fh):
+            if error:
                 # A line cut short by a killed writer ends up here too.
-                out.bad.append({"line": lineno, "reason": f"malformed JSON: {exc.msg}", "raw": text[:200]})
+                out.bad.append({"line": lineno, "reason": f"malformed JSON: {error}", "raw": text[:200]})
                 continue
             if not isinstance(row, dict):
                 out.bad.append({"line": lineno, "reason": "not a JSON object", "raw": text[:200]})

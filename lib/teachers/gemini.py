@@ -315,15 +315,10 @@ def parse_result_lines(data: bytes | str) -> Iterator[tuple[str | None, str | No
     """(key, text, error, malformed) per line of a batch results file; `malformed` is the
     reason a line could not be used (its key recovered from the raw text where possible)."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    for lineno, line in enumerate(text.splitlines(), 1):
-        raw = line.strip()
-        if not raw:
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
+    for lineno, obj, error, raw in io.parse_lines(text.splitlines()):
+        if error:
             found = _KEY.search(raw)
-            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: {exc.msg}"
+            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: {error}"
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
             found = _KEY.search(raw)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .. import engine, models
+from .. import engine
 from ..paths import RunPaths
 
 
@@ -23,16 +23,8 @@ def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool
             "data.teacher=local needs data.local_teacher.model: a hub id or a local model folder "
             "(any chat model vLLM can serve)"
         )
-    from tqdm.auto import tqdm
-
-    tokenizer = models.load_tokenizer(spec["model"])
-    with engine.running(cfg, spec["model"], eager=True, max_num_seqs=cfg["distill"]["max_num_seqs"]) as eng:
-        params = engine.sampling(cfg, spec["max_tokens"])
-        params.temperature = 0.0  # the teacher is greedy whatever the benchmark samples
-        size = max(1, spec["batch_size"])
-        for start in tqdm(range(0, len(problems), size), desc=f"teacher local ({style})", disable=not progress):
-            batch = problems[start : start + size]
-            prompts = [models.prompt_text(tokenizer, style, p["question"]) for p in batch]
-            outputs = eng.llm.generate(prompts, params, use_tqdm=False)
-            for problem, out in zip(batch, outputs):
-                yield problem["id"], out.outputs[0].text, None
+    batches = engine.answer_problems(cfg, spec["model"], problems, style, spec["max_tokens"],
+                                     max(1, spec["batch_size"]), f"teacher local ({style})", progress)
+    for batch, outputs in batches:
+        for problem, out in zip(batch, outputs):
+            yield problem["id"], out.outputs[0].text, None
