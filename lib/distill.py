@@ -17,6 +17,7 @@ class GateError(RuntimeError):
 
 def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
     train = io.read_jsonl(rp.train_problems).rows
+    set_aside = _check_source(cfg, rp)
     repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"))
     done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
     todo = [p for p in train if p["id"] not in done]
@@ -45,10 +46,28 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
         "n_generated": len(todo),
         "n_resumed": len(done),
         "n_repaired_lines": len(repaired),
+        "set_aside": set_aside,
         "accuracy": accuracy,
         "wall_s": time.perf_counter() - t0,
         "tokens_per_s": n_tokens / (time.perf_counter() - t0) if todo else None,
     }
+
+
+def _check_source(cfg, rp: RunPaths) -> str | None:
+    """Resume only answers of the same adapter and settings: after the target is retrained,
+    earlier rows are set aside (renamed, not deleted) instead of being mixed in."""
+    import hashlib
+
+    weights = rp.adapter("target") / "adapter_model.safetensors"
+    source = {"adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None,
+              "max_tokens": cfg["distill"]["max_tokens"]}
+    sidecar = rp.distilled.with_name(rp.distilled.stem + ".source.json")
+    aside = None
+    if rp.distilled.exists() and sidecar.exists() and io.read_json(sidecar) != source:
+        aside = str(rp.distilled.with_name(rp.distilled.stem + f".stale-{int(time.time())}.jsonl"))
+        rp.distilled.rename(aside)
+    io.write_json(sidecar, source)
+    return aside
 
 
 def check_gate(cfg, accuracy: float) -> dict:

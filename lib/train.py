@@ -5,6 +5,7 @@ TRL + PEFT otherwise — the same trainer either way.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -144,6 +145,15 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         model=model, args=args, train_dataset=split["train"], eval_dataset=split["test"],
         processing_class=tokenizer, peft_config=peft_config,
     )
+    # Resume only a run of the same recipe: checkpoints of other params or data would silently
+    # stand in for the training asked for (a finished one would not train at all).
+    recipe = {"base": base, "role": role, "style": cfg["style"], "train": cfg["train"], "seed": cfg["seed"],
+              "rows": [r["id"] for r in rows]}
+    recipe_file = Path(ckpt_dir) / "recipe.json"
+    if recipe_file.exists() and io.read_json(recipe_file) != json.loads(json.dumps(recipe, default=str)):
+        shutil.rmtree(ckpt_dir)
+    if not recipe_file.exists():
+        io.write_json(recipe_file, recipe)
     resume = last_checkpoint(ckpt_dir)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -208,3 +218,11 @@ def summary_table(summary: dict):
     keys = ["backend", "base", "n_train", "n_val", "n_dropped_too_long", "steps", "epochs", "train_loss",
             "final_eval_loss", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb", "resumed_from"]
     return pd.Series({k: fig.get(k) for k in keys}, name=summary["role"]).to_frame()
+
+
+def length_frame(summary: dict, max_length: int):
+    """Tokens per training sample, and whether it fit `train.max_length` (longer ones are dropped)."""
+    import pandas as pd
+
+    lengths = summary["lengths"]
+    return pd.DataFrame({"tokens": lengths, "fits": [n <= max_length for n in lengths]})

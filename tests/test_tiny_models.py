@@ -63,6 +63,10 @@ def test_training_resumes_from_its_last_checkpoint(tiny_pair, tmp_path):
     assert second["resumed_from"].endswith("checkpoint-2")
     assert second["steps"] > 2
     assert (adapter / "adapter_model.safetensors").exists()
+    # Another recipe never resumes these checkpoints (a finished one would silently not train).
+    changed = _cfg(**{"train.save_steps": 2, "train.target": {"epochs": 1, "batch_size": 8, "lr": 0.001}})
+    third = train.train_lora(changed, "target", tiny_pair["target"], rows, adapter, ckpt, max_steps=2)
+    assert third["resumed_from"] is None and third["steps"] == 2
 
 
 def test_too_long_samples_are_dropped_not_truncated(tiny_pair):
@@ -165,6 +169,11 @@ def test_distillation_resumes_without_duplicates_or_losses(trained, tiny_pair, m
     assert result["n_resumed"] == 8 and result["n_generated"] == 22
     assert len(ids) == len(set(ids)) == 30
     assert {r["id"] for r in io.read_jsonl(rp.train_problems).rows} == set(ids)
+    # Other settings (or a retrained adapter): earlier answers are set aside, not mixed in.
+    other = params.Params({**cfg, "distill": {**cfg["distill"], "max_tokens": 16}})
+    again = distill.distill(other, rp, progress=False)
+    assert again["set_aside"] and again["n_generated"] == 30 and again["n_resumed"] == 0
+    assert len(io.read_jsonl(again["set_aside"]).rows) == 30
 
 
 def test_draft_identical_to_target_is_accepted_everywhere(tiny_pair):
