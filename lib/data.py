@@ -171,6 +171,7 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
     if style == "base":
         return {"requested": 0, "skipped_done": 0, "wall_s": 0.0, "note": "base style: nothing to teach"}
     train = io.read_jsonl(rp.train_problems).rows
+    set_aside = _set_aside_other_teacher(rp, teacher)
     done_ids = set()
     for path in (rp.teacher_output, rp.teacher_rejected):
         io.repair_jsonl(path, required=("id",))  # a killed run may leave half a line
@@ -189,7 +190,26 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
         by_id = {p["id"]: p for p in todo}
         for problem_id, solution, error in _batch_teacher(teacher)(cfg, rp, todo, style, progress=progress):
             _record(cfg, rp, by_id[problem_id], solution, error)
-    return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0}
+    return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0,
+            "set_aside": set_aside}
+
+
+def _set_aside_other_teacher(rp: RunPaths, teacher: str) -> list[str]:
+    """Solutions resume only under the same teacher: another teacher's files are renamed aside
+    (kept, never mixed in, never deleted)."""
+    if not rp.teacher_output.exists():
+        return []
+    teachers = {r.get("teacher") for r in io.read_jsonl(rp.teacher_output).rows} - {None}  # unlabelled rows: kept
+    if teachers <= {teacher}:
+        return []
+    stamp = int(time.time())
+    moved = []
+    for path in (rp.teacher_output, rp.teacher_rejected):
+        if path.exists():
+            target = path.with_name(f"{path.stem}.{'-'.join(sorted(map(str, teachers)))}-{stamp}{path.suffix}")
+            path.rename(target)
+            moved.append(str(target))
+    return moved
 
 
 def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None) -> None:

@@ -89,6 +89,10 @@ def test_file_teacher_rejects_wrong_and_unmatched_rows_with_reasons(home, tmp_pa
     assert "no final '#### answer'" in rejected[train[1]["id"]]
     assert "no solution for this question" in rejected[train[35]["id"]]
     assert len(io.read_jsonl(rp.teacher_output).rows) == 28
+    # Back to the reference teacher: the file teacher's rows are set aside, not mixed in.
+    back = data.generate_solutions(_cfg(), rp, progress=False)
+    assert back["requested"] == 40 and len(back["set_aside"]) == 2
+    assert {r["teacher"] for r in io.read_jsonl(rp.teacher_output).rows} == {"reference"}
 
 
 @pytest.mark.skipif(not SEED.exists(), reason="../shared/seed-data is not beside this checkout")
