@@ -10,13 +10,13 @@ generation on a subset of prompts (`benchmark.crosscheck_samples`, see `lib/cros
 from __future__ import annotations
 
 import platform
-import resource
 import time
 
 import numpy as np
 
 from . import answers, crosscheck, engine, io, models, stats
 from .paths import RunPaths
+from .train import peak_memory_mb
 
 PASSES = ("baseline", "speculative")
 WARMUP_PROMPT, WARMUP_TOKENS = "Warm-up.", 8  # one untimed request per engine before the timed call
@@ -33,14 +33,6 @@ def test_problems(cfg, rp: RunPaths) -> list[dict]:
     rows = io.read_jsonl(rp.test_problems).rows
     n = cfg["benchmark"]["n_samples"]
     return rows[:n] if n else rows
-
-
-def _peak_memory_mb(cuda: bool) -> float:
-    if cuda:
-        import torch
-
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def check(cfg) -> None:
@@ -93,7 +85,7 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
             "spec_draft_tokens": req["draft_tokens"] if req else None,
             "spec_accepted_tokens": req["accepted_tokens"] if req else None,
         })
-    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": _peak_memory_mb(engine.on_cuda(cfg)),
+    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": peak_memory_mb(engine.on_cuda(cfg)),
             "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1}
     return samples, info
 
