@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= tiny
 
-.PHONY: setup demo test test-fast lab clean-runs browser
+.PHONY: setup demo test test-fast lab clean-runs browser gpu-wheels
 
 setup: $(STAMP)
 
@@ -39,3 +39,10 @@ lab: $(STAMP)
 
 clean-runs:
 	rm -rf data/$(PROFILE) reports/$(PROFILE)
+
+# Wheels for an offline CUDA machine with torch already installed (requirements/gpu-offline.txt).
+gpu-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  $(foreach n,5 17 24 26 27 28 31 34 35,--platform manylinux_2_$(n)_x86_64) \
+	  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+	  -r requirements/gpu-offline.txt -d .gpu/wheels

@@ -15,7 +15,16 @@ def base_model(cfg, rp: RunPaths, role: str) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
     named = cfg["models"][role]
-    return named if named else str(rp.base_model(role))
+    if named:
+        return named
+    # summary.json is written last by the builder: without it the pair is absent or half-built.
+    if not (rp.base_models / "summary.json").exists():
+        raise FileNotFoundError(
+            f"the {cfg['profile']} profile's base pair is not built (no {rp.base_models / 'summary.json'}): "
+            f"run stage 00_base_models first (python -m lib run --profile {cfg['profile']} --stages 00_base_models), "
+            "or name hub models in models.target and models.draft"
+        )
+    return str(rp.base_model(role))
 
 
 def uses_base_pair(cfg) -> bool:

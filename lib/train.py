@@ -71,6 +71,8 @@ def _load_model(cfg, base: str, backend: str):
         model = FastLanguageModel.get_peft_model(
             model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules=list(lora["target_modules"]), random_state=cfg["seed"],
+            # Unsloth's own kind offloads the saved activations to host memory.
+            use_gradient_checkpointing="unsloth" if cfg["train"]["gradient_checkpointing"] else False,
         )
         return model, tokenizer, None
     import torch
@@ -107,6 +109,11 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     """
     backend = resolve_backend(cfg)
     model, tokenizer, peft_config = _load_model(cfg, base, backend)
+    from transformers import set_seed
+
+    # SFTTrainer draws the LoRA init before Trainer seeds anything: without this, two runs of
+    # one recipe in one process start from different adapters.
+    set_seed(cfg["seed"])
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -135,6 +142,8 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         eval_strategy="epoch" if split["test"] is not None else "no",
         max_length=cfg["train"]["max_length"],
         completion_only_loss=True,
+        # Unsloth set its own up in get_peft_model; TRL's would wrap it a second time.
+        gradient_checkpointing=cfg["train"]["gradient_checkpointing"] and backend != "unsloth",
         bf16=cuda and cfg["models"]["dtype"] == "bfloat16",
         use_cpu=not cuda,
         seed=cfg["seed"],
@@ -170,6 +179,7 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     summary = {
         "role": role,
         "backend": backend,
+        "gradient_checkpointing": cfg["train"]["gradient_checkpointing"],
         "base": base,
         "resumed_from": resume,
         "wall_s": wall,
@@ -215,7 +225,7 @@ def summary_table(summary: dict):
     import pandas as pd
 
     fig = figures(summary)
-    keys = ["backend", "base", "n_train", "n_val", "n_dropped_too_long", "steps", "epochs", "train_loss",
+    keys = ["backend", "gradient_checkpointing", "base", "n_train", "n_val", "n_dropped_too_long", "steps", "epochs", "train_loss",
             "final_eval_loss", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb", "resumed_from"]
     return pd.Series({k: fig.get(k) for k in keys}, name=summary["role"]).to_frame()
 

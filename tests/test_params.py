@@ -18,7 +18,7 @@ def test_full_profile_carries_the_study_settings():
     cfg = params.resolve("full", "cot", "easy")
     assert cfg.models.target == "Qwen/Qwen3-14B" and cfg.models.draft == "Qwen/Qwen3-0.6B"
     assert cfg.benchmark.k == 5 and cfg.benchmark.max_num_seqs == 16
-    assert cfg.train.lora.r == 16 and cfg.train.lora.alpha == 32
+    assert cfg.train.lora.r == 16 and cfg.train.lora.alpha == 32 and cfg.train.gradient_checkpointing is True
     # partial layers keep the keys they do not name
     assert cfg.train.lora.target_modules[0] == "q_proj"
 
@@ -70,3 +70,15 @@ def test_attribute_access_error_lists_keys():
     cfg = params.resolve("tiny", "cot", "easy")
     with pytest.raises(AttributeError, match="valid:"):
         cfg.benchmark.nope
+
+
+def test_a_stage_before_the_base_pair_says_which_stage_to_run(home):
+    from lib import models
+    from lib.paths import RunPaths
+
+    cfg = params.resolve("tiny", "cot", "easy")
+    with pytest.raises(FileNotFoundError, match="run stage 00_base_models first"):
+        models.base_model(cfg, RunPaths("tiny", "cot", "easy"), "target")
+    # named hub models need no base pair
+    named = params.resolve("tiny", "cot", "easy", {"models.target": "org/t", "models.draft": "org/d"})
+    assert models.base_model(named, RunPaths("tiny", "cot", "easy"), "draft") == "org/d"

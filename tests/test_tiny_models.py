@@ -69,6 +69,33 @@ def test_training_resumes_from_its_last_checkpoint(tiny_pair, tmp_path):
     assert third["resumed_from"] is None and third["steps"] == 2
 
 
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_pair, tmp_path, monkeypatch):
+    """Recomputing activations changes memory, not the result: the LoRA weights after two steps
+    match a run that keeps them (a checkpointed PEFT model whose inputs need no grad would
+    leave lora_B at its zero init instead)."""
+    from safetensors.torch import load_file
+    from transformers import PreTrainedModel
+
+    enabled = []
+    real = PreTrainedModel.gradient_checkpointing_enable
+    monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable",
+                        lambda self, *a, **k: (enabled.append(True), real(self, *a, **k))[1])
+    rows = _solution_rows(tiny_pair, n=16)
+    weights = {}
+    for gc in (False, True):
+        enabled.clear()
+        cfg = _cfg(**{"train.gradient_checkpointing": gc, "train.target": {"epochs": 1, "batch_size": 8}})
+        out = tmp_path / f"gc{gc}"
+        summary = train.train_lora(cfg, "target", tiny_pair["target"], rows, out / "adapter", out / "ckpt", max_steps=2)
+        assert summary["gradient_checkpointing"] is gc and summary["steps"] == 2
+        assert bool(enabled) is gc, "checkpointing was not switched as asked"
+        weights[gc] = load_file(out / "adapter" / "adapter_model.safetensors")
+    lora_b = [k for k in weights[True] if "lora_B" in k]
+    assert lora_b and all(weights[True][k].abs().max() > 0 for k in lora_b)
+    for k, w in weights[True].items():
+        torch.testing.assert_close(w, weights[False][k], rtol=1e-4, atol=1e-6)
+
+
 def test_too_long_samples_are_dropped_not_truncated(tiny_pair):
     tok = models.load_tokenizer(tiny_pair["tokenizer"])
     rows = _solution_rows(tiny_pair, n=6)
