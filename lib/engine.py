@@ -145,6 +145,11 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
     from vllm import LLM
 
     _guard_kernel_rebind()
+    # vLLM runs gc.collect() several times per engine start and stop; with torch and
+    # transformers loaded each pass over the heap takes ~0.25 s on CPU. Freezing what is alive
+    # now (imports, the caller's objects; stop() has just collected the last engine) keeps it
+    # out of those passes: about 2 s less per engine on this machine.
+    gc.freeze()
 
     eng = cfg["engine"]
     kwargs = dict(
