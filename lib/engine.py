@@ -123,8 +123,20 @@ def _guard_kernel_rebind() -> None:
         return
     import sys
 
+    seen: dict[int, int] = {}  # id(module) -> size of its __dict__ when found scannable
+
+    def scannable_before(m) -> bool:
+        return seen.get(id(m)) == len(getattr(m, "__dict__", None) or {})
+
     def guarded(overrides):
-        hidden = {name: m for name, m in list(sys.modules.items()) if m is not None and _unscannable(m)}
+        hidden = {}
+        for name, m in list(sys.modules.items()):
+            if m is None or scannable_before(m):
+                continue  # rescanning every module at every engine start cost ~0.15 s
+            if _unscannable(m):
+                hidden[name] = m
+            else:
+                seen[id(m)] = len(getattr(m, "__dict__", None) or {})
         for name in hidden:
             del sys.modules[name]
         try:
@@ -133,6 +145,7 @@ def _guard_kernel_rebind() -> None:
             sys.modules.update(hidden)
 
     guarded._workbook_guard = True
+    guarded.__wrapped__ = scan
     dispatcher._rebind_kernels = guarded
 
 

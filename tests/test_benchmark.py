@@ -363,3 +363,38 @@ def test_batch_size_one_is_measured_in_the_same_engines(bench):
     assert spec["drafts"] > 0 and 0 <= spec["acceptance_rate"] <= 1
     assert sum(spec["accepted_per_pos"]) == spec["accepted_tokens"]
     assert b1["draft_cost_ratio"] > 0 and b1["predicted_speedup"] > 0
+
+
+class _NoDict:
+    """Like llvmlite's `ffi.lib`: asked for `__dict__`, it answers with something that has no
+    `.get`, which breaks vLLM's kernel scan over `sys.modules`."""
+
+    def __getattribute__(self, name):
+        if name == "__dict__":
+            return object()
+        return object.__getattribute__(self, name)
+
+
+@slow
+def test_kernel_scan_guard_hides_modules_vllm_cannot_scan(monkeypatch):
+    import sys
+    import types
+
+    from vllm.triton_utils import dispatcher
+
+    original = getattr(dispatcher._rebind_kernels, "__wrapped__", dispatcher._rebind_kernels)
+    monkeypatch.setattr(dispatcher, "_rebind_kernels", original)
+    bad = types.ModuleType("workbook_bad_module")
+    bad.lib = _NoDict()
+    monkeypatch.setitem(sys.modules, "workbook_bad_module", bad)
+    with pytest.raises(AttributeError):
+        dispatcher._rebind_kernels([])  # the failure the guard exists for
+    engine._guard_kernel_rebind()
+    dispatcher._rebind_kernels([])
+    # a module found scannable once is rescanned when it changes
+    later = types.ModuleType("workbook_later_module")
+    monkeypatch.setitem(sys.modules, "workbook_later_module", later)
+    dispatcher._rebind_kernels([])
+    later.lib = _NoDict()
+    dispatcher._rebind_kernels([])
+    assert sys.modules["workbook_bad_module"] is bad and sys.modules["workbook_later_module"] is later
