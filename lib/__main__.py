@@ -18,6 +18,10 @@ def main(argv=None) -> int:
     run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
+    run.add_argument("--gpus", nargs="+", metavar="SLOT",
+                     help="run (style, scenario) runs side by side, one per GPU slot: 0 1 2 3, or 0,1 2,3 "
+                          "for two GPUs each (tensor parallelism); default: one run at a time")
+    run.add_argument("--outcomes", help=argparse.SUPPRESS)  # where a placed run reports to its parent
     ren = sub.add_parser("render", help="render executed notebooks that lack HTML and rewrite the index")
     ren.add_argument("--profile", default="tiny")
     ren.add_argument("--hide-input", action="store_true")

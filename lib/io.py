@@ -7,6 +7,7 @@ failing the whole file or silently dropping them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -31,6 +32,22 @@ def _atomic_write(path: Path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock beside `path` (`<path>.lock`), for read-modify-write of a file that
+    runs placed on different GPUs update at once."""
+    import fcntl
+
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_text(path: Path, text: str) -> Path:

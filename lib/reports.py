@@ -54,9 +54,10 @@ def load_status(profile: str) -> dict:
 
 
 def record_status(profile: str, run: str, stage: str, **entry) -> None:
-    status = load_status(profile)
-    status.setdefault(run, {})[stage] = {**entry, "at": time.time()}
-    io.write_json(status_path(profile), status)
+    with io.locked(status_path(profile)):  # runs placed on several GPUs write here at once
+        status = load_status(profile)
+        status.setdefault(run, {})[stage] = {**entry, "at": time.time()}
+        io.write_json(status_path(profile), status)
 
 
 def _missing(value) -> bool:

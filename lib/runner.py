@@ -9,12 +9,15 @@ status says whether anything failed.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import params, paths, record, reports
+from . import io, params, paths, record, reports
 from .styles import STYLES
 
 RUN_STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
@@ -97,6 +100,24 @@ def _short_error(exc: Exception) -> str:
     return f"{ename}: {evalue}".strip()[:500]
 
 
+def parse_gpus(gpus) -> list[str]:
+    """`--gpus 0 1` gives two slots of one GPU each, `--gpus 0,1 2,3` two of two (for a target
+    split with tensor parallelism); each slot runs one (style, scenario) at a time."""
+    slots = []
+    for slot in gpus or []:
+        ids = str(slot).split(",")
+        if not all(i.strip().isdigit() for i in ids):
+            raise params.ParamsError(
+                f"--gpus takes device numbers, one slot each, GPUs of a slot joined by commas "
+                f"(e.g. 0 1, or 0,1 2,3); got {slot!r}"
+            )
+        slots.append(",".join(i.strip() for i in ids))
+    used = [i for slot in slots for i in slot.split(",")]
+    if len(used) != len(set(used)):
+        raise params.ParamsError(f"--gpus: a GPU is in more than one slot: {' '.join(slots)}")
+    return slots
+
+
 def run_grid(
     profile: str,
     styles=None,
@@ -106,22 +127,46 @@ def run_grid(
     redo: bool = False,
     hide_input: bool = False,
     log=None,
+    gpus=None,
 ) -> GridResult:
+    """The grid, one stage at a time; with `gpus`, the profile-wide stages still run here and
+    each (style, scenario) chain runs in its own `python -m lib run` on a free GPU slot."""
     log = log or (lambda msg: print(msg, flush=True))
     overrides = dict(overrides or {})
     params._choose("profile", profile, params.profiles())
     styles = _check_choices("style", styles, STYLES)
     scenarios = _check_choices("scenario", scenarios, params.scenarios())
     stages = _check_choices("stage", stages, ALL_STAGES)
+    slots = parse_gpus(gpus)
     # Validate every run's merged parameters before anything runs.
     for scenario in scenarios:
         for style in styles:
-            params.resolve(profile, style, scenario, overrides)
+            cfg = params.resolve(profile, style, scenario, overrides)
+            tp = cfg["engine"]["tensor_parallel_size"]
+            if slots and tp > min(len(s.split(",")) for s in slots):
+                raise params.ParamsError(
+                    f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
+                )
     runs = [(style, scenario) for scenario in scenarios for style in styles]
-    plan = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
-    plan += [((style, scenario), s) for style, scenario in runs for s in stages_of(style) if s in stages]
-    plan += [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
-    result, t_start, broken = GridResult(), time.perf_counter(), set()
+    pre = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
+    chains = [[((style, scenario), s) for s in stages_of(style) if s in stages] for style, scenario in runs]
+    chains = [c for c in chains if c]
+    post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
+    result, t_start = GridResult(), time.perf_counter()
+    if not slots:
+        _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log, result, t_start)
+    else:
+        _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start)
+        result.outcomes += _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log)
+        _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
+    reports.write_index(profile, runs, stages_of, [s for s in PRE_STAGES + POST_STAGES])
+    log(f"index: {paths.reports_root(profile) / 'index.html'}")
+    log(result.summary())
+    return result
+
+
+def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float) -> None:
+    broken = set()
     for i, (run, stage) in enumerate(plan, 1):
         if run == PROFILE_RUN:
             rp, label, out_dir = profile, PROFILE_RUN, paths.reports_root(profile) / PROFILE_RUN
@@ -142,13 +187,64 @@ def run_grid(
         if outcome.status == "failed":
             broken.add(label)
         if outcome.status != "cached":
-            reports.record_status(profile, label, stage, status=outcome.status, seconds=outcome.seconds, error=outcome.error)
+            entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error)
+            if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+                entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
+            reports.record_status(profile, label, stage, **entry)
         log(f"{head} {outcome.status} ({outcome.seconds:.1f}s){': ' + outcome.error if outcome.error else ''}")
         result.outcomes.append(outcome)
-    reports.write_index(profile, runs, stages_of, [s for s in PRE_STAGES + POST_STAGES])
-    log(f"index: {paths.reports_root(profile) / 'index.html'}")
-    log(result.summary())
-    return result
+
+
+def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
+    (style, scenario), _ = chain[0]
+    cmd = [sys.executable, "-m", "lib", "run", "--profile", profile, "--styles", style, "--scenarios", scenario,
+           "--stages", *[stage for _, stage in chain], "--outcomes", str(outcomes_file)]
+    if overrides:
+        cmd += ["--set", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]]  # JSON is YAML
+    return cmd + ["--redo"] * redo + ["--hide-input"] * hide_input
+
+
+def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> list[Outcome]:
+    """Each chain in its own process, `CUDA_VISIBLE_DEVICES` set to a free slot; its output is
+    relayed with the slot in front and kept in the run's `runner.log`."""
+    import queue
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    free = queue.Queue()
+    for slot in slots:
+        free.put(slot)
+
+    def run_chain(chain) -> list[Outcome]:
+        (style, scenario), _ = chain[0]
+        rp = paths.RunPaths(profile, style, scenario)
+        rp.report_dir.mkdir(parents=True, exist_ok=True)
+        outcomes_file = rp.report_dir / "runner.outcomes.json"
+        outcomes_file.unlink(missing_ok=True)
+        slot = free.get()
+        try:
+            log(f"[gpu {slot}] {rp.name}: {', '.join(stage for _, stage in chain)}")
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot}
+            with open(rp.report_dir / "runner.log", "w") as keep:
+                proc = subprocess.Popen(
+                    _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file), env=env,
+                    cwd=str(paths.REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                )
+                for line in proc.stdout:
+                    keep.write(line)
+                    keep.flush()
+                    if line.startswith(("[", "warning", "FAILED", "error")):  # not the notebooks' chatter
+                        log(f"[gpu {slot}] {line.rstrip()}")
+                code = proc.wait()
+        finally:
+            free.put(slot)
+        if outcomes_file.exists():
+            return [Outcome(**o) for o in io.read_json(outcomes_file)]
+        return [Outcome(rp.name, chain[0][1], "failed",
+                        error=f"the run's process ended with code {code} before reporting; see {rp.report_dir / 'runner.log'}")]
+
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        return [o for outcomes in pool.map(run_chain, chains) for o in outcomes]
 
 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
@@ -177,7 +273,10 @@ def main_run(args) -> int:
     try:
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
+            gpus=getattr(args, "gpus", None),
         )
+        if getattr(args, "outcomes", None):  # a run placed on a GPU reports back to its parent
+            io.write_json(args.outcomes, [dataclasses.asdict(o) for o in result.outcomes])
     except params.ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

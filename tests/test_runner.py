@@ -61,3 +61,47 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
     out = runner.execute("07_analysis", "_profile", home / "out", {"profile": "tiny", "overrides": {}}, False)
     assert out.status == "finished" and out.error is None
     assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()
+
+
+def test_runs_placed_on_gpu_slots_run_side_by_side(home):
+    """`--gpus 0 1`: the base pair here, then each run in its own process with its own
+    CUDA_VISIBLE_DEVICES (on this CPU machine the variable only labels the slot)."""
+    result = runner.run_grid("tiny", styles=["cot", "cod"], scenarios=["easy"],
+                             stages=["00_base_models", "01_generate_data"], overrides=SMALL, gpus=["0", "1"])
+    assert sorted((o.run, o.stage, o.status) for o in result.outcomes) == [
+        ("_profile", "00_base_models", "finished"),
+        ("cod_easy", "01_generate_data", "finished"),
+        ("cot_easy", "01_generate_data", "finished"),
+    ]
+    status = reports.load_status("tiny")
+    assert {status[r]["01_generate_data"]["gpus"] for r in ("cot_easy", "cod_easy")} == {"0", "1"}
+    assert "gpus" not in status["_profile"]["00_base_models"]
+    for run in ("cot_easy", "cod_easy"):
+        rp = paths.RunPaths("tiny", run.split("_")[0], "easy")
+        assert rp.figures("01_generate_data").exists()
+        assert "01_generate_data finished" in (rp.report_dir / "runner.log").read_text()
+
+
+def test_a_placed_run_that_dies_is_reported_with_its_log(home, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(runner, "_chain_command", lambda *a: [sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
+    result = runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], stages=["01_generate_data"], gpus=["0"])
+    [failed] = result.failed
+    assert failed.run == "cot_easy" and "code 3" in failed.error and "runner.log" in failed.error
+    assert "boom" in (paths.RunPaths("tiny", "cot", "easy").report_dir / "runner.log").read_text()
+
+
+def test_bad_gpu_slots_are_refused_before_anything_runs(home, capsys):
+    import pytest
+
+    from lib import params
+
+    with pytest.raises(params.ParamsError, match="got 'a'"):
+        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0", "a"])
+    with pytest.raises(params.ParamsError, match="more than one slot"):
+        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0,1", "1"])
+    with pytest.raises(params.ParamsError, match="tensor_parallel_size=2 needs 2 GPUs per slot"):
+        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], overrides={"engine.tensor_parallel_size": 2}, gpus=["0", "1"])
+    assert cli.main(["run", "--profile", "tiny", "--gpus", "x"]) == 2
+    assert not (home / "reports").exists()
