@@ -82,6 +82,9 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
         pm.execute_notebook(
             str(notebook(stage)), str(out_ipynb), parameters=parameters, kernel_name="python3",
             progress_bar=False, cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
+            # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
+            # 44 alarming lines per demo, none actionable. Errors still show.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as exc:  # papermill saves the partial notebook with the traceback
         error = _short_error(exc)

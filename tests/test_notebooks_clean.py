@@ -63,3 +63,22 @@ def test_papermill_documents_the_parameters():
     ).stdout
     assert 'style: str (default "cod")' in out
     assert "reasoning style: cot | cod | base" in out
+
+
+def test_plain_papermill_runs_a_notebook_from_a_parameter_file(home):
+    """DESIGN: the notebooks run unchanged under the plain `papermill` command with `-f`."""
+    import json
+
+    (home / "p.yaml").write_text("profile: tiny\noverrides: {benchmark.k: 3}\n")
+    out = home / "07.ipynb"
+    subprocess.run(
+        [str(Path(sys.executable).parent / "papermill"), str(NOTEBOOKS / "07_analysis.ipynb"), str(out),
+         "-f", str(home / "p.yaml"), "--cwd", str(NOTEBOOKS), "--no-progress-bar"],
+        capture_output=True, text=True, check=True,
+    )
+    injected = next(c for c in json.loads(out.read_text())["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert 'overrides = {"benchmark.k": 3}' in "".join(injected["source"])
+    from lib import record
+
+    figs = record.load("tiny", "07_analysis")  # written under this test's WORKBOOK_HOME
+    assert figs["runs_present"] == []  # nothing ran in this home: the analysis says so, not crashes
