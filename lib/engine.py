@@ -125,18 +125,16 @@ def _guard_kernel_rebind() -> None:
 
     seen: dict[int, int] = {}  # id(module) -> size of its __dict__ when found scannable
 
-    def scannable_before(m) -> bool:
-        return seen.get(id(m)) == len(getattr(m, "__dict__", None) or {})
-
     def guarded(overrides):
         hidden = {}
         for name, m in list(sys.modules.items()):
-            if m is None or scannable_before(m):
+            size = len(getattr(m, "__dict__", None) or {})
+            if m is None or seen.get(id(m)) == size:
                 continue  # rescanning every module at every engine start cost ~0.15 s
             if _unscannable(m):
                 hidden[name] = m
             else:
-                seen[id(m)] = len(getattr(m, "__dict__", None) or {})
+                seen[id(m)] = size
         for name in hidden:
             del sys.modules[name]
         try:

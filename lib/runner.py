@@ -141,12 +141,13 @@ def run_grid(
     scenarios = _check_choices("scenario", scenarios, params.scenarios())
     stages = _check_choices("stage", stages, ALL_STAGES)
     slots = parse_gpus(gpus)
+    per_slot = min((len(s.split(",")) for s in slots), default=None)
     # Validate every run's merged parameters before anything runs.
     for scenario in scenarios:
         for style in styles:
             cfg = params.resolve(profile, style, scenario, overrides)
             tp = cfg["engine"]["tensor_parallel_size"]
-            if slots and tp > min(len(s.split(",")) for s in slots):
+            if slots and tp > per_slot:
                 raise params.ParamsError(
                     f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
                 )
@@ -276,9 +277,9 @@ def main_run(args) -> int:
     try:
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
-            gpus=getattr(args, "gpus", None),
+            gpus=args.gpus,
         )
-        if getattr(args, "outcomes", None):  # a run placed on a GPU reports back to its parent
+        if args.outcomes:  # a run placed on a GPU reports back to its parent
             io.write_json(args.outcomes, [dataclasses.asdict(o) for o in result.outcomes])
     except params.ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
