@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import socket
 import sys
@@ -105,6 +106,9 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except KeyboardInterrupt:
+        # papermill's event loop is torn down mid-cell: asyncio would print the dead kernel's
+        # task as an unretrieved-exception traceback; the summary says it instead.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         _render(out_ipynb, out_html, stage, hide_input)  # what ran so far, marked partial by its status
         raise
     except Exception as exc:  # papermill saves the partial notebook with the traceback
