@@ -30,8 +30,9 @@ def _from_records(records: list[dict], spec: dict, prefix: str, test: bool = Fal
     for i, rec in enumerate(records):
         missing = [c for c in (q, s) if c not in rec]
         if missing:
+            source = spec.get("test_path" if test else "path") or prefix
             raise KeyError(
-                f"{prefix}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
+                f"{source}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
                 f"Set data.{prefix}.question_field / solution_field."
             )
         if levels and rec.get("level") not in levels:

@@ -49,8 +49,22 @@ def status_path(profile: str) -> Path:
 
 
 def load_status(profile: str) -> dict:
+    """The runner's status store; a corrupted one (a full disk mid-write before writes were
+    atomic, a hand edit) is set aside with a warning, not fatal: the files behind each state
+    are checked anyway."""
     path = status_path(profile)
-    return io.read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        status = io.read_json(path)
+        if isinstance(status, dict):
+            return status
+        raise ValueError(f"{path}: not a JSON object")
+    except ValueError as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        path.rename(aside)
+        print(f"warning: {exc}; set aside as {aside.name}, starting a new status", flush=True)
+        return {}
 
 
 def record_status(profile: str, run: str, stage: str, **entry) -> None:

@@ -363,6 +363,7 @@ def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
     """Render executed notebooks that have no HTML yet (e.g. copied back from a GPU machine
     without nbconvert), then rewrite the profile's index."""
+    _check_choices("profile", [profile], params.profiles())  # a name, never a path
     done = []
     for ipynb in sorted(paths.reports_root(profile).rglob("*.ipynb")):
         html = ipynb.with_suffix(".html")
@@ -377,13 +378,16 @@ def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
 def main_run(args) -> int:
     import yaml
 
-    overrides = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise params.ParamsError(f"--set takes KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
     try:
+        overrides = {}
+        for item in args.set or []:
+            if "=" not in item:
+                raise params.ParamsError(f"--set takes KEY=VALUE, got {item!r}")
+            key, value = item.split("=", 1)
+            try:
+                overrides[key] = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise params.ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
             gpus=args.gpus,
