@@ -61,11 +61,11 @@ def stage_params(cfg, stage: str) -> dict:
 
 
 def notebook_sha(stage: str) -> str | None:
-    """A hash of the notebook's cell sources (outputs and metadata do not count)."""
+    """A hash of the notebook's code cells (markdown, outputs and metadata do not change results)."""
     path = paths.NOTEBOOKS / f"{stage}.ipynb"
     if not path.exists():
         return None
-    cells = [(c.get("cell_type"), "".join(c.get("source", ""))) for c in io.read_json(path).get("cells", [])]
+    cells = ["".join(c.get("source", "")) for c in io.read_json(path).get("cells", []) if c.get("cell_type") == "code"]
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
 
 

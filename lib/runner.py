@@ -164,7 +164,7 @@ def run_lock(profile: str, label: str):
                         f"or stop that process") from None
     try:
         io.write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                               "what": " ".join(sys.argv[-12:])})
+                               "what": " ".join(sys.argv[1:])[:100]})
         yield
     finally:
         holder.unlink(missing_ok=True)
