@@ -98,7 +98,8 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     t0 = time.perf_counter()
     error = None
     try:
-        pm.execute_notebook(
+        _interruptible(
+            pm.execute_notebook,
             str(notebook(stage)), str(out_ipynb), parameters=parameters, kernel_name="python3",
             progress_bar=False, cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
@@ -116,6 +117,50 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     seconds = time.perf_counter() - t0
     _render(out_ipynb, out_html, stage, hide_input)
     return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
+
+
+def _interruptible(fn, *args, **kwargs):
+    """Run papermill in a worker thread so that Ctrl-C reaches this process as KeyboardInterrupt.
+    In the main thread nbclient replaces the SIGINT handler with one that asks the kernel to
+    shut down politely, which a kernel busy in a long cell (training, vLLM) ignores until the
+    cell ends: Ctrl-C did nothing. The kernel runs in its own session (the terminal's Ctrl-C
+    never reaches it), so on interrupt it is killed here; papermill then saves the partial
+    notebook, and the caller records the stage as interrupted."""
+    import threading
+
+    box = {}
+
+    def work():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="papermill", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+    except KeyboardInterrupt:
+        _kill_kernels()
+        worker.join(60)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _kill_kernels() -> None:
+    """Kill this process's kernels (children running ipykernel) and whatever they started."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            if any("ipykernel" in part for part in child.cmdline()):
+                for proc in child.children(recursive=True) + [child]:
+                    proc.kill()
+        except psutil.Error:  # already gone
+            pass
 
 
 def _render(out_ipynb, out_html, stage: str, hide_input: bool) -> None:

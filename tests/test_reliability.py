@@ -57,7 +57,10 @@ def _wait_for(path: Path, seconds: float = 120) -> None:
         time.sleep(0.2)
 
 
-SLOW = "import os, time, pathlib, lib\n" \
+# Like vLLM in a kernel, the stand-in ignores SIGINT and SIGTERM: a polite shutdown request
+# (what nbclient's own Ctrl-C handler sends) does not stop it.
+SLOW = "import os, signal, time, pathlib, lib\n" \
+       "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
        "pathlib.Path(os.environ['WORKBOOK_HOME'], 'started').write_text(lib.__file__)\n" \
        "time.sleep(float(os.environ.get('STAND_IN_SLEEP', '0')))"
 
@@ -88,7 +91,7 @@ def test_second_checkout_second_runner_and_ctrl_c(tmp_path, monkeypatch):
         assert f"LOCKED cot_easy / 01_generate_data: run cot_easy is being written by PID {first.pid}" in out2
         # 5: Ctrl-C ends in the runner's summary naming the stage, exit 130, no traceback
         first.send_signal(signal.SIGINT)
-        out1, _ = first.communicate(timeout=120)
+        out1, _ = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
             first.kill()
