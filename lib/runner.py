@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import io, params, paths, record, reports
+from . import data, io, params, paths, record, reports
 from .styles import STYLES
 
 RUN_STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
@@ -270,6 +270,10 @@ def run_grid(
                 raise params.ParamsError(
                     f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
                 )
+            try:  # problems made with other data params: refused here, before any stage's record is touched
+                data.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
+            except ValueError as exc:
+                raise params.ParamsError(str(exc)) from None
     runs = [(style, scenario) for scenario in scenarios for style in styles]
     pre = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
     chains = [[((style, scenario), s) for s in stages_of(style) if s in stages] for style, scenario in runs]

@@ -338,3 +338,15 @@ def test_input_errors_name_file_and_line(tmp_path):
     rows.write_text('{"id": "a", "question": "q", "solution": "s"}\n{"id": "b"}\n')
     with pytest.raises(ValueError, match=r"train.jsonl: line 2: missing column\(s\): question, solution"):
         data.load_training_rows(rows)
+
+
+def test_other_data_params_are_refused_before_any_record_is_touched(home):
+    """Before: the refused stage had already dropped its record, so the next correct run
+    re-ran it and, after it, every later stage of the run."""
+    cfg = params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5})
+    rp = paths.RunPaths("tiny", "cot", "easy")
+    data.ensure_problems(cfg, rp)
+    record.save(rp, "01_generate_data", {}, cfg)
+    with pytest.raises(params.ParamsError, match="was made with data params"):
+        runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], {"data.n_train": 20, "data.n_test": 6})
+    assert rp.figures("01_generate_data").exists()
