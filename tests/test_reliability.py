@@ -350,3 +350,36 @@ def test_other_data_params_are_refused_before_any_record_is_touched(home):
     with pytest.raises(params.ParamsError, match="was made with data params"):
         runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], {"data.n_train": 20, "data.n_test": 6})
     assert rp.figures("01_generate_data").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_training_reports_the_whole_run_and_a_new_recipe_deletes_nothing_early(tiny_pair, tmp_path, monkeypatch):
+    from conftest import SMALL
+    from lib.teachers import reference
+
+    cfg = params.resolve("tiny", "cod", "easy", {**SMALL, "train.save_steps": 2, "train.logging_steps": 1,
+                                                 "train.target": {"epochs": 1, "batch_size": 8}})
+    rows = [{"id": r["id"], "question": r["question"], "solution": reference.rewrite(r, "cod")} for r in tiny_pair["rows"][:32]]
+    ckpt, adapter = tmp_path / "ckpt", tmp_path / "adapter"
+    train.train_lora(cfg, "target", tiny_pair["target"], rows, adapter, ckpt, max_steps=2)
+    whole = train.train_lora(cfg, "target", tiny_pair["target"], rows, adapter, ckpt)
+    assert whole["resumed_at_step"] == 2 and "resumed from step 2" in whole["speed_covers"]
+    logged = [(e["step"], e["loss"]) for e in whole["log_history"] if "loss" in e]
+    assert [s for s, _ in logged] == list(range(1, whole["steps"] + 1))  # one loss per step, both sessions
+    assert whole["train_loss"] == pytest.approx(sum(l for _, l in logged) / whole["steps"], rel=1e-3)
+    # A new recipe that fails keeps the old checkpoints (aside); one that succeeds removes them.
+    kept = sorted(p.name for p in ckpt.glob("checkpoint-*"))
+    changed = params.resolve("tiny", "cod", "easy", {**SMALL, "train.save_steps": 2, "train.target": {"epochs": 1, "batch_size": 8, "lr": 0.001}})
+    from trl import SFTTrainer
+
+    def boom(self, *a, **k):
+        raise RuntimeError("the new recipe failed")
+
+    monkeypatch.setattr(SFTTrainer, "train", boom)
+    with pytest.raises(RuntimeError, match="new recipe failed"):
+        train.train_lora(changed, "target", tiny_pair["target"], rows, adapter, ckpt, max_steps=2)
+    previous = ckpt.with_name("ckpt.previous")
+    assert sorted(p.name for p in previous.glob("checkpoint-*")) == kept
+    monkeypatch.undo()
+    third = train.train_lora(changed, "target", tiny_pair["target"], rows, adapter, ckpt, max_steps=2)
+    assert third["resumed_from"] is None and not previous.exists()
