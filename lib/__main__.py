@@ -34,9 +34,14 @@ def main(argv=None) -> int:
 
         return main_run(args)
     if args.command == "render":
+        from .params import ParamsError
         from .runner import render_missing
 
-        render_missing(args.profile, args.hide_input)
+        try:
+            render_missing(args.profile, args.hide_input)
+        except ParamsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "compare":
         from .reports import compare

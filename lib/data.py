@@ -30,8 +30,9 @@ def _from_records(records: list[dict], spec: dict, prefix: str, test: bool = Fal
     for i, rec in enumerate(records):
         missing = [c for c in (q, s) if c not in rec]
         if missing:
+            source = spec.get("test_path" if test else "path") or prefix
             raise KeyError(
-                f"{prefix}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
+                f"{source}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
                 f"Set data.{prefix}.question_field / solution_field."
             )
         if levels and rec.get("level") not in levels:
@@ -99,7 +100,7 @@ def _read_problems(path: Path) -> list[dict]:
 
 def ensure_problems(cfg, rp: RunPaths) -> dict:
     """Write the scenario's train and test problems once; later runs reuse them."""
-    check_fingerprint(cfg, rp)
+    check_fingerprint(cfg, rp)  # compares only: written below once the split is accepted
     if rp.train_problems.exists() and rp.test_problems.exists():
         train = _read_problems(rp.train_problems)
         test = _read_problems(rp.test_problems)
@@ -114,9 +115,15 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         if n_train and len(train) > n_train:
             train = random.Random(seed).sample(train, n_train)
         problems.check_no_leakage(train, test)
+        if not train or not test:
+            raise ValueError(f"data params give {len(train)} training and {len(test)} held-out problems for "
+                             f"{cfg['scenario']}; both must be at least 1 (data.n_train, data.n_test)")
         io.write_jsonl(rp.train_problems, train)
         io.write_jsonl(rp.test_problems, test)
     problems.check_no_leakage(train, test)
+    meta = rp.problems_dir / "meta.json"
+    if not meta.exists():
+        io.write_json(meta, _fingerprint(cfg))
     return {"n_train": len(train), "n_test": len(test)}
 
 
@@ -170,11 +177,13 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
     style, teacher = cfg["style"], cfg["data"]["teacher"]
     if style == "base":
         return {"requested": 0, "skipped_done": 0, "wall_s": 0.0, "note": "base style: nothing to teach"}
-    train = io.read_jsonl(rp.train_problems).rows
+    train = io.require_jsonl(rp.train_problems, required=PROBLEM_COLUMNS)
     set_aside = _set_aside_other_teacher(rp, teacher)
-    done_ids = set()
+    done_ids, repairs = set(), []
     for path in (rp.teacher_output, rp.teacher_rejected):
-        io.repair_jsonl(path, required=("id",))  # a killed run may leave half a line
+        # A killed run may leave half a line; two writers or a replayed batch, a repeated id.
+        repairs += [f"{path.name}: {_where(r)}{r['reason']}"
+                    for r in io.repair_jsonl(path, required=("id",), key="id")]
         if path.exists():
             done_ids |= {r["id"] for r in io.read_jsonl(path).rows if "id" in r}
     todo = [p for p in train if p["id"] not in done_ids]
@@ -187,12 +196,20 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
                 solution, error = "", str(exc)
             _record(cfg, rp, problem, solution, error)
     elif todo:  # batch teachers (gemini, local): one call for every problem not yet answered
-        by_id = {p["id"]: p for p in todo}
+        by_id, written = {p["id"]: p for p in todo}, set(done_ids)
         # a teacher may add fields for the row (gemini: the model version that answered)
         for problem_id, solution, error, *extra in _batch_teacher(teacher)(cfg, rp, todo, style, progress=progress):
+            if problem_id in written:  # a teacher answering one id twice must not write two rows
+                repairs.append(f"teacher returned {problem_id!r} again; the first answer is kept")
+                continue
+            written.add(problem_id)
             _record(cfg, rp, by_id[problem_id], solution, error, *extra)
     return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0,
-            "set_aside": set_aside}
+            "set_aside": set_aside, "n_repairs": len(repairs), "repairs": repairs[:20]}
+
+
+def _where(bad: dict) -> str:
+    return f"line {bad['line']}: " if bad.get("line") else ""
 
 
 def _set_aside_other_teacher(rp: RunPaths, teacher: str) -> list[str]:
@@ -289,12 +306,10 @@ def rejected_table(rp: RunPaths):
 
 def load_training_rows(path: Path) -> list[dict]:
     """Rows a training stage consumes (teacher output or distilled answers)."""
-    read = io.read_jsonl(path, required=("id", "question", "solution"))
-    if read.bad:
-        raise ValueError(f"{path}: {len(read.bad)} unusable row(s), first: {read.bad[0]}")
-    if not read.rows:
+    rows = io.require_jsonl(path, required=("id", "question", "solution"))
+    if not rows:
         raise ValueError(f"{path}: no rows to train on")
-    return read.rows
+    return rows
 
 
 def _fingerprint(cfg) -> dict:
@@ -313,7 +328,6 @@ def check_fingerprint(cfg, rp: RunPaths) -> None:
         if have != want:
             raise ValueError(
                 f"{rp.problems_dir} was made with data params {have}, this run asks for {want}; "
-                f"use another profile, or delete {rp.root} to start this profile afresh"
+                f"use another profile, or delete everything under {rp.root} but models/base (the base pair "
+                f"does not depend on it) to start this profile's data afresh"
             )
-    else:
-        io.write_json(meta, want)

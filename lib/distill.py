@@ -16,9 +16,10 @@ class GateError(RuntimeError):
 
 
 def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
-    train = io.read_jsonl(rp.train_problems).rows
+    train = io.require_jsonl(rp.train_problems, required=("id", "question", "answer"))
     set_aside = _check_source(cfg, rp)
-    repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"))
+    # Resume: drop half-written lines and rows repeating an id (two writers, a replayed batch).
+    repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"), key="id")
     done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
     todo = [p for p in train if p["id"] not in done]
     base = models.base_model(cfg, rp, "target")
@@ -39,13 +40,18 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
                     "finish_reason": out.outputs[0].finish_reason,
                 })
             io.append_jsonl(rp.distilled, rows)  # a crash loses at most this batch
-    rows = io.read_jsonl(rp.distilled).rows
+    rows = io.require_jsonl(rp.distilled, required=("id", "solution", "correct")) if rp.distilled.exists() else []
+    missing = sorted({p["id"] for p in train} - {r["id"] for r in rows})
+    if missing:
+        raise RuntimeError(f"{rp.distilled}: {len(missing)} of {len(train)} training problems have no answer "
+                           f"(first: {missing[0]}); re-run the stage to fill them in")
     accuracy = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
     return {
         "n_rows": len(rows),
         "n_generated": len(todo),
         "n_resumed": len(done),
         "n_repaired_lines": len(repaired),
+        "repairs": [f"line {r['line']}: {r['reason']}" if r["line"] else r["reason"] for r in repaired[:20]],
         "set_aside": set_aside,
         "accuracy": accuracy,
         "wall_s": time.perf_counter() - t0,

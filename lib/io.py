@@ -59,8 +59,13 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 def read_json(path: Path) -> Any:
+    """Parse a JSON file; a malformed one is an error naming the file, line and column."""
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        text = fh.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
@@ -76,9 +81,13 @@ def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
     loses at most the batch in flight."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
+    with open(path, "a+b") as fh:
+        # A writer killed after its last row but before the newline leaves the file
+        # unterminated: start on a fresh line instead of gluing two rows into one.
+        if not ends_with_newline(path):
+            fh.write(b"\n")
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -128,13 +137,41 @@ def read_jsonl(path: Path, required: Iterable[str] = ()) -> JsonlRead:
     return out
 
 
-def repair_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:
-    """Drop unusable lines (e.g. the half-written last line of a killed run) from an
-    append-only file before resuming it; return what was dropped so it can be reported."""
+def ends_with_newline(path: Path) -> bool:
+    """True for an empty file or one whose last byte is a newline."""
+    with open(path, "rb") as fh:
+        if not fh.seek(0, os.SEEK_END):
+            return True
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def require_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:
+    """The rows of a JSONL file a stage consumes; any unusable line is an error naming the
+    file, the line and the reason (never a silently shorter input)."""
+    read = read_jsonl(path, required)
+    if read.bad:
+        first = read.bad[0]
+        raise ValueError(f"{path}: line {first['line']}: {first['reason']} ({len(read.bad)} unusable line(s) in all)")
+    return read.rows
+
+
+def repair_jsonl(path: Path, required: Iterable[str] = (), key: str | None = None) -> list[dict]:
+    """Before resuming an append-only file: drop unusable lines (e.g. the half-written last
+    line of a killed run) and, with `key`, later rows repeating a key already present (two
+    writers, a replayed batch); terminate an unterminated last line. Returns what was
+    dropped (line, reason, raw) so the stage can report it."""
     path = Path(path)
     if not path.exists():
         return []
     read = read_jsonl(path, required)
-    if read.bad:
-        write_jsonl(path, read.rows)
-    return read.bad
+    dropped, rows, seen = list(read.bad), [], set()
+    for row in read.rows:
+        if key is not None and row.get(key) in seen:
+            dropped.append({"line": None, "reason": f"duplicate {key} {row.get(key)!r}", "raw": str(row.get(key))})
+            continue
+        seen.add(row.get(key))
+        rows.append(row)
+    if dropped or not ends_with_newline(path):
+        write_jsonl(path, rows)
+    return dropped

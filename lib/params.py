@@ -30,8 +30,72 @@ CHOICES: dict[str, tuple] = {
 }
 
 
+# Ranges, by dotted key (fnmatch patterns, first match wins): (low, high, low_exclusive).
+# Checked at resolve time, so a value a library would reject late (a zero batch size, K=0, a
+# negative count) stops the run before anything is written.
+RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
+    ("*batch_size", 1, None, False),
+    ("*max_tokens", 1, None, False),
+    ("*max_output_tokens", 1, None, False),
+    ("*max_num_seqs", 1, None, False),
+    ("benchmark.k", 1, None, False),
+    ("benchmark.k_sweep", 1, None, False),  # each element
+    ("*.n_train", 0, None, False),
+    ("*.n_test", 0, None, False),
+    ("*samples", 0, None, False),
+    ("benchmark.bootstrap", 0, None, False),
+    ("*.epochs", 0, None, True),
+    ("*.lr", 0, None, True),
+    ("*.grad_accum", 1, None, False),
+    ("*_fraction", 0, 1, False),
+    ("*_ratio", 0, 1, False),
+    ("*.dropout", 0, 1, False),
+    ("distill.gate", 0, 1, False),
+    ("engine.gpu_memory_utilization", 0, 1, True),
+    ("engine.kv_cache_gb", 0, None, True),
+    ("*_steps", 1, None, False),
+    ("*temperature", 0, None, False),
+    ("seed", 0, None, False),
+    ("merge.*", 0, None, False),
+    ("*_s", 0, None, False),
+    ("*retry_attempts", 1, None, False),
+    ("*inline_limit_bytes", 1, None, False),
+    ("train.lora.r", 1, None, False),
+    ("train.lora.alpha", 0, None, True),
+    ("models.base_pair.*", 1, None, False),
+    ("engine.*", 1, None, False),
+)
+
+
 class ParamsError(ValueError):
     pass
+
+
+def _range_error(dotted: str, value: Any) -> str | None:
+    """Why `value` is out of range for `dotted`, or None (numbers only; lists element-wise)."""
+    from fnmatch import fnmatchcase
+
+    values = value if isinstance(value, list) else [value]
+    for low, high, exclusive in (r[1:] for r in RANGES if fnmatchcase(dotted, r[0])):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if low is not None and (v < low or (exclusive and v == low)):
+                return f"must be {'>' if exclusive else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            if high is not None and v > high:
+                return f"must be in [{low:g}, {high:g}]"
+        return None
+    return None
+
+
+def _as_float(value: Any) -> Any:
+    """YAML 1.1 (PyYAML) reads `2e-4` as a string; a float parameter accepts it as a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 class Params(dict):
@@ -112,6 +176,8 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
         if isinstance(default, dict) and default and isinstance(value, dict):
             out[key] = _merge(default, value, source, dotted + ".")
             continue
+        if isinstance(default, float):
+            value = _as_float(value)
         if not _type_ok(default, value):
             raise ParamsError(
                 f"{source}: parameter {dotted!r} must be {type(default).__name__}, got {value!r}"
@@ -121,6 +187,9 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
                 f"{source}: parameter {dotted!r} = {value!r} is not valid; choose one of: "
                 f"{', '.join(map(str, CHOICES[dotted]))}"
             )
+        bad_range = _range_error(dotted, value)
+        if bad_range:
+            raise ParamsError(f"{source}: parameter {dotted!r} = {value!r} {bad_range}")
         out[key] = copy.deepcopy(value)
     return out
 

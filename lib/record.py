@@ -1,12 +1,40 @@
 """The figures a notebook records: its last cell writes them as JSON next to its outputs;
-the runner, the tests and the analysis read them back (never printed text)."""
+the runner, the tests and the analysis read them back (never printed text).
+
+Each record carries the settings it was made with (`settings`): the parameters its stage
+depends on (its own sections and those of every stage before it), the overrides among them
+that differ from the profile's own values, a hash of the notebook that ran, and when each
+earlier stage of the run last finished. `done` compares those with the current ones and
+checks the stage's output files, so "finished" means complete *and* made with the current
+parameters, notebook and inputs.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from fnmatch import fnmatchcase
 
-from . import io
+from . import io, params, paths
 from .paths import RunPaths, profile_figures
+
+# The parameter sections each stage reads. A stage's fingerprint covers its own sections and
+# those of every stage numbered before it (a changed `data.n_train` re-runs training too).
+STAGE_SECTIONS = {
+    "00_base_models": ("seed", "device", "data", "models"),
+    "01_generate_data": ("seed", "device", "data", "models"),
+    "02_train_target": ("train",),
+    "03_distill": ("distill", "engine"),
+    "04_train_draft": ("train",),
+    "05_merge": ("merge",),
+    "06_benchmark": ("benchmark", "engine"),
+    "07_analysis": (),
+}
+# How a result is fetched or paced, not what it is: changing these re-runs nothing.
+OPERATIONAL = ("data.gemini.base_url", "data.gemini.api_version", "data.gemini.inline_limit_bytes",
+               "data.gemini.poll_*", "data.gemini.retry_*", "data.local_teacher.batch_size",
+               "distill.batch_size", "engine.in_process", "merge.delete_after_benchmark")
 
 
 def _path(rp: RunPaths | str, stage: str):
@@ -14,9 +42,74 @@ def _path(rp: RunPaths | str, stage: str):
     return profile_figures(rp, stage) if isinstance(rp, str) else rp.figures(stage)
 
 
-def save(rp: RunPaths | str, stage: str, figures: dict) -> dict:
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def stage_params(cfg, stage: str) -> dict:
+    """The flattened parameters `stage` depends on (JSON-normalized, operational keys left out)."""
+    sections = {s for name, secs in STAGE_SECTIONS.items() if name <= stage for s in secs}
+    flat = _flat({k: v for k, v in dict(cfg).items() if k in sections})
+    flat = {k: v for k, v in flat.items() if not any(fnmatchcase(k, pat) for pat in OPERATIONAL)}
+    return json.loads(json.dumps(flat, sort_keys=True, default=str))
+
+
+def notebook_sha(stage: str) -> str | None:
+    """A hash of the notebook's code cells (markdown, outputs and metadata do not change results)."""
+    path = paths.NOTEBOOKS / f"{stage}.ipynb"
+    if not path.exists():
+        return None
+    cells = ["".join(c.get("source", "")) for c in io.read_json(path).get("cells", []) if c.get("cell_type") == "code"]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
+
+
+def _upstream(rp: RunPaths | str, stage: str) -> dict:
+    """When each earlier stage of this run (and the profile's base models) last finished."""
+    found = {}
+    folders = [profile_figures(rp if isinstance(rp, str) else rp.profile, stage).parent]
+    if not isinstance(rp, str):
+        folders.append(rp.figures(stage).parent)
+    for folder in folders:
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            if path.stem < stage:
+                try:
+                    found[path.stem] = io.read_json(path).get("finished_at")
+                except (OSError, ValueError, AttributeError):
+                    found[path.stem] = None
+    return found
+
+
+def overrides_of(cfg, stage: str) -> dict:
+    """The stage's parameters whose values differ from the profile's own (what the caller
+    overrode, whichever way: `--set`, a parameter file, the notebook's `overrides`)."""
+    own = params.resolve(cfg["profile"], cfg["style"], cfg["scenario"])
+    have, default = stage_params(cfg, stage), stage_params(own, stage)
+    return {k: v for k, v in have.items() if default.get(k, object()) != v}
+
+
+def settings(cfg, rp: RunPaths | str, stage: str) -> dict:
+    used = stage_params(cfg, stage)
+    return {
+        "params_sha": hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16],
+        "params": used,
+        "overrides": overrides_of(cfg, stage),
+        "notebook_sha": notebook_sha(stage),
+        "upstream": _upstream(rp, stage),
+    }
+
+
+def save(rp: RunPaths | str, stage: str, figures: dict, cfg=None) -> dict:
+    """Write a stage's figures; with `cfg`, stamped with the settings it was made with (a
+    record without them is never taken as done by the runner)."""
     name = rp if isinstance(rp, str) else rp.name
-    figures = {"stage": stage, "run": name, "finished_at": time.time(), **figures}
+    stamp = {"settings": settings(cfg, rp, stage)} if cfg is not None else {}
+    figures = {"stage": stage, "run": name, "finished_at": time.time(), **figures, **stamp}
     io.write_json(_path(rp, stage), figures)
     return figures
 
@@ -26,5 +119,89 @@ def load(rp: RunPaths | str, stage: str) -> dict | None:
     return io.read_json(path) if path.exists() else None
 
 
-def done(rp: RunPaths | str, stage: str) -> bool:
-    return _path(rp, stage).exists()
+def forget(rp: RunPaths | str, stage: str) -> None:
+    """Drop a stage's record before it runs again: a failed or interrupted re-run must not
+    leave the previous run's figures standing as if they described the new outputs."""
+    _path(rp, stage).unlink(missing_ok=True)
+
+
+def _changed(old: dict, new: dict, limit: int = 4) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def outputs_missing(rp: RunPaths | str, stage: str, figures: dict, cfg) -> str | None:
+    """What is missing or broken among the files `stage` is known by, or None."""
+    if isinstance(rp, str):
+        if stage == "00_base_models" and not cfg["models"]["target"]:
+            base = paths.data_root(rp) / "models" / "base"
+            absent = [r for r in ("tokenizer", "target", "draft") if not any((base / r).glob("*"))]
+            return f"base model folder(s) {', '.join(absent)} missing under {base}" if absent else None
+        return None
+    if stage == "01_generate_data":
+        files = [rp.train_problems, rp.test_problems] + ([rp.teacher_output] if rp.style != "base" else [])
+        return _jsonl_problem(files)
+    if stage in ("02_train_target", "04_train_draft"):
+        role = "target" if stage == "02_train_target" else "draft"
+        weights = rp.adapter(role) / "adapter_model.safetensors"
+        return None if weights.exists() and rp.train_summary(role).exists() else f"{weights} missing"
+    if stage == "03_distill":
+        problem = _jsonl_problem([rp.distilled])
+        if problem:
+            return problem
+        ids = [r.get("id") for r in io.read_jsonl(rp.distilled).rows]
+        if len(ids) != len(set(ids)):
+            return f"{rp.distilled} repeats {len(ids) - len(set(ids))} id(s)"
+        if figures.get("n_rows") is not None and len(ids) != figures["n_rows"]:
+            return f"{rp.distilled} holds {len(ids)} rows, its record says {figures['n_rows']}"
+        return None
+    if stage == "05_merge" and not cfg["merge"]["delete_after_benchmark"]:
+        absent = [r for r in ("target", "draft") if not (rp.merged(r) / "config.json").exists()]
+        return f"merged {', '.join(absent)} missing under {rp.merged('target').parent.parent}" if absent else None
+    if stage == "06_benchmark":
+        if not rp.samples_csv.exists():
+            return f"{rp.samples_csv} missing"
+        try:
+            io.read_json(rp.metrics_json)
+        except (OSError, ValueError) as exc:
+            return f"{rp.metrics_json} unreadable: {exc}"
+    return None
+
+
+def _jsonl_problem(files) -> str | None:
+    for path in files:
+        if not path.exists():
+            return f"{path} missing"
+        read = io.read_jsonl(path)
+        if read.bad:
+            return f"{path}: line {read.bad[0]['line']}: {read.bad[0]['reason']}"
+    return None
+
+
+def why_not_done(rp: RunPaths | str, stage: str, cfg) -> str | None:
+    """None when `stage` finished with the current parameters, notebook and upstream stages
+    and its outputs are whole; otherwise why it must run (again)."""
+    try:
+        figures = load(rp, stage)
+    except (OSError, ValueError) as exc:
+        return f"its record is unreadable ({exc})"
+    if figures is None:
+        return "not run yet"
+    recorded = figures.get("settings")
+    if not recorded:
+        return "its record carries no settings (made by an older workbook, or without cfg)"
+    now = settings(cfg, rp, stage)
+    if recorded.get("params") != now["params"]:
+        return f"parameters changed ({_changed(recorded.get('params') or {}, now['params'])})"
+    if recorded.get("notebook_sha") != now["notebook_sha"]:
+        return f"notebooks/{stage}.ipynb changed since it ran"
+    if recorded.get("upstream") != now["upstream"]:
+        moved = sorted(k for k in set(now["upstream"]) | set(recorded.get("upstream") or {})
+                       if (recorded.get("upstream") or {}).get(k) != now["upstream"].get(k))
+        return f"earlier stage(s) {', '.join(moved)} ran again since"
+    return outputs_missing(rp, stage, figures, cfg)
+
+
+def done(rp: RunPaths | str, stage: str, cfg) -> bool:
+    return why_not_done(rp, stage, cfg) is None

@@ -10,7 +10,7 @@ import re
 import time
 from pathlib import Path
 
-from . import io
+from . import io, params
 from .paths import RunPaths, reports_root
 
 # The lab template without what a report does not need from the network: require.js (only
@@ -49,8 +49,22 @@ def status_path(profile: str) -> Path:
 
 
 def load_status(profile: str) -> dict:
+    """The runner's status store; a corrupted one (a full disk mid-write before writes were
+    atomic, a hand edit) is set aside with a warning, not fatal: the files behind each state
+    are checked anyway."""
     path = status_path(profile)
-    return io.read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        status = io.read_json(path)
+        if isinstance(status, dict):
+            return status
+        raise ValueError(f"{path}: not a JSON object")
+    except ValueError as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        path.rename(aside)
+        print(f"warning: {exc}; set aside as {aside.name}, starting a new status", flush=True)
+        return {}
 
 
 def record_status(profile: str, run: str, stage: str, **entry) -> None:
@@ -76,14 +90,56 @@ def _fmt_x(value) -> str:
     return "–" if _missing(value) else f"{value:.2f}x"
 
 
+def _alive(entry: dict) -> bool:
+    """Whether the process that recorded a "running" entry still runs (on another host: assumed)."""
+    import socket
+
+    if entry.get("host") not in (None, socket.gethostname()):
+        return True
+    try:
+        os.kill(int(entry.get("pid")), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def stage_state(entry: dict | None, rp, stage: str, cfg) -> tuple[str, str | None]:
+    """A stage's state as the files behind it bear out: "running" only while its runner lives
+    (else "interrupted"), "finished"/"cached" only while its record and outputs are whole
+    (else "incomplete", saying what is missing)."""
+    from . import record
+
+    if not entry:
+        return "missing", None
+    state = entry.get("status") or "missing"
+    if state == "running":
+        since = time.strftime("%H:%M:%S", time.localtime(entry.get("started") or entry.get("at") or 0))
+        if _alive(entry):
+            return "running", f"since {since}, PID {entry.get('pid')} on {entry.get('host')}"
+        return "interrupted", f"started {since} by PID {entry.get('pid')}, which is gone: the stage did not finish"
+    if state in ("finished", "cached"):
+        try:
+            figures = record.load(rp, stage)
+            missing = "its record is missing" if figures is None else record.outputs_missing(rp, stage, figures, cfg)
+        except (OSError, ValueError) as exc:
+            missing = f"unreadable: {exc}"
+        if missing:
+            return "incomplete", f"recorded {state}, but {missing}"
+    return state, entry.get("error")
+
+
 def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None]:
-    """A run's overall state from its stages' entries: failed (and the first error),
-    finished (every stage done), measured (metrics on disk but no stage recorded, e.g. copied
-    from another machine), incomplete (some), or missing (none, and no metrics)."""
-    for stage in stages:
-        e = entries.get(stage) or {}
-        if e.get("status") == "failed":
-            return "failed", f"{stage}: {e.get('error') or 'failed'}"
+    """A run's overall state from its stages' entries: failed (and the first error), running
+    or interrupted, finished (every stage done), measured (metrics on disk but no stage
+    recorded, e.g. copied from another machine), incomplete (some), or missing (none, and no
+    metrics)."""
+    for wanted in ("failed", "interrupted", "running"):
+        for stage in stages:
+            e = entries.get(stage) or {}
+            if e.get("status") == wanted:
+                return wanted, f"{stage}: {e.get('error') or wanted}"
     done = [s for s in stages if (entries.get(s) or {}).get("status") in ("finished", "cached")]
     if len(done) == len(stages):
         return "finished", None
@@ -121,9 +177,35 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;colo
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.st{padding:1px 4px;border-radius:3px;margin-right:3px;white-space:nowrap;font-size:.9em}
 .finished,.cached,.measured{background:#d4f4d4}.failed{background:#f8d0d0}.missing,.skipped{background:#eee}
-.incomplete,.unreadable{background:#fff1c4}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
+.incomplete,.unreadable,.interrupted,.overridden{background:#fff1c4}.running,.locked{background:#d8e8ff}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
 td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums}.side{display:flex;gap:2em;flex-wrap:wrap}
 .side>div{flex:1 1 560px;min-width:0;overflow-x:auto}.side table{font-size:.85em}.side td,.side th{padding:3px 5px}small{color:#666}"""
+
+
+def _settings_cell(rp: RunPaths, stages) -> str:
+    """"profile" when every recorded stage of the run used the profile's settings; else the
+    overrides (from the stages' records, whichever way they were run: runner, papermill, lab)."""
+    from . import record
+
+    overrides, unrecorded = {}, []
+    for stage in stages:
+        try:
+            figures = record.load(rp, stage)
+        except (OSError, ValueError):
+            figures = None
+        if figures is None:
+            continue
+        if "settings" not in figures:
+            unrecorded.append(stage[:2])
+            continue
+        overrides.update(figures["settings"].get("overrides") or {})
+    parts = []
+    if overrides:
+        text = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
+        parts.append(f'<span class="st overridden" title="{html.escape(text)}">overrides</span> <small>{html.escape(text)}</small>')
+    if unrecorded:
+        parts.append(f"<small>settings not recorded: {', '.join(unrecorded)}</small>")
+    return " ".join(parts) or "<small>profile</small>"
 
 
 def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
@@ -143,16 +225,18 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
     rows = []
     for style, scenario in _grid_runs(profile, runs):
         rp = RunPaths(profile, style, scenario)
-        entries = status.get(rp.name, {})
+        cfg = params.resolve(profile, style, scenario)
         stages = list(stages_of(style))
-        cells = []
+        entries, cells = {}, []
         for stage in stages:
-            entry = entries.get(stage)
+            state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
+            if state != "missing":
+                entries[stage] = {"status": state, "error": note}
             html_file = rp.report_dir / f"{stage}.html"
-            state = entry["status"] if entry else "missing"
             link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
-            title = html.escape((entry or {}).get("error") or state)
+            title = html.escape(note or state)
             cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
+        settings_html = _settings_cell(rp, stages)
         nums, metrics_error = {}, None
         if rp.metrics_json.exists():
             try:
@@ -172,26 +256,25 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
         if state == "failed":
             why_html = f'<div class="err">{html.escape(why)}</div>'
         else:  # a note, not an alarm
-            why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state == "incomplete" else ""
+            why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state != "finished" else ""
         lat = nums.get("speedup_latency")
         ci = nums.get("speedup_latency_ci") or [None, None]
         lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
         rows.append(
             f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
             f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
-            f"<td class=\"stages\">{' '.join(cells)}</td>"
+            f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
             f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
             f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
             f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
             f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
         )
     prof_links = []
+    profile_cfg = params.resolve(profile, "base", params.scenarios()[0])
     for stage in profile_stages:
-        entry = status.get("_profile", {}).get(stage)
-        state = entry["status"] if entry else "missing"
+        state, err = stage_state(status.get("_profile", {}).get(stage), profile, stage, profile_cfg)
         target = root / "_profile" / f"{stage}.html"
         name = f'<a href="_profile/{stage}.html">{stage}</a>' if target.exists() else stage
-        err = (entry or {}).get("error")
         err_html = f' <span class="err">{html.escape(err)}</span>' if err else ""
         prof_links.append(f'<li><span class="st {state}">{state}</span> {name}{err_html}</li>')
     failed = [
@@ -216,7 +299,9 @@ Every run of the profile is listed (style, scenario) with its state; each badge 
 Across all runs: {analysis_link}.</p>
 {findings_html}
 <h2>Profile-wide</h2><ul>{''.join(prof_links)}</ul>
-<h2>Runs</h2><table><tr><th>style</th><th>scenario</th><th>state</th><th>stages</th><th>accuracy (baseline)</th>
+<h2>Runs</h2><p><small>Settings: <span class="st overridden">overrides</span> marks a run some stage of which ran
+with parameters other than the profile's (listed); compare such runs with the others knowingly.</small></p>
+<table><tr><th>style</th><th>scenario</th><th>state</th><th>stages</th><th>settings</th><th>accuracy (baseline)</th>
 <th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up (throughput)</th>
 <th>speed-up (latency) [95% CI]</th><th>tokens / answer</th></tr>
 {''.join(rows)}</table>

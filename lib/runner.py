@@ -5,19 +5,31 @@ parameters, saved and rendered to HTML beside the others; the profile-wide noteb
 models first, analysis last) run once. Finished stages are skipped unless `redo`; a failed
 run keeps its partial notebook (rendered, error included) and the grid goes on; the exit
 status says whether anything failed.
+
+A stage is skipped as done only when its record says it finished with the current
+parameters, notebook and earlier stages and its output files are whole (`record.why_not_done`);
+otherwise it runs again, and the stages after it follow. One writer per run: a stage holds
+its run's lock (`runs/<run>/writer.lock`) while it checks, runs and records; a second runner
+that finds the lock taken does not wait — it stops that run with a message naming the holder
+(PID, host, since when) and goes on with the others. Ctrl-C stops the grid after recording the
+stage as interrupted; a full disk or a dead kernel fails the stage; either way the summary
+names the stage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import socket
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import io, params, paths, record, reports
+from . import data, io, params, paths, record, reports
 from .styles import STYLES
 
 RUN_STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
@@ -40,7 +52,7 @@ def notebook(stage: str):
 class Outcome:
     run: str
     stage: str
-    status: str  # finished | cached | failed | skipped
+    status: str  # finished | cached | failed | skipped | interrupted | locked
     seconds: float = 0.0
     error: str | None = None
 
@@ -51,14 +63,19 @@ class GridResult:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        return [o for o in self.outcomes if o.status in ("failed", "interrupted", "locked")]
+
+    @property
+    def interrupted(self) -> bool:
+        return any(o.status == "interrupted" for o in self.outcomes)
 
     def summary(self) -> str:
         counts = {}
         for o in self.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
         lines = [", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
-        lines += [f"FAILED {o.run} / {o.stage}: {o.error}" for o in self.failed]
+        lines += [f"{'FAILED' if o.status == 'failed' else o.status.upper()} {o.run} / {o.stage}: {o.error}"
+                  for o in self.failed]
         return "\n".join(lines)
 
 
@@ -74,27 +91,129 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     """Execute one notebook with papermill; render what ran to HTML, failure included."""
     import papermill as pm
 
-    out_ipynb = out_dir / f"{stage}.ipynb"
+    out_ipynb, out_html = out_dir / f"{stage}.ipynb", out_dir / f"{stage}.html"
     out_dir.mkdir(parents=True, exist_ok=True)
+    out_html.unlink(missing_ok=True)  # a partial notebook is never left beside the last run's HTML
+    use_this_checkout()
     t0 = time.perf_counter()
     error = None
     try:
-        pm.execute_notebook(
+        _interruptible(
+            pm.execute_notebook,
             str(notebook(stage)), str(out_ipynb), parameters=parameters, kernel_name="python3",
             progress_bar=False, cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
             # 44 alarming lines per demo, none actionable. Errors still show.
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
+    except KeyboardInterrupt:
+        # papermill's event loop is torn down mid-cell: asyncio would print the dead kernel's
+        # task as an unretrieved-exception traceback; the summary says it instead.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        _render(out_ipynb, out_html, stage, hide_input)  # what ran so far, marked partial by its status
+        raise
     except Exception as exc:  # papermill saves the partial notebook with the traceback
         error = _short_error(exc)
     seconds = time.perf_counter() - t0
+    _render(out_ipynb, out_html, stage, hide_input)
+    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
+
+
+def _interruptible(fn, *args, **kwargs):
+    """Run papermill in a worker thread so that Ctrl-C reaches this process as KeyboardInterrupt.
+    In the main thread nbclient replaces the SIGINT handler with one that asks the kernel to
+    shut down politely, which a kernel busy in a long cell (training, vLLM) ignores until the
+    cell ends: Ctrl-C did nothing. The kernel runs in its own session (the terminal's Ctrl-C
+    never reaches it), so on interrupt it is killed here; papermill then saves the partial
+    notebook, and the caller records the stage as interrupted."""
+    import threading
+
+    box = {}
+
+    def work():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="papermill", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+    except KeyboardInterrupt:
+        _kill_kernels()
+        worker.join(60)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _kill_kernels() -> None:
+    """Kill this process's kernels (children running ipykernel) and whatever they started."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            if any("ipykernel" in part for part in child.cmdline()):
+                for proc in child.children(recursive=True) + [child]:
+                    proc.kill()
+        except psutil.Error:  # already gone
+            pass
+
+
+def _render(out_ipynb, out_html, stage: str, hide_input: bool) -> None:
     if out_ipynb.exists():
         try:
-            reports.render_html(out_ipynb, out_dir / f"{stage}.html", hide_input=hide_input)
+            reports.render_html(out_ipynb, out_html, hide_input=hide_input)
         except Exception as exc:  # the stage itself ran: a missing HTML is reported, not a failure
             print(f"warning: {stage} ran but its HTML could not be rendered: {exc}", flush=True)
-    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
+
+
+def use_this_checkout() -> None:
+    """Kernels import the `lib` of the checkout this runner belongs to, not whichever one an
+    editable install points at: the repository goes first on the kernel's PYTHONPATH."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(paths.REPO)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(paths.REPO)] + rest)
+
+
+class RunLocked(RuntimeError):
+    """Another process is writing this run."""
+
+
+def lock_file(profile: str, label: str):
+    return paths.data_root(profile) / "runs" / label / "writer.lock"
+
+
+@contextlib.contextmanager
+def run_lock(profile: str, label: str):
+    """Hold the run's writer lock, or raise RunLocked naming its holder (never wait: a
+    second runner on a run is a mistake to report, not a queue)."""
+    import filelock
+
+    path = lock_file(profile, label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = path.with_name(path.name + ".holder.json")
+    lock = filelock.FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            who = io.read_json(holder)
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(who.get("since", 0)))
+            by = f"PID {who.get('pid')} on {who.get('host')} since {since} ({who.get('what')})"
+        except (OSError, ValueError):
+            by = "another process"
+        raise RunLocked(f"run {label} is being written by {by}; lock {path}. Wait for it to finish, "
+                        f"or stop that process") from None
+    try:
+        io.write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+                               "what": " ".join(sys.argv[1:])[:100]})
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
 
 
 def _short_error(exc: Exception) -> str:
@@ -151,6 +270,10 @@ def run_grid(
                 raise params.ParamsError(
                     f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
                 )
+            try:  # problems made with other data params: refused here, before any stage's record is touched
+                data.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
+            except ValueError as exc:
+                raise params.ParamsError(str(exc)) from None
     runs = [(style, scenario) for scenario in scenarios for style in styles]
     pre = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
     chains = [[((style, scenario), s) for s in stages_of(style) if s in stages] for style, scenario in runs]
@@ -161,10 +284,14 @@ def run_grid(
         _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log, result, t_start)
     else:
         _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start)
-        result.outcomes += _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log)
-        _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
-    reports.write_index(profile, runs, stages_of, [s for s in PRE_STAGES + POST_STAGES])
-    log(f"index: {paths.reports_root(profile) / 'index.html'}")
+        if not result.interrupted:
+            result.outcomes += _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log)
+            _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
+    try:
+        reports.write_index(profile, runs, stages_of, [s for s in PRE_STAGES + POST_STAGES])
+        log(f"index: {paths.reports_root(profile) / 'index.html'}")
+    except OSError as exc:  # the summary below still says what happened
+        log(f"warning: the index could not be written: {_short_error(exc)}")
     log(result.summary())
     return result
 
@@ -174,29 +301,60 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
     for i, (run, stage) in enumerate(plan, 1):
         if run == PROFILE_RUN:
             rp, label, out_dir = profile, PROFILE_RUN, paths.reports_root(profile) / PROFILE_RUN
+            cfg = params.resolve(profile, "base", params.scenarios()[0], overrides)  # as notebook 00 resolves it
             parameters = {"profile": profile, "overrides": overrides}
         else:
             style, scenario = run
             rp = paths.RunPaths(profile, style, scenario)
+            cfg = params.resolve(profile, style, scenario, overrides)
             label, out_dir = rp.name, rp.report_dir
             parameters = {"profile": profile, "style": style, "scenario": scenario, "overrides": overrides}
         head = f"[{i}/{len(plan)} {time.perf_counter() - t_start:6.0f}s] {label} {stage}"
         if label in broken:
             outcome = Outcome(label, stage, "skipped", error="an earlier stage of this run failed")
-        elif not redo and record.done(rp, stage) and stage not in POST_STAGES:
-            outcome = Outcome(label, stage, "cached")
         else:
-            log(f"{head} ...")
-            outcome = execute(stage, label, out_dir, parameters, hide_input)
-        if outcome.status == "failed":
+            try:
+                outcome = _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head)
+            except KeyboardInterrupt:
+                outcome = Outcome(label, stage, "interrupted", error="stopped by Ctrl-C (SIGINT); re-run to resume")
+                _record(profile, label, stage, outcome)
+                log(f"{head} interrupted")
+                result.outcomes.append(outcome)
+                return
+        if outcome.status in ("failed", "locked"):
             broken.add(label)
-        if outcome.status != "cached":
-            entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error)
-            if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-                entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
-            reports.record_status(profile, label, stage, **entry)
         log(f"{head} {outcome.status} ({outcome.seconds:.1f}s){': ' + outcome.error if outcome.error else ''}")
         result.outcomes.append(outcome)
+
+
+def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head) -> Outcome:
+    """One stage under its run's lock: skipped when done (see `record.why_not_done`), else run."""
+    try:
+        with run_lock(profile, label):
+            why = "always runs" if stage in POST_STAGES else ("--redo" if redo else record.why_not_done(rp, stage, cfg))
+            if why is None:
+                return Outcome(label, stage, "cached")
+            log(f"{head} ... ({why})")
+            record.forget(rp, stage)
+            _record(profile, label, stage, Outcome(label, stage, "running"), started=time.time())
+            outcome = execute(stage, label, out_dir, parameters, hide_input)
+            _record(profile, label, stage, outcome)
+            return outcome
+    except RunLocked as exc:
+        return Outcome(label, stage, "locked", error=str(exc))
+    except OSError as exc:  # a full disk, a vanished folder: this stage fails, named; the grid goes on
+        outcome = Outcome(label, stage, "failed", error=_short_error(exc))
+        with contextlib.suppress(OSError):
+            _record(profile, label, stage, outcome)
+        return outcome
+
+
+def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> None:
+    entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error, pid=os.getpid(),
+                 host=socket.gethostname(), **extra)
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
+    reports.record_status(profile, label, stage, **entry)
 
 
 def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
@@ -254,6 +412,7 @@ def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
     """Render executed notebooks that have no HTML yet (e.g. copied back from a GPU machine
     without nbconvert), then rewrite the profile's index."""
+    _check_choices("profile", [profile], params.profiles())  # a name, never a path
     done = []
     for ipynb in sorted(paths.reports_root(profile).rglob("*.ipynb")):
         html = ipynb.with_suffix(".html")
@@ -268,13 +427,16 @@ def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
 def main_run(args) -> int:
     import yaml
 
-    overrides = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise params.ParamsError(f"--set takes KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
     try:
+        overrides = {}
+        for item in args.set or []:
+            if "=" not in item:
+                raise params.ParamsError(f"--set takes KEY=VALUE, got {item!r}")
+            key, value = item.split("=", 1)
+            try:
+                overrides[key] = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise params.ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
             gpus=args.gpus,
@@ -284,7 +446,13 @@ def main_run(args) -> int:
     except params.ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside any stage (validation, the index)
+        print("interrupted (Ctrl-C) outside a stage; nothing was left half-written", file=sys.stderr)
+        return 130
+    except OSError as exc:  # e.g. the disk filled while writing the index
+        print(f"error: {_short_error(exc)}", file=sys.stderr)
+        return 1
     except Exception:
         traceback.print_exc()
         return 1
-    return 1 if result.failed else 0
+    return 130 if result.interrupted else 1 if result.failed else 0

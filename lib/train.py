@@ -86,8 +86,36 @@ def _load_model(cfg, base: str, backend: str):
 
 
 def last_checkpoint(ckpt_dir: Path) -> str | None:
-    ckpts = sorted(Path(ckpt_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """The newest *complete* checkpoint: the Trainer writes `trainer_state.json` last, so a
+    folder cut short (a full disk, a kill) lacks it or holds it half-written, and is passed over."""
+    def complete(folder: Path) -> bool:
+        try:
+            state = io.read_json(folder / "trainer_state.json")
+        except (OSError, ValueError):
+            return False
+        return isinstance(state, dict) and any(folder.glob("*.safetensors"))
+
+    ckpts = [p for p in Path(ckpt_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and complete(p)]
+    ckpts.sort(key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
+
+
+def resumed_loss(train_loss: float | None, log_history: list[dict], resume_step: int, global_step: int) -> float | None:
+    """The whole run's mean training loss after a resume. The Trainer's `train_loss` is the
+    loss summed over *this session's* steps divided by *all* steps; the steps before the
+    checkpoint are added back from the losses the checkpoint logged (each a mean over its
+    logging interval; steps after the last log up to the checkpoint at that last rate)."""
+    if train_loss is None or not resume_step or not global_step:
+        return train_loss
+    earlier, prev_step, rate = 0.0, 0, None
+    for entry in log_history:
+        if "loss" in entry and entry.get("step", 0) <= resume_step:
+            earlier += entry["loss"] * (entry["step"] - prev_step)
+            prev_step, rate = entry["step"], entry["loss"]
+    if rate is None:
+        return None  # nothing logged before the checkpoint: the earlier part cannot be known
+    earlier += rate * (resume_step - prev_step)
+    return train_loss + earlier / global_step
 
 
 def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1) -> dict:
@@ -147,12 +175,22 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     # stand in for the training asked for (a finished one would not train at all).
     recipe = {"base": base, "role": role, "style": cfg["style"], "train": cfg["train"], "seed": cfg["seed"],
               "rows": [r["id"] for r in rows]}
-    recipe_file = Path(ckpt_dir) / "recipe.json"
-    if recipe_file.exists() and io.read_json(recipe_file) != json.loads(json.dumps(recipe, default=str)):
-        shutil.rmtree(ckpt_dir)
+    # Another recipe's checkpoints are moved aside, not deleted, until this training has
+    # saved its adapter: a run that fails on its new settings loses nothing.
+    ckpt_dir, previous = Path(ckpt_dir), Path(ckpt_dir).with_name(Path(ckpt_dir).name + ".previous")
+    recipe_file = ckpt_dir / "recipe.json"
+    try:
+        stale = recipe_file.exists() and io.read_json(recipe_file) != json.loads(json.dumps(recipe, default=str))
+    except ValueError:  # a recipe file cut short: its checkpoints cannot be trusted either
+        stale = True
+    if stale:
+        shutil.rmtree(previous, ignore_errors=True)  # an older set aside, superseded twice over
+        ckpt_dir.rename(previous)
     if not recipe_file.exists():
         io.write_json(recipe_file, recipe)
     resume = last_checkpoint(ckpt_dir)
+    resumed_state = io.read_json(Path(resume) / "trainer_state.json") if resume else {}
+    resume_step, resume_epoch = int(resumed_state.get("global_step") or 0), float(resumed_state.get("epoch") or 0)
     t0 = time.perf_counter()
     with device.GpuMemoryPeak() as gpu:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -166,6 +204,8 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(adapter_dir, ignore_errors=True)
     tmp.rename(adapter_dir)
+    shutil.rmtree(previous, ignore_errors=True)  # the replacement is saved: the old recipe can go
+    session_epochs = max(epochs_run - resume_epoch, 0.0)
     summary = {
         "role": role,
         "backend": backend,
@@ -174,11 +214,17 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         "resumed_from": resume,
         "wall_s": wall,
         "train_runtime_s": result.metrics.get("train_runtime"),
-        "train_loss": result.metrics.get("train_loss"),
+        # the whole run's, checkpointed part included (see resumed_loss)
+        "train_loss": resumed_loss(result.metrics.get("train_loss"), trainer.state.log_history, resume_step,
+                                   trainer.state.global_step),
         "epochs": epochs_run,
         "steps": trainer.state.global_step,
         "train_tokens": n_tokens,
-        "tokens_per_s": n_tokens * epochs_run / wall if wall else None,
+        # a rate: tokens of the epochs this session trained over this session's wall time
+        "tokens_per_s": n_tokens * session_epochs / wall if wall else None,
+        "resumed_at_step": resume_step,
+        "speed_covers": (f"epochs {resume_epoch:g}-{epochs_run:g} (resumed from step {resume_step}); "
+                         f"wall_s is this session's" if resume else "the whole run"),
         "peak_memory_mb": device.process_peak_mb(cuda),
         "peak_gpu_memory_mb": gpu.peak_mb,
         "n_train": len(split["train"]),
@@ -217,7 +263,7 @@ def summary_table(summary: dict):
 
     fig = figures(summary)
     keys = ["backend", "gradient_checkpointing", "base", "n_train", "n_val", "n_dropped_too_long", "steps", "epochs", "train_loss",
-            "final_eval_loss", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb", "resumed_from"]
+            "final_eval_loss", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb", "resumed_from", "speed_covers"]
     return pd.Series({k: fig.get(k) for k in keys}, name=summary["role"]).to_frame()
 
 

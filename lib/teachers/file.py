@@ -23,8 +23,8 @@ def source_path(cfg) -> str:
 def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True) -> Iterator[tuple[str, str | None, str | None]]:
     spec = cfg["data"]["teacher_file"]
     path = source_path(cfg)
-    read = io.read_jsonl(path, required=(spec["question_field"], spec["solution_field"]))
-    solutions = {normalize_question(r[spec["question_field"]]): r[spec["solution_field"]] for r in read.rows}
+    rows = io.require_jsonl(path, required=(spec["question_field"], spec["solution_field"]))  # bad line: named
+    solutions = {normalize_question(r[spec["question_field"]]): r[spec["solution_field"]] for r in rows}
     for problem in problems:
         found = solutions.get(normalize_question(problem["question"]))
         if found is None:
