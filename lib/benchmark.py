@@ -621,9 +621,47 @@ def pass_table(metrics: dict):
 
 
 def comparison_table(metrics: dict):
+    """The comparison's single numbers (repetitions and the cost model have their own tables)."""
     import pandas as pd
 
-    return pd.Series(metrics["comparison"], name=metrics["run"]).to_frame()
+    flat = {k: v for k, v in metrics["comparison"].items() if not isinstance(v, (dict, list)) or k.endswith("_ci95")}
+    return pd.Series(flat, name=metrics["run"], dtype=object).to_frame()
+
+
+def cost_table(metrics: dict):
+    """One row per repetition (its pass order, measured and predicted speed-up, step cost r),
+    then the median the run reports, with the engine's ceiling and the GPU-busy floor."""
+    import pandas as pd
+
+    c = metrics["comparison"]
+    model = c.get("cost_model") or {}
+    rows = [{"repetition": str(i + 1), "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
+             "predicted": r["predicted_speedup"], "r": r["r"]} for i, r in enumerate(c.get("repetitions") or [])]
+    rows.append({"repetition": "median", "order": "", "measured": c["speedup_throughput"],
+                 "predicted": c["predicted_speedup"], "r": model.get("r"), "ceiling": c.get("ceiling_speedup"),
+                 "GPU floor": c.get("floor_speedup"), "tokens per step": model.get("tokens_per_step")})
+    return pd.DataFrame(rows).set_index("repetition")
+
+
+def speed_frame(metrics: dict):
+    """The run as one row of the analysis's run frame: what `plots.predicted_vs_measured` draws."""
+    import pandas as pd
+
+    h = headline(metrics)
+    return pd.DataFrame([{"style": metrics["style"], "scenario": metrics["scenario"], "speedup": h["speedup"],
+                          "predicted_speedup": h["predicted_speedup"], "speedup_lo": h["speedup_lo"],
+                          "speedup_hi": h["speedup_hi"], "ceiling_speedup": h["ceiling_speedup"],
+                          "floor_speedup": h["floor_speedup"]}])
+
+
+def calibration_table(metrics: dict):
+    """`k: auto`: the predicted speed-up of each K candidate (empty when K was given)."""
+    import pandas as pd
+
+    cal = metrics.get("calibration") or {}
+    pred = cal.get("predicted_speedup") or {}
+    return pd.DataFrame([{"k": int(k), "predicted": v, "chosen": int(k) == cal["k"]} for k, v in pred.items()],
+                        columns=["k", "predicted", "chosen"])
 
 
 def position_frame(metrics: dict):
