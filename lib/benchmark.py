@@ -66,9 +66,12 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     calibration passes skip them). `max_num_seqs` overrides the benchmark's concurrency."""
     with engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs) as eng:
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
-        # otherwise land on the timed call (a large share of a small pass).
+        # otherwise land on the timed call (a large share of a small pass). As many requests as
+        # the timed call runs at once: the first batched draft proposal paid such a cost too
+        # (seen: a tiny speculative pass's first tokens 3.4 s late after a one-request warm-up).
         # An unrelated prompt, so that no benchmark prompt finds its prefix already cached.
-        eng.llm.generate([WARMUP_PROMPT], engine.sampling(cfg, WARMUP_TOKENS), use_tqdm=False)
+        width = min(len(prompts), max_num_seqs or cfg["benchmark"]["max_num_seqs"]) or 1
+        eng.llm.generate([WARMUP_PROMPT] * width, engine.sampling(cfg, WARMUP_TOKENS), use_tqdm=False)
         before = engine.spec_counters(eng)
         t0 = time.perf_counter()
         outputs = eng.llm.generate(prompts, engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=extras)
@@ -290,7 +293,10 @@ def repetition(m_base: dict, m_spec: dict, order: tuple[str, ...], k: int) -> di
     """One repetition's measured and predicted speed-up."""
     model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k)
     return {"order": list(order), "baseline_tok_s": m_base["throughput_tok_s"],
-            "speculative_tok_s": m_spec["throughput_tok_s"],
+            "speculative_tok_s": m_spec["throughput_tok_s"], "baseline_wall_s": m_base["wall_s"],
+            "speculative_wall_s": m_spec["wall_s"], "baseline_step_s": m_base["step"]["step_s"],
+            "speculative_step_s": m_spec["step"]["step_s"],
+            "ttft_s": {"baseline": m_base["ttft_s"]["mean"], "speculative": m_spec["ttft_s"]["mean"]},
             "speedup_throughput": m_spec["throughput_tok_s"] / m_base["throughput_tok_s"],
             "r": model["r"] if model else None, "predicted_speedup": model["predicted_speedup"] if model else None}
 

@@ -199,9 +199,23 @@ def async_scheduling(cfg, speculative: dict | None) -> bool | None:
     mode = cfg["engine"]["async_scheduling"]
     if mode != "auto":
         return mode == "on"
-    if on_cuda(cfg) and (speculative is None or speculative.get("method") == "draft_model"):
+    if on_cuda(cfg) and (speculative is None or speculative.get("method") == "draft_model") and _executor_async(cfg):
         return True
     return None
+
+
+def _executor_async(cfg) -> bool:
+    """Whether the executor this engine will use can schedule asynchronously (asked for
+    explicitly where it cannot, vLLM refuses to start)."""
+    try:
+        if cfg["engine"]["in_process"]:
+            from vllm.v1.executor.uniproc_executor import UniProcExecutor as executor
+        else:
+            from vllm.v1.executor.multiproc_executor import MultiprocExecutor as executor
+    except ImportError:
+        return False
+    probe = getattr(executor, "supports_async_scheduling", None)
+    return bool(probe and probe())
 
 
 def async_scheduling_used(engine: Engine) -> bool | None:
