@@ -28,14 +28,6 @@ def paired_ratio_ci(num, den, n: int = 1000, seed: int = 0, level: float = 0.95)
     return float(lo), float(hi)
 
 
-def predicted_speedup(alpha: float, k: int, c: float) -> float:
-    """Expected speed-up of speculative decoding (Leviathan et al. 2023): with per-token
-    acceptance alpha, K draft tokens and draft/target step cost ratio c."""
-    if alpha >= 1.0:
-        return (k + 1) / (1 + k * c)
-    return (1 - alpha ** (k + 1)) / ((1 - alpha) * (1 + k * c))
-
-
 # --- the cost model of a speculative step, as measured ----------------------------------------
 # A speculative pass is described by two measured quantities: what a verification step yields
 # (1 + the sum over draft positions of P(position i accepted), from vLLM's per-position

@@ -20,17 +20,6 @@ def _cfg(style="base", **over):
 
 # --- pure functions ----------------------------------------------------------------------
 
-def test_predicted_speedup_known_values():
-    assert stats.predicted_speedup(1.0, 5, 0.0) == 6.0
-    assert stats.predicted_speedup(0.0, 5, 0.0) == 1.0
-    assert stats.predicted_speedup(0.8, 5, 0.0) == pytest.approx((1 - 0.8**6) / 0.2)
-    assert stats.predicted_speedup(0.8, 5, 0.1) == pytest.approx((1 - 0.8**6) / 0.2 / 1.5)
-    # continuous at alpha -> 1, increasing in alpha, decreasing in the draft cost
-    assert stats.predicted_speedup(0.999999, 4, 0.05) == pytest.approx(stats.predicted_speedup(1.0, 4, 0.05), rel=1e-4)
-    assert stats.predicted_speedup(0.9, 4, 0.05) > stats.predicted_speedup(0.7, 4, 0.05)
-    assert stats.predicted_speedup(0.9, 4, 0.05) > stats.predicted_speedup(0.9, 4, 0.2)
-
-
 def test_counter_delta_and_sums():
     before = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []}  # nothing drafted yet
     after = {"drafts": 4, "draft_tokens": 12, "accepted_tokens": 9, "accepted_per_pos": [4, 3, 2]}
