@@ -507,7 +507,8 @@ def calibrate(cfg, pair: dict, prompts: list[str], problems: list[dict]) -> dict
         fit = {"a": points[0]["r"], "b": 0.0, "k": [points[0]["k"]], "r": [points[0]["r"]], "residuals": [0.0],
                "rms_residual": 0.0}
     chosen, predicted = stats.best_k(points[-1]["acceptance_by_pos"], fit, cands)
-    return {"n": n, "candidates": cands, "probes": points, "fit": fit, "predicted_speedup": predicted, "k": chosen}
+    return {"n": n, "candidates": cands, "probes": points, "fit": fit, "k": chosen,
+            "predicted_speedup": {str(k): v for k, v in predicted.items()}}  # str keys: as JSON writes them
 
 
 def with_k(cfg, k: int):

@@ -419,8 +419,10 @@ def test_k_auto_calibrates_on_real_engines(tiny_pair):
     cal = benchmark.calibrate(cfg, {"target": tiny_pair["target"], "draft": tiny_pair["draft"]}, prompts, problems)
     assert cal["n"] == 2 and [p["k"] for p in cal["probes"]] == [1, 2, 4]
     assert all(p["r"] > 0 for p in cal["probes"]) and len(cal["fit"]["residuals"]) == 3
-    assert set(cal["predicted_speedup"]) == {1, 2, 4}
-    assert cal["k"] == max(cal["predicted_speedup"], key=cal["predicted_speedup"].get)
+    assert set(cal["predicted_speedup"]) == {"1", "2", "4"}
+    assert str(cal["k"]) == max(cal["predicted_speedup"], key=cal["predicted_speedup"].get)
+    table = benchmark.calibration_table({"calibration": cal})
+    assert list(table["k"]) == [1, 2, 4] and table["chosen"].sum() == 1
 
 
 # --- other methods and known answers ---------------------------------------------------------
