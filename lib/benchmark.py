@@ -331,9 +331,10 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "identical_output_share": identical,
         "identical_output_floor": floor_share,
         "identical_output_warning": None,
-        "cost_model": model,
+        "cost_model": model,  # the first repetition's, with the GPU-busy floor where profiled
         "predicted_speedup": None,
-        "ceiling_speedup": model["ceiling_speedup"] if model else None,
+        "step_cost_r": None,
+        "ceiling_speedup": None,
         "floor_speedup": model["floor_speedup"] if model else None,
         "measured_over_predicted": None,
         "prediction_within_tolerance": None,
@@ -345,7 +346,9 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
             if floor_share is not None else
             "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts (no floor measured)")
     preds = [r["predicted_speedup"] for r in reps if r["predicted_speedup"] is not None]
-    if preds:
+    if preds:  # medians over repetitions, like the measured speed-up
+        out["step_cost_r"] = float(np.median([r["r"] for r in reps if r["r"] is not None]))
+        out["ceiling_speedup"] = stats.ceiling_speedup(k, out["step_cost_r"])
         out["predicted_speedup"] = float(np.median(preds))
         out["measured_over_predicted"] = out["speedup_throughput"] / out["predicted_speedup"]
         out["prediction_within_tolerance"] = bool(abs(out["predicted_speedup"] / out["speedup_throughput"] - 1)
@@ -601,7 +604,7 @@ def headline(metrics: dict) -> dict:
         "speedup_hi": (c.get("speedup_throughput_range") or [None, None])[1],
         "ceiling_speedup": c.get("ceiling_speedup"),
         "floor_speedup": c.get("floor_speedup"),
-        "step_cost_r": (c.get("cost_model") or {}).get("r"),
+        "step_cost_r": c.get("step_cost_r"),
         "identical_output_floor": c.get("identical_output_floor"),
         "k_requested": metrics.get("k_requested", metrics.get("k")),
         "k": metrics.get("k"),
@@ -650,7 +653,7 @@ def cost_table(metrics: dict):
     rows = [{"repetition": str(i + 1), "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
              "predicted": r["predicted_speedup"], "r": r["r"]} for i, r in enumerate(c.get("repetitions") or [])]
     rows.append({"repetition": "median", "order": "", "measured": c["speedup_throughput"],
-                 "predicted": c["predicted_speedup"], "r": model.get("r"), "ceiling": c.get("ceiling_speedup"),
+                 "predicted": c["predicted_speedup"], "r": c.get("step_cost_r"), "ceiling": c.get("ceiling_speedup"),
                  "GPU floor": c.get("floor_speedup"), "tokens per step": model.get("tokens_per_step")})
     return pd.DataFrame(rows).set_index("repetition")
 
