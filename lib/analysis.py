@@ -44,6 +44,7 @@ RUN_COLUMNS = [
     "acceptance_rate", "acceptance_lo", "acceptance_hi", "acceptance_ci_method", "mean_acceptance_length",
     "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
     "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
+    "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "identical_output_floor",
     "tokens_per_answer", "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",
@@ -581,6 +582,7 @@ def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     predicted speed-up, and what speculation did to accuracy (paired over prompts)."""
     cols = ["source", "scenario", "style", "acceptance_rate", "acceptance_lo", "acceptance_hi", "speedup",
             "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
+            "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "identical_output_floor",
             "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
             "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
             "crosscheck_acceptance"]
@@ -603,8 +605,12 @@ def intervals_display(frame: pd.DataFrame) -> pd.DataFrame:
             "acceptance [95%]": est(r["acceptance_rate"], r["acceptance_lo"], r["acceptance_hi"], pct),
             "interval over": {PER_PROMPT: "prompts", PER_DRAFT: "drafts", PER_TOKEN: "tokens"}.get(r["acceptance_ci_method"], "–"),
             "speed-up, latency [95%]": est(r["speedup_latency"], r["speedup_latency_lo"], r["speedup_latency_hi"], x),
-            "speed-up, throughput": est(r["speedup"], None, None, x),
-            "predicted": est(r["predicted_speedup"], None, None, x),
+            "speed-up, throughput [range over repetitions]": est(r["speedup"], r["speedup_lo"], r["speedup_hi"], x),
+            "predicted (acceptance by position, step cost r)": est(r["predicted_speedup"], None, None, x),
+            "ceiling (all accepted)": est(r["ceiling_speedup"], None, None, x),
+            "GPU floor": est(r["floor_speedup"], None, None, x),
+            "identical outputs (floor)": "–" if pd.isna(r["identical_output_share"]) else
+            f"{r['identical_output_share']:.0%}" + ("" if pd.isna(r["identical_output_floor"]) else f" ({r['identical_output_floor']:.0%})"),
             "accuracy change by speculation, points [95%]": est(r["spec_accuracy_delta"], r["spec_accuracy_delta_lo"],
                                                                  r["spec_accuracy_delta_hi"], _pts),
             "prompts turned right / wrong": "–" if pd.isna(r["n_paired"]) else f"{int(r['n_gained'])} / {int(r['n_lost'])} of {int(r['n_paired'])}",
@@ -785,7 +791,11 @@ def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int 
                 f"{scenario}: latency speed-up CoD {s_cod:.2f}x{_interval(cod['speedup_latency_lo'], cod['speedup_latency_hi'], lambda v: f'{v:.2f}x')}"
                 f" vs CoT {s_cot:.2f}x{_interval(cot['speedup_latency_lo'], cot['speedup_latency_hi'], lambda v: f'{v:.2f}x')}"
                 f" ({'intervals overlap' if overlap else 'intervals do not overlap'}); throughput speed-up CoD "
-                f"{cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x (one measurement per pass, no interval)."
+                f"{cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x"
+                + (" (one measurement per pass, no interval)." if pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]) else
+                   f" (range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
+                   f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}])."
+                   )
             )
     if compared:
         lead = "CoD" if wins["cod"] >= wins["cot"] else "CoT"
@@ -813,8 +823,24 @@ def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int 
     ratio = have["speedup"] / have["predicted_speedup"]
     ratio = ratio.dropna()
     if len(ratio):
+        within = int((abs(1 / ratio - 1) <= 0.2).sum())
         out.append(f"Measured throughput speed-up was {ratio.min():.2f}–{ratio.max():.2f} times the one predicted from "
-                   f"acceptance and draft cost, over {len(ratio)} run(s).")
+                   f"acceptance by draft position and the measured step cost r, over {len(ratio)} run(s); within "
+                   f"±20 % in {within} of {len(ratio)}.")
+    capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
+    if len(capped):
+        floor = capped["floor_speedup"].dropna()
+        out.append(f"A speculative step cost {capped['step_cost_r'].min():.2f}–{capped['step_cost_r'].max():.2f} baseline "
+                   f"steps (r), so even with every draft accepted the engine's ceiling is "
+                   f"{capped['ceiling_speedup'].min():.2f}–{capped['ceiling_speedup'].max():.2f}x"
+                   + (f"; at the GPU-busy floor of a step it would be {floor.min():.2f}–{floor.max():.2f}x." if len(floor) else
+                      " (no GPU profile: no hardware floor)."))
+    for _, r in _ordered(have.dropna(subset=["identical_output_floor", "identical_output_share"])).iterrows():
+        beyond = r["identical_output_share"] < r["identical_output_floor"]
+        out.append(f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
+                   f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
+                   f"{_pct(r['identical_output_floor'])} (the numerical floor) — "
+                   + ("a divergence beyond numerical noise." if beyond else "within the floor: numerical noise, not a real divergence."))
     cc = have.dropna(subset=["crosscheck_acceptance"])
     for _, r in _ordered(cc).iterrows():
         vllm = r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"]

@@ -5,6 +5,11 @@ Also, from params: the speculative method (`benchmark.method`: a draft model, pr
 `ngram`, or an `eagle3` head), a K sweep (`benchmark.k_sweep`: one more speculative pass per
 K), and an independent cross-check of vLLM's acceptance counts by transformers' assisted
 generation on a subset of prompts (`benchmark.crosscheck_samples`, see `lib/crosscheck.py`).
+
+The speed-up is predicted from what each speculative pass measured of itself (`cost_model`):
+tokens per verification step from acceptance by position, over r, the step's cost in baseline
+steps. The draft-only engine that once gave a cost ratio c is gone: inside speculation a draft
+pass costs several times what it costs alone, and the prediction built on c missed by 1.6-3.9x.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 
 import numpy as np
 
-from . import answers, crosscheck, device, engine, io, models, stats
+from . import answers, crosscheck, device, engine, io, models, params, stats
 from .paths import RunPaths
 
 PASSES = ("baseline", "speculative")
@@ -37,13 +42,22 @@ def test_problems(cfg, rp: RunPaths) -> list[dict]:
 def check(cfg) -> None:
     """Refuse a benchmark whose params cannot work, before any engine starts."""
     engine.check_method(cfg)
-    sweep = cfg["benchmark"]["k_sweep"]
-    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sweep):
-        raise ValueError(f"benchmark.k_sweep must be a list of integers >= 1, got {sweep!r}")
+    bench = cfg["benchmark"]
+    if not (bench["k"] == "auto" or _k_ok(bench["k"])):
+        raise ValueError(f"benchmark.k must be 'auto' or an integer >= 1, got {bench['k']!r}")
+    for key in ("k_sweep", "k_candidates"):
+        if not all(_k_ok(k) for k in bench[key]):
+            raise ValueError(f"benchmark.{key} must be a list of integers >= 1, got {bench[key]!r}")
+    if bench["k"] == "auto" and not bench["k_candidates"]:
+        raise ValueError("benchmark.k = 'auto' needs benchmark.k_candidates, the K to choose among; it is empty")
+
+
+def _k_ok(k) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
 
 
 def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict], spec: dict | None = None,
-             recount: int = 0) -> tuple[list[dict], dict]:
+             recount: int = 0, extras: bool = True, max_num_seqs: int | None = None) -> tuple[list[dict], dict]:
     """One pass: fresh engine (speculative when `spec` is a vLLM speculative_config), one
     untimed warm-up request, then all prompts in one timed generate call; per-request timings
     and, where vLLM gives them, per-request acceptance counts.
@@ -51,16 +65,21 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     `recount`: the first `recount` prompts' acceptance is also wanted on its own (the
     cross-check subset). From per-request counts when the engine has them; else those prompts
     are generated once more on the same engine after the timed call, counters read around it
-    (`info["subset_counters"]`, `info["subset_source"]`)."""
+    (`info["subset_counters"]`, `info["subset_source"]`). `extras`: also the batch-size-1
+    measurement and (CUDA) the GPU-busy time per step on the same engine (repetitions and
+    calibration passes skip them). `max_num_seqs` overrides the benchmark's concurrency."""
     # Device-level, sampled through the pass: the engine core may run in another process.
-    with device.GpuMemoryPeak() as gpu, engine.running(cfg, model, speculative=spec) as eng:
+    with device.GpuMemoryPeak() as gpu_mem, engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs) as eng:
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
-        # otherwise land on the timed call (a large share of a small pass).
+        # otherwise land on the timed call (a large share of a small pass). As many requests as
+        # the timed call runs at once: the first batched draft proposal paid such a cost too
+        # (seen: a tiny speculative pass's first tokens 3.4 s late after a one-request warm-up).
         # An unrelated prompt, so that no benchmark prompt finds its prefix already cached.
-        eng.llm.generate([WARMUP_PROMPT], engine.sampling(cfg, WARMUP_TOKENS), use_tqdm=False)
+        width = min(len(prompts), max_num_seqs or cfg["benchmark"]["max_num_seqs"]) or 1
+        eng.llm.generate([WARMUP_PROMPT] * width, engine.sampling(cfg, WARMUP_TOKENS), use_tqdm=False)
         before = engine.spec_counters(eng)
         t0 = time.perf_counter()
-        outputs = eng.llm.generate(prompts, engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=True)
+        outputs = eng.llm.generate(prompts, engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=extras)
         wall = time.perf_counter() - t0
         counters = engine.counter_delta(engine.spec_counters(eng), before)
         per_request = [engine.request_spec(out) for out in outputs]
@@ -72,7 +91,9 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
                 mark = engine.spec_counters(eng)
                 eng.llm.generate(prompts[:recount], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
                 subset, source = engine.counter_delta(engine.spec_counters(eng), mark), "rerun"
-        batch1 = _batch1(cfg, eng, prompts[: cfg["benchmark"]["batch1_samples"]])
+        batch1 = _batch1(cfg, eng, prompts[: cfg["benchmark"]["batch1_samples"]]) if extras else None
+        gpu = gpu_busy(cfg, eng, prompts[0]) if extras and prompts else None
+        async_used = engine.async_scheduling_used(eng)
     samples = []
     for problem, out, req in zip(problems, outputs, per_request):
         text = out.outputs[0].text
@@ -86,8 +107,9 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
             "spec_accepted_tokens": req["accepted_tokens"] if req else None,
         })
     info = {"wall_s": wall, "counters": counters, "peak_memory_mb": device.process_peak_mb(False),
-            "peak_gpu_memory_mb": gpu.peak_mb,
-            "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1}
+            "peak_gpu_memory_mb": gpu_mem.peak_mb,
+            "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1,
+            "gpu_busy": gpu, "async_scheduling": async_used, "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"]}
     return samples, info
 
 
@@ -97,34 +119,119 @@ def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
     if not prompts:
         return None
     params = engine.sampling(cfg, cfg["benchmark"]["max_tokens"])
-    before, tokens, latencies = engine.spec_counters(eng), 0, []
+    before, timings, latencies = engine.spec_counters(eng), [], []
     t0 = time.perf_counter()
     for prompt in prompts:
         t = time.perf_counter()
         out = eng.llm.generate([prompt], params, use_tqdm=False)[0]
         latencies.append(time.perf_counter() - t)
-        tokens += len(out.outputs[0].token_ids)
+        timings.append(engine.request_timing(out))
     wall = time.perf_counter() - t0
+    tokens = sum(t["output_tokens"] for t in timings)
+    counters = engine.counter_delta(engine.spec_counters(eng), before)
     return {"n": len(prompts), "wall_s": wall, "output_tokens": tokens, "throughput_tok_s": tokens / wall,
-            "latency_s_mean": sum(latencies) / len(latencies),
-            "counters": engine.counter_delta(engine.spec_counters(eng), before)}
+            "latency_s_mean": sum(latencies) / len(latencies), "counters": counters,
+            "step": step_timing(timings, counters, wall)}
 
 
-def batch1_summary(base_info: dict, spec_info: dict, draft_info: dict | None, k: int) -> dict | None:
+def gpu_busy(cfg, eng, prompt: str) -> dict | None:
+    """CUDA only: one prompt decoded `benchmark.gpu_floor_tokens` tokens under the torch
+    profiler; the union of the GPU's kernel intervals per decode step is the least a step can
+    cost on this hardware (the rest of a step is CPU work: scheduling, launches, sampling). The
+    prefill is inside the busy time (a small over-estimate for short outputs). None on CPU, when
+    off, or when the engine runs in another process (the profiler sees only its own)."""
+    n = int(cfg["benchmark"]["gpu_floor_tokens"])
+    if n <= 0 or not device.on_cuda(cfg) or not cfg["engine"]["in_process"]:
+        return None
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    before = engine.spec_counters(eng)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out = eng.llm.generate([prompt], engine.sampling(cfg, n), use_tqdm=False)[0]
+        torch.cuda.synchronize()
+    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                   if e.device_type == torch.autograd.DeviceType.CUDA)
+    busy_us, end = 0.0, float("-inf")
+    for a, b in spans:  # union of intervals: kernels on several streams count once
+        if b > end:
+            busy_us += b - max(a, end)
+            end = b
+    timing = engine.request_timing(out)
+    steps = step_timing([timing], engine.counter_delta(engine.spec_counters(eng), before), 0.0)["steps"]
+    if not steps or not spans:
+        return None
+    return {"tokens": timing["output_tokens"], "steps": steps, "busy_s": busy_us / 1e6, "busy_step_s": busy_us / 1e6 / steps}
+
+
+def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> dict:
+    """Decode steps of a pass and the time each cost, as the requests paid it.
+
+    Steps: a plain pass takes one per output token after the first (the prefill emits the
+    first); a speculative step yields its accepted tokens plus one, so steps = decode tokens -
+    accepted tokens. vLLM's draft counter is the same number for a draft model, but misses
+    steps where prompt lookup (ngram) found nothing to draft; it is larger only where tokens
+    accepted past the length limit were dropped, so the larger of the two is taken.
+    Time: the sum over requests of their engine timestamps from first to last token (decode
+    only: no queueing, no prefill), over the sum of their steps; the pass's wall time where
+    the engine gave no timestamps (`source`)."""
+    decode_tokens = sum(max(t["output_tokens"] - 1, 0) for t in timings)
+    c = counters or {}
+    steps = max(int(c.get("drafts") or 0), decode_tokens - int(c.get("accepted_tokens") or 0))
+    decode = [0.0 if t["output_tokens"] <= 1 else (t["tpot_s"] * (t["output_tokens"] - 1) if t["tpot_s"] is not None else None)
+              for t in timings]
+    if timings and all(d is not None for d in decode):
+        total, source = float(sum(decode)), "request_timestamps"
+    else:
+        total, source = float(wall_s), "wall"
+    return {"steps": int(steps), "decode_tokens": int(decode_tokens), "decode_s": total,
+            "step_s": total / steps if steps else None, "source": source}
+
+
+def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu: dict | None = None) -> dict | None:
+    """The speculative pass's step cost r (its time per step over the baseline's), what a step
+    yields, and from them the predicted speed-up, the engine's ceiling (every draft accepted)
+    and, where the GPU-busy time was profiled, the hardware floor of r and the speed-up it
+    would allow.
+
+    What this prediction can and cannot show: r and the tokens per step are measured inside the
+    decode phase (per-request engine timestamps, vLLM's counters), while the measured speed-up
+    is output tokens over the wall time of the whole timed call (prefill, queueing behind
+    max_num_seqs, the batch emptying at the end). Predicted = measured would therefore hold by
+    construction only if decode were all of a pass; agreement within 20 % shows that the decode
+    step cost and the acceptance by position account for the speed-up and that no other cost
+    is missing. It does not predict r from elsewhere: r is measured per pass (the K sweep's
+    fit a + b*K, and `k: auto`'s calibration on other prompts, are the out-of-sample uses)."""
+    if not (spec and base_step.get("step_s") and spec_step.get("step_s")):
+        return None
+    r = spec_step["step_s"] / base_step["step_s"]
+    # acceptance by position per step (steps without a draft count as nothing accepted)
+    by_pos = [a / spec_step["steps"] for a in spec["accepted_per_pos"]]
+    out = {
+        "k": k, "r": r, "step_s": spec_step["step_s"], "baseline_step_s": base_step["step_s"],
+        "step_source": spec_step["source"], "tokens_per_step": stats.tokens_per_step(by_pos),
+        "predicted_speedup": stats.speedup_from_cost(by_pos, r), "ceiling_speedup": stats.ceiling_speedup(k, r),
+        "gpu_busy_step_s": None, "r_floor": None, "floor_speedup": None,
+    }
+    if gpu:
+        out["gpu_busy_step_s"] = gpu["busy_step_s"]
+        out["r_floor"] = gpu["busy_step_s"] / base_step["step_s"]
+        out["floor_speedup"] = stats.speedup_from_cost(by_pos, out["r_floor"])
+    return out
+
+
+def batch1_summary(base_info: dict, spec_info: dict, k: int) -> dict | None:
     """Speed-up, acceptance and predicted speed-up at batch size 1 (None when not measured)."""
     b, s = base_info.get("batch1"), spec_info.get("batch1")
     if not (b and s):
         return None
-    d = (draft_info or {}).get("batch1")
-    c = b["throughput_tok_s"] / d["throughput_tok_s"] if d else None
     acc = spec_summary(s["counters"], k)
-    out = {"n": b["n"], "baseline_tok_s": b["throughput_tok_s"], "speculative_tok_s": s["throughput_tok_s"],
-           "speedup": s["throughput_tok_s"] / b["throughput_tok_s"],
-           "latency_speedup": b["latency_s_mean"] / s["latency_s_mean"], "spec": acc, "draft_cost_ratio": c,
-           "predicted_speedup": None}
-    if acc and c is not None:
-        out["predicted_speedup"] = stats.predicted_speedup(acc["acceptance_rate"], k, c)
-    return out
+    model = cost_model(b["step"], s["step"], acc, k)
+    return {"n": b["n"], "baseline_tok_s": b["throughput_tok_s"], "speculative_tok_s": s["throughput_tok_s"],
+            "speedup": s["throughput_tok_s"] / b["throughput_tok_s"],
+            "latency_speedup": b["latency_s_mean"] / s["latency_s_mean"], "spec": acc, "cost_model": model,
+            "predicted_speedup": model["predicted_speedup"] if model else None}
 
 
 def spec_summary(c: dict, k: int) -> dict | None:
@@ -168,6 +275,10 @@ def summarize_pass(samples: list[dict], run_info: dict, k: int, n_boot: int, see
             if extraction["last_number"] + extraction["none"] > len(samples) / 2 else None
         ),
         "spec": spec_summary(c, k),
+        "step": step_timing(samples, c, run_info["wall_s"]),
+        "gpu_busy": run_info.get("gpu_busy"),
+        "async_scheduling": run_info.get("async_scheduling"),
+        "max_num_seqs": run_info.get("max_num_seqs"),
     }
     return out
 
@@ -178,31 +289,72 @@ def _dist(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "p50": float(np.quantile(values, 0.5)), "p90": float(np.quantile(values, 0.9))}
 
 
-def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, draft_cost: float | None, k: int, n_boot: int, seed: int) -> dict:
-    """Speed-up, accuracy and token deltas, and the speed-up predicted from acceptance."""
+def identical_share(a: list[dict], b: list[dict]) -> float:
+    """Share of prompts (matched by id) whose outputs are the same text in both passes."""
+    other = {x["id"]: x["output"] for x in b}
+    same = [x["output"] == other[x["id"]] for x in a if x["id"] in other]
+    return float(np.mean(same)) if same else float("nan")
+
+
+def repetition(m_base: dict, m_spec: dict, order: tuple[str, ...], k: int) -> dict:
+    """One repetition's measured and predicted speed-up."""
+    model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k)
+    return {"order": list(order), "baseline_tok_s": m_base["throughput_tok_s"],
+            "speculative_tok_s": m_spec["throughput_tok_s"], "baseline_wall_s": m_base["wall_s"],
+            "speculative_wall_s": m_spec["wall_s"], "baseline_step_s": m_base["step"]["step_s"],
+            "speculative_step_s": m_spec["step"]["step_s"],
+            "ttft_s": {"baseline": m_base["ttft_s"]["mean"], "speculative": m_spec["ttft_s"]["mean"]},
+            "speedup_throughput": m_spec["throughput_tok_s"] / m_base["throughput_tok_s"],
+            "r": model["r"] if model else None, "predicted_speedup": model["predicted_speedup"] if model else None}
+
+
+PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of measured (issue 15)
+
+
+def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps: list[dict], k: int,
+            n_boot: int, seed: int, floor: list[dict] | None = None) -> dict:
+    """Speed-up (median over repetitions, their range as its interval), the cost model's
+    prediction beside it, accuracy and token deltas, and lossless-ness against its floor."""
     lat_b = [s["latency_s"] or 0.0 for s in base]
     lat_s = [s["latency_s"] or 0.0 for s in spec]
-    identical = float(np.mean([b["output"] == s["output"] for b, s in zip(base, spec)])) if base else float("nan")
+    identical = identical_share(base, spec) if base else float("nan")
+    floor_share = identical_share(base, floor) if floor else None
+    measured = [r["speedup_throughput"] for r in reps]
+    model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k, m_spec.get("gpu_busy"))
     out = {
-        "speedup_throughput": m_spec["throughput_tok_s"] / m_base["throughput_tok_s"],
+        "speedup_throughput": float(np.median(measured)),
+        "speedup_throughput_range": [float(min(measured)), float(max(measured))],
+        "repetitions": reps,
         # per-request latency ratio, resampled over prompts (paired): sum(base)/sum(spec)
         "speedup_latency": float(np.sum(lat_b) / np.sum(lat_s)) if np.sum(lat_s) else None,
         "speedup_latency_ci95": stats.paired_ratio_ci(lat_b, lat_s, n=n_boot, seed=seed),
         "accuracy_delta": m_spec["accuracy"] - m_base["accuracy"],
         "tokens_mean_delta": m_spec["output_tokens_mean"] - m_base["output_tokens_mean"],
         "identical_output_share": identical,
-        "identical_output_warning": (
-            "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts"
-            if identical < 0.95 else None
-        ),
-        "draft_cost_ratio": draft_cost,
+        "identical_output_floor": floor_share,
+        "identical_output_warning": None,
+        "cost_model": model,  # the first repetition's, with the GPU-busy floor where profiled
         "predicted_speedup": None,
+        "step_cost_r": None,
+        "ceiling_speedup": None,
+        "floor_speedup": model["floor_speedup"] if model else None,
         "measured_over_predicted": None,
+        "prediction_within_tolerance": None,
     }
-    if m_spec["spec"] and draft_cost is not None:
-        pred = stats.predicted_speedup(m_spec["spec"]["acceptance_rate"], k, draft_cost)
-        out["predicted_speedup"] = pred
-        out["measured_over_predicted"] = out["speedup_throughput"] / pred
+    if identical < (floor_share if floor_share is not None else 0.95):
+        out["identical_output_warning"] = (
+            f"speculative outputs equal the baseline's for {identical:.0%} of prompts, fewer than the baseline equals "
+            f"itself under other batching ({floor_share:.0%}): a divergence beyond numerical noise"
+            if floor_share is not None else
+            "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts (no floor measured)")
+    preds = [r["predicted_speedup"] for r in reps if r["predicted_speedup"] is not None]
+    if preds:  # medians over repetitions, like the measured speed-up
+        out["step_cost_r"] = float(np.median([r["r"] for r in reps if r["r"] is not None]))
+        out["ceiling_speedup"] = stats.ceiling_speedup(k, out["step_cost_r"])
+        out["predicted_speedup"] = float(np.median(preds))
+        out["measured_over_predicted"] = out["speedup_throughput"] / out["predicted_speedup"]
+        out["prediction_within_tolerance"] = bool(abs(out["predicted_speedup"] / out["speedup_throughput"] - 1)
+                                                  <= PREDICTION_TOLERANCE)
     return out
 
 
@@ -282,25 +434,26 @@ def crosscheck_pass(cfg, pair: dict, prompts: list[str], problems: list[dict], s
 
 
 def k_sweep(cfg, pair: dict, prompts: list[str], problems: list[dict], base_samples: list[dict], m_base: dict,
-            main: tuple[list[dict], dict], draft_cost: float | None) -> tuple[list[dict], list[dict]]:
-    """One speculative pass per K of `benchmark.k_sweep` (each a fresh engine; the main pass's
-    K is reused, not re-run): acceptance, mean acceptance length, throughput and speed-up over
-    the baseline pass. Returns the entries and the passes' samples (pass `speculative_k<K>`)."""
+            main: tuple[list[dict], dict], ks) -> tuple[list[dict], list[dict], dict | None]:
+    """One speculative pass per K of `ks` (each a fresh engine; the main pass's K is reused,
+    not re-run): acceptance, throughput and speed-up over the first baseline pass, each pass's
+    step cost r and the speed-up predicted from it. Returns the entries, the passes' samples
+    (pass `speculative_k<K>`) and the least-squares fit r = a + b*K over them (None with fewer
+    than two K)."""
     bench = cfg["benchmark"]
     n_boot, seed = bench["bootstrap"], cfg["seed"]
     entries, all_samples = [], []
-    for k in dict.fromkeys(bench["k_sweep"]):  # in order, without repeats
+    for k in dict.fromkeys(ks):  # in order, without repeats
         reused = k == bench["k"]
         if reused:
             samples, m = main
         else:
             spec = engine.speculative_config(cfg, pair["draft"], k=k)
-            samples, info = run_pass(cfg, f"speculative_k{k}", pair["target"], prompts, problems, spec=spec)
+            samples, info = run_pass(cfg, f"speculative_k{k}", pair["target"], prompts, problems, spec=spec, extras=False)
             m = summarize_pass(samples, info, k, n_boot, seed)
             all_samples += samples
         sp = m["spec"] or {}
-        speedup = m["throughput_tok_s"] / m_base["throughput_tok_s"]
-        pred = stats.predicted_speedup(sp["acceptance_rate"], k, draft_cost) if sp and draft_cost is not None else None
+        model = cost_model(m_base["step"], m["step"], m["spec"], k) or {}
         entries.append({
             "k": k,
             "pass": "speculative" if reused else f"speculative_k{k}",
@@ -313,18 +466,62 @@ def k_sweep(cfg, pair: dict, prompts: list[str], problems: list[dict], base_samp
             "accepted_tokens": sp.get("accepted_tokens", 0),
             "throughput_tok_s": m["throughput_tok_s"],
             "wall_s": m["wall_s"],
-            "speedup_throughput": speedup,
-            "predicted_speedup": pred,
+            "speedup_throughput": m["throughput_tok_s"] / m_base["throughput_tok_s"],
+            "r": model.get("r"),
+            "predicted_speedup": model.get("predicted_speedup"),
+            "ceiling_speedup": model.get("ceiling_speedup"),
             "accuracy": m["accuracy"],
             "output_tokens_mean": m["output_tokens_mean"],
-            "identical_output_share": float(np.mean([b["output"] == s["output"] for b, s in zip(base_samples, samples)])),
+            "identical_output_share": identical_share(base_samples, samples),
         })
-    return entries, all_samples
+    fitted = [e for e in entries if e["r"] is not None]
+    fit = stats.fit_step_cost([e["k"] for e in fitted], [e["r"] for e in fitted]) if fitted else None
+    return entries, all_samples, fit
+
+
+def calibrate(cfg, pair: dict, prompts: list[str], problems: list[dict]) -> dict:
+    """`benchmark.k: auto`: on the first `calibration_samples` prompts, a baseline pass and
+    speculative passes at the smallest, middle and largest K candidate; their step costs fit
+    r(K) = a + b*K, acceptance by position comes from the largest K, and the K with the highest
+    predicted speed-up is chosen. Its prediction is made on other prompts and other engines
+    than the main pass: set beside the main pass's measured speed-up, an out-of-sample check."""
+    bench = cfg["benchmark"]
+    n = min(int(bench["calibration_samples"]), len(prompts))
+    cands = sorted(set(int(k) for k in bench["k_candidates"]))
+    probes = sorted({cands[0], cands[len(cands) // 2], cands[-1]})
+    p, q = prompts[:n], problems[:n]
+    samples, info = run_pass(cfg, "calibration_baseline", pair["target"], p, q, extras=False)
+    base_step = step_timing(samples, None, info["wall_s"])
+    points = []
+    for k in probes:
+        spec = engine.speculative_config(cfg, pair["draft"], k=k)
+        samples, info = run_pass(cfg, f"calibration_k{k}", pair["target"], p, q, spec=spec, extras=False)
+        sp = spec_summary(info["counters"], k)
+        model = cost_model(base_step, step_timing(samples, info["counters"], info["wall_s"]), sp, k)
+        if model:
+            points.append({"k": k, "r": model["r"], "acceptance_by_pos": sp["acceptance_by_pos"],
+                           "predicted_speedup": model["predicted_speedup"]})
+    if not points:
+        raise RuntimeError(f"benchmark.k auto: no calibration pass drafted anything (K {probes}, {n} prompts)")
+    fit = stats.fit_step_cost([x["k"] for x in points], [x["r"] for x in points])
+    if fit is None:  # a single candidate
+        fit = {"a": points[0]["r"], "b": 0.0, "k": [points[0]["k"]], "r": [points[0]["r"]], "residuals": [0.0],
+               "rms_residual": 0.0}
+    chosen, predicted = stats.best_k(points[-1]["acceptance_by_pos"], fit, cands)
+    return {"n": n, "candidates": cands, "probes": points, "fit": fit, "k": chosen,
+            "predicted_speedup": {str(k): v for k, v in predicted.items()}}  # str keys: as JSON writes them
+
+
+def with_k(cfg, k: int):
+    """The run's params with `benchmark.k` resolved (from `auto` to the calibrated K)."""
+    return params.Params({**cfg, "benchmark": {**cfg["benchmark"], "k": int(k)}})
 
 
 def run(cfg, rp: RunPaths) -> dict:
-    """Both passes (and the draft alone, to measure the draft/target cost ratio c), then the K
-    sweep and the transformers cross-check where params ask for them."""
+    """Baseline and speculative passes, `benchmark.repetitions` times in alternating order;
+    the baseline once more at other batching (the floor of lossless-ness); the K sweep and the
+    transformers cross-check where params ask for them. With `k: auto`, a calibration first
+    picks K, and a pass at `k_reference` joins the sweep when the pick differs."""
     import pandas as pd
 
     check(cfg)
@@ -336,34 +533,54 @@ def run(cfg, rp: RunPaths) -> dict:
     problems = test_problems(cfg, rp)
     thinking = models.enable_thinking(cfg)
     prompts = [models.prompt_text(tok_t, cfg["style"], p["question"], thinking) for p in problems]
-    k, n_boot, seed = cfg["benchmark"]["k"], cfg["benchmark"]["bootstrap"], cfg["seed"]
+    requested, calibration, ks = cfg["benchmark"]["k"], None, list(cfg["benchmark"]["k_sweep"])
+    if requested == "auto":
+        calibration = calibrate(cfg, pair, prompts, problems)
+        cfg = with_k(cfg, calibration["k"])
+        if calibration["k"] != cfg["benchmark"]["k_reference"]:
+            ks.append(cfg["benchmark"]["k_reference"])  # the study's K stays measured beside the pick
+    bench = cfg["benchmark"]
+    k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
     spec = engine.speculative_config(cfg, pair["draft"])
-    n_check = cfg["benchmark"]["crosscheck_samples"] if method != "eagle3" else 0
-    base_samples, base_info = run_pass(cfg, "baseline", pair["target"], prompts, problems)
-    spec_samples, spec_info = run_pass(cfg, "speculative", pair["target"], prompts, problems, spec=spec, recount=n_check)
-    m_base = summarize_pass(base_samples, base_info, k, n_boot, seed)
-    m_spec = summarize_pass(spec_samples, spec_info, k, n_boot, seed)
-    draft_cost, draft_info = None, None
-    if method == "draft_model":
-        draft_samples, draft_info = run_pass(cfg, "draft_alone", pair["draft"], prompts, problems)
-        m_draft = summarize_pass(draft_samples, draft_info, k, n_boot, seed)
-        # c: time of one draft token over one target token, each model decoding alone.
-        draft_cost = m_base["throughput_tok_s"] / m_draft["throughput_tok_s"]
-    sweep, sweep_samples = k_sweep(cfg, pair, prompts, problems, base_samples, m_base, (spec_samples, m_spec), draft_cost)
+    n_check = bench["crosscheck_samples"] if method != "eagle3" else 0
+    reps, first = [], None
+    for i in range(bench["repetitions"]):
+        order = PASSES if i % 2 == 0 else PASSES[::-1]  # alternate, so drift favours neither pass
+        got = {}
+        for name in order:
+            got[name] = run_pass(cfg, name, pair["target"], prompts, problems, spec=spec if name == "speculative" else None,
+                                 recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0)
+        m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
+        reps.append(repetition(m["baseline"], m["speculative"], order, k))
+        first = first or (got, m)
+    (base_samples, base_info), (spec_samples, spec_info) = first[0]["baseline"], first[0]["speculative"]
+    m_base, m_spec = first[1]["baseline"], first[1]["speculative"]
+    floor_samples = []
+    if bench["floor_max_num_seqs"]:
+        rev = slice(None, None, -1)
+        floor_samples, _ = run_pass(cfg, "baseline_floor", pair["target"], prompts[rev], problems[rev], extras=False,
+                                    max_num_seqs=bench["floor_max_num_seqs"])
+    sweep, sweep_samples, fit = k_sweep(cfg, pair, prompts, problems, base_samples, m_base, (spec_samples, m_spec), ks)
     check_result = crosscheck_pass(cfg, pair, prompts, problems, spec_samples, spec_info)
     metrics = {
         "run": rp.name, "profile": cfg["profile"], "style": cfg["style"], "scenario": cfg["scenario"],
-        "models": pair, "method": method, "k": k, "temperature": cfg["benchmark"]["temperature"],
+        "models": pair, "method": method, "k": k, "k_requested": requested, "temperature": bench["temperature"],
         "enable_thinking": thinking,
         "speculative_config": spec,
+        "engine_settings": {"async_scheduling": {n: p["async_scheduling"] for n, p in (("baseline", m_base), ("speculative", m_spec))},
+                            "async_scheduling_param": cfg["engine"]["async_scheduling"],
+                            "enforce_eager": cfg["engine"]["enforce_eager"], "repetitions": bench["repetitions"],
+                            "floor_max_num_seqs": bench["floor_max_num_seqs"]},
         "passes": {"baseline": m_base, "speculative": m_spec},
-        "comparison": compare(base_samples, spec_samples, m_base, m_spec, draft_cost, k, n_boot, seed),
+        "comparison": compare(base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples),
+        "calibration": calibration,
         "crosscheck": check_result,
         "k_sweep": sweep,
-        "batch1": batch1_summary(base_info, spec_info, draft_info, k),
+        "k_sweep_fit": fit,
+        "batch1": batch1_summary(base_info, spec_info, k),
         "versions": engine.versions(), "hardware": hardware(), "seed": seed, "params": dict(cfg),
     }
-    frame = pd.DataFrame(base_samples + spec_samples + sweep_samples)
+    frame = pd.DataFrame(base_samples + spec_samples + floor_samples + sweep_samples)
     frame.insert(0, "run", rp.name)
     rp.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(rp.samples_csv, frame.to_csv(index=False))
@@ -382,6 +599,15 @@ def headline(metrics: dict) -> dict:
         "mean_acceptance_length": (s["spec"] or {}).get("mean_acceptance_length"),
         "speedup": c["speedup_throughput"],
         "predicted_speedup": c["predicted_speedup"],
+        # added (issue 15): the cost model beside the measurement
+        "speedup_lo": (c.get("speedup_throughput_range") or [None, None])[0],
+        "speedup_hi": (c.get("speedup_throughput_range") or [None, None])[1],
+        "ceiling_speedup": c.get("ceiling_speedup"),
+        "floor_speedup": c.get("floor_speedup"),
+        "step_cost_r": c.get("step_cost_r"),
+        "identical_output_floor": c.get("identical_output_floor"),
+        "k_requested": metrics.get("k_requested", metrics.get("k")),
+        "k": metrics.get("k"),
         "tokens_per_answer": b["output_tokens_mean"],
         "enable_thinking": metrics.get("enable_thinking"),  # the chat template's, for this style
         "identical_output_share": c["identical_output_share"],
@@ -412,9 +638,47 @@ def pass_table(metrics: dict):
 
 
 def comparison_table(metrics: dict):
+    """The comparison's single numbers (repetitions and the cost model have their own tables)."""
     import pandas as pd
 
-    return pd.Series(metrics["comparison"], name=metrics["run"]).to_frame()
+    flat = {k: v for k, v in metrics["comparison"].items() if not isinstance(v, (dict, list)) or k.endswith("_ci95")}
+    return pd.Series(flat, name=metrics["run"], dtype=object).to_frame()
+
+
+def cost_table(metrics: dict):
+    """One row per repetition (its pass order, measured and predicted speed-up, step cost r),
+    then the median the run reports, with the engine's ceiling and the GPU-busy floor."""
+    import pandas as pd
+
+    c = metrics["comparison"]
+    model = c.get("cost_model") or {}
+    rows = [{"repetition": str(i + 1), "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
+             "predicted": r["predicted_speedup"], "r": r["r"]} for i, r in enumerate(c.get("repetitions") or [])]
+    rows.append({"repetition": "median", "order": "", "measured": c["speedup_throughput"],
+                 "predicted": c["predicted_speedup"], "r": c.get("step_cost_r"), "ceiling": c.get("ceiling_speedup"),
+                 "GPU floor": c.get("floor_speedup"), "tokens per step": model.get("tokens_per_step")})
+    return pd.DataFrame(rows).set_index("repetition")
+
+
+def speed_frame(metrics: dict):
+    """The run as one row of the analysis's run frame: what `plots.predicted_vs_measured` draws."""
+    import pandas as pd
+
+    h = headline(metrics)
+    return pd.DataFrame([{"style": metrics["style"], "scenario": metrics["scenario"], "speedup": h["speedup"],
+                          "predicted_speedup": h["predicted_speedup"], "speedup_lo": h["speedup_lo"],
+                          "speedup_hi": h["speedup_hi"], "ceiling_speedup": h["ceiling_speedup"],
+                          "floor_speedup": h["floor_speedup"]}])
+
+
+def calibration_table(metrics: dict):
+    """`k: auto`: the predicted speed-up of each K candidate (empty when K was given)."""
+    import pandas as pd
+
+    cal = metrics.get("calibration") or {}
+    pred = cal.get("predicted_speedup") or {}
+    return pd.DataFrame([{"k": int(k), "predicted": v, "chosen": int(k) == cal["k"]} for k, v in pred.items()],
+                        columns=["k", "predicted", "chosen"])
 
 
 def position_frame(metrics: dict):
@@ -458,8 +722,8 @@ def crosscheck_position_frame(metrics: dict):
     return pd.DataFrame(rows, columns=["engine", "position", "acceptance"])
 
 
-K_SWEEP_COLUMNS = ["k", "acceptance_rate", "mean_acceptance_length", "throughput_tok_s", "speedup_throughput",
-                   "predicted_speedup", "accuracy", "identical_output_share", "reused_main_pass"]
+K_SWEEP_COLUMNS = ["k", "acceptance_rate", "mean_acceptance_length", "throughput_tok_s", "speedup_throughput", "r",
+                   "predicted_speedup", "ceiling_speedup", "accuracy", "identical_output_share", "reused_main_pass"]
 
 
 def k_sweep_frame(metrics: dict):

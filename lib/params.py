@@ -27,7 +27,11 @@ CHOICES: dict[str, tuple] = {
     "train.backend": ("auto", "unsloth", "trl"),
     "distill.gate_mode": ("stop", "warn"),
     "benchmark.method": ("draft_model", "ngram", "eagle3"),
+    "engine.async_scheduling": ("auto", "on", "off"),
 }
+# Keys that also take a word beside their default's type, and integer keys that must be >= 1.
+WORDS: dict[str, tuple] = {"benchmark.k": ("auto",)}
+AT_LEAST_ONE = ("benchmark.k", "benchmark.repetitions", "benchmark.calibration_samples")
 
 
 # Ranges, by dotted key (fnmatch patterns, first match wins): (low, high, low_exclusive).
@@ -176,12 +180,18 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
         if isinstance(default, dict) and default and isinstance(value, dict):
             out[key] = _merge(default, value, source, dotted + ".")
             continue
+        if value in WORDS.get(dotted, ()):
+            out[key] = value
+            continue
         if isinstance(default, float):
             value = _as_float(value)
         if not _type_ok(default, value):
             raise ParamsError(
                 f"{source}: parameter {dotted!r} must be {type(default).__name__}, got {value!r}"
             )
+        if dotted in AT_LEAST_ONE and value < 1:
+            words = "".join(f"{w!r} or " for w in WORDS.get(dotted, ()))
+            raise ParamsError(f"{source}: parameter {dotted!r} must be {words}an integer >= 1, got {value!r}")
         if dotted in CHOICES and value not in CHOICES[dotted]:
             raise ParamsError(
                 f"{source}: parameter {dotted!r} = {value!r} is not valid; choose one of: "

@@ -69,17 +69,42 @@ def grouped_bars(frame: pd.DataFrame, x: str, y: str, hue: str, title: str, ylim
 
 
 def predicted_vs_measured(frame: pd.DataFrame):
-    """Measured throughput speed-up against the one predicted from acceptance and draft cost."""
+    """Left: measured throughput speed-up (bar: range over repetitions) against the one
+    predicted from acceptance by position and the measured step cost r, with the +-20 % band
+    the cost model aims at. Right, per run: measured, predicted, the engine's ceiling (every
+    draft accepted) and, where a GPU was profiled, the speed-up at the GPU-busy floor."""
     frame = frame.dropna(subset=["predicted_speedup", "speedup"]) if len(frame) else frame
     if not len(frame):
         return _no_data("measured vs predicted speed-up", "no run has both a measured and a predicted speed-up")
-    fig, ax = _fig(5, 4)
+    frame = frame.reset_index(drop=True)
+    for col in ("speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup"):
+        if col not in frame:
+            frame[col] = float("nan")
+    fig, (ax, per_run) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.3]})
     sns.scatterplot(frame, x="predicted_speedup", y="speedup", hue="style", style="scenario", s=80, ax=ax,
                     hue_order=_present(frame["style"], STYLE_ORDER), palette=STYLE_COLORS)
-    lo = min(frame[["predicted_speedup", "speedup"]].min().min(), 0.5) if len(frame) else 0
-    hi = max(frame[["predicted_speedup", "speedup"]].max().max(), 1.5) if len(frame) else 2
+    spread = frame.dropna(subset=["speedup_lo", "speedup_hi"])
+    ax.errorbar(spread["predicted_speedup"], spread["speedup"],
+                yerr=[spread["speedup"] - spread["speedup_lo"], spread["speedup_hi"] - spread["speedup"]],
+                fmt="none", ecolor="gray", lw=1, zorder=0)
+    lo = min(frame[["predicted_speedup", "speedup"]].min().min() * 0.8, 0.5)
+    hi = max(frame[["predicted_speedup", "speedup"]].max().max() * 1.2, 1.5)
     ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1)
-    ax.set(title="measured vs predicted speed-up", xlabel="predicted from acceptance", ylabel="measured")
+    ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="gray", alpha=0.12, lw=0)
+    ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r)",
+           ylabel="measured (throughput)")
+    labels = frame["scenario"].astype(str) + "/" + frame["style"].astype(str)
+    long = frame.assign(run=labels).melt(
+        id_vars="run", value_vars=["speedup", "predicted_speedup", "ceiling_speedup", "floor_speedup"], var_name="what"
+    ).dropna(subset=["value"]).replace({"what": {"speedup": "measured", "predicted_speedup": "predicted",
+                                                  "ceiling_speedup": "ceiling (all accepted)",
+                                                  "floor_speedup": "at GPU-busy floor"}})
+    sns.stripplot(long, x="value", y="run", hue="what", ax=per_run, size=8, jitter=False, dodge=False,
+                  marker="D", palette="deep")
+    per_run.axvline(1.0, color="gray", lw=1)
+    per_run.set(title="per run", xlabel="speed-up", ylabel="")
+    per_run.legend(fontsize=8, loc="best")
+    fig.tight_layout()
     return fig
 
 

@@ -105,6 +105,12 @@ def test_findings_are_written_from_the_numbers(executed):
     assert any(f.startswith("easy/cot: speculation moved accuracy by +10.0 points [") for f in findings)
     assert any(f.startswith("Speculation did not change whether any answer was right in:") and "easy/cod" in f
                for f in findings)
+    # issue 15: the cost model's prediction, the ceiling and the lossless floor are stated
+    [pred] = [f for f in findings if f.startswith("Measured throughput speed-up was")]
+    assert "measured step cost r" in pred and "within ±20 %" in pred
+    assert any("the engine's ceiling is" in f and "no GPU profile" in f for f in findings)
+    floors = [f for f in findings if "(the numerical floor)" in f]
+    assert floors and all("equals itself under other batching for 100.0%" in f for f in floors)
 
 
 def test_every_plot_is_drawn_once(executed):

@@ -47,7 +47,7 @@ def test_unknown_key_names_valid_keys():
     with pytest.raises(ParamsError) as err:
         params.resolve("tiny", "cot", "easy", {"benchmark.kk": 1})
     assert "unknown parameter 'benchmark.kk'" in str(err.value)
-    assert "k, k_sweep, max_num_seqs" in str(err.value)
+    assert "k, k_candidates, k_reference, k_sweep, max_num_seqs" in str(err.value)
 
 
 def test_bad_type_and_bad_choice():
