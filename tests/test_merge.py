@@ -75,6 +75,7 @@ def test_a_wrong_merge_is_refused_naming_the_module(pair, tmp_path, monkeypatch,
 
 
 def test_logits_check_still_guards_the_whole_model(pair, tmp_path):
-    cfg = _cfg("float32", **{"merge.atol": -1.0})
+    cfg = _cfg("float32", **{"merge.atol": 0.0, "merge.rtol": 0.0})
+    cfg["merge"]["atol"] = -1.0  # no tolerance can pass (params refuse it; set after validation)
     with pytest.raises(ValueError, match="in the logits.*refusing to benchmark a wrong merge"):
         merge.merge_adapter(cfg, pair["base"], pair["adapter"], tmp_path / "m", pair["probes"])

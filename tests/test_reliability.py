@@ -235,7 +235,7 @@ def test_teacher_resume_dedupes_and_reports_repairs(home):
 @pytest.mark.parametrize("override, message", [
     ({"data.n_test": -5}, "'data.n_test' = -5 must be >= 0"),
     ({"train.target.batch_size": 0}, "'train.target.batch_size' = 0 must be >= 1"),
-    ({"benchmark.k": 0}, "'benchmark.k' = 0 must be >= 1"),
+    ({"benchmark.k": 0}, "'benchmark.k' must be 'auto' or an integer >= 1, got 0"),
     ({"train.val_fraction": 1.5}, "must be in [0, 1]"),
     ({"benchmark.k_sweep": [2, 0]}, "'benchmark.k_sweep'"),
     ({"distill.max_tokens": 0}, "'distill.max_tokens' = 0"),
