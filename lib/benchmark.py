@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import answers, crosscheck, engine, io, models, stats
+from . import answers, crosscheck, engine, io, merge, models, stats
 from .paths import RunPaths
 from .train import peak_memory_mb
 
@@ -368,6 +368,8 @@ def run(cfg, rp: RunPaths) -> dict:
     rp.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(rp.samples_csv, frame.to_csv(index=False))
     io.write_json(rp.metrics_json, metrics)
+    if cfg["merge"]["delete_after_benchmark"]:  # merged checkpoints are large; the adapters stay
+        merge.delete_merged(rp)
     return metrics
 
 
