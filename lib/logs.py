@@ -26,6 +26,11 @@ import warnings
 from pathlib import Path
 
 _OPEN: dict[Path, object] = {}  # one append handle per log file for the kernel's life
+# Library bars that are no long step of ours ("Map", "Writing model shards", downloads): off in a
+# block. The environment switches are read when the library is first imported, the calls after.
+_BAR_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+_BAR_CALLS = {"datasets": ("disable_progress_bars", "enable_progress_bars"),
+              "transformers.utils.logging": ("disable_progress_bar", "enable_progress_bar")}
 
 
 def _handle(path: Path):
@@ -49,6 +54,12 @@ def _stream_handlers():
     ]
     return [h for lg in loggers for h in lg.handlers if isinstance(h, logging.StreamHandler)
             and not isinstance(h, logging.FileHandler)]
+
+
+def _switch_bars(on: int) -> None:
+    for module, calls in _BAR_CALLS.items():
+        if module in sys.modules:
+            getattr(sys.modules[module], calls[on])()
 
 
 class StageLog:
@@ -80,16 +91,15 @@ class StageLog:
         show = warnings.showwarning
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
             warnings.formatwarning(message, category, filename, lineno, line))
-        datasets_bars = os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS")
-        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"  # read when datasets is imported
-        if "datasets" in sys.modules:  # already imported: switch its bars off directly
-            sys.modules["datasets"].disable_progress_bars()
+        env = {name: os.environ.get(name) for name in _BAR_ENV}
+        os.environ.update({name: "1" for name in _BAR_ENV})
+        _switch_bars(0)
         sys.stdout = sys.stderr = log
-        self._saved.append((fds, originals, handlers, show, datasets_bars))
+        self._saved.append((fds, originals, handlers, show, env))
         return self
 
     def __exit__(self, *exc) -> None:
-        fds, originals, handlers, show, datasets_bars = self._saved.pop()
+        fds, originals, handlers, show, env = self._saved.pop()
         log = _handle(self.path)
         log.flush()
         _flush_c_stdio()
@@ -100,12 +110,12 @@ class StageLog:
         for h, stream in handlers:
             h.setStream(stream)
         warnings.showwarning = show
-        if datasets_bars is None:
-            os.environ.pop("HF_DATASETS_DISABLE_PROGRESS_BARS", None)
-        else:
-            os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = datasets_bars
-        if "datasets" in sys.modules:
-            sys.modules["datasets"].enable_progress_bars()
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _switch_bars(1)
 
 
 def to_file(path) -> StageLog:
