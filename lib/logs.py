@@ -81,19 +81,23 @@ class StageLog:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         _flush_c_stdio()
-        fds = {fd: os.dup(fd) for fd in (1, 2)}
-        for fd in fds:
-            os.dup2(log.fileno(), fd)
         originals = (sys.stdout, sys.stderr)
-        handlers = [(h, h.stream) for h in _stream_handlers() if h.stream in originals]
-        for h, _ in handlers:
-            h.setStream(log)
+        handlers = []
+        for h in _stream_handlers():
+            if h.stream in originals:
+                try:
+                    handlers.append((h, h.setStream(log)))
+                except AttributeError:  # logging's last-resort handler: it follows sys.stderr anyway
+                    pass
         show = warnings.showwarning
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
             warnings.formatwarning(message, category, filename, lineno, line))
         env = {name: os.environ.get(name) for name in _BAR_ENV}
         os.environ.update({name: "1" for name in _BAR_ENV})
         _switch_bars(0)
+        fds = {fd: os.dup(fd) for fd in (1, 2)}  # last: nothing above may leave them pointing here
+        for fd in fds:
+            os.dup2(log.fileno(), fd)
         sys.stdout = sys.stderr = log
         self._saved.append((fds, originals, handlers, show, env))
         return self

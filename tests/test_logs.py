@@ -13,10 +13,13 @@ def test_everything_written_inside_the_block_lands_in_the_log(tmp_path, capfd):
     chatty = logging.getLogger("chatty_library")
     chatty.addHandler(logging.StreamHandler(sys.stderr))  # as vLLM and transformers do at import
     chatty.setLevel(logging.INFO)
+    last_resort = logging.getLogger("library_with_the_last_resort_handler")  # seen in notebook 01
+    last_resort.addHandler(logging.lastResort)
     try:
         with logs.to_file(path):
             print("python print")
             chatty.info("a library log line")
+            last_resort.warning("a last-resort log line")
             warnings.warn("a library warning")
             import os
 
@@ -27,9 +30,10 @@ def test_everything_written_inside_the_block_lands_in_the_log(tmp_path, capfd):
         chatty.info("after the block, logged")
     finally:
         chatty.handlers.clear()
+        last_resort.handlers.clear()
     out, err = capfd.readouterr()
     text = path.read_text()
-    for line in ("python print", "a library log line", "a library warning", "fd-level stdout of a C extension",
+    for line in ("python print", "a library log line", "a last-resort log line", "a library warning", "fd-level stdout of a C extension",
                  "fd-level stderr of a C extension", "an engine-core subprocess"):
         assert line in text, line
         assert line not in out + err, line
