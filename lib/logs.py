@@ -57,9 +57,13 @@ def _stream_handlers():
 
 
 def _switch_bars(on: int) -> None:
-    for module, calls in _BAR_CALLS.items():
-        if module in sys.modules:
-            getattr(sys.modules[module], calls[on])()
+    with warnings.catch_warnings():
+        # A library first imported inside a block read the switch above and keeps its bars off
+        # (it warns when asked to turn them on): wanted, they are not our steps.
+        warnings.simplefilter("ignore")
+        for module, calls in _BAR_CALLS.items():
+            if module in sys.modules:
+                getattr(sys.modules[module], calls[on])()
 
 
 class StageLog:

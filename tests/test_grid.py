@@ -9,6 +9,7 @@ import io as stdio
 import json
 import math
 import re
+import shutil
 
 import pytest
 
@@ -22,10 +23,13 @@ FIRST_SCREEN_CHARS = 3000  # output text a reader scrolls through before the ben
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, tiny_pair):
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBOOK_HOME", str(home))
+        # The session's base pair, in place: notebook 00 still runs (and finds it complete), its
+        # pretraining is not paid twice (tests/test_runner.py executes a real build).
+        shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
         terminal = stdio.StringIO()
         with contextlib.redirect_stdout(terminal):
             result = runner.run_grid("tiny", styles=["base", "cod"], scenarios=["easy"], overrides=GRID)

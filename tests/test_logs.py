@@ -47,3 +47,18 @@ def test_the_log_shows_as_a_link_beside_the_report():
     assert rp.log("06_benchmark").parent == rp.report_dir  # the report's relative link resolves
     assert "[06_benchmark.log](06_benchmark.log)" in log._repr_markdown_()
     assert paths.profile_log("tiny", "00_base_models").parent == paths.reports_root("tiny") / paths.PROFILE_RUN
+
+
+def test_library_bars_are_off_inside_and_no_warning_on_the_way_out(tmp_path, monkeypatch):
+    """datasets, first imported inside a block, reads the switch at import and cannot turn its bars
+    back on: leaving the block must not warn about that into the report (seen in notebook 02)."""
+    import importlib
+
+    bars = importlib.import_module("datasets.utils.tqdm")  # the module (datasets.utils.tqdm is also a class)
+
+    monkeypatch.setattr(bars, "HF_DATASETS_DISABLE_PROGRESS_BARS", True)  # as read at a first import
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with logs.to_file(tmp_path / "x.log"):
+            assert bars.are_progress_bars_disabled()
+    assert [str(w.message) for w in seen] == []
