@@ -18,7 +18,7 @@ from lib import io, paths, record, runner
 
 pytestmark = pytest.mark.slow
 K = 3  # not the profile's 5: the recorded K must be the one asked for
-GRID = {**SMALL, "benchmark.k": K, "benchmark.crosscheck_samples": 2}
+GRID = {**SMALL, "benchmark.k": K, "benchmark.crosscheck_samples": 2, "merge.delete_after_benchmark": True}
 FIRST_SCREEN_CHARS = 3000  # output text a reader scrolls through before the benchmark's first table
 
 
@@ -80,6 +80,8 @@ def test_training_distillation_and_merge(grid):
     assert merged["tokenizers_identical"] is True
     for role in ("target", "draft"):
         assert merged[role]["max_abs_logit_diff"] <= merged[role]["atol"] and merged[role]["size_mb"] > 0
+        # merge.delete_after_benchmark: the benchmark stage removed the checkpoints, the adapters stay
+        assert not rp.merged(role).exists() and rp.adapter(role).exists(), role
 
 
 @pytest.mark.parametrize("style", ["base", "cod"])
