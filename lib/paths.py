@@ -129,6 +129,10 @@ class RunPaths:
     def report_dir(self) -> Path:
         return reports_root(self.profile) / self.name
 
+    def log(self, stage: str) -> Path:
+        """Engine and library logs of a stage (`lib.logs`), beside its report, which links to it."""
+        return self.report_dir / f"{stage}.log"
+
     @property
     def resolved_params(self) -> Path:
         return self.run_dir / "params.yaml"
@@ -149,3 +153,8 @@ PROFILE_RUN = "_profile"  # where profile-wide notebooks (base models, analysis)
 
 def profile_figures(profile: str, stage: str) -> Path:
     return data_root(profile) / "runs" / PROFILE_RUN / "figures" / f"{stage}.json"
+
+
+def profile_log(profile: str, stage: str) -> Path:
+    """A profile-wide notebook's engine and library logs, beside its report."""
+    return reports_root(profile) / PROFILE_RUN / f"{stage}.log"

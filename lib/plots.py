@@ -259,6 +259,16 @@ def k_sweep(sweep: pd.DataFrame):
     return fig
 
 
+def k_sweep_one_run(long: pd.DataFrame):
+    """`benchmark.k_sweep_long`: one run's acceptance rate and speed-up against K."""
+    fig, ax = _fig()
+    sns.lineplot(long, x="k", y="value", hue="measure", marker="o", ax=ax)
+    ax.axhline(1.0, color="grey", linestyle=":")  # speed-up 1: no gain
+    ax.set(title="acceptance and speed-up against K", xlabel="K (draft tokens per step)",
+           xticks=sorted(long["k"].unique()))
+    return fig
+
+
 def training_losses(losses: pd.DataFrame):
     """`analysis.training_losses`: target and draft LoRA loss curves side by side (a row per
     scenario), colour by style, dashed for validation."""

@@ -101,7 +101,9 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
         _interruptible(
             pm.execute_notebook,
             str(notebook(stage)), str(out_ipynb), parameters=parameters, kernel_name="python3",
-            progress_bar=False, cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
+            # One bar per stage, over its cells, so a long stage is not silent; cleared when done.
+            progress_bar={"desc": f"  {run_label} {stage}", "file": sys.stdout, "leave": False, "ascii": True},
+            cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
             # 44 alarming lines per demo, none actionable. Errors still show.
             extra_arguments=["--IPKernelApp.log_level=ERROR"],

@@ -1,26 +1,66 @@
-"""The rendered reports in a real browser: Debian's headless `chromium`, driven over the
-DevTools protocol through a pipe (no extra package). The index and the analysis page are
-served from a temporary home by a stdlib HTTP server on 127.0.0.1; each must load with no
-console error, uncaught exception or failed request, and the analysis page must show every
-plot as a decoded image. Screenshots go to the test's temporary folder.
+"""The rendered reports in a real browser: Debian's headless `chromium`, driven by Selenium
+through Debian's `chromium-driver` (no browser or driver download). The index and the analysis
+page are served from a temporary home by a stdlib HTTP server on 127.0.0.1; each must load with
+no console error, uncaught exception or failed request (all of which the browser logs at level
+SEVERE), and the analysis page must show every plot as a decoded image. Screenshots go to the
+test's temporary folder.
 
-Skipped when `chromium` is not on PATH (Debian: `apt-get install -y chromium`)."""
+Skipped when `chromium` or `chromedriver` is not on PATH (Debian: `apt-get install -y chromium
+chromium-driver`, which `make browser` does)."""
 
+import base64
 import functools
 import http.server
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
-from fixtures import cdp
 from fixtures import synthetic as syn
 from lib import paths, reports, runner
 
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
-    cdp.executable() is None, reason="chromium is not on PATH (Debian: apt-get install -y chromium)"
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="chromium or chromedriver is not on PATH (Debian: apt-get install -y chromium chromium-driver)",
 )
 PROFILE = syn.PROFILE
 N_PLOTS = 7
+
+
+class Page:
+    """One loaded page: what went wrong while loading it, JavaScript, a whole-page screenshot."""
+
+    def __init__(self, driver, url: str):
+        self.driver = driver
+        driver.get(url)  # returns after the load event
+        self.problems = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+    def eval(self, expression: str):
+        return self.driver.execute_script(f"return {expression}")
+
+    def screenshot(self, path: Path, max_height: int = 6000) -> Path:
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot",
+                                           {"format": "png", "clip": clip, "captureBeyondViewport": True})
+        path = Path(path)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+
+def _browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-extensions", "--hide-scrollbars", "--window-size=1280,900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, exceptions, failed loads
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -50,18 +90,19 @@ def site(tmp_path_factory):
             ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(home / "reports")))
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        browser = cdp.Browser(tmp_path_factory.mktemp("chromium-profile"))
+        browser = _browser()
         shots = tmp_path_factory.mktemp("screenshots")
         try:
-            yield {"url": f"http://127.0.0.1:{server.server_address[1]}/{PROFILE}", "browser": browser, "shots": shots}
+            yield {"url": f"http://127.0.0.1:{server.server_address[1]}/{PROFILE}", "browser": browser, "shots": shots,
+                   "dir": paths.reports_root(PROFILE)}
         finally:
-            browser.close()
+            browser.quit()
             server.shutdown()
             server.server_close()
 
 
 def test_index_opens_clean_and_lists_runs(site):
-    page = site["browser"].open(f"{site['url']}/index.html")
+    page = Page(site["browser"], f"{site['url']}/index.html")
     assert page.problems == []
     failed = page.eval("document.querySelector('#run-cot_hard').innerText")
     assert "failed" in failed and "RuntimeError: engine died" in failed
@@ -73,7 +114,7 @@ def test_index_opens_clean_and_lists_runs(site):
 
 
 def test_analysis_page_shows_every_plot(site):
-    page = site["browser"].open(f"{site['url']}/_profile/07_analysis.html")
+    page = Page(site["browser"], f"{site['url']}/_profile/07_analysis.html")
     assert page.problems == []
     images = page.eval("[...document.images].map(i => ({png: i.src.startsWith('data:image/png;base64,'), "
                        "w: i.naturalWidth, h: i.naturalHeight, done: i.complete}))")
@@ -88,7 +129,7 @@ def test_analysis_page_shows_every_plot(site):
 
 
 def test_hidden_input_page_has_no_code(site):
-    page = site["browser"].open(f"{site['url']}/_profile/07_analysis.hidden.html")
+    page = Page(site["browser"], f"{site['url']}/_profile/07_analysis.hidden.html")
     assert page.problems == []
     assert page.eval("document.querySelectorAll('.jp-CodeCell .jp-InputArea, .jp-InputArea-editor').length") == 0
     text = page.eval("document.body.innerText")
@@ -96,3 +137,11 @@ def test_hidden_input_page_has_no_code(site):
     assert "Speed-up and acceptance" in text
     assert page.eval("[...document.images].filter(i => i.naturalWidth > 0).length") >= N_PLOTS
     page.screenshot(site["shots"] / "analysis_hidden.png")
+
+
+def test_a_broken_page_is_caught(site):
+    """The checks above can fail: a console error, an uncaught exception and a missing image show."""
+    (site["dir"] / "broken.html").write_text(
+        "<html><body><img src='missing.png'><script>console.error('boom'); undefined_name();</script></body></html>")
+    problems = " | ".join(Page(site["browser"], f"{site['url']}/broken.html").problems)
+    assert "boom" in problems and "undefined_name" in problems and "404" in problems, problems

@@ -1,0 +1,131 @@
+"""Every stage notebook executed as the reports are made: a small grid (the base pair, the
+untrained `base` style and `cod`, one scenario, the analysis) through the runner with tiny
+overrides. Each stage's recorded figures are checked for values that could be wrong, and the
+benchmark report is read as a researcher reads it: its first table within the first screen,
+the engine's lines in the stage's log file instead."""
+
+import contextlib
+import io as stdio
+import json
+import math
+import re
+import shutil
+
+import pytest
+
+from conftest import SMALL
+from lib import io, paths, record, runner
+
+pytestmark = pytest.mark.slow
+K = 3  # not the profile's 5: the recorded K must be the one asked for
+GRID = {**SMALL, "benchmark.k": K, "benchmark.crosscheck_samples": 2, "merge.delete_after_benchmark": True}
+FIRST_SCREEN_CHARS = 3000  # output text a reader scrolls through before the benchmark's first table
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, tiny_pair):
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBOOK_HOME", str(home))
+        # The session's base pair, in place: notebook 00 still runs (and finds it complete), its
+        # pretraining is not paid twice (tests/test_runner.py executes a real build).
+        shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
+        terminal = stdio.StringIO()
+        with contextlib.redirect_stdout(terminal):
+            result = runner.run_grid("tiny", styles=["base", "cod"], scenarios=["easy"], overrides=GRID)
+        yield {"result": result, "terminal": terminal.getvalue(),
+               "base": paths.RunPaths("tiny", "base", "easy"), "cod": paths.RunPaths("tiny", "cod", "easy")}
+
+
+def _fraction(x) -> bool:
+    return isinstance(x, (int, float)) and 0.0 <= x <= 1.0
+
+
+def test_every_stage_ran_and_the_terminal_showed_progress(grid):
+    ran = [(o.run, o.stage, o.status) for o in grid["result"].outcomes]
+    expected = ([("_profile", "00_base_models")] + [("base_easy", s) for s in runner.stages_of("base")]
+                + [("cod_easy", s) for s in runner.stages_of("cod")] + [("_profile", "07_analysis")])
+    assert ran == [(run, stage, "finished") for run, stage in expected], grid["result"].summary()
+    # Within a stage, papermill's bar over its cells (e.g. "cod_easy 06_benchmark:  50%| 9/18").
+    assert re.search(r"cod_easy 06_benchmark: +\d+%.*\d+/\d+", grid["terminal"]), grid["terminal"][-2000:]
+
+
+def test_base_models_and_data(grid):
+    pair = record.load("tiny", "00_base_models")
+    assert pair["built"] is True
+    assert pair["target"]["parameters"] > pair["draft"]["parameters"] > 0
+    assert pair["target"]["steps"] > 0 and pair["draft"]["steps"] > 0
+    for rp in (grid["base"], grid["cod"]):
+        data = record.load(rp, "01_generate_data")
+        assert (data["n_train"], data["n_test"]) == (SMALL["data.n_train"], SMALL["data.n_test"])
+    cod = record.load(grid["cod"], "01_generate_data")
+    assert cod["kept"] + cod["rejected"] == SMALL["data.n_train"] and cod["kept"] > 0
+    assert _fraction(cod["teacher_accuracy"]) and cod["tokens_mean_cod"] > 0
+    assert len(io.read_jsonl(grid["cod"].teacher_output).rows) == cod["kept"]
+
+
+def test_training_distillation_and_merge(grid):
+    rp = grid["cod"]
+    kept = record.load(rp, "01_generate_data")["kept"]
+    distilled = record.load(rp, "03_distill")
+    for stage, rows in (("02_train_target", kept), ("04_train_draft", distilled["n_rows"])):
+        fig = record.load(rp, stage)
+        assert fig["steps"] > 0 and fig["epochs"] == 1, (stage, fig)
+        assert fig["n_train"] + fig["n_val"] + fig["n_dropped_too_long"] == rows, (stage, fig)
+        assert math.isfinite(fig["train_loss"]) and fig["train_loss"] > 0, (stage, fig)
+    # Every training problem answered and kept, right or wrong; the tiny profile warns on the gate.
+    assert distilled["n_rows"] == SMALL["data.n_train"] and _fraction(distilled["accuracy"])
+    assert distilled["mode"] == "warn" and distilled["passed"] == (distilled["accuracy"] >= distilled["gate"])
+    merged = record.load(rp, "05_merge")
+    assert merged["tokenizers_identical"] is True
+    for role in ("target", "draft"):
+        assert merged[role]["max_abs_logit_diff"] <= merged[role]["atol"] and merged[role]["size_mb"] > 0
+        # merge.delete_after_benchmark: the benchmark stage removed the checkpoints, the adapters stay
+        assert not rp.merged(role).exists() and rp.adapter(role).exists(), role
+
+
+@pytest.mark.parametrize("style", ["base", "cod"])
+def test_benchmark_figures(grid, style):
+    rp = grid[style]
+    head = record.load(rp, "06_benchmark")
+    metrics = io.read_json(rp.metrics_json)
+    assert metrics["k"] == K and metrics["speculative_config"]["num_speculative_tokens"] == K
+    for name in ("baseline", "speculative"):
+        assert metrics["passes"][name]["n"] == SMALL["data.n_test"], name
+    assert _fraction(head["accuracy_baseline"]) and _fraction(head["accuracy_speculative"])
+    assert _fraction(head["acceptance_rate"]) and 1.0 <= head["mean_acceptance_length"] <= K + 1
+    assert head["speedup"] > 0 and head["tokens_per_answer"] > 0
+    assert head["crosscheck_n"] == 2 and _fraction(head["crosscheck_acceptance_vllm"])
+    assert _fraction(head["identical_output_share"])
+
+
+def test_analysis_sees_both_runs(grid):
+    fig = record.load("tiny", "07_analysis")
+    assert {"base_easy", "cod_easy"} <= set(fig["runs_present"]) and fig["runs_failed"] == []
+    assert fig["speedup"] and fig["accuracy"] and fig["findings"]
+
+
+def _text(output) -> str:
+    data = output.get("data", {})
+    return "".join(output.get("text") or data.get("text/plain", ""))
+
+
+def test_benchmark_report_shows_results_first_and_keeps_engine_lines_in_its_log(grid):
+    rp = grid["cod"]
+    nb = json.loads((rp.report_dir / "06_benchmark.ipynb").read_text())
+    before_table, seen_table = 0, False
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "parameters" in cell["metadata"].get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if "<table" in "".join(output.get("data", {}).get("text/html", "")):
+                seen_table = True
+                break
+            before_table += len(_text(output))
+        if seen_table:
+            break
+    assert seen_table and before_table < FIRST_SCREEN_CHARS, before_table
+    log = rp.log("06_benchmark")
+    assert log.exists() and log.stat().st_size > 0
+    html = (rp.report_dir / "06_benchmark.html").read_text()
+    assert 'href="06_benchmark.log"' in html  # linked near the top
