@@ -219,7 +219,7 @@ def ensure(profile: str, overrides: dict | None = None) -> dict:
         return {"built": False, "target": cfg["models"]["target"], "draft": cfg["models"]["draft"]}
     rp = RunPaths(profile, "base", params.scenarios()[0])
     texts, pairs, counts = corpus(profile, overrides)
-    from .engine import on_cuda
+    from .device import on_cuda
 
     device = "cuda" if on_cuda(cfg) else "cpu"
     summary = build(rp.base_models, cfg["models"]["base_pair"], texts, pairs, cfg["seed"], device, cfg["models"]["dtype"])

@@ -14,9 +14,8 @@ import time
 
 import numpy as np
 
-from . import answers, crosscheck, engine, io, models, stats
+from . import answers, crosscheck, device, engine, io, models, stats
 from .paths import RunPaths
-from .train import peak_memory_mb
 
 PASSES = ("baseline", "speculative")
 WARMUP_PROMPT, WARMUP_TOKENS = "Warm-up.", 8  # one untimed request per engine before the timed call
@@ -53,7 +52,8 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     cross-check subset). From per-request counts when the engine has them; else those prompts
     are generated once more on the same engine after the timed call, counters read around it
     (`info["subset_counters"]`, `info["subset_source"]`)."""
-    with engine.running(cfg, model, speculative=spec) as eng:
+    # Device-level, sampled through the pass: the engine core may run in another process.
+    with device.GpuMemoryPeak() as gpu, engine.running(cfg, model, speculative=spec) as eng:
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
         # otherwise land on the timed call (a large share of a small pass).
         # An unrelated prompt, so that no benchmark prompt finds its prefix already cached.
@@ -85,7 +85,8 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
             "spec_draft_tokens": req["draft_tokens"] if req else None,
             "spec_accepted_tokens": req["accepted_tokens"] if req else None,
         })
-    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": peak_memory_mb(engine.on_cuda(cfg)),
+    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": device.process_peak_mb(False),
+            "peak_gpu_memory_mb": gpu.peak_mb,
             "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1}
     return samples, info
 
@@ -160,6 +161,7 @@ def summarize_pass(samples: list[dict], run_info: dict, k: int, n_boot: int, see
         "ttft_s": _dist(ttft),
         "tpot_s": _dist(tpot),
         "peak_memory_mb": run_info["peak_memory_mb"],
+        "peak_gpu_memory_mb": run_info.get("peak_gpu_memory_mb"),
         "extraction": extraction,
         "extraction_warning": (
             "most answers were found only by the last-number fallback (no credit given)"
@@ -206,13 +208,9 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, draf
 
 def hardware() -> dict:
     info = {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version()}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:
-        pass
+    names = device.gpu_names()  # NVML: naming the GPU through torch would initialise CUDA
+    if names:
+        info["gpu"] = names[0]
     import os
 
     info["cpus"] = os.cpu_count()
@@ -246,7 +244,7 @@ def crosscheck_pass(cfg, pair: dict, prompts: list[str], problems: list[dict], s
         return {"n": 0, "skipped": "transformers has no EAGLE-3 proposer: no cross-check for method eagle3"}
     tf = crosscheck.acceptance(
         pair["target"], pair["draft"] if method == "draft_model" else None, prompts[:n], k, bench["max_tokens"],
-        device="cuda" if engine.on_cuda(cfg) else "cpu", dtype=cfg["models"]["dtype"],
+        device="cuda" if device.on_cuda(cfg) else "cpu", dtype=cfg["models"]["dtype"],
     )
     per_prompt = tf.pop("per_prompt")
     vllm_side = spec_summary(spec_info["subset_counters"], k) if spec_info["subset_counters"] else None
@@ -404,7 +402,7 @@ def pass_table(metrics: dict):
             "throughput_tok_s": m["throughput_tok_s"], "wall_s": m["wall_s"],
             "tokens_mean": m["output_tokens_mean"], "ttft_mean_s": m["ttft_s"]["mean"], "tpot_mean_s": m["tpot_s"]["mean"],
             "acceptance_rate": spec.get("acceptance_rate"), "mean_acceptance_length": spec.get("mean_acceptance_length"),
-            "peak_memory_mb": m["peak_memory_mb"],
+            "peak_memory_mb": m["peak_memory_mb"], "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
         })
     return pd.DataFrame(rows).set_index("pass")
 

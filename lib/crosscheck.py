@@ -37,6 +37,8 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+from .device import gpu_count, torch_dtype
+
 # vLLM's prompt lookup matches n-grams of 4 down to 2 tokens (engine.NGRAM_LOOKUP); transformers'
 # tries sizes max..1. Same longest size here; the proposals can still differ.
 NGRAM_MAX = 4
@@ -126,19 +128,10 @@ def counting_steps(model):
         del model._get_candidate_generator
 
 
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _load(path: str, device: str, dtype: str):
-    import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 
@@ -161,7 +154,8 @@ def acceptance(
     import torch
     from transformers import AutoTokenizer
 
-    device = _device(device)
+    if device == "auto":
+        device = "cuda" if gpu_count() > 0 else "cpu"
     tok = AutoTokenizer.from_pretrained(str(target_path))
     target = _load(target_path, device, dtype)
     gen = dict(

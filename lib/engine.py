@@ -10,6 +10,8 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .device import on_cuda
+
 SPEC_COUNTERS = {
     "vllm:spec_decode_num_drafts": "drafts",
     "vllm:spec_decode_num_draft_tokens": "draft_tokens",
@@ -18,16 +20,9 @@ SPEC_COUNTERS = {
 SPEC_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
 
 
-def on_cuda(cfg) -> bool:
-    if cfg["device"] == "cpu":
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def configure(cfg) -> None:
-    """Environment vLLM reads at import time; call before the first `import vllm`."""
+    """Environment vLLM reads at import time; call before the first `import vllm`. The GPU
+    check asks NVML: CUDA initialised here would kill an engine core forked later."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if not on_cuda(cfg):
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg["engine"]["kv_cache_gb"])
@@ -200,7 +195,7 @@ def stop(engine: Engine | None) -> None:
     try:
         import torch
 
-        if torch.cuda.is_available():
+        if torch.cuda.is_initialized():  # an out-of-process engine left nothing here
             torch.cuda.empty_cache()
     except Exception:
         pass

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import time
 from pathlib import Path
 
-from . import io, models, paths
+from . import device, io, models, paths
 from .styles import chat_messages
 
 
@@ -46,9 +45,7 @@ def resolve_backend(cfg) -> str:
     if wanted == "trl":
         return "trl"
     installed = importlib.util.find_spec("unsloth") is not None
-    import torch
-
-    safe = torch.cuda.is_available() or importlib.util.find_spec("vllm") is None
+    safe = device.gpu_count() > 0 or importlib.util.find_spec("vllm") is None
     if wanted == "unsloth":
         if not installed:
             raise RuntimeError("train.backend=unsloth, but unsloth is not installed here; "
@@ -59,12 +56,6 @@ def resolve_backend(cfg) -> str:
                                "or train in an environment without vLLM")
         return "unsloth"
     return "unsloth" if installed and safe else "trl"
-
-
-def _device_is_cuda(cfg) -> bool:
-    import torch
-
-    return cfg["device"] == "cuda" or (cfg["device"] == "auto" and torch.cuda.is_available())
 
 
 def _load_model(cfg, base: str, backend: str):
@@ -83,12 +74,10 @@ def _load_model(cfg, base: str, backend: str):
             use_gradient_checkpointing="unsloth" if cfg["train"]["gradient_checkpointing"] else False,
         )
         return model, tokenizer, None
-    import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if cfg["models"]["dtype"] == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=device.torch_dtype(cfg["models"]["dtype"]))
     peft_config = LoraConfig(
         r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
         target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM",
@@ -99,14 +88,6 @@ def _load_model(cfg, base: str, backend: str):
 def last_checkpoint(ckpt_dir: Path) -> str | None:
     ckpts = sorted(Path(ckpt_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
-
-
-def peak_memory_mb(cuda: bool) -> float:
-    if cuda:
-        import torch
-
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1) -> dict:
@@ -132,7 +113,7 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     ds = Dataset.from_list(examples)
     n_val = int(len(ds) * cfg["train"]["val_fraction"])
     split = ds.train_test_split(test_size=n_val, seed=cfg["seed"]) if n_val >= 1 else {"train": ds, "test": None}
-    cuda = _device_is_cuda(cfg)
+    cuda = device.on_cuda(cfg)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=tcfg["epochs"],
@@ -173,7 +154,8 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         io.write_json(recipe_file, recipe)
     resume = last_checkpoint(ckpt_dir)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    with device.GpuMemoryPeak() as gpu:
+        result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - t0
     # Tokens actually seen: every non-padding position of every epoch actually run.
     n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
@@ -197,7 +179,8 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         "steps": trainer.state.global_step,
         "train_tokens": n_tokens,
         "tokens_per_s": n_tokens * epochs_run / wall if wall else None,
-        "peak_memory_mb": peak_memory_mb(cuda),
+        "peak_memory_mb": device.process_peak_mb(cuda),
+        "peak_gpu_memory_mb": gpu.peak_mb,
         "n_train": len(split["train"]),
         "n_val": 0 if split["test"] is None else len(split["test"]),
         "dropped_too_long": lengths["dropped_too_long"],

@@ -153,6 +153,7 @@ SCHEMA = {
 PASS_SCHEMA = {
     "n": int, "accuracy": NUM, "accuracy_ci95": list, "output_tokens_total": int, "output_tokens_mean": NUM,
     "wall_s": NUM, "throughput_tok_s": NUM, "ttft_s": dict, "tpot_s": dict, "peak_memory_mb": NUM,
+    "peak_gpu_memory_mb": OPT,  # NVML, device-level; None without a GPU
     "extraction": dict, "extraction_warning": (str, type(None)), "spec": (dict, type(None)),
 }
 SPEC_SCHEMA = {"k": int, "drafts": int, "draft_tokens": int, "accepted_tokens": int, "acceptance_rate": NUM,
