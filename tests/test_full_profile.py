@@ -1,0 +1,127 @@
+"""The `full` profile end to end, as a researcher runs it: `python -m lib run --profile full`
+against hub-shaped repositories (tests/local_hub.py, through `HF_ENDPOINT`) and the Gemini
+Batch API stand-in (tests/fake_gemini.py, through `data.gemini.base_url`).
+
+Every stage runs with the profile's own structure — hub datasets, Gemini teacher, LoRA SFT of
+the hub target, distillation, draft SFT, merge, a benchmark whose engines run out of the
+kernel's process (`engine.in_process: false` stays), the analysis. Overridden, and only these:
+- the device: `cpu`;
+- counts and sizes: problems, epochs, tokens, batch sizes, model length, KV cache, bootstrap;
+- what this CPU cannot do: `models.dtype: float32` (no AVX512-BF16 on CI's CPUs),
+  `optim: adamw_torch` (the profile's `adamw_8bit` is bitsandbytes, a GPU package not in the CPU
+  environment), `engine.enforce_eager: true` (CUDA graphs / compilation do not apply on CPU),
+  `engine.gpu_memory_utilization` (on CPU: the share of host RAM vLLM may take);
+- the gate mode (`warn`: random tiny models cannot pass the study's gates);
+- where the two services are, and the teacher's polling intervals (seconds, not minutes).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lib import problems as problem_set
+from lib import styles
+from lib.teachers import reference
+
+from conftest import REPO
+from fake_gemini import FakeGemini
+
+KEY = "test-key-full"
+SCENARIOS = os.environ.get("FULL_SCENARIOS", "easy medium").split()
+
+pytestmark = pytest.mark.slow
+
+
+def overrides(gemini_url: str) -> dict:
+    step = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "optim": "adamw_torch"}
+    return {
+        "device": "cpu",
+        "models.dtype": "float32",
+        "data.n_train": 24,
+        "data.n_test": 6,
+        "data.gemini": {"base_url": gemini_url, "poll_interval_s": 0.05, "poll_max_interval_s": 0.1,
+                        "poll_timeout_s": 120.0, "retry_initial_delay_s": 0.01},
+        "train.max_length": 384,
+        "train.target": step,
+        "train.draft": step,
+        "train.save_steps": 50,
+        "distill.gate_mode": "warn",
+        "distill.max_tokens": 24,
+        "distill.batch_size": 32,
+        "distill.max_num_seqs": 16,
+        "benchmark.max_tokens": 24,
+        "benchmark.n_samples": 6,
+        "benchmark.max_num_seqs": 8,
+        "benchmark.bootstrap": 100,
+        "benchmark.crosscheck_samples": 2,
+        "engine.max_model_len": 512,
+        "engine.kv_cache_gb": 1,
+        "engine.gpu_memory_utilization": 0.3,
+        "engine.enforce_eager": True,
+    }
+
+
+def _teacher(hub_rows: dict):
+    """Gemini as a good teacher: the problem's own reference solution in the asked style,
+    found by the question the request carries."""
+
+    def respond(key, request):
+        question = request["contents"][0]["parts"][0]["text"]
+        system = request["systemInstruction"]["parts"][0]["text"]
+        style = "cod" if system == styles.COD_PROMPT else "cot"
+        ref = hub_rows[problem_set.normalize_question(question)]
+        return {"text": reference.rewrite({"question": question, "reference": ref}, style)}
+
+    return respond
+
+
+def _hub_rows(hub) -> dict:
+    """normalized question -> reference solution, from the stand-in datasets' parquet files."""
+    import io as bytes_io
+
+    import pyarrow.parquet as pq
+
+    out = {}
+    for (kind, _), repo in hub.repos.items():
+        for path, data in repo.files.items():
+            if kind == "dataset" and path.endswith(".parquet"):
+                for rec in pq.read_table(bytes_io.BytesIO(data)).to_pylist():
+                    q, s = (rec["question"], rec["answer"]) if "question" in rec else (rec["problem"], rec["solution"])
+                    out[problem_set.normalize_question(q)] = s
+    return out
+
+
+def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_env, home):
+    hub = hub_env["hub"]
+    with FakeGemini(_teacher(_hub_rows(hub)), api_key=KEY) as gemini:
+        env = {**hub_env["env"], "GEMINI_API_KEY": KEY, "WORKBOOK_HOME": str(home)}
+        env.pop("GOOGLE_API_KEY", None)
+        cmd = [sys.executable, "-m", "lib", "run", "--profile", "full", "--styles", "cod", "--scenarios", *SCENARIOS,
+               "--set", *[f"{k}={json.dumps(v)}" for k, v in overrides(gemini.url).items()]]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+        wall = time.perf_counter() - t0
+        log = out.stdout[-6000:] + out.stderr[-6000:]
+        assert out.returncode == 0, f"`full` failed after {wall:.0f} s:\n{log}"
+        gemini_calls = [c["path"] for c in gemini.calls]
+
+    data_root = home / "data" / "full"
+    for scenario in SCENARIOS:
+        run = data_root / "runs" / f"cod_{scenario}"
+        figs = {p.stem: json.loads(p.read_text()) for p in (run / "figures").glob("*.json")}
+        assert {"01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark"} <= set(figs)
+        assert figs["01_generate_data"]["kept"] > 0  # the Gemini stand-in taught every training problem
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics  # both passes of the benchmark measured
+    # every model and dataset came through the hub's own HTTP API
+    paths = [p for _, p, _ in hub.calls]
+    for repo in ("Qwen/Qwen3-14B", "Qwen/Qwen3-0.6B"):
+        assert any(p.startswith(f"/{repo}/resolve/") and p.endswith(".safetensors") for p in paths), repo
+    for repo in ("openai/gsm8k", "EleutherAI/hendrycks_math"):
+        assert any(p.startswith(f"/datasets/{repo}/resolve/") and p.endswith(".parquet") for p in paths), repo
+    assert any(":batchGenerateContent" in p for p in gemini_calls)
+    print(f"full rehearsal: {wall:.0f} s")
