@@ -334,7 +334,8 @@ def run(cfg, rp: RunPaths) -> dict:
     if method == "draft_model":
         models.assert_same_tokenizer(tok_t, models.load_tokenizer(pair["draft"]))
     problems = test_problems(cfg, rp)
-    prompts = [models.prompt_text(tok_t, cfg["style"], p["question"]) for p in problems]
+    thinking = models.enable_thinking(cfg)
+    prompts = [models.prompt_text(tok_t, cfg["style"], p["question"], thinking) for p in problems]
     k, n_boot, seed = cfg["benchmark"]["k"], cfg["benchmark"]["bootstrap"], cfg["seed"]
     spec = engine.speculative_config(cfg, pair["draft"])
     n_check = cfg["benchmark"]["crosscheck_samples"] if method != "eagle3" else 0
@@ -353,6 +354,7 @@ def run(cfg, rp: RunPaths) -> dict:
     metrics = {
         "run": rp.name, "profile": cfg["profile"], "style": cfg["style"], "scenario": cfg["scenario"],
         "models": pair, "method": method, "k": k, "temperature": cfg["benchmark"]["temperature"],
+        "enable_thinking": thinking,
         "speculative_config": spec,
         "passes": {"baseline": m_base, "speculative": m_spec},
         "comparison": compare(base_samples, spec_samples, m_base, m_spec, draft_cost, k, n_boot, seed),
@@ -381,6 +383,7 @@ def headline(metrics: dict) -> dict:
         "speedup": c["speedup_throughput"],
         "predicted_speedup": c["predicted_speedup"],
         "tokens_per_answer": b["output_tokens_mean"],
+        "enable_thinking": metrics.get("enable_thinking"),  # the chat template's, for this style
         "identical_output_share": c["identical_output_share"],
         # added: the cross-check subset, both engines (None when it did not run)
         "crosscheck_n": cross.get("n"),
@@ -403,6 +406,7 @@ def pass_table(metrics: dict):
             "tokens_mean": m["output_tokens_mean"], "ttft_mean_s": m["ttft_s"]["mean"], "tpot_mean_s": m["tpot_s"]["mean"],
             "acceptance_rate": spec.get("acceptance_rate"), "mean_acceptance_length": spec.get("mean_acceptance_length"),
             "peak_memory_mb": m["peak_memory_mb"], "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
+            "enable_thinking": metrics.get("enable_thinking"),
         })
     return pd.DataFrame(rows).set_index("pass")
 

@@ -211,8 +211,9 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
             _record(cfg, rp, problem, solution, error)
     elif todo:  # batch teachers (gemini, local): one call for every problem not yet answered
         by_id = {p["id"]: p for p in todo}
-        for problem_id, solution, error in _batch_teacher(teacher)(cfg, rp, todo, style, progress=progress):
-            _record(cfg, rp, by_id[problem_id], solution, error)
+        # a teacher may add fields for the row (gemini: the model version that answered)
+        for problem_id, solution, error, *extra in _batch_teacher(teacher)(cfg, rp, todo, style, progress=progress):
+            _record(cfg, rp, by_id[problem_id], solution, error, *extra)
     return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0,
             "set_aside": set_aside}
 
@@ -235,15 +236,15 @@ def _set_aside_other_teacher(rp: RunPaths, teacher: str) -> list[str]:
     return moved
 
 
-def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None) -> None:
+def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None, extra: dict | None = None) -> None:
     """Validate one teacher answer and append it to the output or the rejected file."""
     style, teacher = cfg["style"], cfg["data"]["teacher"]
     if error is not None or solution is None:
         reason = f"teacher error: {error or 'no solution returned'}"
-        io.append_jsonl(rp.teacher_rejected, [{"id": problem["id"], "reason": reason, "solution": ""}])
+        io.append_jsonl(rp.teacher_rejected, [{"id": problem["id"], "reason": reason, "solution": "", **(extra or {})}])
         return
     row, reason = validate(problem, solution)
-    row.update(teacher=teacher, style=style)
+    row.update(teacher=teacher, style=style, **(extra or {}))
     if reason and not (cfg["data"]["keep_wrong"] and row["extraction"] in ("hash", "boxed")):
         io.append_jsonl(rp.teacher_rejected, [{**row, "reason": reason}])
     else:

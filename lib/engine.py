@@ -228,7 +228,7 @@ def answer_problems(cfg, model: str, problems: list[dict], style: str, max_token
         extra = {"lora_request": lora_request(adapter)} if adapter else {}
         for start in tqdm(range(0, len(problems), batch_size), desc=desc, disable=not progress):
             batch = problems[start : start + batch_size]
-            prompts = [models.prompt_text(tokenizer, style, p["question"]) for p in batch]
+            prompts = [models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in batch]
             yield batch, eng.llm.generate(prompts, params, use_tqdm=False, **extra)
 
 

@@ -72,7 +72,7 @@ def probe_texts(cfg, rp) -> list[str]:
 
     rows = io.read_jsonl(rp.test_problems).rows[: cfg["merge"]["check_inputs"]]
     tok = models.load_tokenizer(str(rp.adapter("target")))
-    return [models.prompt_text(tok, cfg["style"], r["question"]) for r in rows]
+    return [models.prompt_text(tok, cfg["style"], r["question"], models.enable_thinking(cfg)) for r in rows]
 
 
 def summary_table(merged: dict):

@@ -56,12 +56,20 @@ def assert_same_tokenizer(a, b, names=("target", "draft")) -> None:
         raise ValueError(f"{names[0]} and {names[1]} chat templates differ")
 
 
-def prompt_text(tokenizer, style: str, question: str) -> str:
-    """The exact prompt string every engine sees (chat template applied once, here)."""
+def enable_thinking(cfg, style: str | None = None) -> bool:
+    """Whether prompts of `style` (default: the run's) let the chat template think
+    (params `prompt.enable_thinking`, per style)."""
+    return bool(cfg["prompt"]["enable_thinking"][style or cfg["style"]])
+
+
+def prompt_text(tokenizer, style: str, question: str, thinking: bool = False) -> str:
+    """The exact prompt string every engine sees (chat template applied once, here).
+    `thinking`: the template's `enable_thinking` (Qwen3: False opens the answer with an empty
+    <think></think>, True lets the model think first); templates without it ignore it."""
     from .styles import chat_messages
 
     return tokenizer.apply_chat_template(
-        chat_messages(style, question), tokenize=False, add_generation_prompt=True, enable_thinking=False
+        chat_messages(style, question), tokenize=False, add_generation_prompt=True, enable_thinking=thinking
     )
 
 

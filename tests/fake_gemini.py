@@ -16,6 +16,12 @@ Only what the SDK (google-genai 3.6) really calls for a batch run, read from its
   `X-Goog-Upload-Command: upload[, finalize]` and `X-Goog-Upload-Offset` (step 2): answers
   `x-goog-upload-status: active|final` and, when final, `{"file": {...}}`.
 - `GET /{version}/files/{id}:download?alt=media` (files.download): the raw bytes.
+- `GET /{version}/models/{model}` (models.get): the model's description.
+
+As strict as the service: batches and files exist only under `v1beta` (Google documents
+them there only; any other version answers 404), a model the service does not know answers
+404 `NOT_FOUND` in the service's error shape (from models.get and batch creation), and every
+response carries the `modelVersion` that wrote it.
 
 The server binds 127.0.0.1 on an ephemeral port, serves from a daemon thread, caps body
 sizes, request counts and socket timeouts, and records every call (method, path, status) so
@@ -45,12 +51,24 @@ MAX_REQUESTS = 2000  # per server: a runaway client loop ends in 503s, not a hun
 Responder = Callable[[str, dict], dict]
 
 
-def text_response(text: str) -> dict:
+BATCH_VERSION = "v1beta"  # the only API version with batches and files
+# model id -> the version the service reports (models.get `version`, responses' `modelVersion`)
+MODELS = {"gemini-3.8-flash": "gemini-3.8-flash-0902", "gemini-3.5-flash-lite": "gemini-3.5-flash-lite-0721"}
+
+
+def text_response(text: str, model_version: str = "gemini-3.8-flash-0902") -> dict:
     return {
         "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
         "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 40, "totalTokenCount": 90},
-        "modelVersion": "gemini-2.5-flash",
+        "modelVersion": model_version,
     }
+
+
+def model_not_found(model: str, version: str, method: str) -> dict:
+    """The service's answer for a model it does not have (retired or misspelt)."""
+    return _error(404, f"models/{model} is not found for API version {version}, or is not supported for "
+                       f"{method}. Call ListModels to see the list of available models and their supported "
+                       "methods.", "NOT_FOUND")
 
 
 @dataclass
@@ -62,6 +80,7 @@ class Job:
     keys: list[str]
     requests: list[dict]
     outcomes: list[dict]
+    model_version: str = ""
     gets: int = 0
     state: str = "BATCH_STATE_PENDING"
     output_file: str | None = None
@@ -78,6 +97,7 @@ class FakeGemini:
     # kinds: create, get, upload_start, download
     faults: dict[str, list[int]] = field(default_factory=dict)
     extra_result_lines: list[str] = field(default_factory=list)  # appended to results files
+    models: dict[str, str] = field(default_factory=lambda: dict(MODELS))  # what the service serves
 
     def __post_init__(self):
         self.calls: list[dict] = []
@@ -159,7 +179,7 @@ class FakeGemini:
                     elif "raw" in outcome:  # no raw lines inline: an unusable response object
                         item["response"] = {"candidates": [{"content": {"parts": [{"inlineData": {}}]}}]}
                     else:
-                        item["response"] = text_response(outcome["text"])
+                        item["response"] = text_response(outcome["text"], job.model_version)
                     items.append(item)
                 meta["output"] = {"inlinedResponses": {"inlinedResponses": items}}
             else:
@@ -180,13 +200,24 @@ class FakeGemini:
                 elif "error" in outcome:
                     lines.append(json.dumps({"key": key, "error": outcome["error"]}))
                 else:
-                    response = outcome.get("response") or text_response(outcome["text"])
+                    response = outcome.get("response") or text_response(outcome["text"], job.model_version)
                     lines.append(json.dumps({"key": key, "response": response}))
             lines.extend(self.extra_result_lines)
             job.output_file = f"files/batch-{job.name.split('/')[-1]}"
             self.files[job.output_file] = ("\n".join(lines) + "\n").encode("utf-8")
 
+    def model(self, model: str, version: str) -> tuple[int, dict]:
+        if model not in self.models:
+            return 404, model_not_found(model, version, "get")
+        return 200, {
+            "name": f"models/{model}", "baseModelId": model, "version": self.models[model],
+            "displayName": model.replace("-", " ").title(), "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
+            "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
+        }
+
     def create(self, model: str, body: dict) -> tuple[int, dict]:
+        if model not in self.models:
+            return 404, model_not_found(model, BATCH_VERSION, "batchGenerateContent")
         batch = body.get("batch") or {}
         source = batch.get("inputConfig") or {}
         if "requests" in source:
@@ -208,7 +239,8 @@ class FakeGemini:
             return 400, _error(400, "every request needs a key", "INVALID_ARGUMENT")
         name = f"batches/{uuid.uuid4().hex[:12]}"
         outcomes = [self.responder(k, r) for k, r in zip(keys, requests)]
-        job = Job(name, f"models/{model}", batch.get("displayName", ""), kind, keys, requests, outcomes)
+        job = Job(name, f"models/{model}", batch.get("displayName", ""), kind, keys, requests, outcomes,
+                  model_version=self.models[model])
         self.jobs[name] = job
         return 200, self._job_json(job)
 
@@ -232,6 +264,12 @@ _CREATE = re.compile(r"^/[^/]+/models/([^/:]+):batchGenerateContent$")
 _GET = re.compile(r"^/[^/]+/batches/([^/:]+)$")
 _UPLOAD = re.compile(r"^/upload/[^/]+/files$")
 _DOWNLOAD = re.compile(r"^/[^/]+/files/([^/:]+):download$")
+_MODEL = re.compile(r"^/([^/]+)/models/([^/:]+)$")
+
+
+def _api_version(path: str) -> str:
+    parts = path.split("/")
+    return parts[2] if parts[1] == "upload" else parts[1]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -284,6 +322,13 @@ class _Handler(BaseHTTPRequestHandler):
             fake.keys_seen.add(key)
         if fake.api_key is not None and key != fake.api_key:
             return "auth", 401, _error(401, "API key not valid. Please pass a valid API key.", "UNAUTHENTICATED"), None
+        if method == "GET" and (m := _MODEL.match(url.path)):
+            status, payload = fake.model(m.group(2), m.group(1))
+            return "model", status, payload, None
+        batch_or_file = any(r.match(url.path) for r in (_CREATE, _GET, _UPLOAD, _DOWNLOAD))
+        if batch_or_file and _api_version(url.path) != BATCH_VERSION:
+            return "wrong_version", 404, _error(404, f"The requested URL {url.path} was not found on this server.",
+                                                "NOT_FOUND"), None
         if method == "POST" and (m := _CREATE.match(url.path)):
             if (fault := fake._fault("create")) is not None:
                 return "create", fault, _error(fault, "injected fault", "UNAVAILABLE"), None

@@ -10,7 +10,7 @@ from lib import data, io, params, problems, styles
 from lib.paths import RunPaths
 from lib.teachers import gemini, reference
 
-from fake_gemini import FakeGemini, text_response
+from fake_gemini import MODELS, FakeGemini, text_response
 
 KEY = "FAKE-KEY-1234567890"
 ROWS = problems.generate("easy", 6, seed=0)
@@ -76,6 +76,9 @@ def test_job_succeeds(home, servers, style, file):
     assert out["requested"] == 6 and out["skipped_done"] == 0
     assert set(kept(rp)) == set(BY_ID) and not rejected(rp)
     assert all(r["correct"] and r["teacher"] == "gemini" and r["style"] == style for r in kept(rp).values())
+    # each row names the model asked for and the version the service says answered
+    assert {(r["teacher_model"], r["model_version"]) for r in kept(rp).values()} == {
+        ("gemini-3.8-flash", MODELS["gemini-3.8-flash"])}
 
     (job,) = fake.created()
     assert job.source == ("file" if file else "inlined")
@@ -85,15 +88,18 @@ def test_job_succeeds(home, servers, style, file):
         assert request["contents"] == [{"role": "user", "parts": [{"text": BY_ID[key]["question"]}]}]
         assert request["generationConfig"]["temperature"] == 0.0
     kinds = [c["kind"] for c in fake.calls]
+    assert kinds[0] == "model"  # the model is checked before anything is submitted
     if file:
-        assert kinds[:3] == ["upload_start", "upload", "create"] and kinds[-1] == "download"
+        assert kinds[1:4] == ["upload_start", "upload", "create"] and kinds[-1] == "download"
     else:
-        assert kinds[0] == "create" and "download" not in kinds and "upload" not in kinds
+        assert kinds[1] == "create" and "download" not in kinds and "upload" not in kinds
+    assert all(c["path"].startswith(("/v1beta/", "/upload/v1beta/")) for c in fake.calls)
     assert fake.keys_seen == {KEY}
 
     state = io.read_json(rp.teacher_state)
     assert state["job_name"] == job.name and state["collected"] and state["submitted_ids"] == [r["id"] for r in ROWS]
-    assert state["model"] == "gemini-2.5-flash" and state["source"] == job.source
+    assert state["model"] == "gemini-3.8-flash" and state["source"] == job.source
+    assert state["model_info"]["version"] == MODELS["gemini-3.8-flash"]
 
     # A re-run asks for nothing and does not touch the API.
     n_calls = len(fake.calls)
@@ -320,7 +326,7 @@ def test_missing_key_stops_before_any_call(home, servers, monkeypatch):
 def test_params_know_the_batch_teachers():
     assert params.resolve("full", "cot", "easy").data.teacher == "gemini"
     cfg = params.resolve("tiny", "cot", "easy", {"data.teacher": "local"})
-    assert cfg.data.local_teacher.model == "" and cfg.data.gemini.model == "gemini-2.5-flash"
+    assert cfg.data.local_teacher.model == "" and cfg.data.gemini.model in MODELS
     with pytest.raises(params.ParamsError, match="reference, gemini, local"):
         params.resolve("tiny", "cot", "easy", {"data.teacher": "openai"})
 
@@ -379,3 +385,63 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
     assert seen == {"model": "some/chat-model", "batches": [4, 2], "temperature": 0.0}
     seen.clear()
     assert list(local.generate(cfg, rp, [], "cod")) == [] and seen == {}  # nothing to do: no engine
+
+
+# --- as strict as the service --------------------------------------------------------------
+
+def test_batches_and_files_exist_only_under_v1beta(home, servers):
+    """google-genai's own default (v1) has no batches or files: the fake answers 404 there,
+    as Google does, so a teacher on the SDK default fails here."""
+    from google.genai import errors
+
+    fake = servers()
+    cfg, rp = setup_run(home, fake, file=True, api_version="v1")
+    with pytest.raises(errors.ClientError) as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    assert err.value.code == 404 and not fake.created()
+    assert fake.statuses("wrong_version") == [404]
+    client = gemini.make_client(setup_run(home, fake, api_version="")[0])
+    assert client._api_client._http_options.api_version == "v1beta"  # "" means v1beta, not the SDK's v1
+
+
+def test_unknown_model_stops_before_submitting(home, servers):
+    fake = servers()
+    cfg, rp = setup_run(home, fake, file=True, model="gemini-2.5-flash")  # retired
+    with pytest.raises(gemini.GeminiModelError) as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    message = str(err.value)
+    assert "'gemini-2.5-flash'" in message and "data.gemini.model" in message and "--set data.gemini.model=" in message
+    assert "NOT_FOUND" in message
+    assert [c["kind"] for c in fake.calls] == ["model"]  # nothing uploaded, no job, nothing paid
+    assert not rp.teacher_state.exists() and not kept(rp) and not rejected(rp)
+
+
+def test_fake_answers_unknown_models_as_the_service_does(servers):
+    import urllib.error
+    import urllib.request
+
+    fake = servers()
+
+    def get(path, method="GET"):
+        req = urllib.request.Request(fake.url + path, method=method, headers={"x-goog-api-key": KEY},
+                                     data=b"{}" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, body = get("/v1beta/models/gemini-2.5-flash")
+    assert status == 404 and body["error"]["status"] == "NOT_FOUND" and body["error"]["code"] == 404
+    assert "models/gemini-2.5-flash is not found" in body["error"]["message"]
+    status, body = get("/v1beta/models/gemini-2.5-flash:batchGenerateContent", "POST")
+    assert status == 404 and body["error"]["status"] == "NOT_FOUND"
+    status, body = get("/v1beta/models/gemini-3.8-flash")
+    assert status == 200 and body["version"] == MODELS["gemini-3.8-flash"]
+    for path, method in (("/v1/models/gemini-3.8-flash:batchGenerateContent", "POST"), ("/v1/batches/x", "GET"),
+                         ("/upload/v1/files", "POST"), ("/v1/files/x:download", "GET")):
+        assert get(path, method)[0] == 404, path
+
+
+def test_default_model_is_one_the_service_serves():
+    assert params.resolve("full", "cot", "easy").data.gemini.model in MODELS

@@ -100,15 +100,13 @@ def test_a_stage_before_the_base_pair_says_which_stage_to_run(home):
 def test_training_backend_choice(monkeypatch, wanted, unsloth, cuda, vllm, expected):
     import importlib.util
 
-    import torch
-
-    from lib import train
+    from lib import device, train
 
     real = importlib.util.find_spec
     present = {"unsloth": unsloth, "vllm": vllm}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: (object() if present[name] else None) if name in present else real(name, *a))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(device, "gpu_count", lambda: int(cuda))
     cfg = params.resolve("tiny", "cot", "easy", {"train.backend": wanted})
     if expected in ("trl", "unsloth"):
         assert train.resolve_backend(cfg) == expected

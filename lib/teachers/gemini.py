@@ -3,7 +3,10 @@
 One request per problem, carrying the style's system instruction; one batch job per call
 (inlined requests, or an uploaded JSONL file when the payload is above
 `data.gemini.inline_limit_bytes`); polled with backoff behind a progress bar; results matched
-back to problems by key.
+back to problems by key. Batch jobs and file upload exist only under the API's `v1beta`
+(google-genai 3.x defaults to `v1`, where they answer 404), so the client asks for `v1beta`
+unless params name another version. The model is checked (`models.get`) before anything
+is submitted, and each row records the model version the service answered with.
 
 The job is remembered in `RunPaths.teacher_state` (job name, submitted ids, model, times —
 never the key): a re-run after a crash or a kernel restart picks the same job up instead of
@@ -36,12 +39,19 @@ SUCCEEDED = "JOB_STATE_SUCCEEDED"
 FAILED_STATES = ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
 TRANSIENT_CODES = (408, 429, 500, 502, 503, 504)
 BACKOFF = 1.5  # poll interval multiplier, up to data.gemini.poll_max_interval_s
+API_VERSION = "v1beta"  # Google documents batches and files under v1beta only
 
-Result = tuple[str, "str | None", "str | None"]  # (problem id, text or None, error or None)
+# (problem id, text or None, error or None, fields for the row: the model asked for and the
+# model version the service answered with)
+Result = tuple[str, "str | None", "str | None", dict]
 
 
 class GeminiJobError(RuntimeError):
     """The batch job ended without results (failed, cancelled, expired) or returned none."""
+
+
+class GeminiModelError(ValueError):
+    """data.gemini.model names a model the service does not have (retired or misspelt)."""
 
 
 class GeminiPollTimeout(TimeoutError):
@@ -113,9 +123,28 @@ def make_client(cfg, key: str | None = None):
     }
     if g["base_url"]:
         options["base_url"] = g["base_url"]
-    if g["api_version"]:
-        options["api_version"] = g["api_version"]
+    options["api_version"] = g["api_version"] or API_VERSION
     return genai.Client(api_key=key or api_key(), vertexai=False, http_options=types.HttpOptions(**options))
+
+
+def check_model(client, cfg) -> dict:
+    """The model of params as the service describes it (`models.get`), before anything is
+    paid for; a model it does not know (retired, misspelt) stops the run with what to set."""
+    from google.genai import errors
+
+    g = cfg["data"]["gemini"]
+    try:
+        model = client.models.get(model=g["model"])
+    except errors.ClientError as exc:
+        if exc.code != 404:
+            raise
+        raise GeminiModelError(
+            f"data.gemini.model = {g['model']!r}: the Gemini API ({g['api_version'] or API_VERSION}) has no such "
+            f"model ({exc.code} {exc.status}: {exc.message}). Models are retired on the dates of Google's "
+            f"Gemini API deprecations page; set data.gemini.model to a current one, in params/base.yaml or "
+            f"per run (python -m lib run ... --set data.gemini.model=<model>)."
+        ) from None
+    return {"name": model.name, "version": model.version, "display_name": model.display_name}
 
 
 def _transient(exc: BaseException) -> bool:
@@ -186,6 +215,7 @@ def submit(client, cfg, rp: RunPaths, problems: list[dict], style: str, previous
     ids = [p["id"] for p in problems]
     if len(set(ids)) != len(ids):
         raise ValueError("problem ids must be unique: results are matched back by id")
+    model_info = check_model(client, cfg)
     payload = "".join(
         json.dumps({"key": p["id"], "request": request_body(p, style, cfg)}, ensure_ascii=False) + "\n"
         for p in problems
@@ -209,6 +239,7 @@ def submit(client, cfg, rp: RunPaths, problems: list[dict], style: str, previous
         "job_name": job.name,
         "display_name": display,
         "model": g["model"],
+        "model_info": model_info,
         "style": style,
         "source": "file" if input_file else "inlined",
         "input_file": input_file,
@@ -300,6 +331,11 @@ def response_text(response: dict | None) -> tuple[str | None, str | None]:
     return text, None
 
 
+def response_model_version(response: dict | None) -> str | None:
+    """The model version that wrote a GenerateContentResponse (REST JSON `modelVersion`)."""
+    return response.get("modelVersion") if isinstance(response, dict) else None
+
+
 def _error_text(error) -> str:
     if isinstance(error, dict):
         code, message, status = error.get("code"), error.get("message"), error.get("status")
@@ -311,39 +347,40 @@ def _error_text(error) -> str:
 _KEY = re.compile(r'"key"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def parse_result_lines(data: bytes | str) -> Iterator[tuple[str | None, str | None, str | None, str | None]]:
-    """(key, text, error, malformed) per line of a batch results file; `malformed` is the
-    reason a line could not be used (its key recovered from the raw text where possible)."""
+def parse_result_lines(data: bytes | str) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
+    """(key, text, error, malformed, model version) per line of a batch results file;
+    `malformed` is the reason a line could not be used (its key recovered from the raw text
+    where possible)."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     for lineno, obj, error, raw in io.parse_lines(text.splitlines()):
         if error:
             found = _KEY.search(raw)
-            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: {error}"
+            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: {error}", None
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
             found = _KEY.search(raw)
-            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: no string 'key'"
+            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: no string 'key'", None
             continue
         if obj.get("error"):
-            yield obj["key"], None, _error_text(obj["error"]), None
+            yield obj["key"], None, _error_text(obj["error"]), None, None
         elif "response" in obj:
             body, reason = response_text(obj["response"])
-            yield obj["key"], body, reason, None
+            yield obj["key"], body, reason, None, response_model_version(obj["response"])
         else:
-            yield obj["key"], None, None, f"malformed result line {lineno}: neither 'response' nor 'error'"
+            yield obj["key"], None, None, f"malformed result line {lineno}: neither 'response' nor 'error'", None
 
 
-def _inlined_results(job) -> Iterator[tuple[str | None, str | None, str | None, str | None]]:
+def _inlined_results(job) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
     for i, item in enumerate(job.dest.inlined_responses, 1):
         key = (item.metadata or {}).get("key")
         if not key:
-            yield None, None, None, f"inlined response {i} has no metadata key"
+            yield None, None, None, f"inlined response {i} has no metadata key", None
         elif item.error is not None:
-            yield key, None, _error_text(item.error), None
+            yield key, None, _error_text(item.error), None, None
         else:
             dumped = item.response.model_dump(mode="json", by_alias=True, exclude_none=True) if item.response else None
             body, reason = response_text(dumped)
-            yield key, body, reason, None
+            yield key, body, reason, None, response_model_version(dumped)
 
 
 def download(client, cfg, file_name: str) -> bytes:
@@ -361,7 +398,7 @@ def download(client, cfg, file_name: str) -> bytes:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def results(client, cfg, job) -> Iterator[tuple[str | None, str | None, str | None, str | None]]:
+def results(client, cfg, job) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
     dest = getattr(job, "dest", None)
     if dest is not None and dest.inlined_responses is not None:
         yield from _inlined_results(job)
@@ -381,7 +418,8 @@ def collect(client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], pr
     seen: set[str] = set()
     unmatched: list[str] = []  # malformed lines whose key could not be recovered
     stray = 0
-    for key, text, error, malformed in results(client, cfg, job):
+    asked = state.get("model")
+    for key, text, error, malformed, version in results(client, cfg, job):
         if key is None:
             unmatched.append(malformed or "a result without a key")
             continue
@@ -393,12 +431,13 @@ def collect(client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], pr
         seen.add(key)
         if key in pending:
             pending.pop(key)
+            meta = {"teacher_model": asked, "model_version": version}
             if malformed:
-                yield key, None, f"{malformed} (job {name})"
+                yield key, None, f"{malformed} (job {name})", meta
             elif error:
-                yield key, None, error
+                yield key, None, error, meta
             else:
-                yield key, text, None
+                yield key, text, None, meta
     missing = [k for k in state["submitted_ids"] if k not in seen]
     note = ""
     if unmatched:
@@ -406,7 +445,7 @@ def collect(client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], pr
     for key in missing:
         if key in pending:
             pending.pop(key)
-            yield key, None, f"no result for this request in the output of job {name}{note}"
+            yield key, None, f"no result for this request in the output of job {name}{note}", {"teacher_model": asked, "model_version": None}
     if unmatched or stray or missing:
         warnings.warn(
             f"Gemini batch job {name}: {len(unmatched)} unusable result line(s), {len(missing)} request(s) "
