@@ -31,7 +31,6 @@ from conftest import REPO
 from fake_gemini import FakeGemini
 
 KEY = "test-key-full"
-SCENARIOS = os.environ.get("FULL_SCENARIOS", "easy medium").split()
 
 pytestmark = pytest.mark.slow
 
@@ -50,11 +49,11 @@ def overrides(gemini_url: str) -> dict:
         "train.draft": step,
         "train.save_steps": 50,
         "distill.gate_mode": "warn",
-        "distill.max_tokens": 24,
+        "distill.max_tokens": 16,
         "distill.batch_size": 32,
         "distill.max_num_seqs": 16,
-        "benchmark.max_tokens": 24,
-        "benchmark.n_samples": 6,
+        "benchmark.max_tokens": 16,
+        "benchmark.n_samples": 4,
         "benchmark.max_num_seqs": 8,
         "benchmark.bootstrap": 100,
         "benchmark.crosscheck_samples": 2,
@@ -95,33 +94,53 @@ def _hub_rows(hub) -> dict:
     return out
 
 
+def _run(env, gemini_url: str, *args: str, **extra) -> tuple[subprocess.CompletedProcess, float]:
+    sets = {**overrides(gemini_url), **extra}
+    cmd = [sys.executable, "-m", "lib", "run", "--profile", "full", "--styles", "cod", *args,
+           "--set", *[f"{k}={json.dumps(v)}" for k, v in sets.items()]]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+    return out, time.perf_counter() - t0
+
+
+def _figures(home, run: str) -> dict:
+    folder = home / "data" / "full" / "runs" / run / "figures"
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
 def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_env, home):
+    """Every stage for GSM8K (`easy`); the MATH path (`medium`: three subject configs joined,
+    `\\boxed{}` solutions, questions shared by MATH's train and test splits) through its data
+    stage, which is all that differs from `easy` after it."""
     hub = hub_env["hub"]
     with FakeGemini(_teacher(_hub_rows(hub)), api_key=KEY) as gemini:
         env = {**hub_env["env"], "GEMINI_API_KEY": KEY, "WORKBOOK_HOME": str(home)}
         env.pop("GOOGLE_API_KEY", None)
-        cmd = [sys.executable, "-m", "lib", "run", "--profile", "full", "--styles", "cod", "--scenarios", *SCENARIOS,
-               "--set", *[f"{k}={json.dumps(v)}" for k, v in overrides(gemini.url).items()]]
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
-        wall = time.perf_counter() - t0
-        log = out.stdout[-6000:] + out.stderr[-6000:]
-        assert out.returncode == 0, f"`full` failed after {wall:.0f} s:\n{log}"
-        gemini_calls = [c["path"] for c in gemini.calls]
+        out, wall = _run(env, gemini.url, "--scenarios", "easy")
+        assert out.returncode == 0, f"`full` failed after {wall:.0f} s:\n{out.stdout[-6000:]}{out.stderr[-6000:]}"
+        math, math_wall = _run(env, gemini.url, "--scenarios", "medium", "--stages", "01_generate_data",
+                               **{"data.n_test": 0})  # the whole test split, so the shared questions are in it
+        assert math.returncode == 0, f"`full` medium failed:\n{math.stdout[-6000:]}{math.stderr[-6000:]}"
+        gemini_paths = [c["path"] for c in gemini.calls]
 
-    data_root = home / "data" / "full"
-    for scenario in SCENARIOS:
-        run = data_root / "runs" / f"cod_{scenario}"
-        figs = {p.stem: json.loads(p.read_text()) for p in (run / "figures").glob("*.json")}
-        assert {"01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark"} <= set(figs)
-        assert figs["01_generate_data"]["kept"] > 0  # the Gemini stand-in taught every training problem
-        metrics = json.loads((run / "metrics.json").read_text())
-        assert metrics  # both passes of the benchmark measured
-    # every model and dataset came through the hub's own HTTP API
+    easy = _figures(home, "cod_easy")
+    stages = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
+    assert set(stages) <= set(easy), sorted(easy)
+    assert easy["01_generate_data"]["kept"] == easy["01_generate_data"]["n_train"] > 0  # Gemini taught every problem
+    bench = json.loads((home / "data" / "full" / "runs" / "cod_easy" / "metrics.json").read_text())
+    assert set(bench["passes"]) == {"baseline", "speculative"}
+    assert bench["models"]["target"].endswith("target/cod_easy")  # the merged hub target
+    assert (home / "data" / "full" / "runs" / "_profile" / "figures" / "07_analysis.json").exists()
+
+    medium = _figures(home, "cod_medium")["01_generate_data"]
+    assert medium["kept"] > 0 and medium["shared_dropped"] >= 2  # the stand-in repeats some per subject
+    assert all(i.startswith("hub-") for i in medium["shared_ids"])
+
+    # every model and dataset came through the Hub's own HTTP API, the teacher through v1beta
     paths = [p for _, p, _ in hub.calls]
     for repo in ("Qwen/Qwen3-14B", "Qwen/Qwen3-0.6B"):
         assert any(p.startswith(f"/{repo}/resolve/") and p.endswith(".safetensors") for p in paths), repo
     for repo in ("openai/gsm8k", "EleutherAI/hendrycks_math"):
         assert any(p.startswith(f"/datasets/{repo}/resolve/") and p.endswith(".parquet") for p in paths), repo
-    assert any(":batchGenerateContent" in p for p in gemini_calls)
-    print(f"full rehearsal: {wall:.0f} s")
+    assert any(p.startswith("/v1beta/") and p.endswith(":batchGenerateContent") for p in gemini_paths)
+    print(f"full rehearsal: easy, every stage {wall:.0f} s; medium, data stage {math_wall:.0f} s")
