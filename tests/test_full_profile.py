@@ -32,9 +32,6 @@ from fake_gemini import FakeGemini
 
 KEY = "test-key-full"
 
-pytestmark = pytest.mark.slow
-
-
 def overrides(gemini_url: str) -> dict:
     step = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "optim": "adamw_torch"}
     return {
@@ -108,6 +105,7 @@ def _figures(home, run: str) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
 
 
+@pytest.mark.slow
 def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_env, home):
     """Every stage for GSM8K (`easy`); the MATH path (`medium`: three subject configs joined,
     `\\boxed{}` solutions, questions shared by MATH's train and test splits) through its data
@@ -144,3 +142,44 @@ def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_
         assert any(p.startswith(f"/datasets/{repo}/resolve/") and p.endswith(".parquet") for p in paths), repo
     assert any(p.startswith("/v1beta/") and p.endswith(":batchGenerateContent") for p in gemini_paths)
     print(f"full rehearsal: easy, every stage {wall:.0f} s; medium, data stage {math_wall:.0f} s")
+
+
+_STRICT = """
+import json
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+api = HfApi()
+seen = {}
+for name, call in {
+    "repo": lambda: api.model_info("Qwen/Qwen3-15B"),
+    "dataset_as_model": lambda: api.model_info("openai/gsm8k"),
+    "revision": lambda: hf_hub_download("Qwen/Qwen3-0.6B", "config.json", revision="v9"),
+    "file": lambda: hf_hub_download("Qwen/Qwen3-0.6B", "pytorch_model.bin"),
+    "parquet_branch": lambda: api.list_repo_files("openai/gsm8k", repo_type="dataset", revision="refs/convert/parquet"),
+}.items():
+    try:
+        call()
+        seen[name] = "ok"
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+        seen[name] = type(e).__name__
+info = api.dataset_info("EleutherAI/hendrycks_math")
+seen["configs"] = [c["config_name"] for c in info.card_data["configs"]]
+seen["files"] = sorted(api.list_repo_files("Qwen/Qwen3-14B"))
+print(json.dumps(seen))
+"""
+
+
+def test_local_hub_is_as_strict_as_the_hub(hub_env):
+    """Through huggingface_hub itself: unknown repos, revisions and files fail with the Hub's
+    own errors, and the repositories are laid out as the real ones."""
+    out = subprocess.run([sys.executable, "-c", _STRICT], env=hub_env["env"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["repo"] == seen["dataset_as_model"] == "RepositoryNotFoundError"
+    assert seen["revision"] == seen["parquet_branch"] == "RevisionNotFoundError"
+    assert seen["file"] == "RemoteEntryNotFoundError"  # huggingface_hub 1.x: an EntryNotFoundError
+    assert seen["configs"] == ["algebra", "intermediate_algebra", "precalculus"]
+    files = seen["files"]
+    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
+            "merges.txt", "model.safetensors.index.json"} <= set(files)
+    assert sum(f.startswith("model-0") and f.endswith(".safetensors") for f in files) >= 2
