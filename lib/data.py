@@ -1,7 +1,8 @@
 """Stage 1: problems, the held-out split, and the teacher's solutions.
 
 Problems come from the embedded offline set, a local file, or the hub; the held-out split
-shares no (normalized) question with training. A teacher writes a solution in the run's
+shares no (normalized) question with training: split from one pool, or, where the source has
+its own test split, with training copies of its questions dropped and listed. A teacher writes a solution in the run's
 style for each training problem; every solution is validated and rejected rows are kept
 with their reason. Resumable: problems already answered are never asked again.
 """

@@ -375,7 +375,8 @@ def _tokenizer_files(texts: list[str], work: Path) -> tuple[dict[str, bytes], ob
     cfg = json.loads((work / "tok" / "tokenizer_config.json").read_text())
     cfg.update({"add_bos_token": False, "add_prefix_space": False, "bos_token": None, "clean_up_tokenization_spaces": False,
                 "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 131072, "pad_token": "<|endoftext|>",
-                "split_special_tokens": False, "unk_token": None, "chat_template": QWEN3_CHAT_TEMPLATE})
+                "split_special_tokens": False, "unk_token": None, "chat_template": QWEN3_CHAT_TEMPLATE,
+                "tokenizer_class": "Qwen2Tokenizer"})  # as Qwen3's; transformers 5 reads tokenizer.json for it
     files = {"tokenizer_config.json": json.dumps(cfg, indent=2).encode()}
     files["tokenizer.json"] = (work / "tok" / "tokenizer.json").read_bytes()
     model = json.loads(files["tokenizer.json"])["model"]
