@@ -221,14 +221,19 @@ def test_draft_identical_to_target_is_accepted_everywhere(tiny_pair):
     json.dumps(c)
 
 
-def test_bf16_merge_is_checked_in_float32_and_saved_in_bf16(trained, tiny_pair, tmp_path):
-    """Seen on the H200: checked in bf16, a right merge failed (logits round by up to 0.125)."""
+def test_bf16_merge_is_checked_in_bf16_and_saved_in_bf16(trained, tiny_pair, tmp_path):
+    """Checked in the model's dtype, as on the GPU (one bf16 copy, no float32 one): a right
+    merge passes within the full profile's tolerance (bf16 logits round by up to 0.125 at 16,
+    so an absolute 1e-4 could not hold) and every merged weight within its rounding bound."""
     import json as _json
 
     cfg, rp = trained
-    bf16 = params.Params({**cfg, "models": {**cfg["models"], "dtype": "bfloat16"}, "merge": {**cfg["merge"], "atol": 1e-4}})
+    full = params.resolve("full", "cod", "easy")["merge"]
+    bf16 = params.Params({**cfg, "models": {**cfg["models"], "dtype": "bfloat16"},
+                          "merge": {**cfg["merge"], "atol": full["atol"], "rtol": full["rtol"]}})
     out = merge.merge_adapter(bf16, tiny_pair["target"], rp.adapter("target"), tmp_path / "m", ["x = 1 -> y = 2"])
-    assert out["max_abs_logit_diff"] <= 1e-4
+    assert out["max_abs_logit_diff"] <= out["logit_tolerance"] and out["worst_error_over_bound"] <= 1
+    print("bf16 merge of the tiny target:", {k: out[k] for k in ("max_abs_logit_diff", "logit_tolerance")})
     assert _json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] == "bfloat16"
 
 

@@ -1,0 +1,80 @@
+"""The merge check on a random Qwen3-architecture model and adapter (tests/fixtures/lora_pair):
+a right merge passes in float32 and in bf16, in the model's dtype; a wrong one fails, naming
+the module; the model is never loaded in float32 when the profile's dtype is bf16."""
+
+import json
+
+import pytest
+import torch
+from peft.tuners.lora import layer as lora_layer
+
+from fixtures import lora_pair
+from lib import merge, params
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    return lora_pair.build(tmp_path_factory.mktemp("lora"))
+
+
+def _cfg(dtype="float32", **over):
+    return params.resolve("tiny", "cot", "easy", {"device": "cpu", "models.dtype": dtype, **over})
+
+
+@pytest.mark.parametrize("dtype, over", [("float32", {}), ("bfloat16", {"merge.atol": 0.0, "merge.rtol": 0.05})])
+def test_right_merge_passes_in_the_models_dtype(pair, tmp_path, dtype, over, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    loaded = []
+    real = AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        loaded.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    out = merge.merge_adapter(_cfg(dtype, **over), pair["base"], pair["adapter"], tmp_path / "m", pair["probes"])
+    assert loaded == [getattr(torch, dtype)]  # one load, in the model's dtype (no float32 copy)
+    assert out["modules_checked"] == 2 * len(lora_pair.TARGETS) and out["worst_error_over_bound"] <= 1
+    assert out["max_abs_logit_diff"] <= out["logit_tolerance"] and out["device"] == "cpu"
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] == dtype
+    monkeypatch.undo()
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m"), dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(pair["base"], dtype=torch.float32)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[name], base.state_dict()[name])  # the adapter is in
+
+
+def _corrupt_one_module(monkeypatch, how):
+    """PEFT's Linear.merge made wrong for the second LoRA module merged."""
+    real, calls = lora_layer.Linear.merge, {"n": 0}
+
+    def merge_wrong(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] != 2:
+            return real(self, *args, **kwargs)
+        weight = self.get_base_layer().weight
+        if how == "skipped":
+            self.merged_adapters.extend(self.active_adapters)  # claims a merge, changes nothing
+        else:
+            real(self, *args, **kwargs)
+            with torch.no_grad():
+                weight[0, :4] += 0.05  # a few corrupted entries
+
+    monkeypatch.setattr(lora_layer.Linear, "merge", merge_wrong)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("how", ["skipped", "corrupted"])
+def test_a_wrong_merge_is_refused_naming_the_module(pair, tmp_path, monkeypatch, how, dtype):
+    _corrupt_one_module(monkeypatch, how)
+    cfg = _cfg(dtype, **{"merge.atol": 1e9})  # the logits check would let it through: the weight check may not
+    with pytest.raises(ValueError, match=r"model\.layers\.0\.self_attn\.k_proj.*refusing to benchmark a wrong merge"):
+        merge.merge_adapter(cfg, pair["base"], pair["adapter"], tmp_path / "m", pair["probes"])
+    assert not (tmp_path / "m").exists()
+
+
+def test_logits_check_still_guards_the_whole_model(pair, tmp_path):
+    cfg = _cfg("float32", **{"merge.atol": -1.0})
+    with pytest.raises(ValueError, match="in the logits.*refusing to benchmark a wrong merge"):
+        merge.merge_adapter(cfg, pair["base"], pair["adapter"], tmp_path / "m", pair["probes"])
