@@ -29,6 +29,8 @@ def configure(cfg) -> None:
     if cfg["engine"]["in_process"]:
         # One process instead of engine-core + worker, each re-importing torch (ENVIRONMENT.md).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    else:  # an earlier in-process engine of this process must not keep this one in process
+        os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
     if on_cuda(cfg):
         # A ~95 s pause at engine start on the H200 looked like FlashInfer's top-k/top-p
         # sampler being JIT-built; greedy and plain sampling do not need it.
