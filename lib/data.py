@@ -1,7 +1,8 @@
 """Stage 1: problems, the held-out split, and the teacher's solutions.
 
 Problems come from the embedded offline set, a local file, or the hub; the held-out split
-shares no (normalized) question with training. A teacher writes a solution in the run's
+shares no (normalized) question with training: split from one pool, or, where the source has
+its own test split, with training copies of its questions dropped and listed. A teacher writes a solution in the run's
 style for each training problem; every solution is validated and rejected rows are kept
 with their reason. Resumable: problems already answered are never asked again.
 """
@@ -19,9 +20,10 @@ from .teachers import reference
 PROBLEM_COLUMNS = ("id", "question", "reference", "answer")
 
 
-def _from_records(records: list[dict], spec: dict, prefix: str, test: bool = False) -> list[dict]:
+def _from_records(records, spec: dict, section: str, id_prefix: str, test: bool = False) -> list[dict]:
     """Map a foreign table's columns onto the workbook's problem rows, keeping the
-    study's MATH filter (levels and types) when the params give one."""
+    study's MATH filter (levels and types) when the params give one. Ids number the rows
+    of the source table before filtering, so they stay the same when the filter changes."""
     q, s = spec["question_field"], spec["solution_field"]
     if test:  # a held-out file may name its columns differently
         q, s = spec.get("test_question_field") or q, spec.get("test_solution_field") or s
@@ -30,25 +32,40 @@ def _from_records(records: list[dict], spec: dict, prefix: str, test: bool = Fal
     for i, rec in enumerate(records):
         missing = [c for c in (q, s) if c not in rec]
         if missing:
-            source = spec.get("test_path" if test else "path") or prefix
+            source = spec.get("test_path" if test else "path") or id_prefix
             raise KeyError(
                 f"{source}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
-                f"Set data.{prefix}.question_field / solution_field."
+                f"Set data.{section}.question_field / solution_field."
             )
         if levels and rec.get("level") not in levels:
             continue
         if types and rec.get("type") not in types:
             continue
         rows.append({
-            "id": f"{prefix}-{i:05d}",
+            "id": f"{id_prefix}-{i:05d}",
             "question": rec[q],
             "reference": rec[s],
             "answer": reference.final_answer_from_reference(rec[s]),
             "level": rec.get("level", ""),
             "type": rec.get("type", ""),
-            "source": prefix,
+            "source": id_prefix,
         })
     return rows
+
+
+def _load_hub(spec: dict) -> tuple[list[dict], list[dict]]:
+    """Train and test rows of every config (subset) the params name, joined. A hub dataset
+    with one config per subject (EleutherAI/hendrycks_math) has no default config, so
+    `configs` lists them; ids carry the config so they stay unique across configs."""
+    import datasets  # the hub path: needs the Hub (or HF_ENDPOINT), used by the `full` profile
+
+    train, test = [], []
+    for name in spec["configs"] or [None]:  # [] = the dataset's default config
+        tag = name or "default"
+        for split, rows, prefix in ((spec["train_split"], train, "hub"), (spec["test_split"], test, "hub_test")):
+            table = datasets.load_dataset(spec["path"], name, split=split)
+            rows += _from_records(table, spec, "hub", f"{prefix}-{tag}", test=prefix == "hub_test")
+    return train, test
 
 
 def _load_file(path: str) -> list[dict]:
@@ -76,15 +93,10 @@ def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
         return read.rows, None
     if data["source"] == "local":
         spec = data["local"]
-        pool = _from_records(_load_file(spec["path"]), spec, "local")
-        test = _from_records(_load_file(spec["test_path"]), spec, "local_test", test=True) if spec["test_path"] else None
+        pool = _from_records(_load_file(spec["path"]), spec, "local", "local")
+        test = _from_records(_load_file(spec["test_path"]), spec, "local", "local_test", test=True) if spec["test_path"] else None
         return pool, test
-    import datasets  # the hub path: needs network, used by the `full` profile
-
-    spec = data["hub"]
-    train = datasets.load_dataset(spec["path"], spec["name"] or None, split=spec["train_split"])
-    test = datasets.load_dataset(spec["path"], spec["name"] or None, split=spec["test_split"])
-    return _from_records(list(train), spec, "hub"), _from_records(list(test), spec, "hub_test")
+    return _load_hub(data["hub"])
 
 
 def _read_problems(path: Path) -> list[dict]:
@@ -109,22 +121,34 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         n_train, n_test, seed = cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["seed"]
         if test is None:
             train, test = problems.split_train_test(pool, n_test, seed)
+            shared = []
         else:
-            train = pool
             test = random.Random(seed).sample(test, min(n_test, len(test))) if n_test else test
+            # A source's own test split may repeat a training question (hub datasets do):
+            # the held-out side wins, the training copy is dropped and listed.
+            train, shared = problems.drop_shared(pool, test)
         if n_train and len(train) > n_train:
             train = random.Random(seed).sample(train, n_train)
         problems.check_no_leakage(train, test)
         if not train or not test:
             raise ValueError(f"data params give {len(train)} training and {len(test)} held-out problems for "
                              f"{cfg['scenario']}; both must be at least 1 (data.n_train, data.n_test)")
+        io.write_jsonl(rp.shared_questions, shared)  # first: the split files mark the step done
         io.write_jsonl(rp.train_problems, train)
         io.write_jsonl(rp.test_problems, test)
     problems.check_no_leakage(train, test)
     meta = rp.problems_dir / "meta.json"
     if not meta.exists():
         io.write_json(meta, _fingerprint(cfg))
-    return {"n_train": len(train), "n_test": len(test)}
+    shared = _rows(rp.shared_questions)
+    return {"n_train": len(train), "n_test": len(test), "shared_dropped": len(shared),
+            "shared_ids": [r["id"] for r in shared]}
+
+
+def shared_table(rp: RunPaths):
+    """Training rows dropped because the test split holds the same question (with the ids
+    of their test twins)."""
+    return preview(rp.shared_questions, columns=["id", "test_id", "question"], n=None)
 
 
 def _teach(problem: dict, style: str, teacher: str) -> str:

@@ -78,6 +78,11 @@ class RunPaths:
     def test_problems(self) -> Path:
         return self.problems_dir / "test.jsonl"
 
+    @property
+    def shared_questions(self) -> Path:
+        """Training rows dropped because their question is also in an explicit test split."""
+        return self.problems_dir / "shared_with_test.jsonl"
+
     # --- per (style, scenario) --------------------------------------------------------
     @property
     def teacher_output(self) -> Path:

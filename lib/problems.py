@@ -867,6 +867,22 @@ def split_train_test(rows: list[dict], n_test: int, seed: int) -> tuple[list[dic
     return train, test
 
 
+def drop_shared(train: list[dict], test: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(training rows whose normalized question is not in `test`, the dropped ones), each
+    dropped row listed as `{id, test_id, question}`."""
+    test_ids = {}
+    for r in test:
+        test_ids.setdefault(normalize_question(_question(r)), str(r.get("id", "?")))
+    kept, dropped = [], []
+    for r in train:
+        twin = test_ids.get(normalize_question(_question(r)))
+        if twin is None:
+            kept.append(r)
+        else:
+            dropped.append({"id": str(r.get("id", "?")), "test_id": twin, "question": _question(r)})
+    return kept, dropped
+
+
 def check_no_leakage(train: list[dict], test: list[dict]) -> None:
     """Raise ValueError naming every row whose question appears in both splits."""
     test_keys = {normalize_question(_question(r)) for r in test}

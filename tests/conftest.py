@@ -54,3 +54,21 @@ def tiny_pair(tmp_path_factory):
     base_pair.build(root, spec, texts, [(r["question"], r["reference"]) for r in rows], seed=0)
     return {"root": root, "target": str(root / "target"), "draft": str(root / "draft"),
             "tokenizer": str(root / "tokenizer"), "rows": rows}
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory):
+    """The Hub stand-in (tests/local_hub.py) serving the repositories `full` names."""
+    from local_hub import LocalHub, build_repos
+
+    with LocalHub(build_repos(tmp_path_factory.mktemp("hub-repos"))) as hub:
+        yield hub
+
+
+@pytest.fixture
+def hub_env(local_hub, tmp_path, home):
+    """Environment of a process that talks to the local hub with an empty cache: the only
+    difference from a networked run of `full`."""
+    env = {**os.environ, **local_hub.env(tmp_path / "hf-home"), "PYTHONPATH": str(REPO)}
+    env.pop("HF_TOKEN", None)
+    return {"env": env, "hub": local_hub}

@@ -21,7 +21,7 @@ def _write(path, rows):
 
 def test_embedded_split_has_no_shared_question(home):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
-    assert data.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10}
+    assert data.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10, "shared_dropped": 0, "shared_ids": []}
     train, test = io.read_jsonl(rp.train_problems).rows, io.read_jsonl(rp.test_problems).rows
     assert not {problems.normalize_question(r["question"]) for r in train} & {
         problems.normalize_question(r["question"]) for r in test
@@ -34,14 +34,22 @@ def test_changed_data_params_are_refused_not_mixed(home):
         data.ensure_problems(_cfg(**{"data.n_test": 11}), RunPaths("tiny", "cod", "easy"))
 
 
-def test_leaking_local_test_file_stops_with_the_ids(home, tmp_path):
+def test_question_shared_with_an_explicit_test_split_is_dropped_from_training_and_listed(home, tmp_path):
     rows = [{"question": f"What is {i} plus {i}?", "answer": f"{i}+{i} = <<{i}+{i}={2*i}>>{2*i}\n#### {2*i}"} for i in range(30)]
     train = _write(tmp_path / "train.jsonl", rows)
-    test = _write(tmp_path / "test.jsonl", rows[:3])
-    cfg = _cfg(**{"data.source": "local", "data.local.path": train, "data.local.test_path": test})
-    with pytest.raises(ValueError) as err:
-        data.ensure_problems(cfg, RunPaths("tiny", "cot", "easy"))
-    assert "local-00000" in str(err.value) or "local_test-00000" in str(err.value)
+    test = _write(tmp_path / "test.jsonl", [{**rows[0], "question": "  what is 0 plus 0 "}] + rows[1:3])
+    cfg = _cfg(**{"data.source": "local", "data.local.path": train, "data.local.test_path": test, "data.n_train": 0,
+                  "data.n_test": 0})
+    rp = RunPaths("tiny", "cot", "easy")
+    split = data.ensure_problems(cfg, rp)
+    assert split["n_train"] == 27 and split["n_test"] == 3
+    assert split["shared_dropped"] == 3 and sorted(split["shared_ids"]) == ["local-00000", "local-00001", "local-00002"]
+    table = data.shared_table(rp)
+    assert list(table.columns) == ["id", "test_id", "question"]
+    assert dict(zip(table["id"], table["test_id"]))["local-00000"] == "local_test-00000"
+    train_ids = {r["id"] for r in io.read_jsonl(rp.train_problems).rows}
+    assert not train_ids & {"local-00000", "local-00001", "local-00002"}
+    assert data.ensure_problems(cfg, rp) == split  # a re-run reads the same list back
 
 
 def test_local_file_missing_column_names_it(home, tmp_path):
@@ -101,8 +109,52 @@ def test_seed_profile_reads_the_study_data(home, scenario):
     cfg = params.resolve("seed", "cod", scenario, {"data.n_train": 60, "data.n_test": 20})
     rp = RunPaths("seed", "cod", scenario)
     split = data.ensure_problems(cfg, rp)
-    assert split == {"n_train": 60, "n_test": 20}
+    assert (split["n_train"], split["n_test"]) == (60, 20)
     data.generate_solutions(cfg, rp, progress=False)
     kept = io.read_jsonl(rp.teacher_output).rows
     assert len(kept) >= 45  # the study's teacher was right on ~95 % of rows
     assert sum("->" in r["solution"] for r in kept) > len(kept) / 2  # CoD steps joined by ->
+
+
+# --- the hub path, against the local hub (tests/local_hub.py) ---------------------------
+
+_HUB_SPLIT = """
+import json, sys
+from lib import data, params, paths
+scenario = sys.argv[1]
+cfg = params.resolve("full", "cot", scenario, {"data.n_train": 0, "data.n_test": 0})
+rp = paths.RunPaths("full", "cot", scenario)
+split = data.ensure_problems(cfg, rp)
+train = [r["id"] for r in data.io.read_jsonl(rp.train_problems).rows]
+test = [r["id"] for r in data.io.read_jsonl(rp.test_problems).rows]
+levels = sorted({r["level"] for r in data.io.read_jsonl(rp.train_problems).rows})
+print(json.dumps({"split": split, "train": train, "test": test, "levels": levels}))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["easy", "medium", "hard"])
+def test_full_profile_reads_its_hub_datasets(home, hub_env, scenario):
+    """`full`'s own params against hub-shaped repositories: GSM8K's `main` config, and
+    MATH's three subject configs joined (EleutherAI/hendrycks_math has no default config:
+    `load_dataset(path, None)` fails there with "Config name is missing")."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _HUB_SPLIT, scenario], env=hub_env["env"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    train, test, split = got["train"], got["test"], got["split"]
+    assert len(set(train)) == len(train) and len(set(test)) == len(test) and not set(train) & set(test)
+    configs = {"easy": {"main"}, "medium": {"algebra", "intermediate_algebra", "precalculus"},
+               "hard": {"algebra", "intermediate_algebra", "precalculus"}}[scenario]
+    assert {i.split("-")[1] for i in train} == configs  # every config joined, ids name theirs
+    assert {i.split("-")[1] for i in test} == configs
+    if scenario != "easy":  # the study's level filter (the stand-in has Level 5 rows too)
+        assert got["levels"] == (["Level 1", "Level 2"] if scenario == "medium" else ["Level 3", "Level 4"])
+    # the stand-in repeats two training questions of each config in its test split
+    assert split["shared_dropped"] >= 2 and len(split["shared_ids"]) == split["shared_dropped"]
+    assert not set(split["shared_ids"]) & set(train)
+    calls = [path for _, path, _ in hub_env["hub"].calls]
+    dataset = "openai/gsm8k" if scenario == "easy" else "EleutherAI/hendrycks_math"
+    assert any(f"/datasets/{dataset}/resolve/" in c and c.endswith(".parquet") for c in calls)
