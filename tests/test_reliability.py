@@ -266,7 +266,7 @@ def test_a_refused_split_writes_no_data_fingerprint(home, monkeypatch):
     assert not (rp.problems_dir / "meta.json").exists()
     monkeypatch.undo()
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
-    assert data.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5}
+    assert data.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5, "shared_dropped": 0, "shared_ids": []}
 
 
 def test_only_complete_checkpoints_are_resumed(tmp_path):
