@@ -65,7 +65,11 @@ def _load_model(cfg, base: str, backend: str):
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            base, max_seq_length=cfg["train"]["max_length"], load_in_4bit=False, dtype=None
+            base, max_seq_length=cfg["train"]["max_length"], load_in_4bit=False, dtype=None,
+            # Unsloth otherwise swaps a hub id for its own re-upload (Qwen/Qwen3-14B ->
+            # unsloth/Qwen3-14B): another 28 GB download, and an adapter whose base is not the
+            # model that distillation and the merge load.
+            use_exact_model_name=True,
         )
         model = FastLanguageModel.get_peft_model(
             model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],

@@ -393,3 +393,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self._handle("POST")
+
+
+def reference_teacher(references: dict[str, str]) -> Callable:
+    """Gemini as a good teacher: the problem's own reference solution (`references`:
+    normalized question -> reference) rewritten in the style the request's system prompt asks."""
+    from lib import problems, styles
+    from lib.teachers import reference
+
+    def respond(key, request):
+        question = request["contents"][0]["parts"][0]["text"]
+        system = request["systemInstruction"]["parts"][0]["text"]
+        style = "cod" if system == styles.COD_PROMPT else "cot"
+        ref = references[problems.normalize_question(question)]
+        return {"text": reference.rewrite({"question": question, "reference": ref}, style)}
+
+    return respond

@@ -52,25 +52,56 @@ def _git_blob(b: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest()
 
 
+@dataclass(frozen=True)
+class Blob:
+    """A file too large to hold in memory (true-size weights): served from `path`, whose
+    sha256 is known. Laid out as the Hub cache's own blob, a client that already holds it
+    skips the download as it would for the real repository (one copy on disk)."""
+
+    path: Path
+    sha256: str
+    size: int
+
+    @classmethod
+    def of(cls, path: Path) -> "Blob":
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+        return cls(Path(path), h.hexdigest(), Path(path).stat().st_size)
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            return fh.read((self.size if end is None else end + 1) - start)
+
+
 @dataclass
 class Repo:
     repo_id: str
     kind: str  # "model" | "dataset"
-    files: dict[str, bytes]
+    files: dict[str, bytes | Blob]
     card: dict = field(default_factory=dict)
 
     @property
     def sha(self) -> str:
         h = hashlib.sha1()
         for path in sorted(self.files):
-            h.update(path.encode() + b"\0" + _sha256(self.files[path]).encode())
+            h.update(path.encode() + b"\0" + self._sha256(path).encode())
         return h.hexdigest()
+
+    def _sha256(self, path: str) -> str:
+        data = self.files[path]
+        return data.sha256 if isinstance(data, Blob) else _sha256(data)
 
     def is_lfs(self, path: str) -> bool:
         return path.endswith(LFS_SUFFIXES)
 
     def file_entry(self, path: str) -> dict:
         data = self.files[path]
+        if isinstance(data, Blob):  # only LFS files are that large
+            return {"type": "file", "oid": _git_blob(data.sha256.encode()), "size": data.size, "path": path,
+                    "lfs": {"oid": data.sha256, "size": data.size, "pointerSize": 134}}
         entry = {"type": "file", "oid": _git_blob(data), "size": len(data), "path": path}
         if self.is_lfs(path):
             entry["lfs"] = {"oid": _sha256(data), "size": len(data), "pointerSize": 134}
@@ -130,6 +161,23 @@ class LocalHub:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def references(self) -> dict[str, str]:
+        """normalized question -> reference solution, from the served datasets' parquet files."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        from lib import problems
+
+        out = {}
+        for (kind, _), repo in self.repos.items():
+            for path, data in repo.files.items():
+                if kind == "dataset" and path.endswith(".parquet"):
+                    for rec in pq.read_table(io.BytesIO(data)).to_pylist():
+                        q, s = (rec["question"], rec["answer"]) if "question" in rec else (rec["problem"], rec["solution"])
+                        out[problems.normalize_question(q)] = s
+        return out
 
     def env(self, hf_home: Path) -> dict[str, str]:
         """The only difference from a networked run: where the Hub is, and a fresh cache."""
@@ -259,17 +307,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error("EntryNotFound", f"Entry not found: {path}")
         data = repo.files[path]
         e = repo.file_entry(path)
+        size = e["size"]
         etag = f'"{e["lfs"]["oid"] if "lfs" in e else e["oid"]}"'
         headers = {"X-Repo-Commit": repo.sha, "ETag": etag, "Accept-Ranges": "bytes"}
         if "lfs" in e:
-            headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(len(data))})
+            headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(size)})
+        if self.command == "HEAD" and isinstance(data, Blob):  # the length, not the bytes
+            return self._send(200, b"", headers, "application/octet-stream")
         rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
         if rng and self.command == "GET":
             start = int(rng.group(1))
-            end = min(int(rng.group(2)) if rng.group(2) else len(data) - 1, len(data) - 1)
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            return self._send(206, data[start : end + 1], headers, "application/octet-stream")
-        self._send(200, data, headers, "application/octet-stream")
+            end = min(int(rng.group(2)) if rng.group(2) else size - 1, size - 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            body = data.read(start, end) if isinstance(data, Blob) else data[start : end + 1]
+            return self._send(206, body, headers, "application/octet-stream")
+        self._send(200, data.read() if isinstance(data, Blob) else data, headers, "application/octet-stream")
 
 
 # ---------------------------------------------------------------------------------------
@@ -363,7 +415,7 @@ QWEN3_CHAT_TEMPLATE = (
 )
 
 
-def _tokenizer_files(texts: list[str], work: Path) -> tuple[dict[str, bytes], object]:
+def tokenizer_files(texts: list[str], work: Path) -> tuple[dict[str, bytes], object]:
     """tokenizer.json, tokenizer_config.json (Qwen3's keys and template), vocab.json,
     merges.txt: a small byte-level BPE trained here (the offline base pair's builder)."""
     from lib import base_pair
@@ -386,61 +438,98 @@ def _tokenizer_files(texts: list[str], work: Path) -> tuple[dict[str, bytes], ob
     return files, tok
 
 
-def _model_files(tok, spec: dict, tie: bool, shards: bool, work: Path, seed: int) -> dict[str, bytes]:
-    import torch
+def qwen3_config(tok, dims: dict, tie: bool, vocab_size: int | None = None) -> dict:
+    """The keys and order of Qwen/Qwen3-*'s config.json with the given dimensions
+    (`TRUE_SIZES` holds the published ones); the vocabulary is the tokenizer's unless given."""
+    return {
+        "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"), "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
+        "head_dim": dims["head_dim"], "hidden_act": "silu", "hidden_size": dims["hidden_size"], "initializer_range": 0.02,
+        "intermediate_size": dims["intermediate_size"], "max_position_embeddings": dims["max_position_embeddings"],
+        "max_window_layers": dims["layers"], "model_type": "qwen3", "num_attention_heads": dims["heads"],
+        "num_hidden_layers": dims["layers"], "num_key_value_heads": dims["kv_heads"], "rms_norm_eps": 1e-06,
+        "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None, "tie_word_embeddings": tie,
+        "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False,
+        "vocab_size": vocab_size or len(tok),
+    }
+
+
+# The published dimensions (config.json of Qwen/Qwen3-14B and Qwen/Qwen3-0.6B).
+TRUE_SIZES = {
+    "Qwen/Qwen3-14B": ({"hidden_size": 5120, "intermediate_size": 17408, "layers": 40, "heads": 40, "kv_heads": 8,
+                        "head_dim": 128, "max_position_embeddings": 40960}, False),
+    "Qwen/Qwen3-0.6B": ({"hidden_size": 1024, "intermediate_size": 3072, "layers": 28, "heads": 16, "kv_heads": 8,
+                         "head_dim": 128, "max_position_embeddings": 40960}, True),
+}
+TRUE_VOCAB = 151936
+
+
+def hf_model(config: dict):
+    """A random transformers Qwen3 model of `config` (config.json's keys)."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    bos = tok.convert_tokens_to_ids("<|endoftext|>")
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
-    # the keys and order of Qwen/Qwen3-*'s config.json, with small sizes
-    config = {
-        "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-        "bos_token_id": bos, "eos_token_id": eos, "head_dim": 64, "hidden_act": "silu",
-        "hidden_size": spec["hidden_size"], "initializer_range": 0.02, "intermediate_size": spec["intermediate_size"],
-        "max_position_embeddings": 4096, "max_window_layers": spec["layers"], "model_type": "qwen3",
-        "num_attention_heads": spec["heads"], "num_hidden_layers": spec["layers"], "num_key_value_heads": 1,
-        "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None,
-        "tie_word_embeddings": tie, "torch_dtype": "bfloat16", "transformers_version": "4.51.0",
-        "use_cache": True, "use_sliding_window": False, "vocab_size": len(tok),
+    skip = ("architectures", "torch_dtype", "transformers_version")
+    return Qwen3ForCausalLM(Qwen3Config(**{k: v for k, v in config.items() if k not in skip}))
+
+
+def config_files(config: dict) -> dict[str, bytes]:
+    bos, eos = config["bos_token_id"], config["eos_token_id"]
+    return {
+        "config.json": json.dumps(config, indent=2).encode(),
+        "generation_config.json": json.dumps({
+            "bos_token_id": bos, "do_sample": True, "eos_token_id": [eos, bos], "pad_token_id": bos,
+            "temperature": 0.6, "top_k": 20, "top_p": 0.95, "transformers_version": "4.51.0"}, indent=2).encode(),
     }
+
+
+def _model_files(tok, spec: dict, tie: bool, shards: bool, work: Path, seed: int) -> dict[str, bytes]:
+    import torch
+
+    dims = {"head_dim": 64, "kv_heads": 1, "max_position_embeddings": 4096, **spec}
+    config = qwen3_config(tok, dims, tie)
     torch.manual_seed(seed)
-    hf_config = Qwen3Config(**{k: v for k, v in config.items() if k not in ("architectures", "torch_dtype", "transformers_version")})
-    model = Qwen3ForCausalLM(hf_config).to(torch.bfloat16)
+    model = hf_model(config).to(torch.bfloat16)
     out = work / f"model-{seed}"
     model.save_pretrained(out, max_shard_size="200KB" if shards else "10GB")
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.name.endswith((".safetensors", ".index.json"))}
     if shards:
         assert "model.safetensors.index.json" in files and len(files) > 2, sorted(files)
-    files["config.json"] = json.dumps(config, indent=2).encode()
-    files["generation_config.json"] = json.dumps({
-        "bos_token_id": bos, "do_sample": True, "eos_token_id": [eos, bos], "pad_token_id": bos,
-        "temperature": 0.6, "top_k": 20, "top_p": 0.95, "transformers_version": "4.51.0"}, indent=2).encode()
-    return files
+    return {**files, **config_files(config)}
 
 
-def model_repos(work: Path) -> list[Repo]:
-    """Qwen/Qwen3-14B and Qwen/Qwen3-0.6B: random tiny Qwen3 models (target larger than draft)
-    sharing one tokenizer; the 14B sharded with an index and untied embeddings, the 0.6B one
-    `model.safetensors` with tied embeddings, as the real repositories are."""
+def model_card_files(repo_id: str) -> dict[str, bytes]:
+    return {"README.md": _card({"license": "apache-2.0", "library_name": "transformers",
+                                "pipeline_tag": "text-generation"}, repo_id),
+            ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+            "LICENSE": b"Apache License 2.0 (stand-in)\n"}
+
+
+MODEL_CARD = {"license": "apache-2.0", "library_name": "transformers"}
+
+
+def tokenizer_corpus() -> list[str]:
     from lib import problems
     from lib.styles import SYSTEM_PROMPTS
 
     texts = list(SYSTEM_PROMPTS.values())
     for scenario in problems.SCENARIOS:
         texts += [r["question"] + "\n" + r["reference"] for r in problems.generate(scenario, 200, seed=7)]
-    tok_files, tok = _tokenizer_files(texts, work)
+    return texts
+
+
+def model_repos(work: Path) -> list[Repo]:
+    """Qwen/Qwen3-14B and Qwen/Qwen3-0.6B: random tiny Qwen3 models (target larger than draft)
+    sharing one tokenizer; the 14B sharded with an index and untied embeddings, the 0.6B one
+    `model.safetensors` with tied embeddings, as the real repositories are."""
+    tok_files, tok = tokenizer_files(tokenizer_corpus(), work)
     specs = {
         "Qwen/Qwen3-14B": ({"hidden_size": 128, "intermediate_size": 256, "layers": 2, "heads": 2}, False, True),
         "Qwen/Qwen3-0.6B": ({"hidden_size": 64, "intermediate_size": 128, "layers": 1, "heads": 1}, True, False),
     }
     repos = []
     for i, (repo_id, (spec, tie, shards)) in enumerate(specs.items()):
-        files = {**tok_files, **_model_files(tok, spec, tie, shards, work, seed=i)}
-        files["README.md"] = _card({"license": "apache-2.0", "library_name": "transformers",
-                                    "pipeline_tag": "text-generation"}, repo_id)
-        files[".gitattributes"] = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-        files["LICENSE"] = b"Apache License 2.0 (stand-in)\n"
-        repos.append(Repo(repo_id, "model", files, card={"license": "apache-2.0", "library_name": "transformers"}))
+        files = {**tok_files, **_model_files(tok, spec, tie, shards, work, seed=i), **model_card_files(repo_id)}
+        repos.append(Repo(repo_id, "model", files, card=MODEL_CARD))
     return repos
 
 

@@ -23,12 +23,8 @@ import time
 
 import pytest
 
-from lib import problems as problem_set
-from lib import styles
-from lib.teachers import reference
-
 from conftest import REPO
-from fake_gemini import FakeGemini
+from fake_gemini import FakeGemini, reference_teacher
 
 KEY = "test-key-full"
 
@@ -61,36 +57,6 @@ def overrides(gemini_url: str) -> dict:
     }
 
 
-def _teacher(hub_rows: dict):
-    """Gemini as a good teacher: the problem's own reference solution in the asked style,
-    found by the question the request carries."""
-
-    def respond(key, request):
-        question = request["contents"][0]["parts"][0]["text"]
-        system = request["systemInstruction"]["parts"][0]["text"]
-        style = "cod" if system == styles.COD_PROMPT else "cot"
-        ref = hub_rows[problem_set.normalize_question(question)]
-        return {"text": reference.rewrite({"question": question, "reference": ref}, style)}
-
-    return respond
-
-
-def _hub_rows(hub) -> dict:
-    """normalized question -> reference solution, from the stand-in datasets' parquet files."""
-    import io as bytes_io
-
-    import pyarrow.parquet as pq
-
-    out = {}
-    for (kind, _), repo in hub.repos.items():
-        for path, data in repo.files.items():
-            if kind == "dataset" and path.endswith(".parquet"):
-                for rec in pq.read_table(bytes_io.BytesIO(data)).to_pylist():
-                    q, s = (rec["question"], rec["answer"]) if "question" in rec else (rec["problem"], rec["solution"])
-                    out[problem_set.normalize_question(q)] = s
-    return out
-
-
 def _run(env, gemini_url: str, *args: str, **extra) -> tuple[subprocess.CompletedProcess, float]:
     sets = {**overrides(gemini_url), **extra}
     cmd = [sys.executable, "-m", "lib", "run", "--profile", "full", "--styles", "cod", *args,
@@ -111,7 +77,7 @@ def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_
     `\\boxed{}` solutions, questions shared by MATH's train and test splits) through its data
     stage, which is all that differs from `easy` after it."""
     hub = hub_env["hub"]
-    with FakeGemini(_teacher(_hub_rows(hub)), api_key=KEY) as gemini:
+    with FakeGemini(reference_teacher(hub.references()), api_key=KEY) as gemini:
         env = {**hub_env["env"], "GEMINI_API_KEY": KEY, "WORKBOOK_HOME": str(home)}
         env.pop("GOOGLE_API_KEY", None)
         out, wall = _run(env, gemini.url, "--scenarios", "easy")
