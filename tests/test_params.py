@@ -113,3 +113,12 @@ def test_training_backend_choice(monkeypatch, wanted, unsloth, cuda, vllm, expec
     else:
         with pytest.raises(RuntimeError, match=expected):
             train.resolve_backend(cfg)
+
+
+def test_a_documented_off_value_passes_the_ranges():
+    """`benchmark.floor_max_num_seqs: 0` turns the floor pass off (params/base.yaml); the range
+    of every other `*max_num_seqs` (>= 1) once refused it (seen on the H200)."""
+    cfg = params.resolve("tiny", "cot", "easy", {"benchmark.floor_max_num_seqs": 0})
+    assert cfg["benchmark"]["floor_max_num_seqs"] == 0
+    with pytest.raises(params.ParamsError, match="max_num_seqs"):
+        params.resolve("tiny", "cot", "easy", {"benchmark.max_num_seqs": 0})
