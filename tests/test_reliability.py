@@ -47,7 +47,10 @@ def _runner(copy: Path, home: Path, *args: str) -> subprocess.Popen:
     env["WORKBOOK_HOME"] = str(home)
     cmd = [sys.executable, "-m", "lib", "run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy",
            "--stages", "01_generate_data", *args]
-    return subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT back to its default: a shell starts background jobs with it ignored, Python then
+    # installs no KeyboardInterrupt handler, and the Ctrl-C test would wait out its timeout.
+    return subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(path: Path, seconds: float = 120) -> None:
