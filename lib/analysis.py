@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import answers, io, params
+from . import answers, io, params, record
 from .benchmark import headline
 from .paths import REPO, RunPaths, analysis_dir
+from .formats import WORKBOOK, format_for, scenario_order, scenario_rank, source_rank, style_rank
 from .styles import STYLES, TRAINED_STYLES
 
-WORKBOOK = "workbook"  # the `source` of the workbook's own runs; external ones are "external:<label>"
-SCENARIO_ORDER = ("easy", "medium", "hard")  # the study's order; other scenarios follow, sorted
 PASSES = ("baseline", "speculative")
 
 # The original study's per-sample benchmark CSV (one row per prompt and pass).
@@ -51,25 +50,6 @@ RUN_COLUMNS = [
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
     "prompt_draft_tokens", "prompt_accepted_tokens",
 ]
-
-
-# --- ordering -------------------------------------------------------------------------------
-def scenario_order(extra=()) -> list[str]:
-    known = list(params.scenarios()) + [s for s in extra if isinstance(s, str)]
-    first = [s for s in SCENARIO_ORDER if s in known]
-    return first + sorted(set(known) - set(first))
-
-
-def _scenario_rank(name: str) -> tuple:
-    return (SCENARIO_ORDER.index(name), "") if name in SCENARIO_ORDER else (len(SCENARIO_ORDER), str(name))
-
-
-def _source_rank(source: str) -> tuple:
-    return (0, "") if source == WORKBOOK else (1, str(source))
-
-
-def _style_rank(style: str) -> int:
-    return STYLES.index(style) if style in STYLES else len(STYLES)
 
 
 def _num(value) -> float:
@@ -233,9 +213,7 @@ def _run_state(status: dict, name: str) -> tuple[str | None, str | None]:
 
 
 def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
-    from . import reports
-
-    status = reports.load_status(profile)
+    status = record.load_status(profile)
     rows = []
     for scenario in scenario_order():
         for style in STYLES:
@@ -535,7 +513,7 @@ def _table(frame: pd.DataFrame, spec, numeric: bool = True) -> pd.DataFrame:
     cells = {}
     for _, r in frame.iterrows():
         cells.setdefault((r["scenario"], r["source"]), {})[r["style"]] = r
-    keys = sorted(cells, key=lambda k: (_scenario_rank(k[0]), _source_rank(k[1])))
+    keys = sorted(cells, key=lambda k: (scenario_rank(k[0]), source_rank(k[1])))
     data = []
     for key in keys:
         by_style = cells[key]
@@ -573,7 +551,7 @@ def table_tokens(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in the study's order: source (workbook first), scenario, style."""
-    order = [(_source_rank(r.source), _scenario_rank(r.scenario), _style_rank(r.style)) for r in frame.itertuples()]
+    order = [(source_rank(r.source), scenario_rank(r.scenario), style_rank(r.style)) for r in frame.itertuples()]
     return frame.iloc[sorted(range(len(frame)), key=lambda i: order[i])]
 
 
@@ -874,34 +852,9 @@ def findings_markdown(lines: list[str]) -> str:
 
 
 # --- display and the recorded figures ---------------------------------------------------------
-def _format_for(column: str):
-    """How a table column is shown: speed-ups as `1.53x`, rates as percentages, counts as
-    integers, gaps as `–`; anything not a number as it is."""
-    c = str(column)
-    if "speed-up" in c or "speedup" in c:
-        spec = "{:.2f}x"
-    elif "tokens" in c:
-        spec = "{:.1f}"
-    elif c in ("n", "n_paired", "n_gained", "n_lost", "crosscheck_n", "rows", "used", "skipped"):
-        spec = "{:.0f}"
-    elif any(w in c for w in ("acceptance", "accuracy", "baseline", "+ spec", "untrained", "share", "delta")):
-        spec = "{:.1%}"
-    else:
-        spec = "{}"
-
-    def fmt(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-            return v
-        return spec.format(v)
-
-    return fmt
-
-
 def styled(table: pd.DataFrame):
     """A table for display: percentages, speed-ups as `1.53x`, gaps as `–`."""
-    return table.style.format({c: _format_for(c) for c in table.columns})
+    return table.style.format({c: format_for(c) for c in table.columns})
 
 
 def _clean(value):
@@ -939,7 +892,7 @@ def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int =
         "runs_present": sorted(wb.loc[wb["present"], "run"]),
         "runs_missing": sorted(wb.loc[~wb["present"], "run"]),
         "runs_failed": sorted(wb.loc[wb["state"] == "failed", "run"]),
-        "sources": sorted(frame["source"].unique(), key=_source_rank),
+        "sources": sorted(frame["source"].unique(), key=source_rank),
         "speedup": nested(table_speedup(frame)),
         "accuracy": nested(table_accuracy(frame)),
         "tokens": nested(table_tokens(frame)),

@@ -10,8 +10,11 @@ import re
 import time
 from pathlib import Path
 
-from . import io, params
+from . import io, params, record
+from . import stages as stage_names
+from .formats import format_for, scenario_order, scenario_rank, source_rank
 from .paths import RunPaths, reports_root
+from .styles import STYLES
 
 # The lab template without what a report does not need from the network: require.js (only
 # widgets use it) always, MathJax unless a markdown cell has math. A page then opens offline
@@ -41,37 +44,6 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
     resources = {"workbook_math": math_used, "metadata": {"name": Path(ipynb).stem}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return io.write_text(out_html, body)
-
-
-# --- run status, as the runner records it ------------------------------------------------------
-def status_path(profile: str) -> Path:
-    return reports_root(profile) / "status.json"
-
-
-def load_status(profile: str) -> dict:
-    """The runner's status store; a corrupted one (a full disk mid-write before writes were
-    atomic, a hand edit) is set aside with a warning, not fatal: the files behind each state
-    are checked anyway."""
-    path = status_path(profile)
-    if not path.exists():
-        return {}
-    try:
-        status = io.read_json(path)
-        if isinstance(status, dict):
-            return status
-        raise ValueError(f"{path}: not a JSON object")
-    except ValueError as exc:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        path.rename(aside)
-        print(f"warning: {exc}; set aside as {aside.name}, starting a new status", flush=True)
-        return {}
-
-
-def record_status(profile: str, run: str, stage: str, **entry) -> None:
-    with io.locked(status_path(profile)):  # runs placed on several GPUs write here at once
-        status = load_status(profile)
-        status.setdefault(run, {})[stage] = {**entry, "at": time.time()}
-        io.write_json(status_path(profile), status)
 
 
 def _missing(value) -> bool:
@@ -109,8 +81,6 @@ def stage_state(entry: dict | None, rp, stage: str, cfg) -> tuple[str, str | Non
     """A stage's state as the files behind it bear out: "running" only while its runner lives
     (else "interrupted"), "finished"/"cached" only while its record and outputs are whole
     (else "incomplete", saying what is missing)."""
-    from . import record
-
     if not entry:
         return "missing", None
     state = entry.get("status") or "missing"
@@ -152,17 +122,8 @@ def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None
 
 def _grid_runs(profile: str, runs) -> list[tuple[str, str]]:
     """Every (style, scenario) of the profile's grid, then any other run asked for."""
-    from . import analysis
-    from .styles import STYLES
-
-    grid = [(style, scenario) for scenario in analysis.scenario_order() for style in STYLES]
+    grid = [(style, scenario) for scenario in scenario_order() for style in STYLES]
     return grid + [r for r in (runs or []) if tuple(r) not in grid]
-
-
-def _default_stages():
-    from . import runner
-
-    return runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES)
 
 
 def compare_pages(profile: str) -> list[Path]:
@@ -185,8 +146,6 @@ td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums
 def _settings_cell(rp: RunPaths, stages) -> str:
     """"profile" when every recorded stage of the run used the profile's settings; else the
     overrides (from the stages' records, whichever way they were run: runner, papermill, lab)."""
-    from . import record
-
     overrides, unrecorded = {}, []
     for stage in stages:
         try:
@@ -214,14 +173,12 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
     missing), each stage's badge linking its rendered notebook, and its headline numbers.
     Also copies the analysis figures next to it (`analysis.json`), so the report folder alone
     can be compared with another (`compare`)."""
-    from . import record
     from .benchmark import headline
 
-    if stages_of is None or profile_stages is None:
-        default_of, default_profile = _default_stages()
-        stages_of, profile_stages = stages_of or default_of, profile_stages if profile_stages is not None else default_profile
+    stages_of = stages_of or stage_names.stages_of
+    profile_stages = list(stage_names.PROFILE_STAGES) if profile_stages is None else profile_stages
     root = reports_root(profile)
-    status = load_status(profile)
+    status = record.load_status(profile)
     rows = []
     for style, scenario in _grid_runs(profile, runs):
         rp = RunPaths(profile, style, scenario)
@@ -321,8 +278,6 @@ def _slug(name: str) -> str:
 
 def _side(which) -> tuple[str, dict, Path]:
     """(label, analysis figures, report folder) of a profile name or a report folder."""
-    from . import params, record
-
     path = Path(str(which))
     if str(which) in params.profiles() and not path.is_dir():
         figs = record.load(str(which), "07_analysis")
@@ -350,20 +305,16 @@ def _diff_format(column: str, value: float) -> str:
 
 
 def _cell(column: str, value, diff: bool = False) -> str:
-    from .analysis import _format_for
-
     if _missing(value):
         return '<td class="num">–</td>'
-    text = _diff_format(column, value) if diff else _format_for(column)(value)
+    text = _diff_format(column, value) if diff else format_for(column)(value)
     return f'<td class="num">{html.escape(str(text))}</td>'
 
 
 def _html_table(nested: dict, columns: list[str] | None = None, diff: bool = False) -> str:
     """{source: {scenario: {column: value}}} as an HTML table, rows (scenario, source)."""
-    from .analysis import _scenario_rank, _source_rank
-
     rows = [(scen, src, vals) for src, by_scen in nested.items() for scen, vals in by_scen.items()]
-    rows.sort(key=lambda r: (_scenario_rank(r[0]), _source_rank(r[1])))
+    rows.sort(key=lambda r: (scenario_rank(r[0]), source_rank(r[1])))
     columns = columns or list(dict.fromkeys(c for _, _, v in rows for c in v))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(

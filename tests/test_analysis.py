@@ -30,7 +30,7 @@ def executed(tmp_path_factory):
         study = home / "elsewhere" / "study_cot.csv"
         study.parent.mkdir()
         study.write_text(syn.study_csv_text())
-        reports.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
+        record.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
         out_dir = paths.reports_root(PROFILE) / paths.PROFILE_RUN
         out_dir.mkdir(parents=True)
         out = out_dir / "07_analysis.ipynb"
@@ -136,7 +136,7 @@ def test_html_embeds_figures_and_hides_code_when_asked(executed, tmp_path):
 
 def test_index_lists_failed_and_missing_runs_and_links_the_analysis(executed, monkeypatch):
     monkeypatch.setenv("WORKBOOK_HOME", str(executed["home"]))
-    reports.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=1.0, error=None)
+    record.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=1.0, error=None)
     reports.render_html(executed["ipynb"], executed["ipynb"].with_suffix(".html"))
     # as the runner calls it, for a subset of styles: the index still lists the whole grid
     index = reports.write_index(PROFILE, [("cot", "hard")], runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES))

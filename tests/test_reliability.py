@@ -283,7 +283,7 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
 
 # --- 5: status and index tell the truth ---------------------------------------------------------
 def test_index_checks_the_files_behind_finished(home):
-    reports.record_status("tiny", "cot_easy", "01_generate_data", status="finished", pid=os.getpid())
+    record.record_status("tiny", "cot_easy", "01_generate_data", status="finished", pid=os.getpid())
     page = reports.write_index("tiny", [("cot", "easy")], lambda s: ("01_generate_data",), []).read_text()
     row = page[page.index('<tr id="run-cot_easy">'):]
     assert 'class="st incomplete"' in row[:row.index("</tr>")] and "its record is missing" in row
@@ -293,7 +293,7 @@ def test_index_marks_runs_with_overrides(home):
     for style, over in (("cot", {"benchmark.k": 3}), ("cod", {})):
         rp = paths.RunPaths("tiny", style, "easy")
         record.save(rp, "06_benchmark", {}, params.resolve("tiny", style, "easy", over))
-        reports.record_status("tiny", rp.name, "06_benchmark", status="finished")
+        record.record_status("tiny", rp.name, "06_benchmark", status="finished")
     page = reports.write_index("tiny", None, lambda s: ("06_benchmark",), []).read_text()
 
     def row(run):
