@@ -55,3 +55,8 @@ def format_for(column: str):
         return spec.format(v)
 
     return fmt
+
+
+def pts(x) -> str:
+    """A difference of rates in percentage points, signed (`+3.2`); `n/a` for a gap."""
+    return "n/a" if x is None or x != x else f"{x * 100:+.1f}"  # x != x: NaN of any float type

@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from . import io, params, paths
 from .paths import RunPaths, profile_figures, reports_root

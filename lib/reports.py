@@ -167,65 +167,66 @@ def _settings_cell(rp: RunPaths, stages) -> str:
     return " ".join(parts) or "<small>profile</small>"
 
 
-def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
-    """One page per profile: a link to the analysis and its findings; every run of the grid
-    (and any other run given) with its state (finished, failed with its error, incomplete,
-    missing), each stage's badge linking its rendered notebook, and its headline numbers.
-    Also copies the analysis figures next to it (`analysis.json`), so the report folder alone
-    can be compared with another (`compare`)."""
+def _run_numbers(rp: RunPaths) -> tuple[dict, str | None]:
+    """The run's headline numbers from its metrics, or why they could not be read."""
     from .benchmark import headline
 
-    stages_of = stages_of or stage_names.stages_of
-    profile_stages = list(stage_names.PROFILE_STAGES) if profile_stages is None else profile_stages
-    root = reports_root(profile)
-    status = record.load_status(profile)
-    rows = []
-    for style, scenario in _grid_runs(profile, runs):
-        rp = RunPaths(profile, style, scenario)
-        cfg = params.resolve(profile, style, scenario)
-        stages = list(stages_of(style))
-        entries, cells = {}, []
-        for stage in stages:
-            state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
-            if state != "missing":
-                entries[stage] = {"status": state, "error": note}
-            html_file = rp.report_dir / f"{stage}.html"
-            link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
-            title = html.escape(note or state)
-            cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
-        settings_html = _settings_cell(rp, stages)
-        nums, metrics_error = {}, None
-        if rp.metrics_json.exists():
+    nums, metrics_error = {}, None
+    if rp.metrics_json.exists():
+        try:
+            metrics = io.read_json(rp.metrics_json)
             try:
-                metrics = io.read_json(rp.metrics_json)
-                try:
-                    nums = headline(metrics)
-                except (KeyError, TypeError, ValueError):  # optional sections in an unexpected shape
-                    nums = headline({**metrics, "k_sweep": None, "crosscheck": None})
-                ci = metrics["comparison"].get("speedup_latency_ci95") or [None, None]
-                nums["speedup_latency"] = metrics["comparison"].get("speedup_latency")
-                nums["speedup_latency_ci"] = ci
-            except Exception as exc:
-                metrics_error = f"metrics.json unreadable: {type(exc).__name__}: {exc}"
-        state, why = run_state(entries, stages, bool(nums))
-        if metrics_error:
-            state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
-        if state == "failed":
-            why_html = f'<div class="err">{html.escape(why)}</div>'
-        else:  # a note, not an alarm
-            why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state != "finished" else ""
-        lat = nums.get("speedup_latency")
-        ci = nums.get("speedup_latency_ci") or [None, None]
-        lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
-        rows.append(
-            f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
-            f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
-            f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
-            f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
-            f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
-            f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
-            f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
-        )
+                nums = headline(metrics)
+            except (KeyError, TypeError, ValueError):  # optional sections in an unexpected shape
+                nums = headline({**metrics, "k_sweep": None, "crosscheck": None})
+            ci = metrics["comparison"].get("speedup_latency_ci95") or [None, None]
+            nums["speedup_latency"] = metrics["comparison"].get("speedup_latency")
+            nums["speedup_latency_ci"] = ci
+        except Exception as exc:
+            metrics_error = f"metrics.json unreadable: {type(exc).__name__}: {exc}"
+    return nums, metrics_error
+
+
+def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -> str:
+    """One run's row of the index: state, stage badges, settings and headline numbers."""
+    rp = RunPaths(profile, style, scenario)
+    cfg = params.resolve(profile, style, scenario)
+    stages = list(stages_of(style))
+    entries, cells = {}, []
+    for stage in stages:
+        state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
+        if state != "missing":
+            entries[stage] = {"status": state, "error": note}
+        html_file = rp.report_dir / f"{stage}.html"
+        link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
+        title = html.escape(note or state)
+        cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
+    settings_html = _settings_cell(rp, stages)
+    nums, metrics_error = _run_numbers(rp)
+    state, why = run_state(entries, stages, bool(nums))
+    if metrics_error:
+        state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
+    if state == "failed":
+        why_html = f'<div class="err">{html.escape(why)}</div>'
+    else:  # a note, not an alarm
+        why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state != "finished" else ""
+    lat = nums.get("speedup_latency")
+    ci = nums.get("speedup_latency_ci") or [None, None]
+    lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
+    return (
+        f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
+        f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
+        f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
+        f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
+        f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
+        f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
+        f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
+    )
+
+
+def _profile_items(profile: str, status: dict, profile_stages) -> list[str]:
+    """The profile-wide notebooks (00, 07) as list items: state and link."""
+    root = reports_root(profile)
     prof_links = []
     profile_cfg = params.resolve(profile, "base", params.scenarios()[0])
     for stage in profile_stages:
@@ -234,6 +235,21 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
         name = f'<a href="_profile/{stage}.html">{stage}</a>' if target.exists() else stage
         err_html = f' <span class="err">{html.escape(err)}</span>' if err else ""
         prof_links.append(f'<li><span class="st {state}">{state}</span> {name}{err_html}</li>')
+    return prof_links
+
+
+def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
+    """One page per profile: a link to the analysis and its findings; every run of the grid
+    (and any other run given) with its state (finished, failed with its error, incomplete,
+    missing), each stage's badge linking its rendered notebook, and its headline numbers.
+    Also copies the analysis figures next to it (`analysis.json`), so the report folder alone
+    can be compared with another (`compare`)."""
+    stages_of = stages_of or stage_names.stages_of
+    profile_stages = list(stage_names.PROFILE_STAGES) if profile_stages is None else profile_stages
+    root = reports_root(profile)
+    status = record.load_status(profile)
+    rows = [_run_row(profile, style, scenario, status, stages_of) for style, scenario in _grid_runs(profile, runs)]
+    prof_links = _profile_items(profile, status, profile_stages)
     failed = [
         f"<li><b>{html.escape(run)} / {html.escape(stage)}</b>: <code>{html.escape(e.get('error') or '')}</code></li>"
         for run, stages in status.items() for stage, e in stages.items() if e.get("status") == "failed"
@@ -282,9 +298,9 @@ def _side(which) -> tuple[str, dict, Path]:
     if str(which) in params.profiles() and not path.is_dir():
         figs = record.load(str(which), "07_analysis")
         if figs is None:  # the analysis has not run: compute the tables from the metrics on disk
-            from . import analysis
+            from . import analysis, findings
 
-            figs = analysis.figures(analysis.collect(str(which)))
+            figs = findings.figures(analysis.collect(str(which)))
         return str(which), figs, reports_root(str(which))
     if path.is_dir():
         src = path / "analysis.json"

@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import data, io, params, paths, record, reports
+from . import io, params, paths, record, reports, splits
 from .choices import choose, choose_all
 from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
 from .styles import STYLES
@@ -258,7 +258,7 @@ def run_grid(
                     f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
                 )
             try:  # problems made with other data params: refused here, before any stage's record is touched
-                data.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
+                splits.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
             except ValueError as exc:
                 raise params.ParamsError(str(exc)) from None
     runs = [(style, scenario) for scenario in scenarios for style in styles]
