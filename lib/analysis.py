@@ -19,7 +19,7 @@ from .benchmark import PASSES, headline
 from .externals import External
 from .formats import WORKBOOK, format_for, pts, scenario_order, scenario_rank, source_rank, style_rank
 from .paths import RunPaths
-from .stats import quantiles, resampled_means
+from .stats import quantiles, resampled_means, resampled_ratios
 from .styles import STYLES, TRAINED_STYLES
 
 
@@ -66,13 +66,11 @@ def acceptance_draws(row, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, str
     counts are not a consistent prefix table, each drafted token is treated as an
     independent trial (binomial), narrower still.
     """
-    rng = np.random.default_rng(seed)
     p_drafted, p_accepted = row.get("prompt_draft_tokens"), row.get("prompt_accepted_tokens")
     if isinstance(p_drafted, (list, tuple)) and len(p_drafted) and sum(p_drafted) > 0:
-        d, a = np.asarray(p_drafted, dtype=float), np.asarray(p_accepted, dtype=float)
-        idx = rng.integers(0, len(d), size=(n, len(d)))
-        den = d[idx].sum(axis=1)
-        return a[idx].sum(axis=1)[den > 0] / den[den > 0], PER_PROMPT
+        num, den = resampled_ratios(p_accepted, p_drafted, n, seed)
+        return num[den > 0] / den[den > 0], PER_PROMPT
+    rng = np.random.default_rng(seed)
     drafts, tokens, accepted = _num(row.get("drafts")), _num(row.get("draft_tokens")), _num(row.get("accepted_tokens"))
     per_pos = row.get("accepted_per_pos")
     if not (tokens > 0) or math.isnan(accepted):

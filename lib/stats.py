@@ -31,14 +31,20 @@ def bootstrap_ci(values, stat=np.mean, n: int = 1000, seed: int = 0, level: floa
     return float(lo), float(hi)
 
 
-def paired_ratio_ci(num, den, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Interval of sum(num)/sum(den) over samples resampled together (paired)."""
+def resampled_ratios(num, den, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """sum(num) and sum(den) of `n` bootstrap resamples of the pairs (num[i], den[i])."""
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    if len(num) == 0:
-        return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(num), size=(n, len(num)))
-    return quantiles(num[idx].sum(axis=1) / den[idx].sum(axis=1), level)
+    return num[idx].sum(axis=1), den[idx].sum(axis=1)
+
+
+def paired_ratio_ci(num, den, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Interval of sum(num)/sum(den) over samples resampled together (paired)."""
+    if len(num) == 0:
+        return (float("nan"), float("nan"))
+    top, bottom = resampled_ratios(num, den, n, seed)
+    return quantiles(top / bottom, level)
 
 
 # --- the cost model of a speculative step, as measured ----------------------------------------
