@@ -189,7 +189,7 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
     system prompts; the models are pretrained on (question -> reference solution) chats
     only, so the styles are still something fine-tuning has to teach.
     """
-    from . import data, params
+    from . import params, splits
     from .paths import RunPaths
     from .styles import SYSTEM_PROMPTS, TRAINED_STYLES
     from .teachers import reference
@@ -199,7 +199,7 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
     for scenario in params.scenarios():
         cfg = params.resolve(profile, "base", scenario, overrides)
         rp = RunPaths(profile, "base", scenario)
-        data.ensure_problems(cfg, rp)
+        splits.ensure_problems(cfg, rp)
         rows = io.read_jsonl(rp.train_problems).rows
         counts[scenario] = len(rows)
         for row in rows:

@@ -517,6 +517,25 @@ def with_k(cfg, k: int):
     return params.Params({**cfg, "benchmark": {**cfg["benchmark"], "k": int(k)}})
 
 
+def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spec: dict, n_check: int):
+    """Baseline and speculative passes `benchmark.repetitions` times, in alternating order;
+    each repetition's comparison, and the first repetition's samples and summaries (the
+    only one with the extras and the cross-check recount)."""
+    bench = cfg["benchmark"]
+    k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
+    reps, first = [], None
+    for i in range(bench["repetitions"]):
+        order = PASSES if i % 2 == 0 else PASSES[::-1]  # alternate, so drift favours neither pass
+        got = {}
+        for name in order:
+            got[name] = run_pass(cfg, name, target, prompts, problems, spec=spec if name == "speculative" else None,
+                                 recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0)
+        m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
+        reps.append(repetition(m["baseline"], m["speculative"], order, k))
+        first = first or (got, m)
+    return reps, first
+
+
 def run(cfg, rp: RunPaths) -> dict:
     """Baseline and speculative passes, `benchmark.repetitions` times in alternating order;
     the baseline once more at other batching (the floor of lossless-ness); the K sweep and the
@@ -543,16 +562,7 @@ def run(cfg, rp: RunPaths) -> dict:
     k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
     spec = engine.speculative_config(cfg, pair["draft"])
     n_check = bench["crosscheck_samples"] if method != "eagle3" else 0
-    reps, first = [], None
-    for i in range(bench["repetitions"]):
-        order = PASSES if i % 2 == 0 else PASSES[::-1]  # alternate, so drift favours neither pass
-        got = {}
-        for name in order:
-            got[name] = run_pass(cfg, name, pair["target"], prompts, problems, spec=spec if name == "speculative" else None,
-                                 recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0)
-        m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
-        reps.append(repetition(m["baseline"], m["speculative"], order, k))
-        first = first or (got, m)
+    reps, first = _repetitions(cfg, pair["target"], prompts, problems, spec, n_check)
     (base_samples, base_info), (spec_samples, spec_info) = first[0]["baseline"], first[0]["speculative"]
     m_base, m_spec = first[1]["baseline"], first[1]["speculative"]
     floor_samples = []

@@ -1,148 +1,18 @@
-"""Stage 1: problems, the held-out split, and the teacher's solutions.
+"""Stage 1: the teacher's solutions (the problems and their held-out split: `splits`).
 
-Problems come from the embedded offline set, a local file, or the hub; the held-out split
-shares no (normalized) question with training: split from one pool, or, where the source has
-its own test split, with training copies of its questions dropped and listed. A teacher writes a solution in the run's
-style for each training problem; every solution is validated and rejected rows are kept
+A teacher writes a solution in the run's style for each training problem; every solution is validated and rejected rows are kept
 with their reason. Resumable: problems already answered are never asked again.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
-from . import answers, io, problems
-from .paths import EMBEDDED, REPO, RunPaths
+from . import answers, io
+from .paths import RunPaths
+from .splits import PROBLEM_COLUMNS
 from .teachers import reference
-
-PROBLEM_COLUMNS = ("id", "question", "reference", "answer")
-
-
-def _from_records(records, spec: dict, section: str, id_prefix: str, test: bool = False) -> list[dict]:
-    """Map a foreign table's columns onto the workbook's problem rows, keeping the
-    study's MATH filter (levels and types) when the params give one. Ids number the rows
-    of the source table before filtering, so they stay the same when the filter changes."""
-    q, s = spec["question_field"], spec["solution_field"]
-    if test:  # a held-out file may name its columns differently
-        q, s = spec.get("test_question_field") or q, spec.get("test_solution_field") or s
-    levels, types = set(spec.get("levels") or []), set(spec.get("types") or [])
-    rows = []
-    for i, rec in enumerate(records):
-        missing = [c for c in (q, s) if c not in rec]
-        if missing:
-            source = spec.get("test_path" if test else "path") or id_prefix
-            raise KeyError(
-                f"{source}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
-                f"Set data.{section}.question_field / solution_field."
-            )
-        if levels and rec.get("level") not in levels:
-            continue
-        if types and rec.get("type") not in types:
-            continue
-        rows.append({
-            "id": f"{id_prefix}-{i:05d}",
-            "question": rec[q],
-            "reference": rec[s],
-            "answer": reference.final_answer_from_reference(rec[s]),
-            "level": rec.get("level", ""),
-            "type": rec.get("type", ""),
-            "source": id_prefix,
-        })
-    return rows
-
-
-def _load_hub(spec: dict) -> tuple[list[dict], list[dict]]:
-    """Train and test rows of every config (subset) the params name, joined. A hub dataset
-    with one config per subject (EleutherAI/hendrycks_math) has no default config, so
-    `configs` lists them; ids carry the config so they stay unique across configs."""
-    import datasets  # the hub path: needs the Hub (or HF_ENDPOINT), used by the `full` profile
-
-    train, test = [], []
-    for name in spec["configs"] or [None]:  # [] = the dataset's default config
-        tag = name or "default"
-        for split, rows, prefix in ((spec["train_split"], train, "hub"), (spec["test_split"], test, "hub_test")):
-            table = datasets.load_dataset(spec["path"], name, split=split)
-            rows += _from_records(table, spec, "hub", f"{prefix}-{tag}", test=prefix == "hub_test")
-    return train, test
-
-
-def _load_file(path: str) -> list[dict]:
-    p = Path(path) if Path(path).is_absolute() else REPO / path  # params paths are repo-relative
-    if not p.exists():
-        raise FileNotFoundError(f"data.local path does not exist: {path}")
-    if p.suffix == ".parquet":
-        import pandas as pd
-
-        return pd.read_parquet(p).to_dict("records")
-    read = io.read_jsonl(p)
-    if read.bad:
-        first = read.bad[0]
-        raise ValueError(f"{path}: {len(read.bad)} malformed line(s), first at line {first['line']}: {first['reason']}")
-    return read.rows
-
-
-def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
-    """(pool of problems, explicit test rows or None)."""
-    data, scenario = cfg["data"], cfg["scenario"]
-    if data["source"] == "embedded":
-        read = io.read_jsonl(EMBEDDED / f"{scenario}.jsonl", required=PROBLEM_COLUMNS)
-        if read.bad:
-            raise ValueError(f"embedded {scenario}.jsonl has malformed rows: {read.bad[:3]}")
-        return read.rows, None
-    if data["source"] == "local":
-        spec = data["local"]
-        pool = _from_records(_load_file(spec["path"]), spec, "local", "local")
-        test = _from_records(_load_file(spec["test_path"]), spec, "local", "local_test", test=True) if spec["test_path"] else None
-        return pool, test
-    return _load_hub(data["hub"])
-
-
-def _read_problems(path: Path) -> list[dict]:
-    read = io.read_jsonl(path, required=PROBLEM_COLUMNS)
-    if read.bad:
-        first = read.bad[0]
-        raise ValueError(
-            f"{path} has {len(read.bad)} unusable row(s); first at line {first['line']}: {first['reason']}. "
-            f"Fix the file or delete it to regenerate the split."
-        )
-    return read.rows
-
-
-def ensure_problems(cfg, rp: RunPaths) -> dict:
-    """Write the scenario's train and test problems once; later runs reuse them."""
-    check_fingerprint(cfg, rp)  # compares only: written below once the split is accepted
-    if rp.train_problems.exists() and rp.test_problems.exists():
-        train = _read_problems(rp.train_problems)
-        test = _read_problems(rp.test_problems)
-    else:
-        pool, test = load_source(cfg)
-        n_train, n_test, seed = cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["seed"]
-        if test is None:
-            train, test = problems.split_train_test(pool, n_test, seed)
-            shared = []
-        else:
-            test = random.Random(seed).sample(test, min(n_test, len(test))) if n_test else test
-            # A source's own test split may repeat a training question (hub datasets do):
-            # the held-out side wins, the training copy is dropped and listed.
-            train, shared = problems.drop_shared(pool, test)
-        if n_train and len(train) > n_train:
-            train = random.Random(seed).sample(train, n_train)
-        problems.check_no_leakage(train, test)
-        if not train or not test:
-            raise ValueError(f"data params give {len(train)} training and {len(test)} held-out problems for "
-                             f"{cfg['scenario']}; both must be at least 1 (data.n_train, data.n_test)")
-        io.write_jsonl(rp.shared_questions, shared)  # first: the split files mark the step done
-        io.write_jsonl(rp.train_problems, train)
-        io.write_jsonl(rp.test_problems, test)
-    problems.check_no_leakage(train, test)
-    meta = rp.problems_dir / "meta.json"
-    if not meta.exists():
-        io.write_json(meta, _fingerprint(cfg))
-    shared = _rows(rp.shared_questions)
-    return {"n_train": len(train), "n_test": len(test), "shared_dropped": len(shared),
-            "shared_ids": [r["id"] for r in shared]}
 
 
 def shared_table(rp: RunPaths):
@@ -334,24 +204,3 @@ def load_training_rows(path: Path) -> list[dict]:
     if not rows:
         raise ValueError(f"{path}: no rows to train on")
     return rows
-
-
-def _fingerprint(cfg) -> dict:
-    d = cfg["data"]
-    return {"source": d["source"], "n_train": d["n_train"], "n_test": d["n_test"], "seed": cfg["seed"],
-            "hub": d["hub"] if d["source"] == "hub" else None, "local": d["local"] if d["source"] == "local" else None}
-
-
-def check_fingerprint(cfg, rp: RunPaths) -> None:
-    """Problems are written once per scenario and shared by every style: refuse to mix
-    runs made from different data parameters into one profile's results."""
-    meta = rp.problems_dir / "meta.json"
-    want = _fingerprint(cfg)
-    if meta.exists():
-        have = io.read_json(meta)
-        if have != want:
-            raise ValueError(
-                f"{rp.problems_dir} was made with data params {have}, this run asks for {want}; "
-                f"use another profile, or delete everything under {rp.root} but models/base (the base pair "
-                f"does not depend on it) to start this profile's data afresh"
-            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,18 @@ def _atomic_write(path: Path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_folder(folder: Path, write) -> Path:
+    """`write(tmp)` fills a temporary sibling folder, which then replaces `folder`: a present
+    model or adapter folder is always a complete one (a killed save leaves only `*.tmp`)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
 
 
 @contextlib.contextmanager

@@ -85,12 +85,7 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
             f"merged model differs from base + adapter by {max_diff:.2e} in the logits (> merge.atol={m['atol']} + "
             f"merge.rtol={m['rtol']} x max |logit| = {tol:.2e}) for {adapter_dir}: refusing to benchmark a wrong merge"
         )
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    io.write_folder(out_dir, lambda tmp: (merged.save_pretrained(tmp, safe_serialization=True), tokenizer.save_pretrained(tmp)))
     return {"max_abs_logit_diff": max_diff, "logit_tolerance": tol, "atol": m["atol"], "rtol": m["rtol"],
             "dtype": cfg["models"]["dtype"], "device": dev, **weights, "size_mb": models.dir_size_mb(out_dir)}
 
@@ -115,7 +110,6 @@ def delete_merged(rp) -> list[str]:
 
 def probe_texts(cfg, rp) -> list[str]:
     """A few held-out prompts for the merge-equivalence check."""
-    from . import io
 
     rows = io.read_jsonl(rp.test_problems).rows[: cfg["merge"]["check_inputs"]]
     tok = models.load_tokenizer(str(rp.adapter("target")))

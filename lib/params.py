@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import paths
+from .choices import choose
 from .styles import STYLES
 
 # Keys whose values come from a fixed set.
@@ -129,12 +130,6 @@ def scenarios() -> tuple[str, ...]:
     return _names("scenarios")
 
 
-def _choose(kind: str, value: str, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        raise ParamsError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
-    return value
-
-
 def _load_yaml(path: Path) -> dict:
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
@@ -208,9 +203,9 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
 def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any] | None = None) -> Params:
     """The merged, validated parameters of one run."""
     root = paths.params_dir()
-    _choose("profile", profile, profiles())
-    _choose("scenario", scenario, scenarios())
-    _choose("style", style, STYLES)
+    choose("profile", profile, profiles(), ParamsError)
+    choose("scenario", scenario, scenarios(), ParamsError)
+    choose("style", style, STYLES, ParamsError)
     cfg = _load_yaml(root / "base.yaml")
     layers = [
         (root / "profiles" / f"{profile}.yaml", True),

@@ -57,17 +57,6 @@ def pass_comparison(frame: pd.DataFrame):
     return fig
 
 
-def grouped_bars(frame: pd.DataFrame, x: str, y: str, hue: str, title: str, ylim=None, ref: float | None = None):
-    fig, ax = _fig()
-    sns.barplot(frame, x=x, y=y, hue=hue, ax=ax)
-    if ref is not None:
-        ax.axhline(ref, color="gray", ls="--", lw=1)
-    ax.set(title=title)
-    if ylim:
-        ax.set_ylim(*ylim)
-    return fig
-
-
 def predicted_vs_measured(frame: pd.DataFrame):
     """Left: measured throughput speed-up (bar: range over repetitions) against the one
     predicted from acceptance by position and the measured step cost r, with the +-20 % band

@@ -16,10 +16,13 @@ import os
 import random
 import re
 import string
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable
+
+from . import io
+from .choices import choose
 
 SCENARIOS = ("easy", "medium", "hard")
 
@@ -35,9 +38,7 @@ class _Item:
 
 def check_scenario(scenario: str) -> str:
     """Return `scenario` or raise a ValueError naming the valid choices."""
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; valid scenarios: {', '.join(SCENARIOS)}")
-    return scenario
+    return choose("scenario", scenario, SCENARIOS)
 
 
 def normalize_question(text: str) -> str:
@@ -892,20 +893,6 @@ def check_no_leakage(train: list[dict], test: list[dict]) -> None:
         raise ValueError(f"{len(shared)} question(s) shared by train and test; rows: {', '.join(ids)}")
 
 
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are shared inputs
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_embedded(directory: str, n_per_scenario: int = 600, seed: int = 0) -> dict[str, str]:
     """Write `<directory>/<scenario>.jsonl` for every scenario; returns scenario -> path."""
     os.makedirs(directory, exist_ok=True)
@@ -914,5 +901,5 @@ def write_embedded(directory: str, n_per_scenario: int = 600, seed: int = 0) -> 
         rows = generate(scenario, n_per_scenario, seed)
         text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
         paths[scenario] = os.path.join(directory, f"{scenario}.jsonl")
-        _write_atomic(paths[scenario], text)
+        io.write_text(Path(paths[scenario]), text)
     return paths

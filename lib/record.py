@@ -15,22 +15,12 @@ import hashlib
 import json
 import time
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from . import io, params, paths
-from .paths import RunPaths, profile_figures
+from .paths import RunPaths, profile_figures, reports_root
+from .stages import STAGE_SECTIONS
 
-# The parameter sections each stage reads. A stage's fingerprint covers its own sections and
-# those of every stage numbered before it (a changed `data.n_train` re-runs training too).
-STAGE_SECTIONS = {
-    "00_base_models": ("seed", "device", "data", "models"),
-    "01_generate_data": ("seed", "device", "data", "models"),
-    "02_train_target": ("train",),
-    "03_distill": ("distill", "engine"),
-    "04_train_draft": ("train",),
-    "05_merge": ("merge",),
-    "06_benchmark": ("benchmark", "engine"),
-    "07_analysis": (),
-}
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
 OPERATIONAL = ("data.gemini.base_url", "data.gemini.api_version", "data.gemini.inline_limit_bytes",
                "data.gemini.poll_*", "data.gemini.retry_*", "data.local_teacher.batch_size",
@@ -205,3 +195,34 @@ def why_not_done(rp: RunPaths | str, stage: str, cfg) -> str | None:
 
 def done(rp: RunPaths | str, stage: str, cfg) -> bool:
     return why_not_done(rp, stage, cfg) is None
+
+
+# --- run status, as the runner records it ------------------------------------------------------
+def status_path(profile: str) -> Path:
+    return reports_root(profile) / "status.json"
+
+
+def load_status(profile: str) -> dict:
+    """The runner's status store; a corrupted one (a full disk mid-write before writes were
+    atomic, a hand edit) is set aside with a warning, not fatal: the files behind each state
+    are checked anyway."""
+    path = status_path(profile)
+    if not path.exists():
+        return {}
+    try:
+        status = io.read_json(path)
+        if isinstance(status, dict):
+            return status
+        raise ValueError(f"{path}: not a JSON object")
+    except ValueError as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        path.rename(aside)
+        print(f"warning: {exc}; set aside as {aside.name}, starting a new status", flush=True)
+        return {}
+
+
+def record_status(profile: str, run: str, stage: str, **entry) -> None:
+    with io.locked(status_path(profile)):  # runs placed on several GPUs write here at once
+        status = load_status(profile)
+        status.setdefault(run, {})[stage] = {**entry, "at": time.time()}
+        io.write_json(status_path(profile), status)

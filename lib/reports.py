@@ -10,8 +10,11 @@ import re
 import time
 from pathlib import Path
 
-from . import io, params
+from . import io, params, record
+from . import stages as stage_names
+from .formats import format_for, scenario_order, scenario_rank, source_rank
 from .paths import RunPaths, reports_root
+from .styles import STYLES
 
 # The lab template without what a report does not need from the network: require.js (only
 # widgets use it) always, MathJax unless a markdown cell has math. A page then opens offline
@@ -41,37 +44,6 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
     resources = {"workbook_math": math_used, "metadata": {"name": Path(ipynb).stem}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return io.write_text(out_html, body)
-
-
-# --- run status, as the runner records it ------------------------------------------------------
-def status_path(profile: str) -> Path:
-    return reports_root(profile) / "status.json"
-
-
-def load_status(profile: str) -> dict:
-    """The runner's status store; a corrupted one (a full disk mid-write before writes were
-    atomic, a hand edit) is set aside with a warning, not fatal: the files behind each state
-    are checked anyway."""
-    path = status_path(profile)
-    if not path.exists():
-        return {}
-    try:
-        status = io.read_json(path)
-        if isinstance(status, dict):
-            return status
-        raise ValueError(f"{path}: not a JSON object")
-    except ValueError as exc:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        path.rename(aside)
-        print(f"warning: {exc}; set aside as {aside.name}, starting a new status", flush=True)
-        return {}
-
-
-def record_status(profile: str, run: str, stage: str, **entry) -> None:
-    with io.locked(status_path(profile)):  # runs placed on several GPUs write here at once
-        status = load_status(profile)
-        status.setdefault(run, {})[stage] = {**entry, "at": time.time()}
-        io.write_json(status_path(profile), status)
 
 
 def _missing(value) -> bool:
@@ -109,8 +81,6 @@ def stage_state(entry: dict | None, rp, stage: str, cfg) -> tuple[str, str | Non
     """A stage's state as the files behind it bear out: "running" only while its runner lives
     (else "interrupted"), "finished"/"cached" only while its record and outputs are whole
     (else "incomplete", saying what is missing)."""
-    from . import record
-
     if not entry:
         return "missing", None
     state = entry.get("status") or "missing"
@@ -152,17 +122,8 @@ def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None
 
 def _grid_runs(profile: str, runs) -> list[tuple[str, str]]:
     """Every (style, scenario) of the profile's grid, then any other run asked for."""
-    from . import analysis
-    from .styles import STYLES
-
-    grid = [(style, scenario) for scenario in analysis.scenario_order() for style in STYLES]
+    grid = [(style, scenario) for scenario in scenario_order() for style in STYLES]
     return grid + [r for r in (runs or []) if tuple(r) not in grid]
-
-
-def _default_stages():
-    from . import runner
-
-    return runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES)
 
 
 def compare_pages(profile: str) -> list[Path]:
@@ -185,8 +146,6 @@ td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums
 def _settings_cell(rp: RunPaths, stages) -> str:
     """"profile" when every recorded stage of the run used the profile's settings; else the
     overrides (from the stages' records, whichever way they were run: runner, papermill, lab)."""
-    from . import record
-
     overrides, unrecorded = {}, []
     for stage in stages:
         try:
@@ -208,67 +167,66 @@ def _settings_cell(rp: RunPaths, stages) -> str:
     return " ".join(parts) or "<small>profile</small>"
 
 
-def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
-    """One page per profile: a link to the analysis and its findings; every run of the grid
-    (and any other run given) with its state (finished, failed with its error, incomplete,
-    missing), each stage's badge linking its rendered notebook, and its headline numbers.
-    Also copies the analysis figures next to it (`analysis.json`), so the report folder alone
-    can be compared with another (`compare`)."""
-    from . import record
+def _run_numbers(rp: RunPaths) -> tuple[dict, str | None]:
+    """The run's headline numbers from its metrics, or why they could not be read."""
     from .benchmark import headline
 
-    if stages_of is None or profile_stages is None:
-        default_of, default_profile = _default_stages()
-        stages_of, profile_stages = stages_of or default_of, profile_stages if profile_stages is not None else default_profile
-    root = reports_root(profile)
-    status = load_status(profile)
-    rows = []
-    for style, scenario in _grid_runs(profile, runs):
-        rp = RunPaths(profile, style, scenario)
-        cfg = params.resolve(profile, style, scenario)
-        stages = list(stages_of(style))
-        entries, cells = {}, []
-        for stage in stages:
-            state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
-            if state != "missing":
-                entries[stage] = {"status": state, "error": note}
-            html_file = rp.report_dir / f"{stage}.html"
-            link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
-            title = html.escape(note or state)
-            cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
-        settings_html = _settings_cell(rp, stages)
-        nums, metrics_error = {}, None
-        if rp.metrics_json.exists():
+    nums, metrics_error = {}, None
+    if rp.metrics_json.exists():
+        try:
+            metrics = io.read_json(rp.metrics_json)
             try:
-                metrics = io.read_json(rp.metrics_json)
-                try:
-                    nums = headline(metrics)
-                except (KeyError, TypeError, ValueError):  # optional sections in an unexpected shape
-                    nums = headline({**metrics, "k_sweep": None, "crosscheck": None})
-                ci = metrics["comparison"].get("speedup_latency_ci95") or [None, None]
-                nums["speedup_latency"] = metrics["comparison"].get("speedup_latency")
-                nums["speedup_latency_ci"] = ci
-            except Exception as exc:
-                metrics_error = f"metrics.json unreadable: {type(exc).__name__}: {exc}"
-        state, why = run_state(entries, stages, bool(nums))
-        if metrics_error:
-            state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
-        if state == "failed":
-            why_html = f'<div class="err">{html.escape(why)}</div>'
-        else:  # a note, not an alarm
-            why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state != "finished" else ""
-        lat = nums.get("speedup_latency")
-        ci = nums.get("speedup_latency_ci") or [None, None]
-        lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
-        rows.append(
-            f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
-            f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
-            f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
-            f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
-            f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
-            f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
-            f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
-        )
+                nums = headline(metrics)
+            except (KeyError, TypeError, ValueError):  # optional sections in an unexpected shape
+                nums = headline({**metrics, "k_sweep": None, "crosscheck": None})
+            ci = metrics["comparison"].get("speedup_latency_ci95") or [None, None]
+            nums["speedup_latency"] = metrics["comparison"].get("speedup_latency")
+            nums["speedup_latency_ci"] = ci
+        except Exception as exc:
+            metrics_error = f"metrics.json unreadable: {type(exc).__name__}: {exc}"
+    return nums, metrics_error
+
+
+def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -> str:
+    """One run's row of the index: state, stage badges, settings and headline numbers."""
+    rp = RunPaths(profile, style, scenario)
+    cfg = params.resolve(profile, style, scenario)
+    stages = list(stages_of(style))
+    entries, cells = {}, []
+    for stage in stages:
+        state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
+        if state != "missing":
+            entries[stage] = {"status": state, "error": note}
+        html_file = rp.report_dir / f"{stage}.html"
+        link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
+        title = html.escape(note or state)
+        cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
+    settings_html = _settings_cell(rp, stages)
+    nums, metrics_error = _run_numbers(rp)
+    state, why = run_state(entries, stages, bool(nums))
+    if metrics_error:
+        state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
+    if state == "failed":
+        why_html = f'<div class="err">{html.escape(why)}</div>'
+    else:  # a note, not an alarm
+        why_html = f"<div><small>{html.escape(why)}</small></div>" if why and state != "finished" else ""
+    lat = nums.get("speedup_latency")
+    ci = nums.get("speedup_latency_ci") or [None, None]
+    lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
+    return (
+        f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
+        f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
+        f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
+        f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
+        f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
+        f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
+        f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
+    )
+
+
+def _profile_items(profile: str, status: dict, profile_stages) -> list[str]:
+    """The profile-wide notebooks (00, 07) as list items: state and link."""
+    root = reports_root(profile)
     prof_links = []
     profile_cfg = params.resolve(profile, "base", params.scenarios()[0])
     for stage in profile_stages:
@@ -277,6 +235,21 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
         name = f'<a href="_profile/{stage}.html">{stage}</a>' if target.exists() else stage
         err_html = f' <span class="err">{html.escape(err)}</span>' if err else ""
         prof_links.append(f'<li><span class="st {state}">{state}</span> {name}{err_html}</li>')
+    return prof_links
+
+
+def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
+    """One page per profile: a link to the analysis and its findings; every run of the grid
+    (and any other run given) with its state (finished, failed with its error, incomplete,
+    missing), each stage's badge linking its rendered notebook, and its headline numbers.
+    Also copies the analysis figures next to it (`analysis.json`), so the report folder alone
+    can be compared with another (`compare`)."""
+    stages_of = stages_of or stage_names.stages_of
+    profile_stages = list(stage_names.PROFILE_STAGES) if profile_stages is None else profile_stages
+    root = reports_root(profile)
+    status = record.load_status(profile)
+    rows = [_run_row(profile, style, scenario, status, stages_of) for style, scenario in _grid_runs(profile, runs)]
+    prof_links = _profile_items(profile, status, profile_stages)
     failed = [
         f"<li><b>{html.escape(run)} / {html.escape(stage)}</b>: <code>{html.escape(e.get('error') or '')}</code></li>"
         for run, stages in status.items() for stage, e in stages.items() if e.get("status") == "failed"
@@ -321,15 +294,13 @@ def _slug(name: str) -> str:
 
 def _side(which) -> tuple[str, dict, Path]:
     """(label, analysis figures, report folder) of a profile name or a report folder."""
-    from . import params, record
-
     path = Path(str(which))
     if str(which) in params.profiles() and not path.is_dir():
         figs = record.load(str(which), "07_analysis")
         if figs is None:  # the analysis has not run: compute the tables from the metrics on disk
-            from . import analysis
+            from . import analysis, findings
 
-            figs = analysis.figures(analysis.collect(str(which)))
+            figs = findings.figures(analysis.collect(str(which)))
         return str(which), figs, reports_root(str(which))
     if path.is_dir():
         src = path / "analysis.json"
@@ -350,20 +321,16 @@ def _diff_format(column: str, value: float) -> str:
 
 
 def _cell(column: str, value, diff: bool = False) -> str:
-    from .analysis import _format_for
-
     if _missing(value):
         return '<td class="num">–</td>'
-    text = _diff_format(column, value) if diff else _format_for(column)(value)
+    text = _diff_format(column, value) if diff else format_for(column)(value)
     return f'<td class="num">{html.escape(str(text))}</td>'
 
 
 def _html_table(nested: dict, columns: list[str] | None = None, diff: bool = False) -> str:
     """{source: {scenario: {column: value}}} as an HTML table, rows (scenario, source)."""
-    from .analysis import _scenario_rank, _source_rank
-
     rows = [(scen, src, vals) for src, by_scen in nested.items() for scen, vals in by_scen.items()]
-    rows.sort(key=lambda r: (_scenario_rank(r[0]), _source_rank(r[1])))
+    rows.sort(key=lambda r: (scenario_rank(r[0]), source_rank(r[1])))
     columns = columns or list(dict.fromkeys(c for _, _, v in rows for c in v))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(

@@ -29,19 +29,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import data, io, params, paths, record, reports
+from . import io, params, paths, record, reports, splits
+from .choices import choose, choose_all
+from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
 from .styles import STYLES
 
-RUN_STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
-BASE_STAGES = ("01_generate_data", "06_benchmark")  # the untrained pair: nothing to train
-PRE_STAGES = ("00_base_models",)
-POST_STAGES = ("07_analysis",)
-ALL_STAGES = PRE_STAGES + RUN_STAGES + POST_STAGES
 PROFILE_RUN = paths.PROFILE_RUN
-
-
-def stages_of(style: str) -> tuple[str, ...]:
-    return BASE_STAGES if style == "base" else RUN_STAGES
 
 
 def notebook(stage: str):
@@ -77,14 +70,6 @@ class GridResult:
         lines += [f"{'FAILED' if o.status == 'failed' else o.status.upper()} {o.run} / {o.stage}: {o.error}"
                   for o in self.failed]
         return "\n".join(lines)
-
-
-def _check_choices(kind: str, chosen, valid) -> list[str]:
-    chosen = list(chosen) if chosen else list(valid)
-    bad = [c for c in chosen if c not in valid]
-    if bad:
-        raise params.ParamsError(f"unknown {kind}(s) {bad}; valid {kind}s: {', '.join(valid)}")
-    return chosen
 
 
 def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: bool) -> Outcome:
@@ -257,10 +242,10 @@ def run_grid(
     each (style, scenario) chain runs in its own `python -m lib run` on a free GPU slot."""
     log = log or (lambda msg: print(msg, flush=True))
     overrides = dict(overrides or {})
-    params._choose("profile", profile, params.profiles())
-    styles = _check_choices("style", styles, STYLES)
-    scenarios = _check_choices("scenario", scenarios, params.scenarios())
-    stages = _check_choices("stage", stages, ALL_STAGES)
+    choose("profile", profile, params.profiles(), params.ParamsError)
+    styles = choose_all("style", styles, STYLES, params.ParamsError)
+    scenarios = choose_all("scenario", scenarios, params.scenarios(), params.ParamsError)
+    stages = choose_all("stage", stages, ALL_STAGES, params.ParamsError)
     slots = parse_gpus(gpus)
     per_slot = min((len(s.split(",")) for s in slots), default=None)
     # Validate every run's merged parameters before anything runs.
@@ -273,7 +258,7 @@ def run_grid(
                     f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
                 )
             try:  # problems made with other data params: refused here, before any stage's record is touched
-                data.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
+                splits.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
             except ValueError as exc:
                 raise params.ParamsError(str(exc)) from None
     runs = [(style, scenario) for scenario in scenarios for style in styles]
@@ -290,7 +275,7 @@ def run_grid(
             result.outcomes += _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log)
             _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
     try:
-        reports.write_index(profile, runs, stages_of, [s for s in PRE_STAGES + POST_STAGES])
+        reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
         log(f"index: {paths.reports_root(profile) / 'index.html'}")
     except OSError as exc:  # the summary below still says what happened
         log(f"warning: the index could not be written: {_short_error(exc)}")
@@ -356,7 +341,7 @@ def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> 
                  host=socket.gethostname(), **extra)
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
-    reports.record_status(profile, label, stage, **entry)
+    record.record_status(profile, label, stage, **entry)
 
 
 def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
@@ -414,7 +399,7 @@ def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
     """Render executed notebooks that have no HTML yet (e.g. copied back from a GPU machine
     without nbconvert), then rewrite the profile's index."""
-    _check_choices("profile", [profile], params.profiles())  # a name, never a path
+    choose("profile", profile, params.profiles(), params.ParamsError)  # a name, never a path
     done = []
     for ipynb in sorted(paths.reports_root(profile).rglob("*.ipynb")):
         html = ipynb.with_suffix(".html")
@@ -422,7 +407,7 @@ def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
             reports.render_html(ipynb, html, hide_input=hide_input)
             done.append(html)
             log(f"rendered {html}")
-    reports.write_index(profile, None, stages_of, list(PRE_STAGES + POST_STAGES))
+    reports.write_index(profile, None, stages_of, list(PROFILE_STAGES))
     return done
 
 

@@ -5,6 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def quantiles(draws, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` interval of bootstrap draws (NaNs when there are none)."""
+    if len(draws) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def resampled_means(values, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """Means of `n` bootstrap resamples of `values` (with replacement, same size)."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    return values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+
+
 def bootstrap_ci(values, stat=np.mean, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
@@ -16,16 +31,20 @@ def bootstrap_ci(values, stat=np.mean, n: int = 1000, seed: int = 0, level: floa
     return float(lo), float(hi)
 
 
-def paired_ratio_ci(num, den, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Interval of sum(num)/sum(den) over samples resampled together (paired)."""
+def resampled_ratios(num, den, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """sum(num) and sum(den) of `n` bootstrap resamples of the pairs (num[i], den[i])."""
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    if len(num) == 0:
-        return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(num), size=(n, len(num)))
-    ratios = num[idx].sum(axis=1) / den[idx].sum(axis=1)
-    lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+    return num[idx].sum(axis=1), den[idx].sum(axis=1)
+
+
+def paired_ratio_ci(num, den, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Interval of sum(num)/sum(den) over samples resampled together (paired)."""
+    if len(num) == 0:
+        return (float("nan"), float("nan"))
+    top, bottom = resampled_ratios(num, den, n, seed)
+    return quantiles(top / bottom, level)
 
 
 # --- the cost model of a speculative step, as measured ----------------------------------------

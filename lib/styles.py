@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .choices import choose
+
 STYLES = ("base", "cot", "cod")
 # Styles a model is fine-tuned in; `base` is the untrained pair prompted in the CoT style.
 TRAINED_STYLES = ("cot", "cod")
@@ -23,9 +25,7 @@ SYSTEM_PROMPTS = {"base": COT_PROMPT, "cot": COT_PROMPT, "cod": COD_PROMPT}
 
 def check_style(style: str, allowed: tuple[str, ...] = STYLES) -> str:
     """Return `style` or raise a ValueError naming the valid choices."""
-    if style not in allowed:
-        raise ValueError(f"unknown style {style!r}; valid styles: {', '.join(allowed)}")
-    return style
+    return choose("style", style, allowed)
 
 
 def system_prompt(style: str) -> str:

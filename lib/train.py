@@ -122,31 +122,13 @@ def resumed_loss(train_loss: float | None, log_history: list[dict], resume_step:
     return train_loss + earlier / global_step
 
 
-def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1) -> dict:
-    """Fine-tune `base` with LoRA on rows ({question, solution}); save the adapter.
-
-    Resumes from the newest checkpoint in `ckpt_dir`; the adapter is written to a
-    temporary folder and renamed, so a present adapter is always a complete one.
-    """
-    backend = resolve_backend(cfg)
-    model, tokenizer, peft_config = _load_model(cfg, base, backend)
-    from transformers import set_seed
-
-    # SFTTrainer draws the LoRA init before Trainer seeds anything: without this, two runs of
-    # one recipe in one process start from different adapters.
-    set_seed(cfg["seed"])
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+def _sft_config(cfg, role: str, backend: str, ckpt_dir: Path, max_steps: int, has_val: bool):
+    """The trainer's settings, from the `train` params of `role`."""
+    from trl import SFTConfig
 
     tcfg = cfg["train"][role]
-    examples, lengths = build_dataset(rows, cfg["style"], tokenizer, cfg["train"]["max_length"])
-    if not examples:
-        raise ValueError(f"{role}: every sample is longer than train.max_length={cfg['train']['max_length']}")
-    ds = Dataset.from_list(examples)
-    n_val = int(len(ds) * cfg["train"]["val_fraction"])
-    split = ds.train_test_split(test_size=n_val, seed=cfg["seed"]) if n_val >= 1 else {"train": ds, "test": None}
     cuda = device.on_cuda(cfg)
-    args = SFTConfig(
+    return SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=tcfg["epochs"],
         max_steps=max_steps,
@@ -160,7 +142,7 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         logging_steps=cfg["train"]["logging_steps"],
         save_steps=cfg["train"]["save_steps"],
         save_total_limit=2,
-        eval_strategy="epoch" if split["test"] is not None else "no",
+        eval_strategy="epoch" if has_val else "no",
         max_length=cfg["train"]["max_length"],
         completion_only_loss=True,
         # Unsloth set its own up in get_peft_model; TRL's would wrap it a second time.
@@ -171,10 +153,11 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         report_to="wandb" if os.environ.get("WANDB_API_KEY") else "none",
         dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=split["train"], eval_dataset=split["test"],
-        processing_class=tokenizer, peft_config=peft_config,
-    )
+
+
+def _resume_point(cfg, role: str, base: str, rows: list[dict], ckpt_dir: Path) -> tuple[str | None, Path]:
+    """The checkpoint to resume from (None: start afresh), and where another recipe's
+    checkpoints were set aside (deleted once the new adapter is saved)."""
     # Resume only a run of the same recipe: checkpoints of other params or data would silently
     # stand in for the training asked for (a finished one would not train at all).
     recipe = {"base": base, "role": role, "style": cfg["style"], "train": cfg["train"], "seed": cfg["seed"],
@@ -192,7 +175,38 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         ckpt_dir.rename(previous)
     if not recipe_file.exists():
         io.write_json(recipe_file, recipe)
-    resume = last_checkpoint(ckpt_dir)
+    return last_checkpoint(ckpt_dir), previous
+
+
+def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1) -> dict:
+    """Fine-tune `base` with LoRA on rows ({question, solution}); save the adapter.
+
+    Resumes from the newest checkpoint in `ckpt_dir`; the adapter is written to a
+    temporary folder and renamed, so a present adapter is always a complete one.
+    """
+    backend = resolve_backend(cfg)
+    model, tokenizer, peft_config = _load_model(cfg, base, backend)
+    from transformers import set_seed
+
+    # SFTTrainer draws the LoRA init before Trainer seeds anything: without this, two runs of
+    # one recipe in one process start from different adapters.
+    set_seed(cfg["seed"])
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    examples, lengths = build_dataset(rows, cfg["style"], tokenizer, cfg["train"]["max_length"])
+    if not examples:
+        raise ValueError(f"{role}: every sample is longer than train.max_length={cfg['train']['max_length']}")
+    ds = Dataset.from_list(examples)
+    n_val = int(len(ds) * cfg["train"]["val_fraction"])
+    split = ds.train_test_split(test_size=n_val, seed=cfg["seed"]) if n_val >= 1 else {"train": ds, "test": None}
+    cuda = device.on_cuda(cfg)
+    args = _sft_config(cfg, role, backend, ckpt_dir, max_steps, has_val=split["test"] is not None)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=split["train"], eval_dataset=split["test"],
+        processing_class=tokenizer, peft_config=peft_config,
+    )
+    resume, previous = _resume_point(cfg, role, base, rows, ckpt_dir)
     resumed_state = io.read_json(Path(resume) / "trainer_state.json") if resume else {}
     resume_step, resume_epoch = int(resumed_state.get("global_step") or 0), float(resumed_state.get("epoch") or 0)
     t0 = time.perf_counter()
@@ -202,12 +216,7 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     # Tokens actually seen: every non-padding position of every epoch actually run.
     n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     epochs_run = float(trainer.state.epoch or 0)
-    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    tmp.rename(adapter_dir)
+    io.write_folder(adapter_dir, lambda tmp: (trainer.model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     shutil.rmtree(previous, ignore_errors=True)  # the replacement is saved: the old recipe can go
     session_epochs = max(epochs_run - resume_epoch, 0.0)
     summary = {

@@ -12,7 +12,7 @@ import papermill as pm
 import pytest
 
 from fixtures import synthetic as syn
-from lib import analysis, io, paths, record, reports, runner
+from lib import analysis, externals, io, paths, record, reports, runner
 
 PROFILE = syn.PROFILE
 N_PLOTS = 7  # acceptance by position, speed-up, tokens, accuracy, predicted vs measured, K sweep, losses
@@ -30,7 +30,7 @@ def executed(tmp_path_factory):
         study = home / "elsewhere" / "study_cot.csv"
         study.parent.mkdir()
         study.write_text(syn.study_csv_text())
-        reports.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
+        record.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
         out_dir = paths.reports_root(PROFILE) / paths.PROFILE_RUN
         out_dir.mkdir(parents=True)
         out = out_dir / "07_analysis.ipynb"
@@ -136,7 +136,7 @@ def test_html_embeds_figures_and_hides_code_when_asked(executed, tmp_path):
 
 def test_index_lists_failed_and_missing_runs_and_links_the_analysis(executed, monkeypatch):
     monkeypatch.setenv("WORKBOOK_HOME", str(executed["home"]))
-    reports.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=1.0, error=None)
+    record.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=1.0, error=None)
     reports.render_html(executed["ipynb"], executed["ipynb"].with_suffix(".html"))
     # as the runner calls it, for a subset of styles: the index still lists the whole grid
     index = reports.write_index(PROFILE, [("cot", "hard")], runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES))
@@ -174,7 +174,7 @@ def test_missing_column_is_a_clear_error(tmp_path):
     bad = tmp_path / "no_tokens.csv"
     bad.write_text(syn.study_csv_text(drop_column="tokens"))
     with pytest.raises(ValueError) as err:
-        analysis.read_external(str(bad))
+        externals.read_external(str(bad))
     msg = str(err.value)
     assert "missing column(s) tokens" in msg
     assert "run_id, config_name, question, ground_truth, prediction, gt_extracted, pred_extracted, is_correct, tokens" in msg
@@ -185,13 +185,13 @@ def test_names_the_config_does_not_give_come_from_the_map_or_the_entry(tmp_path,
     rows = [",".join(syn.STUDY_HEADER), 'runA,runA,"Q1","#### 4","so #### 4",4,4,True,7',
             'runA,runA,"Q2","#### 5","#### 6",5,6,False,9']
     csv.write_text("\n".join(rows) + "\n")
-    ext = analysis.load_externals(PROFILE, [str(csv)], {"runA": {"style": "cod", "scenario": "medium", "pass": "speculative"}})
+    ext = externals.load_externals(PROFILE, [str(csv)], {"runA": {"style": "cod", "scenario": "medium", "pass": "speculative"}})
     assert set(zip(ext.samples["style"], ext.samples["scenario"], ext.samples["pass"])) == {("cod", "medium", "speculative")}
-    ext = analysis.load_externals(PROFILE, [{"path": str(csv), "label": "mine", "style": "cot", "scenario": "hard"}])
+    ext = externals.load_externals(PROFILE, [{"path": str(csv), "label": "mine", "style": "cot", "scenario": "hard"}])
     assert ext.files.iloc[0]["pass_assumed"] == 2 and set(ext.samples["source"]) == {"external:mine"}
     runs = analysis.collect(PROFILE, ext)
     assert analysis.table_accuracy(runs).loc[("hard", "external:mine"), "cot baseline"] == 0.5
-    assert analysis.parse_config("cod_easy_benchmark_baseline") == {"style": "cod", "scenario": "easy", "pass": "baseline"}
+    assert externals.parse_config("cod_easy_benchmark_baseline") == {"style": "cod", "scenario": "easy", "pass": "baseline"}
 
 
 def test_acceptance_interval_over_drafts_is_centred_on_the_rate():
@@ -207,11 +207,11 @@ def test_dropped_in_csvs_are_found_and_the_workbook_schema_is_read(home):
     """A CSV in data/<profile>/analysis/external/ is read without parameters; the workbook's own
     benchmark_samples.csv (from another machine) is accepted as an external input too."""
     rp = syn.write_run(PROFILE, "cod", "easy")
-    drop = analysis.external_dir(PROFILE)
+    drop = externals.external_dir(PROFILE)
     drop.mkdir(parents=True)
     shutil.copy(rp.samples_csv, drop / "gpu_box_cod_easy.csv")
     shutil.rmtree(rp.run_dir)  # only the dropped-in copy is left
-    ext = analysis.load_externals(PROFILE)
+    ext = externals.load_externals(PROFILE)
     assert ext.files.iloc[0]["schema"] == "workbook" and ext.files.iloc[0]["skipped"] == 0
     runs = analysis.collect(PROFILE, ext)
     table = analysis.table_accuracy(runs)

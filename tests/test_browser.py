@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fixtures import synthetic as syn
-from lib import paths, reports, runner
+from lib import paths, record, reports, runner
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -78,12 +78,12 @@ def site(tmp_path_factory):
         syn.write_grid(PROFILE)
         study = home / "study_cot.csv"
         study.write_text(syn.study_csv_text())
-        reports.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
+        record.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
         out_dir = paths.reports_root(PROFILE) / paths.PROFILE_RUN
         outcome = runner.execute("07_analysis", paths.PROFILE_RUN, out_dir,
                                  {"profile": PROFILE, "external_csvs": [str(study)], "n_boot": 300}, hide_input=False)
         assert outcome.status == "finished", outcome.error
-        reports.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=outcome.seconds, error=None)
+        record.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=outcome.seconds, error=None)
         reports.render_html(out_dir / "07_analysis.ipynb", out_dir / "07_analysis.hidden.html", hide_input=True)
         reports.write_index(PROFILE)
         server = http.server.ThreadingHTTPServer(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lib import data, io, params, problems
+from lib import data, io, params, problems, splits
 from lib.paths import REPO, RunPaths
 
 SEED = REPO.parent / "shared" / "seed-data"
@@ -21,7 +21,7 @@ def _write(path, rows):
 
 def test_embedded_split_has_no_shared_question(home):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
-    assert data.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10, "shared_dropped": 0, "shared_ids": []}
+    assert splits.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10, "shared_dropped": 0, "shared_ids": []}
     train, test = io.read_jsonl(rp.train_problems).rows, io.read_jsonl(rp.test_problems).rows
     assert not {problems.normalize_question(r["question"]) for r in train} & {
         problems.normalize_question(r["question"]) for r in test
@@ -29,9 +29,9 @@ def test_embedded_split_has_no_shared_question(home):
 
 
 def test_changed_data_params_are_refused_not_mixed(home):
-    data.ensure_problems(_cfg(), RunPaths("tiny", "cot", "easy"))
+    splits.ensure_problems(_cfg(), RunPaths("tiny", "cot", "easy"))
     with pytest.raises(ValueError, match="was made with data params"):
-        data.ensure_problems(_cfg(**{"data.n_test": 11}), RunPaths("tiny", "cod", "easy"))
+        splits.ensure_problems(_cfg(**{"data.n_test": 11}), RunPaths("tiny", "cod", "easy"))
 
 
 def test_question_shared_with_an_explicit_test_split_is_dropped_from_training_and_listed(home, tmp_path):
@@ -41,7 +41,7 @@ def test_question_shared_with_an_explicit_test_split_is_dropped_from_training_an
     cfg = _cfg(**{"data.source": "local", "data.local.path": train, "data.local.test_path": test, "data.n_train": 0,
                   "data.n_test": 0})
     rp = RunPaths("tiny", "cot", "easy")
-    split = data.ensure_problems(cfg, rp)
+    split = splits.ensure_problems(cfg, rp)
     assert split["n_train"] == 27 and split["n_test"] == 3
     assert split["shared_dropped"] == 3 and sorted(split["shared_ids"]) == ["local-00000", "local-00001", "local-00002"]
     table = data.shared_table(rp)
@@ -49,14 +49,14 @@ def test_question_shared_with_an_explicit_test_split_is_dropped_from_training_an
     assert dict(zip(table["id"], table["test_id"]))["local-00000"] == "local_test-00000"
     train_ids = {r["id"] for r in io.read_jsonl(rp.train_problems).rows}
     assert not train_ids & {"local-00000", "local-00001", "local-00002"}
-    assert data.ensure_problems(cfg, rp) == split  # a re-run reads the same list back
+    assert splits.ensure_problems(cfg, rp) == split  # a re-run reads the same list back
 
 
 def test_local_file_missing_column_names_it(home, tmp_path):
     path = _write(tmp_path / "p.jsonl", [{"prompt": "2+2?", "answer": "#### 4"}])
     cfg = _cfg(**{"data.source": "local", "data.local.path": path})
     with pytest.raises(KeyError, match=r"no column\(s\) \['question'\].*columns present: \['answer', 'prompt'\]"):
-        data.ensure_problems(cfg, RunPaths("tiny", "cot", "easy"))
+        splits.ensure_problems(cfg, RunPaths("tiny", "cot", "easy"))
 
 
 def test_local_file_malformed_line_is_named(home, tmp_path):
@@ -64,12 +64,12 @@ def test_local_file_malformed_line_is_named(home, tmp_path):
     path.write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "broken\n')
     cfg = _cfg(**{"data.source": "local", "data.local.path": str(path)})
     with pytest.raises(ValueError, match="1 malformed line.*line 2"):
-        data.ensure_problems(cfg, RunPaths("tiny", "cot", "easy"))
+        splits.ensure_problems(cfg, RunPaths("tiny", "cot", "easy"))
 
 
 def test_reference_teacher_validates_and_resumes(home):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
-    data.ensure_problems(cfg, rp)
+    splits.ensure_problems(cfg, rp)
     first = data.generate_solutions(cfg, rp, progress=False)
     assert first["requested"] == 40
     kept = io.read_jsonl(rp.teacher_output).rows
@@ -84,7 +84,7 @@ def test_reference_teacher_validates_and_resumes(home):
 
 def test_file_teacher_rejects_wrong_and_unmatched_rows_with_reasons(home, tmp_path):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
-    data.ensure_problems(cfg, rp)
+    splits.ensure_problems(cfg, rp)
     train = io.read_jsonl(rp.train_problems).rows
     solutions = [{"instruction": r["question"], "output": f"It is done.\n#### {r['answer']}"} for r in train[:30]]
     solutions[0]["output"] = "It is done.\n#### 123456789"  # wrong
@@ -108,7 +108,7 @@ def test_file_teacher_rejects_wrong_and_unmatched_rows_with_reasons(home, tmp_pa
 def test_seed_profile_reads_the_study_data(home, scenario):
     cfg = params.resolve("seed", "cod", scenario, {"data.n_train": 60, "data.n_test": 20})
     rp = RunPaths("seed", "cod", scenario)
-    split = data.ensure_problems(cfg, rp)
+    split = splits.ensure_problems(cfg, rp)
     assert (split["n_train"], split["n_test"]) == (60, 20)
     data.generate_solutions(cfg, rp, progress=False)
     kept = io.read_jsonl(rp.teacher_output).rows
@@ -120,14 +120,14 @@ def test_seed_profile_reads_the_study_data(home, scenario):
 
 _HUB_SPLIT = """
 import json, sys
-from lib import data, params, paths
+from lib import io, params, paths, splits
 scenario = sys.argv[1]
 cfg = params.resolve("full", "cot", scenario, {"data.n_train": 0, "data.n_test": 0})
 rp = paths.RunPaths("full", "cot", scenario)
-split = data.ensure_problems(cfg, rp)
-train = [r["id"] for r in data.io.read_jsonl(rp.train_problems).rows]
-test = [r["id"] for r in data.io.read_jsonl(rp.test_problems).rows]
-levels = sorted({r["level"] for r in data.io.read_jsonl(rp.train_problems).rows})
+split = splits.ensure_problems(cfg, rp)
+train = [r["id"] for r in io.read_jsonl(rp.train_problems).rows]
+test = [r["id"] for r in io.read_jsonl(rp.test_problems).rows]
+levels = sorted({r["level"] for r in io.read_jsonl(rp.train_problems).rows})
 print(json.dumps({"split": split, "train": train, "test": test, "levels": levels}))
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import data, io, params, paths, record, reports, runner, train
+from lib import data, io, params, paths, record, reports, runner, splits, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -263,13 +263,13 @@ def test_a_refused_split_writes_no_data_fingerprint(home, monkeypatch):
     def refuse(*a, **k):
         raise ValueError("refused")
 
-    monkeypatch.setattr(data.problems, "split_train_test", refuse)
+    monkeypatch.setattr(splits.problems, "split_train_test", refuse)
     with pytest.raises(ValueError, match="refused"):
-        data.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_test": 7}), rp)
+        splits.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_test": 7}), rp)
     assert not (rp.problems_dir / "meta.json").exists()
     monkeypatch.undo()
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
-    assert data.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5, "shared_dropped": 0, "shared_ids": []}
+    assert splits.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5, "shared_dropped": 0, "shared_ids": []}
 
 
 def test_only_complete_checkpoints_are_resumed(tmp_path):
@@ -286,7 +286,7 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
 
 # --- 5: status and index tell the truth ---------------------------------------------------------
 def test_index_checks_the_files_behind_finished(home):
-    reports.record_status("tiny", "cot_easy", "01_generate_data", status="finished", pid=os.getpid())
+    record.record_status("tiny", "cot_easy", "01_generate_data", status="finished", pid=os.getpid())
     page = reports.write_index("tiny", [("cot", "easy")], lambda s: ("01_generate_data",), []).read_text()
     row = page[page.index('<tr id="run-cot_easy">'):]
     assert 'class="st incomplete"' in row[:row.index("</tr>")] and "its record is missing" in row
@@ -296,7 +296,7 @@ def test_index_marks_runs_with_overrides(home):
     for style, over in (("cot", {"benchmark.k": 3}), ("cod", {})):
         rp = paths.RunPaths("tiny", style, "easy")
         record.save(rp, "06_benchmark", {}, params.resolve("tiny", style, "easy", over))
-        reports.record_status("tiny", rp.name, "06_benchmark", status="finished")
+        record.record_status("tiny", rp.name, "06_benchmark", status="finished")
     page = reports.write_index("tiny", None, lambda s: ("06_benchmark",), []).read_text()
 
     def row(run):
@@ -348,7 +348,7 @@ def test_other_data_params_are_refused_before_any_record_is_touched(home):
     re-ran it and, after it, every later stage of the run."""
     cfg = params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5})
     rp = paths.RunPaths("tiny", "cot", "easy")
-    data.ensure_problems(cfg, rp)
+    splits.ensure_problems(cfg, rp)
     record.save(rp, "01_generate_data", {}, cfg)
     with pytest.raises(params.ParamsError, match="was made with data params"):
         runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], {"data.n_train": 20, "data.n_test": 6})

@@ -4,7 +4,7 @@ import json
 
 from conftest import SMALL
 from lib import __main__ as cli
-from lib import paths, reports, runner
+from lib import paths, record, reports, runner
 
 
 def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
@@ -33,7 +33,7 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     assert easy.figures("01_generate_data").exists()
     assert not hard.figures("01_generate_data").exists()
 
-    status = reports.load_status("tiny")
+    status = record.load_status("tiny")
     assert status["cot_hard"]["01_generate_data"]["status"] == "failed"
     assert "unusable row" in status["cot_hard"]["01_generate_data"]["error"]
     index = (paths.reports_root("tiny") / "index.html").read_text()
@@ -73,7 +73,7 @@ def test_runs_placed_on_gpu_slots_run_side_by_side(home):
         ("cod_easy", "01_generate_data", "finished"),
         ("cot_easy", "01_generate_data", "finished"),
     ]
-    status = reports.load_status("tiny")
+    status = record.load_status("tiny")
     assert {status[r]["01_generate_data"]["gpus"] for r in ("cot_easy", "cod_easy")} == {"0", "1"}
     assert "gpus" not in status["_profile"]["00_base_models"]
     for run in ("cot_easy", "cod_easy"):

@@ -1,0 +1,238 @@
+"""What the analysis says and records: findings written from the numbers (never typed in),
+and the figures notebook 07 records (`figures`) for the tests, the index and the comparison page."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import analysis
+from .externals import External
+from .formats import WORKBOOK, pts, scenario_order, source_rank
+from .stats import quantiles
+from .styles import TRAINED_STYLES
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or pd.isna(x) else f"{x:.1%}"
+
+
+def _interval(lo, hi, fmt) -> str:
+    return "" if lo is None or pd.isna(lo) or pd.isna(hi) else f" [{fmt(lo)}, {fmt(hi)}]"
+
+
+def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> list[str]:
+    """Plain sentences written from the numbers (never typed in), each with the interval it
+    rests on and what that interval is of."""
+    have = frame[frame["present"]]
+    out, methods = _styles_compared(frame, have, n_boot, seed)
+    out += _accuracy_moves(have)
+    out += _cost_model(have)
+    out += _noise_and_crosscheck(have)
+    out += _intervals_said(methods)
+    out += _external_notes(external)
+    missing = frame[~frame["present"] & (frame["source"] == WORKBOOK)]
+    if len(missing):
+        states = missing.groupby("state")["run"].apply(lambda s: ", ".join(s)).to_dict()
+        out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in sorted(states.items())) + ".")
+    return out
+
+
+def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed: int) -> tuple[list[str], set]:
+    """Per scenario, CoD against CoT: acceptance (with the interval of the difference) and
+    speed-up; first, how often each style led. Also the interval methods the numbers rest on."""
+    out = []
+    wins, compared = {"cod": 0, "cot": 0}, 0
+    methods = set()
+    for scenario in scenario_order(frame["scenario"].unique()):
+        pair = have[(have["source"] == WORKBOOK) & (have["scenario"] == scenario) & have["style"].isin(TRAINED_STYLES)]
+        pair = pair.set_index("style")
+        gone = [f"{s}_{scenario}" for s in TRAINED_STYLES if s not in pair.index]
+        if not ((frame["source"] == WORKBOOK) & (frame["scenario"] == scenario)).any():
+            continue
+        if gone:
+            out.append(f"{scenario}: CoT and CoD are not both measured yet (no metrics for {', '.join(gone)}).")
+            continue
+        cot, cod = pair.loc["cot"], pair.loc["cod"]
+        if pd.isna(cot["acceptance_rate"]) or pd.isna(cod["acceptance_rate"]):
+            out.append(f"{scenario}: acceptance is not recorded for both styles (no speculative counters).")
+        else:
+            d_cot, m = analysis.acceptance_draws(cot, n_boot, seed)
+            d_cod, _ = analysis.acceptance_draws(cod, n_boot, seed + 1)
+            methods.update(x for x in (cot["acceptance_ci_method"], cod["acceptance_ci_method"]) if isinstance(x, str))
+            diff = cod["acceptance_rate"] - cot["acceptance_rate"]
+            lo, hi = quantiles(d_cod - d_cot) if len(d_cot) and len(d_cod) else (float("nan"), float("nan"))
+            winner, loser = ("CoD", "CoT") if diff > 0 else ("CoT", "CoD")
+            compared += 1
+            wins["cod" if diff > 0 else "cot"] += diff != 0
+            verdict = ("the interval excludes zero" if (lo > 0 or hi < 0) else "the interval includes zero: no clear difference")
+            out.append(
+                f"{scenario}: {winner} had the higher acceptance — CoD {_pct(cod['acceptance_rate'])}"
+                f"{_interval(cod['acceptance_lo'], cod['acceptance_hi'], _pct)} vs CoT {_pct(cot['acceptance_rate'])}"
+                f"{_interval(cot['acceptance_lo'], cot['acceptance_hi'], _pct)}, {winner} ahead by "
+                f"{abs(diff) * 100:.1f} points (CoD − CoT {pts(diff)}{_interval(lo, hi, pts)} points; {verdict})."
+            )
+        s_cot, s_cod = cot["speedup_latency"], cod["speedup_latency"]
+        if not (pd.isna(s_cot) or pd.isna(s_cod)):
+            overlap = not (cod["speedup_latency_lo"] > cot["speedup_latency_hi"] or cot["speedup_latency_lo"] > cod["speedup_latency_hi"])
+            out.append(
+                f"{scenario}: latency speed-up CoD {s_cod:.2f}x{_interval(cod['speedup_latency_lo'], cod['speedup_latency_hi'], lambda v: f'{v:.2f}x')}"
+                f" vs CoT {s_cot:.2f}x{_interval(cot['speedup_latency_lo'], cot['speedup_latency_hi'], lambda v: f'{v:.2f}x')}"
+                f" ({'intervals overlap' if overlap else 'intervals do not overlap'}); throughput speed-up CoD "
+                f"{cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x"
+                + (" (one measurement per pass, no interval)." if pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]) else
+                   f" (range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
+                   f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}])."
+                   )
+            )
+    if compared:
+        lead = "CoD" if wins["cod"] >= wins["cot"] else "CoT"
+        out.insert(0, f"Across the {compared} scenario(s) with both styles measured, {lead} had the higher acceptance in "
+                      f"{max(wins.values())} of {compared}.")
+    return out, methods
+
+
+def _accuracy_moves(have: pd.DataFrame) -> list[str]:
+    """What speculation did to accuracy, per run (a paired interval where samples allow)."""
+    out, unchanged = [], []
+    for _, r in analysis.ordered(have).iterrows():
+        where = f"{r['scenario']}/{r['style']}" + ("" if r["source"] == WORKBOOK else f" ({r['source']})")
+        if not pd.isna(r["n_paired"]) and r["n_gained"] == 0 and r["n_lost"] == 0:
+            unchanged.append(f"{where} ({int(r['n_paired'])} prompts)")
+        elif not pd.isna(r["n_paired"]):
+            lo, hi = r["spec_accuracy_delta_lo"], r["spec_accuracy_delta_hi"]
+            moved = "speculation changed accuracy" if (lo > 0 or hi < 0) else "no evidence that speculation changed accuracy"
+            ident = "" if pd.isna(r["identical_output_share"]) else f"; outputs identical to baseline for {r['identical_output_share']:.0%} of prompts"
+            out.append(
+                f"{where}: speculation moved accuracy by {pts(r['spec_accuracy_delta'])} points"
+                f"{_interval(lo, hi, pts)} (95% paired bootstrap over {int(r['n_paired'])} prompts; "
+                f"{int(r['n_gained'])} turned right, {int(r['n_lost'])} turned wrong{ident}) — {moved}."
+            )
+        elif not pd.isna(r["spec_accuracy_delta"]):
+            out.append(f"{where}: speculation moved accuracy by {pts(r['spec_accuracy_delta'])} points "
+                       f"(no per-sample file to put an interval on it).")
+    if unchanged:
+        out.append("Speculation did not change whether any answer was right in: " + ", ".join(unchanged) + ".")
+    return out
+
+
+def _cost_model(have: pd.DataFrame) -> list[str]:
+    """Measured against predicted speed-up, and the ceiling the step cost r leaves."""
+    out = []
+    ratio = have["speedup"] / have["predicted_speedup"]
+    ratio = ratio.dropna()
+    if len(ratio):
+        within = int((abs(1 / ratio - 1) <= 0.2).sum())
+        out.append(f"Measured throughput speed-up was {ratio.min():.2f}–{ratio.max():.2f} times the one predicted from "
+                   f"acceptance by draft position and the measured step cost r, over {len(ratio)} run(s); within "
+                   f"±20 % in {within} of {len(ratio)}.")
+    capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
+    if len(capped):
+        floor = capped["floor_speedup"].dropna()
+        out.append(f"A speculative step cost {capped['step_cost_r'].min():.2f}–{capped['step_cost_r'].max():.2f} baseline "
+                   f"steps (r), so even with every draft accepted the engine's ceiling is "
+                   f"{capped['ceiling_speedup'].min():.2f}–{capped['ceiling_speedup'].max():.2f}x"
+                   + (f"; at the GPU-busy floor of a step it would be {floor.min():.2f}–{floor.max():.2f}x." if len(floor) else
+                      " (no GPU profile: no hardware floor)."))
+    return out
+
+
+def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:
+    """Identical outputs against the numerical floor, and the transformers cross-check."""
+    out = []
+    for _, r in analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share"])).iterrows():
+        beyond = r["identical_output_share"] < r["identical_output_floor"]
+        out.append(f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
+                   f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
+                   f"{_pct(r['identical_output_floor'])} (the numerical floor) — "
+                   + ("a divergence beyond numerical noise." if beyond else "within the floor: numerical noise, not a real divergence."))
+    cc = have.dropna(subset=["crosscheck_acceptance"])
+    for _, r in analysis.ordered(cc).iterrows():
+        vllm = r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"]
+        on = f" on the same {int(r['crosscheck_n'])} prompts" if not pd.isna(r["crosscheck_n"]) and not pd.isna(r["crosscheck_acceptance_vllm"]) else ""
+        out.append(f"{r['scenario']}/{r['style']}: transformers' assisted generation counted {_pct(r['crosscheck_acceptance'])} "
+                   f"acceptance against vLLM's {_pct(vllm)}{on}.")
+    return out
+
+
+def _intervals_said(methods: set) -> list[str]:
+    out = []
+    for m in sorted(methods):
+        out.append(f"Acceptance intervals are 95% {m}: {analysis.CI_CAVEAT.get(m, '')}.")
+    if methods:
+        out.append("Speed-up intervals are the benchmark's 95% paired bootstrap over prompts of the per-request "
+                   "latency ratio (sum of baseline over sum of speculative latencies).")
+    return out
+
+
+def _external_notes(external: External | None) -> list[str]:
+    """The external runs re-graded against the study's own grading, and rows skipped."""
+    out = []
+    regrade, study_col = analysis.regrade_table(external), "accuracy (study's is_correct)"
+    for _, r in regrade.iterrows():
+        out.append(
+            f"{r['scenario']}/{r['style']} {r['pass']} ({r['source']}): re-graded accuracy {_pct(r['accuracy (re-graded)'])} "
+            f"against the study's own {_pct(r[study_col])}; the study credited "
+            f"{r['credited by study only']} output(s) the workbook's checker does not "
+            f"({r['no explicit final answer']} of {r['n']} have no explicit final answer)."
+        )
+    if external is not None and len(external.bad):
+        out.append(f"External CSVs: {len(external.bad)} malformed row(s) skipped (listed in the analysis).")
+    return out
+
+
+def markdown(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines) or "- nothing measured yet."
+
+
+def _clean(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def nested(table: pd.DataFrame) -> dict:
+    """{source: {scenario: {column: value}}}; gaps are null."""
+    out = {}
+    for (scenario, source), row in table.iterrows():
+        out.setdefault(source, {})[scenario] = {c: _clean(v) for c, v in row.items()}
+    return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    flat = frame.reset_index(drop=list(frame.index.names) == [None])
+    return [{k: _clean(v) for k, v in r.items()} for r in flat.to_dict("records")]
+
+
+def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """What the notebook records: the three tables ({source: {scenario: {column: value}}},
+    gaps null), per-run states and intervals, the external files read, and the findings."""
+    wb = frame[frame["source"] == WORKBOOK]
+    regrade = analysis.regrade_table(external)
+    return {
+        "runs": _records(frame[["source", "style", "scenario", "run", "state", "error"]]),
+        "runs_present": sorted(wb.loc[wb["present"], "run"]),
+        "runs_missing": sorted(wb.loc[~wb["present"], "run"]),
+        "runs_failed": sorted(wb.loc[wb["state"] == "failed", "run"]),
+        "sources": sorted(frame["source"].unique(), key=source_rank),
+        "speedup": nested(analysis.table_speedup(frame)),
+        "accuracy": nested(analysis.table_accuracy(frame)),
+        "tokens": nested(analysis.table_tokens(frame)),
+        "columns": analysis.TABLE_COLUMNS,  # the tables' columns in the study's order (JSON keys are sorted)
+        "intervals": _records(analysis.table_intervals(frame)),
+        "external": {
+            "files": _records(external.files) if external else [],
+            "n_bad_rows": int(len(external.bad)) if external else 0,
+            "bad_rows": _records(external.bad.head(100)) if external else [],
+            "regrade": _records(regrade),
+        },
+        "findings": findings(frame, external, n_boot, seed),
+    }

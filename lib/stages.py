@@ -1,0 +1,30 @@
+"""The stages: their names, which of them a run has, and the parameter sections each reads.
+
+A small module at the bottom of the import graph, so the runner, the records and the reports
+agree on the stages without importing each other.
+"""
+
+RUN_STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark")
+BASE_STAGES = ("01_generate_data", "06_benchmark")  # the untrained pair: nothing to train
+PRE_STAGES = ("00_base_models",)  # once per profile, before the runs
+POST_STAGES = ("07_analysis",)  # once per profile, after the runs
+PROFILE_STAGES = PRE_STAGES + POST_STAGES
+ALL_STAGES = PRE_STAGES + RUN_STAGES + POST_STAGES
+
+# The parameter sections each stage reads. A stage's fingerprint covers its own sections and
+# those of every stage numbered before it (a changed `data.n_train` re-runs training too).
+STAGE_SECTIONS = {
+    "00_base_models": ("seed", "device", "data", "models"),
+    "01_generate_data": ("seed", "device", "data", "models"),
+    "02_train_target": ("train",),
+    "03_distill": ("distill", "engine"),
+    "04_train_draft": ("train",),
+    "05_merge": ("merge",),
+    "06_benchmark": ("benchmark", "engine"),
+    "07_analysis": (),
+}
+
+
+def stages_of(style: str) -> tuple[str, ...]:
+    """The stages of one run of `style` (the untrained base pair has nothing to train)."""
+    return BASE_STAGES if style == "base" else RUN_STAGES
