@@ -36,9 +36,11 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import parse_qs, urlparse
+
+from loopback import LoopbackServer
 
 MAX_BODY = 8 * 2**20  # bytes per request
 MAX_REQUESTS = 2000  # per server: a runaway client loop ends in 503s, not a hung test
@@ -87,7 +89,7 @@ class Job:
 
 
 @dataclass
-class FakeGemini:
+class FakeGemini(LoopbackServer):
     responder: Responder
     api_key: str | None = None
     polls_before_done: int = 1  # GETs answered RUNNING before the job ends
@@ -106,39 +108,13 @@ class FakeGemini:
         self.uploads: dict[str, dict] = {}  # upload id -> {"data": bytearray, "meta": {...}}
         self.keys_seen: set[str] = set()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle --------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeGemini":
-        fake = self
-
+    # --- lifecycle (start, stop, url, `with`: LoopbackServer) ---------------------------
+    def handler(self):
         class Handler(_Handler):
-            server_fake = fake
+            server_fake = self
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> "FakeGemini":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return Handler
 
     # --- test helpers ---------------------------------------------------------------
     def release(self) -> None:

@@ -34,11 +34,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
+
+from loopback import LoopbackServer
 
 LFS_SUFFIXES = (".parquet", ".safetensors", ".bin")
 REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
@@ -125,42 +126,18 @@ class Repo:
         return None
 
 
-class LocalHub:
+class LocalHub(LoopbackServer):
     """`with LocalHub(repos) as hub:` serves `repos` on 127.0.0.1 (ephemeral port)."""
 
     def __init__(self, repos: list[Repo]):
         self.repos = {(r.kind, r.repo_id): r for r in repos}
         self.calls: list[tuple[str, str, int]] = []
-        self._server = None
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "LocalHub":
-        hub = self
-
+    def handler(self):
         class Handler(_Handler):
-            pass
+            hub = self
 
-        Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "LocalHub":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return Handler
 
     def references(self) -> dict[str, str]:
         """normalized question -> reference solution, from the served datasets' parquet files."""
