@@ -68,6 +68,8 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("*inline_limit_bytes", 1, None, False),
     ("train.lora.r", 1, None, False),
     ("train.lora.alpha", 0, None, True),
+    ("models.base_pair.pretrain.seq_len", 0, None, False),  # 0 = unpacked
+    ("models.base_pair.corpus.n_problems", 0, None, False),  # 0 = the training problems
     ("models.base_pair.*", 1, None, False),
     ("engine.*", 1, None, False),
 )

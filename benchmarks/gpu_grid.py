@@ -1,0 +1,106 @@
+"""A profile's whole grid on one GPU in the time a lent machine gives (issues 15 and 16).
+
+    python benchmarks/gpu_grid.py --profile gpu-solve --home H --out O [--scenarios ...] [--set k=v ...]
+
+Order: the base pair (00), then per scenario the trained styles' chains 01-05 side by side
+(their engines and trainers share the card; nothing there is a timed comparison) and then each
+style's benchmark (06) alone on the card, so its timings see no neighbour; the analysis (07)
+last. Every phase is one `python -m lib run` call, measured around it (wall, device GPU memory,
+host memory); after each phase the figures, metrics, status and logs so far are packed into
+`O/results.tar.gz`, so a machine taken away mid-grid still leaves what finished. A relaunch
+skips what finished (the runner's own records).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "benchmarks")]
+
+from full_true_size import Monitor  # noqa: E402
+
+TRAIN = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge")
+
+
+def main() -> int:
+    # --- arguments ------------------------------------------------------------------------
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="gpu-solve")
+    ap.add_argument("--home", type=Path, required=True, help="WORKBOOK_HOME (data/ and reports/)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--styles", nargs="*", default=["base", "cot", "cod"])
+    ap.add_argument("--scenarios", nargs="*", default=["easy", "medium", "hard"])
+    ap.add_argument("--set", nargs="*", default=[], dest="sets")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "WORKBOOK_HOME": str(args.home),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    monitor = Monitor(args.out / "monitor.csv")
+    summary_path = args.out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"phases": []}
+    summary["sets"] = args.sets
+
+    def lib_run(name: str, styles: list[str], scenarios: list[str], stages: list[str]) -> int:
+        cmd = [sys.executable, "-m", "lib", "run", "--profile", args.profile, "--styles", *styles,
+               "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else [])
+        with open(args.out / f"{name}.runner.log", "a") as log:
+            return subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+
+    def phase(name: str, calls: list[tuple[list[str], list[str], list[str]]]) -> int:
+        """Calls side by side (one thread each), measured together; results packed after."""
+        monitor.stage, t = name, time.time()
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            codes = list(pool.map(lambda c: lib_run(f"{name}-{'+'.join(c[0])}", *c), calls))
+        entry = {"phase": name, "rc": max(codes), "wall_s": round(time.time() - t, 1), "side_by_side": len(calls),
+                 **monitor.peaks.get(name, {})}
+        summary["phases"].append(entry)
+        print(f"{name}: rc {entry['rc']}, {entry['wall_s']:.0f} s, GPU peak {entry.get('gpu_used_mb', 0):.0f} MiB",
+              flush=True)
+        summary_path.write_text(json.dumps(summary, indent=2))
+        pack(args)
+        return entry["rc"]
+
+    # --- the base pair, then each scenario: training side by side, benchmarks alone ------------
+    trained = [s for s in args.styles if s != "base"]
+    phase("00_base_models", [(["base"], [args.scenarios[0]], ["00_base_models"])])
+    for scenario in args.scenarios:
+        calls = [([s], [scenario], list(TRAIN)) for s in trained]
+        if "base" in args.styles:
+            calls.append((["base"], [scenario], ["01_generate_data"]))
+        phase(f"{scenario}-train", calls)
+        for style in args.styles:
+            phase(f"{scenario}-{style}-benchmark", [([style], [scenario], ["06_benchmark"])])
+    phase("07_analysis", [(args.styles, args.scenarios, ["07_analysis"])])
+    monitor.close()
+    pack(args)
+    return max(p["rc"] for p in summary["phases"])
+
+
+def pack(args) -> None:
+    """Figures, metrics, status and logs (no models, no per-sample outputs) into results.tar.gz."""
+    home = args.home
+    tmp = args.out / "results.tar.gz.part"
+    with tarfile.open(tmp, "w:gz") as tar:
+        data = home / "data" / args.profile
+        for p in list(data.rglob("figures/*.json")) + list(data.rglob("metrics.json")):
+            tar.add(p, arcname=str(p.relative_to(home)))
+        reports = home / "reports" / args.profile
+        for p in list(reports.rglob("*.log")) + list(reports.rglob("status.json")):
+            tar.add(p, arcname=str(p.relative_to(home)))
+        for p in list(args.out.glob("*.log")) + [args.out / "monitor.csv", args.out / "summary.json"]:
+            if p.exists():
+                tar.add(p, arcname=f"trace/{p.name}")
+    tmp.replace(args.out / "results.tar.gz")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
