@@ -2,10 +2,8 @@
 
     python benchmarks/gpu_grid.py --profile gpu-solve --home H --out O [--scenarios ...] [--set k=v ...]
 
-Order: the base pair (00), then per scenario the trained styles' chains 01-05 side by side
-(their engines and trainers share the card; nothing there is a timed comparison) and then each
-style's benchmark (06) alone on the card, so its timings see no neighbour; the analysis (07)
-last. Every phase is one `python -m lib run` call, measured around it (wall, device GPU memory,
+Order: the base pair (00), then per scenario each trained style's chain 01-05 and each style's
+benchmark (06), one at a time on the card; the analysis (07) last. Every phase is one `python -m lib run` call, measured around it (wall, device GPU memory,
 host memory); after each phase the figures, metrics, status and logs so far are packed into
 `O/results.tar.gz`, so a machine taken away mid-grid still leaves what finished. A relaunch
 skips what finished (the runner's own records).
@@ -73,10 +71,12 @@ def main() -> int:
     trained = [s for s in args.styles if s != "base"]
     phase("00_base_models", [(["base"], [args.scenarios[0]], ["00_base_models"])])
     for scenario in args.scenarios:
-        calls = [([s], [scenario], list(TRAIN)) for s in trained]
+        # One chain at a time: vLLM sizes its KV cache from the memory the card has in use while
+        # it profiles, so a neighbour's engine or trainer (seen on the H200) leaves it none.
+        for style in trained:
+            phase(f"{scenario}-{style}-train", [([style], [scenario], list(TRAIN))])
         if "base" in args.styles:
-            calls.append((["base"], [scenario], ["01_generate_data"]))
-        phase(f"{scenario}-train", calls)
+            phase(f"{scenario}-base-data", [(["base"], [scenario], ["01_generate_data"])])
         for style in args.styles:
             phase(f"{scenario}-{style}-benchmark", [([style], [scenario], ["06_benchmark"])])
     phase("07_analysis", [(args.styles, args.scenarios, ["07_analysis"])])

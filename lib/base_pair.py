@@ -380,7 +380,8 @@ def summary_table(summary: dict):
 
 
 def figures(summary: dict) -> dict:
-    out = {"built": summary.get("built", False)}
+    out = {"built": summary.get("built", False), "corpus": summary.get("training_problems"),
+           "n_pretrain_texts": summary.get("n_pretrain_texts")}
     for role, r in (summary.get("roles") or {}).items():
         out[role] = {k: v for k, v in r.items() if k != "losses"}
     return out

@@ -30,7 +30,7 @@ CHOICES: dict[str, tuple] = {
     "benchmark.method": ("draft_model", "ngram", "eagle3"),
     "engine.async_scheduling": ("auto", "on", "off"),
 }
-# Keys that also take a word beside their default's type, and integer keys that must be >= 1.
+# Integer keys that also take a word, and integer keys that must be >= 1.
 WORDS: dict[str, tuple] = {"benchmark.k": ("auto",)}
 AT_LEAST_ONE = ("benchmark.k", "benchmark.repetitions", "benchmark.calibration_samples")
 
@@ -181,6 +181,8 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
         if value in WORDS.get(dotted, ()):
             out[key] = value
             continue
+        if default in WORDS.get(dotted, ()):
+            default = 1  # an earlier layer's word (a profile's `k: auto`): the key's numbers are integers
         if isinstance(default, float):
             value = _as_float(value)
         if not _type_ok(default, value):

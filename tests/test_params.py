@@ -35,7 +35,7 @@ def test_overrides_win_dotted_or_nested():
     [
         (("tiny", "cox", "easy"), "unknown style 'cox'; valid styles: base, cot, cod"),
         (("tiny", "cot", "impossible"), "unknown scenario 'impossible'; valid scenarios: easy, hard, medium"),
-        (("huge", "cot", "easy"), "unknown profile 'huge'; valid profiles: full, gpu-small, seed, tiny"),
+        (("huge", "cot", "easy"), "unknown profile 'huge'; valid profiles: full, gpu-small, gpu-solve, seed, tiny"),
     ],
 )
 def test_unknown_choices_name_the_valid_ones(args, message):
@@ -122,3 +122,13 @@ def test_a_documented_off_value_passes_the_ranges():
     assert cfg["benchmark"]["floor_max_num_seqs"] == 0
     with pytest.raises(params.ParamsError, match="max_num_seqs"):
         params.resolve("tiny", "cot", "easy", {"benchmark.max_num_seqs": 0})
+
+
+def test_an_integer_k_overrides_a_profile_that_set_k_auto():
+    # gpu-solve's easy scenario sets `benchmark.k: auto`; `--set benchmark.k=5` was refused on the
+    # H200 with "must be str, got 5" (the word's type taken for the key's).
+    cfg = params.resolve("gpu-solve", "cod", "easy", {"benchmark.k": 5})
+    assert cfg["benchmark"]["k"] == 5
+    assert params.resolve("gpu-solve", "cod", "easy")["benchmark"]["k"] == "auto"
+    with pytest.raises(params.ParamsError, match="benchmark.k"):
+        params.resolve("gpu-solve", "cod", "easy", {"benchmark.k": "five"})
