@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,39 +46,33 @@ def main() -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"phases": []}
     summary["sets"] = args.sets
 
-    def lib_run(name: str, styles: list[str], scenarios: list[str], stages: list[str]) -> int:
+    def phase(name: str, styles: list[str], scenarios: list[str], stages: list[str]) -> int:
+        """One `python -m lib run` call, measured; the results so far packed after it."""
+        monitor.stage, t = name, time.time()
         cmd = [sys.executable, "-m", "lib", "run", "--profile", args.profile, "--styles", *styles,
                "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else [])
         with open(args.out / f"{name}.runner.log", "a") as log:
-            return subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-
-    def phase(name: str, calls: list[tuple[list[str], list[str], list[str]]]) -> int:
-        """Calls side by side (one thread each), measured together; results packed after."""
-        monitor.stage, t = name, time.time()
-        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            codes = list(pool.map(lambda c: lib_run(f"{name}-{'+'.join(c[0])}", *c), calls))
-        entry = {"phase": name, "rc": max(codes), "wall_s": round(time.time() - t, 1), "side_by_side": len(calls),
-                 **monitor.peaks.get(name, {})}
+            code = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        entry = {"phase": name, "rc": code, "wall_s": round(time.time() - t, 1), **monitor.peaks.get(name, {})}
         summary["phases"].append(entry)
-        print(f"{name}: rc {entry['rc']}, {entry['wall_s']:.0f} s, GPU peak {entry.get('gpu_used_mb', 0):.0f} MiB",
-              flush=True)
+        print(f"{name}: rc {code}, {entry['wall_s']:.0f} s, GPU peak {entry.get('gpu_used_mb', 0):.0f} MiB", flush=True)
         summary_path.write_text(json.dumps(summary, indent=2))
         pack(args)
-        return entry["rc"]
+        return code
 
-    # --- the base pair, then each scenario: training side by side, benchmarks alone ------------
+    # --- the base pair, then per scenario each chain and each benchmark, one at a time ---------
     trained = [s for s in args.styles if s != "base"]
-    phase("00_base_models", [(["base"], [args.scenarios[0]], ["00_base_models"])])
+    phase("00_base_models", ["base"], [args.scenarios[0]], ["00_base_models"])
     for scenario in args.scenarios:
         # One chain at a time: vLLM sizes its KV cache from the memory the card has in use while
         # it profiles, so a neighbour's engine or trainer (seen on the H200) leaves it none.
         for style in trained:
-            phase(f"{scenario}-{style}-train", [([style], [scenario], list(TRAIN))])
+            phase(f"{scenario}-{style}-train", [style], [scenario], list(TRAIN))
         if "base" in args.styles:
-            phase(f"{scenario}-base-data", [(["base"], [scenario], ["01_generate_data"])])
+            phase(f"{scenario}-base-data", ["base"], [scenario], ["01_generate_data"])
         for style in args.styles:
-            phase(f"{scenario}-{style}-benchmark", [([style], [scenario], ["06_benchmark"])])
-    phase("07_analysis", [(args.styles, args.scenarios, ["07_analysis"])])
+            phase(f"{scenario}-{style}-benchmark", [style], [scenario], ["06_benchmark"])
+    phase("07_analysis", args.styles, args.scenarios, ["07_analysis"])
     monitor.close()
     pack(args)
     return max(p["rc"] for p in summary["phases"])
