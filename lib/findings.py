@@ -15,6 +15,9 @@ from .stats import quantiles
 from .styles import TRAINED_STYLES
 
 
+NAMES = {"base": "base", "cot": "CoT", "cod": "CoD"}  # styles as sentences name them
+
+
 def _pct(x) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{x:.1%}"
 
@@ -28,6 +31,7 @@ def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int 
     rests on and what that interval is of."""
     have = frame[frame["present"]]
     out, methods = _styles_compared(frame, have, n_boot, seed)
+    out += _accuracy_by_style(have)
     out += _accuracy_moves(have)
     out += _cost_model(have)
     out += _noise_and_crosscheck(have)
@@ -92,6 +96,38 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
         out.insert(0, f"Across the {compared} scenario(s) with both styles measured, {lead} had the higher acceptance in "
                       f"{max(wins.values())} of {compared}.")
     return out, methods
+
+
+def _accuracy_by_style(have: pd.DataFrame) -> list[str]:
+    """Per scenario, each style's held-out accuracy (the target alone, the baseline pass) with
+    its interval, and whether CoD's differs from CoT's: the study's "without costing accuracy"."""
+    out = []
+    mine = have[have["source"] == WORKBOOK]
+    for scenario in scenario_order(mine["scenario"].unique()):
+        rows = mine[mine["scenario"] == scenario].set_index("style")
+        said, bounds = [], {}
+        for style in ("base", *TRAINED_STYLES):
+            if style not in rows.index or pd.isna(rows.loc[style, "accuracy_baseline"]):
+                continue
+            r = rows.loc[style]
+            ci = r["accuracy_baseline_ci95"]
+            lo, hi = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (float("nan"), float("nan"))
+            bounds[style] = (r["accuracy_baseline"], lo, hi)
+            said.append(f"{NAMES[style]} {_pct(r['accuracy_baseline'])}{_interval(lo, hi, _pct)}")
+        if not said:
+            continue
+        line = f"{scenario}: held-out accuracy of the target alone — " + ", ".join(said) + " (95% bootstrap over prompts)"
+        if "cot" in bounds and "cod" in bounds:
+            (cot, cot_lo, cot_hi), (cod, cod_lo, cod_hi) = bounds["cot"], bounds["cod"]
+            if cod_hi < cot_lo:
+                verdict = "CoD cost accuracy (the intervals do not overlap)"
+            elif cod_lo > cot_hi:
+                verdict = "CoD was more accurate (the intervals do not overlap)"
+            else:
+                verdict = "the intervals overlap: no clear difference"
+            line += f"; CoD − CoT {pts(cod - cot)} points, {verdict}"
+        out.append(line + ".")
+    return out
 
 
 def _accuracy_moves(have: pd.DataFrame) -> list[str]:
