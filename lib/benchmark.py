@@ -186,7 +186,10 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> di
     else:
         total, source = float(wall_s), "wall"
     return {"steps": int(steps), "decode_tokens": int(decode_tokens), "decode_s": total,
-            "step_s": total / steps if steps else None, "source": source}
+            "step_s": total / steps if steps else None, "source": source,
+            # requests decoding at once, on average over the pass (at batch 1: the decode share of
+            # the wall time); the decode-only prediction assumes both passes keep the same
+            "occupancy": total / wall_s if source == "request_timestamps" and wall_s else None}
 
 
 def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu: dict | None = None) -> dict | None:
@@ -305,7 +308,17 @@ def repetition(m_base: dict, m_spec: dict, order: tuple[str, ...], k: int) -> di
             "speculative_step_s": m_spec["step"]["step_s"],
             "ttft_s": {"baseline": m_base["ttft_s"]["mean"], "speculative": m_spec["ttft_s"]["mean"]},
             "speedup_throughput": m_spec["throughput_tok_s"] / m_base["throughput_tok_s"],
-            "r": model["r"] if model else None, "predicted_speedup": model["predicted_speedup"] if model else None}
+            "r": model["r"] if model else None, "predicted_speedup": model["predicted_speedup"] if model else None,
+            "occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"])}
+
+
+def occupancy_ratio(base_step: dict, spec_step: dict) -> float | None:
+    """The speculative pass's occupancy over the baseline's. Measured speed-up = decode-only
+    prediction x this ratio (wall = decode time summed over requests / occupancy, and the
+    prediction is the ratio of the decode times): below 1, the speculative pass spent more of
+    its time outside decode steps (prefill, scheduling, a batch emptying)."""
+    b, s = base_step.get("occupancy"), spec_step.get("occupancy")
+    return s / b if b and s else None
 
 
 PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of measured (issue 15)
@@ -340,6 +353,8 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "floor_speedup": model["floor_speedup"] if model else None,
         "measured_over_predicted": None,
         "prediction_within_tolerance": None,
+        "occupancy": {"baseline": m_base["step"].get("occupancy"), "speculative": m_spec["step"].get("occupancy")},
+        "occupancy_ratio": None,
     }
     if identical < (floor_share if floor_share is not None else 0.95):
         out["identical_output_warning"] = (
@@ -353,6 +368,8 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         out["ceiling_speedup"] = stats.ceiling_speedup(k, out["step_cost_r"])
         out["predicted_speedup"] = float(np.median(preds))
         out["measured_over_predicted"] = out["speedup_throughput"] / out["predicted_speedup"]
+        ratios = [r["occupancy_ratio"] for r in reps if r.get("occupancy_ratio") is not None]
+        out["occupancy_ratio"] = float(np.median(ratios)) if ratios else None
         out["prediction_within_tolerance"] = bool(abs(out["predicted_speedup"] / out["speedup_throughput"] - 1)
                                                   <= PREDICTION_TOLERANCE)
     return out
@@ -617,6 +634,7 @@ def headline(metrics: dict) -> dict:
         "ceiling_speedup": c.get("ceiling_speedup"),
         "floor_speedup": c.get("floor_speedup"),
         "step_cost_r": c.get("step_cost_r"),
+        "occupancy_ratio": c.get("occupancy_ratio"),
         "identical_output_floor": c.get("identical_output_floor"),
         "k_requested": metrics.get("k_requested", metrics.get("k")),
         "k": metrics.get("k"),

@@ -164,6 +164,12 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
         out.append(f"Measured throughput speed-up was {ratio.min():.2f}–{ratio.max():.2f} times the one predicted from "
                    f"acceptance by draft position and the measured step cost r, over {len(ratio)} run(s); within "
                    f"±20 % in {within} of {len(ratio)}.")
+        occ = have["occupancy_ratio"].dropna()
+        if len(occ):
+            out.append(f"The prediction covers decode steps only; the speculative passes kept {occ.min():.2f}–{occ.max():.2f} "
+                       f"times as many requests decoding at once as the baseline (occupancy), and measured = predicted x "
+                       f"that ratio: below 1, speculation spent more of its time outside decode steps (prefill, "
+                       f"scheduling, the batch emptying).")
     capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
     if len(capped):
         floor = capped["floor_speedup"].dropna()

@@ -1,7 +1,9 @@
+import shutil
+
 import pytest
 import yaml
 
-from lib import params
+from lib import params, paths
 from lib.params import ParamsError
 
 
@@ -124,11 +126,14 @@ def test_a_documented_off_value_passes_the_ranges():
         params.resolve("tiny", "cot", "easy", {"benchmark.max_num_seqs": 0})
 
 
-def test_an_integer_k_overrides_a_profile_that_set_k_auto():
-    # gpu-solve's easy scenario sets `benchmark.k: auto`; `--set benchmark.k=5` was refused on the
+def test_an_integer_k_overrides_a_profile_that_set_k_auto(tmp_path, monkeypatch):
+    # A profile layer sets `benchmark.k: auto`; `--set benchmark.k=5` over it was refused on the
     # H200 with "must be str, got 5" (the word's type taken for the key's).
-    cfg = params.resolve("gpu-solve", "cod", "easy", {"benchmark.k": 5})
-    assert cfg["benchmark"]["k"] == 5
-    assert params.resolve("gpu-solve", "cod", "easy")["benchmark"]["k"] == "auto"
+    shutil.copytree(paths.params_dir(), tmp_path / "params")
+    (tmp_path / "params" / "profiles" / "tiny" ).mkdir(exist_ok=True)
+    (tmp_path / "params" / "profiles" / "tiny" / "easy.yaml").write_text("benchmark: {k: auto}\n")
+    monkeypatch.setenv("WORKBOOK_PARAMS", str(tmp_path / "params"))
+    assert params.resolve("tiny", "cod", "easy")["benchmark"]["k"] == "auto"
+    assert params.resolve("tiny", "cod", "easy", {"benchmark.k": 5})["benchmark"]["k"] == 5
     with pytest.raises(params.ParamsError, match="benchmark.k"):
-        params.resolve("gpu-solve", "cod", "easy", {"benchmark.k": "five"})
+        params.resolve("tiny", "cod", "easy", {"benchmark.k": "five"})
