@@ -52,6 +52,11 @@ def test_summarize_pass_on_synthetic_samples():
     assert m["n"] == 4 and m["accuracy"] == 0.75
     assert m["throughput_tok_s"] == 20.0 and m["output_tokens_total"] == 40
     assert m["accuracy_ci95"][0] <= 0.75 <= m["accuracy_ci95"][1]
+    # the bootstrap interval of 75 right in 100 is about 0.75 +- 1.96 * sqrt(0.75 * 0.25 / 100) = +-0.085
+    many = benchmark.summarize_pass(_samples([True] * 75 + [False] * 25, ["hash"] * 100), info, K, 200, 0)
+    lo, hi = many["accuracy_ci95"]
+    assert 0.63 < lo < 0.71 and 0.79 < hi < 0.87, (lo, hi)
+    assert benchmark.summarize_pass(_samples([True] * 8, ["hash"] * 8), info, K, 200, 0)["accuracy_ci95"] == (1.0, 1.0)
     assert m["ttft_s"]["mean"] == pytest.approx(0.1)
     assert m["spec"]["acceptance_rate"] == 0.8 and m["spec"]["mean_acceptance_length"] == 1 + 2.4
     assert m["spec"]["acceptance_by_pos"] == [1.0, 0.8, 0.6]
@@ -165,6 +170,23 @@ def test_step_cost_fit_and_the_best_k():
     assert pred[1] == pytest.approx(1.9 / 1.8) and pred[2] == pytest.approx(2.4 / 2.2)
     # free drafts and high acceptance: the largest K wins
     assert stats.best_k([0.95] * 5, {"a": 1.0, "b": 0.0}, [1, 3, 5])[0] == 5
+
+
+def test_batch1_summary_by_hand():
+    def timed(tok_s, latency, counters, step_s, steps):
+        return {"batch1": {"n": 2, "throughput_tok_s": tok_s, "latency_s_mean": latency, "counters": counters,
+                           "step": {"step_s": step_s, "steps": steps, "source": "request_timestamps"}}}
+
+    none = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []}
+    base = timed(10.0, 3.0, none, 0.01, 40)
+    spec = timed(15.0, 2.4, {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 15, "accepted_per_pos": [8, 5, 2]},
+                 0.02, 10)
+    b1 = benchmark.batch1_summary(base, spec, 3)
+    assert b1["n"] == 2 and b1["speedup"] == pytest.approx(1.5) and b1["latency_speedup"] == pytest.approx(1.25)
+    assert b1["spec"]["acceptance_rate"] == 0.5 and b1["spec"]["acceptance_by_pos"] == [0.8, 0.5, 0.2]
+    assert b1["cost_model"]["r"] == pytest.approx(2.0)
+    assert b1["predicted_speedup"] == pytest.approx((1 + 0.8 + 0.5 + 0.2) / 2.0)
+    assert benchmark.batch1_summary({"batch1": None}, spec, 3) is None
 
 
 def test_compare_sets_lossless_against_its_floor():
@@ -336,8 +358,24 @@ def test_accuracy_and_identical_outputs_match_the_csv(bench):
     share = float((base == spec.loc[base.index]).mean())
     assert m["comparison"]["identical_output_share"] == pytest.approx(share)
     assert m["temperature"] == 0.0
-    # greedy speculative decoding reproduces the target's own outputs (up to float noise)
-    assert share >= 0.8, m["comparison"]
+    # Greedy speculative decoding reproduces the target's own outputs up to float noise: where
+    # two outputs part, the target's logits for the two tokens they chose there are tied (how
+    # many part depends on the CPU's arithmetic, not whether a parting is a tie).
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = models.load_tokenizer(bench.cfg["models"]["target"])
+    target = AutoModelForCausalLM.from_pretrained(bench.cfg["models"]["target"], dtype=torch.float32).eval()
+    questions = csv[csv["pass"] == "baseline"].set_index("id")["question"]
+    for i in base.index[base != spec.loc[base.index]]:
+        prompt = models.prompt_text(tok, "base", questions[i], models.enable_thinking(bench.cfg))
+        a, b = (tok(text, add_special_tokens=False)["input_ids"] for text in (base[i], spec[i]))
+        n = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        if n == min(len(a), len(b)):
+            continue  # one is the other cut short (a stop token or the length limit)
+        with torch.no_grad():
+            logits = target(torch.tensor([tok(prompt)["input_ids"] + a[:n]])).logits[0, -1]
+        assert abs(float(logits[a[n]] - logits[b[n]])) <= 1e-3 * float(logits.abs().max()), (i, base[i], spec[i])
 
 
 @slow
@@ -354,7 +392,13 @@ def test_crosscheck_reports_transformers_beside_vllm(bench):
         assert sum(side["accepted_per_pos"]) == side["accepted_tokens"] <= side["draft_tokens"]
     # transformers drafts the first token too: one more draft per prompt than it counts for vLLM
     assert tf["drafts"] == tf["vllm_comparable"]["drafts"] + CHECK
-    assert cross["acceptance_rate_diff"] == pytest.approx(tf["vllm_comparable"]["acceptance_rate"] - vllm["acceptance_rate"])
+    # the difference, from the raw counts: transformers' per prompt against vLLM's per request (CSV)
+    tf_rate = (sum(p["comparable_accepted_tokens"] for p in cross["per_prompt"])
+               / sum(p["comparable_draft_tokens"] for p in cross["per_prompt"]))
+    vllm_rate = subset["spec_accepted_tokens"].sum() / subset["spec_draft_tokens"].sum()
+    assert cross["acceptance_rate_diff"] == pytest.approx(tf_rate - vllm_rate)
+    # the two engines run the same greedy pair: where their outputs agree, so do their acceptances
+    assert abs(cross["acceptance_rate_diff"]) < 0.2 or cross["identical_output_share"] < 1, cross
     h = benchmark.headline(bench.metrics)
     assert h["crosscheck_acceptance_vllm"] == vllm["acceptance_rate"]
     assert h["crosscheck_acceptance_transformers"] == tf["vllm_comparable"]["acceptance_rate"]
@@ -410,8 +454,20 @@ def test_headline_keys_are_stable(bench):
     stable = {"accuracy_baseline", "accuracy_speculative", "acceptance_rate", "mean_acceptance_length", "speedup",
               "predicted_speedup", "tokens_per_answer", "identical_output_share"}
     assert stable <= set(h)
-    assert h["acceptance_rate"] == bench.metrics["passes"]["speculative"]["spec"]["acceptance_rate"]
-    json.dumps(h)
+    # each against its source: the per-sample CSV, the repetitions
+    csv, c = bench.csv, bench.metrics["comparison"]
+    base, spec = csv[csv["pass"] == "baseline"], csv[csv["pass"] == "speculative"]
+    assert h["accuracy_baseline"] == pytest.approx(base["correct"].mean())
+    assert h["accuracy_speculative"] == pytest.approx(spec["correct"].mean())
+    assert h["tokens_per_answer"] == pytest.approx(base["output_tokens"].mean())
+    assert h["acceptance_rate"] == pytest.approx(spec["spec_accepted_tokens"].sum() / spec["spec_draft_tokens"].sum())
+    assert h["mean_acceptance_length"] == pytest.approx(1 + spec["spec_accepted_tokens"].sum() / spec["spec_drafts"].sum())
+    measured = sorted(r["speedup_throughput"] for r in c["repetitions"])
+    assert h["speedup"] == pytest.approx(sum(measured) / 2 if REPS == 2 else measured[REPS // 2])
+    assert [h["speedup_lo"], h["speedup_hi"]] == [measured[0], measured[-1]]
+    assert h["k"] == K and h["crosscheck_n"] == CHECK
+    assert h["k_sweep_best_k"] == max(bench.metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"]
+    assert json.loads(json.dumps(h)) == h  # plain values, as the index page reads them
 
 
 @slow
@@ -454,6 +510,28 @@ def test_ngram_method_runs_and_reports_counters(tiny_pair):
 
 
 @slow
+def test_subset_acceptance_without_per_request_counts_is_the_per_request_one(tiny_pair, monkeypatch):
+    """vLLM 0.26 (the GPU image) has no per-request counts: the cross-check subset is generated
+    once more on the same engine, its counters read around that call. Forced here by starting
+    the engine as on 0.26 (no `per_request_spec_decode_metrics`); the subset is the whole
+    batch, so both paths count the same requests and must agree."""
+    cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 32})
+    prompts, problems = _prompts(tiny_pair, 3)
+    spec = engine.speculative_config(cfg, tiny_pair["draft"])
+    _, per_request = benchmark.run_pass(cfg, "speculative", tiny_pair["target"], prompts, problems, spec=spec,
+                                        recount=3, extras=False)
+    names = engine._engine_arg_names() - {"per_request_spec_decode_metrics"}
+    monkeypatch.setattr(engine, "_engine_arg_names", lambda: names)
+    samples, rerun = benchmark.run_pass(cfg, "speculative", tiny_pair["target"], prompts, problems, spec=spec,
+                                        recount=3, extras=False)
+    assert (per_request["subset_source"], rerun["subset_source"]) == ("per_request", "rerun")
+    assert all(s["spec_drafts"] is None for s in samples)  # the engine really gave no per-request counts
+    assert per_request["subset_counters"]["drafts"] > 0
+    assert rerun["subset_counters"] == per_request["subset_counters"] == per_request["counters"]
+    assert benchmark.spec_summary(rerun["subset_counters"], K) == benchmark.spec_summary(per_request["counters"], K)
+
+
+@slow
 def test_draft_identical_to_target_both_engines_accept_everything(tiny_pair):
     cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 32})
     prompts, problems = _prompts(tiny_pair, 2)
@@ -461,24 +539,27 @@ def test_draft_identical_to_target_both_engines_accept_everything(tiny_pair):
     _, info = benchmark.run_pass(cfg, "speculative", tiny_pair["target"], prompts, problems, spec=spec, recount=2)
     vllm = benchmark.spec_summary(info["subset_counters"], K)
     tf = crosscheck.acceptance(tiny_pair["target"], tiny_pair["target"], prompts, K, 32, device="cpu")
-    assert vllm["acceptance_rate"] == 1.0
-    assert tf["vllm_comparable"]["acceptance_rate"] == 1.0
-    # transformers' own count misses only a stop token it holds back (one per prompt ending by EOS)
-    assert tf["accepted_tokens"] == tf["draft_tokens"] - tf["held_back_steps"]
+    # every draft token is the target's own choice: all are accepted but for a rare float
+    # near-tie (draft and verifier compute in different batch shapes), on any CPU
+    assert vllm["acceptance_rate"] >= 0.9 and tf["vllm_comparable"]["acceptance_rate"] >= 0.9, (vllm, tf)
+    # transformers' own count misses, beyond those, a stop token it holds back (one per prompt ending by EOS)
+    assert tf["accepted_tokens"] <= tf["draft_tokens"] - tf["held_back_steps"]
     assert tf["held_back_steps"] <= len(prompts)
 
 
 @slow
 def test_a_stop_token_agreed_by_the_target_is_held_back_by_transformers(tiny_pair):
     """The one off-by-one: a draft ending in EOS, all agreed, is counted accepted - 1 by
-    transformers (the EOS becomes the target's own token); `agreed` counts it."""
+    transformers (the EOS becomes the target's own token); `agreed` counts it. In float64 the
+    draft (one token at a time) and the verifier (K at once) round alike to ~1e-16, so they
+    agree on every CPU whichever token the model emits where."""
     import torch
     from transformers import AutoModelForCausalLM
 
     prompts, _ = _prompts(tiny_pair, 1)
     tok = models.load_tokenizer(tiny_pair["target"])
-    target = AutoModelForCausalLM.from_pretrained(tiny_pair["target"]).eval()
-    draft = AutoModelForCausalLM.from_pretrained(tiny_pair["target"]).eval()
+    target = AutoModelForCausalLM.from_pretrained(tiny_pair["target"], dtype=torch.float64).eval()
+    draft = AutoModelForCausalLM.from_pretrained(tiny_pair["target"], dtype=torch.float64).eval()
     draft.generation_config.num_assistant_tokens = K
     draft.generation_config.num_assistant_tokens_schedule = "constant"
     draft.generation_config.assistant_confidence_threshold = 0.0
@@ -501,10 +582,9 @@ def test_a_stop_token_agreed_by_the_target_is_held_back_by_transformers(tiny_pai
 def test_batch_size_one_is_measured_in_the_same_engines(bench):
     b1 = bench.metrics["batch1"]
     assert b1["n"] == 2 and b1["baseline_tok_s"] > 0 and b1["speculative_tok_s"] > 0
-    assert b1["speedup"] == pytest.approx(b1["speculative_tok_s"] / b1["baseline_tok_s"])
     spec = b1["spec"]
-    assert spec["drafts"] > 0 and 0 <= spec["acceptance_rate"] <= 1
-    assert sum(spec["accepted_per_pos"]) == spec["accepted_tokens"]
+    assert spec["drafts"] > 0 and spec["draft_tokens"] == K * spec["drafts"]  # a draft model drafts K every step
+    assert sum(spec["accepted_per_pos"]) == spec["accepted_tokens"] <= spec["draft_tokens"]
     assert b1["cost_model"]["r"] > 0 and b1["predicted_speedup"] > 0
 
 

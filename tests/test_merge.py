@@ -43,6 +43,21 @@ def test_right_merge_passes_in_the_models_dtype(pair, tmp_path, dtype, over, mon
     base = AutoModelForCausalLM.from_pretrained(pair["base"], dtype=torch.float32)
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(merged.state_dict()[name], base.state_dict()[name])  # the adapter is in
+    # The checkpoint on disk, reloaded, against base + adapter attached by PEFT (unmerged, in
+    # float32): equal but for the rounding of the saved dtype, every layer present.
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "m"))
+    assert tok.get_vocab() == AutoTokenizer.from_pretrained(pair["base"]).get_vocab()
+    batch = tok(pair["probes"], return_tensors="pt", padding=True)
+    mask = batch["attention_mask"].bool()
+    with torch.no_grad():
+        plain = base(**batch).logits[mask]
+        attached = PeftModel.from_pretrained(base, str(pair["adapter"])).eval()(**batch).logits[mask]
+        reloaded = merged.eval()(**batch).logits[mask]
+    err, moved = (reloaded - attached).abs().max(), (attached - plain).abs().max()
+    assert err <= (1e-5 if dtype == "float32" else 0.05) * attached.abs().max() and moved > 10 * err, (err, moved)
 
 
 def _corrupt_one_module(monkeypatch, how):
