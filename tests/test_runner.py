@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 from conftest import SMALL
 from lib import __main__ as cli
 from lib import paths, record, reports, runner
 
 
+@pytest.mark.slow  # pretrains the base pair (00_base_models)
 def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     # The base pair (profile-wide) and easy/hard problems first.
     first = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL)
@@ -63,6 +66,7 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
     assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()
 
 
+@pytest.mark.slow  # pretrains the base pair (00_base_models)
 def test_runs_placed_on_gpu_slots_run_side_by_side(home):
     """`--gpus 0 1`: the base pair here, then each run in its own process with its own
     CUDA_VISIBLE_DEVICES (on this CPU machine the variable only labels the slot)."""
