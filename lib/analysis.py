@@ -180,10 +180,11 @@ def _per_prompt_counts(spec: pd.DataFrame | None) -> dict:
 
 
 def _run_state(status: dict, name: str) -> tuple[str | None, str | None]:
-    """'failed' (with the error) if any stage of the run failed, per the runner's status."""
+    """'failed' or 'interrupted' (with the error) if the latest attempt of any stage of the
+    run ended so, per the runner's status."""
     for stage, entry in sorted((status.get(name) or {}).items()):
-        if entry.get("status") == "failed":
-            return "failed", f"{stage}: {entry.get('error') or 'failed'}"
+        if entry.get("status") in ("failed", "interrupted"):
+            return entry["status"], f"{stage}: {entry.get('error') or entry['status']}"
     return None, None
 
 
@@ -195,7 +196,10 @@ def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
             rp = RunPaths(profile, style, scenario)
             row = {"source": WORKBOOK, "style": style, "scenario": scenario, "run": rp.name}
             failed, error = _run_state(status, rp.name)
-            if rp.metrics_json.exists():
+            if failed:  # metrics left by an earlier attempt describe what this one replaced: a gap
+                stale = "; its metrics.json is from an earlier attempt" if rp.metrics_json.exists() else ""
+                row.update(state=failed, error=error + stale)
+            elif rp.metrics_json.exists():
                 try:
                     row.update(_metrics_row(io.read_json(rp.metrics_json)))
                     row["state"] = "measured"
@@ -211,7 +215,7 @@ def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
                     except Exception as exc:
                         row["error"] = f"{rp.samples_csv.name}: {type(exc).__name__}: {exc}"
             else:
-                row.update(state=failed or "missing", error=error)
+                row.update(state="missing")
             rows.append(row)
     return rows
 

@@ -6,13 +6,14 @@ workbook's runs; the rendered HTML with and without code; the index page; the co
 import re
 import shutil
 
+import index_page
 import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
 
 from fixtures import synthetic as syn
-from lib import analysis, externals, io, paths, record, reports, runner
+from lib import analysis, externals, io, params, paths, record, reports, runner
 
 PROFILE = syn.PROFILE
 N_PLOTS = 7  # acceptance by position, speed-up, tokens, accuracy, predicted vs measured, K sweep, losses
@@ -217,3 +218,37 @@ def test_dropped_in_csvs_are_found_and_the_workbook_schema_is_read(home):
     table = analysis.table_accuracy(runs)
     assert table.loc[("easy", "external:gpu_box_cod_easy"), "cod baseline"] == syn.accuracy("cod", "easy", "baseline")
     assert pd.isna(table.loc[("easy", "workbook"), "cod baseline"])  # the workbook's own run is now a gap
+
+
+def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypatch):
+    """A run that once finished every stage; `--redo` of its benchmark then fails. Its metrics
+    on disk are the earlier attempt's: the index must not show them as the run's current
+    numbers, nor the analysis count the run as measured."""
+    for style in ("cot", "cod"):
+        rp = syn.write_run(PROFILE, style, "easy")
+        cfg = params.resolve(PROFILE, style, "easy")
+        for stage in runner.stages_of(style):
+            record.save(rp, stage, {}, cfg)
+            record.record_status(PROFILE, rp.name, stage, status="finished")
+    monkeypatch.setattr(runner, "execute", lambda stage, label, *a: runner.Outcome(label, stage, "failed", 1.0,
+                                                                                    "RuntimeError: engine died"))
+    result = runner.run_grid(PROFILE, ["cot"], ["easy"], ["06_benchmark"], redo=True, log=lambda msg: None)
+    assert [(o.run, o.status) for o in result.outcomes] == [("cot_easy", "failed")]
+    assert paths.RunPaths(PROFILE, "cot", "easy").metrics_json.exists()  # the earlier attempt's, still on disk
+
+    rows = index_page.runs((paths.reports_root(PROFILE) / "index.html").read_text())
+    redone, other = rows["cot_easy"], rows["cod_easy"]
+    assert redone.state == "failed" and "engine died" in redone.note and "earlier attempt" in redone.note
+    assert redone.stages["06"] == "failed"
+    assert all("stale" in c.classes for c in redone.numbers.values())  # shown struck through, not as current
+    assert redone.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cot', 'easy', 'baseline'):.1%}"
+    assert other.state != "failed" and not any("stale" in c.classes for c in other.numbers.values())
+    assert other.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cod', 'easy', 'baseline'):.1%}"
+
+    runs = analysis.collect(PROFILE, n_boot=50).set_index("run")
+    assert runs.loc["cot_easy", "state"] == "failed" and not runs.loc["cot_easy", "present"]
+    assert "engine died" in runs.loc["cot_easy", "error"] and "earlier attempt" in runs.loc["cot_easy", "error"]
+    assert runs.loc["cod_easy", "state"] == "measured"
+    table = analysis.table_accuracy(runs.reset_index())
+    assert pd.isna(table.loc[("easy", "workbook"), "cot baseline"])  # a gap, not the old number
+    assert table.loc[("easy", "workbook"), "cod baseline"] == syn.accuracy("cod", "easy", "baseline")

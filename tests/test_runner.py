@@ -2,6 +2,7 @@
 
 import json
 
+import index_page
 import pytest
 
 from conftest import SMALL
@@ -39,8 +40,10 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     status = record.load_status("tiny")
     assert status["cot_hard"]["01_generate_data"]["status"] == "failed"
     assert "unusable row" in status["cot_hard"]["01_generate_data"]["error"]
-    index = (paths.reports_root("tiny") / "index.html").read_text()
-    assert "cot_hard" in index and "failed" in index
+    rows = index_page.runs((paths.reports_root("tiny") / "index.html").read_text())
+    assert rows["cot_hard"].state == "failed" and "unusable row" in rows["cot_hard"].note
+    assert rows["cot_hard"].stages["01"] == "failed" and rows["cot_easy"].stages["01"] == "finished"
+    assert [run for run, row in rows.items() if row.state == "failed"] == ["cot_hard"]  # the grid's other rows too
 
     # A re-run skips what finished and tries the failed run again.
     again = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["01_generate_data"], overrides=SMALL)
