@@ -122,6 +122,11 @@ def _first(d: dict, *keys):
     return None
 
 
+def _either(*values):
+    """The first value that is not None (an acceptance of 0.0 is a value, not a gap)."""
+    return next((v for v in values if v is not None), None)
+
+
 def _crosscheck(metrics: dict) -> dict:
     """The transformers cross-check, where a run recorded one: its acceptance and vLLM's on
     the same prompts (optional; read defensively, its schema may grow)."""
@@ -459,10 +464,11 @@ def k_sweep_frame(frame: pd.DataFrame) -> pd.DataFrame:
             comp = item.get("comparison") or {}
             rows.append({
                 "source": r["source"], "style": r["style"], "scenario": r["scenario"], "k": _num(item.get("k")),
-                "acceptance": _num(_first(item, "acceptance_rate") or _first(spec, "acceptance_rate")),
-                "speedup": _num(_first(item, "speedup", "speedup_throughput", "speedup_latency")
-                                or _first(comp, "speedup_throughput", "speedup_latency")),
-                "mean_acceptance_length": _num(_first(item, "mean_acceptance_length") or _first(spec, "mean_acceptance_length")),
+                "acceptance": _num(_either(_first(item, "acceptance_rate"), _first(spec, "acceptance_rate"))),
+                "speedup": _num(_either(_first(item, "speedup", "speedup_throughput", "speedup_latency"),
+                                        _first(comp, "speedup_throughput", "speedup_latency"))),
+                "mean_acceptance_length": _num(_either(_first(item, "mean_acceptance_length"),
+                                                       _first(spec, "mean_acceptance_length"))),
             })
     out = pd.DataFrame(rows, columns=["source", "style", "scenario", "k", "acceptance", "speedup", "mean_acceptance_length"])
     return out.dropna(subset=["k"]).sort_values(["scenario", "style", "k"]).reset_index(drop=True)
