@@ -361,34 +361,43 @@ def test_dropped_in_csvs_are_found_and_the_workbook_schema_is_read(home):
     assert pd.isna(table.loc[("easy", "workbook"), "cod baseline"])  # the workbook's own run is now a gap
 
 
-def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypatch):
-    """A run that once finished every stage; `--redo` of its benchmark then fails. Its metrics
-    on disk are the earlier attempt's: the index must not show them as the run's current
-    numbers, nor the analysis count the run as measured."""
+def _fail(stage, label, *args):
+    return runner.Outcome(label, stage, "failed", 1.0, "RuntimeError: engine died")
+
+
+def _interrupt(stage, label, *args):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("attempt, ended", [(_fail, "failed"), (_interrupt, "interrupted")])
+def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypatch, attempt, ended):
+    """A run that once finished every stage; `--redo` of its benchmark then fails (or is
+    stopped with Ctrl-C). Its metrics on disk are the earlier attempt's: the index must not show
+    them as the run's current numbers, nor the analysis count the run as measured."""
     for style in ("cot", "cod"):
         rp = syn.write_run(PROFILE, style, "easy")
         cfg = params.resolve(PROFILE, style, "easy")
         for stage in runner.stages_of(style):
             record.save(rp, stage, {}, cfg)
             record.record_status(PROFILE, rp.name, stage, status="finished")
-    monkeypatch.setattr(runner, "execute", lambda stage, label, *a: runner.Outcome(label, stage, "failed", 1.0,
-                                                                                    "RuntimeError: engine died"))
+    monkeypatch.setattr(runner, "execute", attempt)
     result = runner.run_grid(PROFILE, ["cot"], ["easy"], ["06_benchmark"], redo=True, log=lambda msg: None)
-    assert [(o.run, o.status) for o in result.outcomes] == [("cot_easy", "failed")]
+    assert [(o.run, o.status) for o in result.outcomes] == [("cot_easy", ended)]
+    cause = "engine died" if ended == "failed" else "Ctrl-C"
     assert paths.RunPaths(PROFILE, "cot", "easy").metrics_json.exists()  # the earlier attempt's, still on disk
 
     rows = index_page.runs((paths.reports_root(PROFILE) / "index.html").read_text())
     redone, other = rows["cot_easy"], rows["cod_easy"]
-    assert redone.state == "failed" and "engine died" in redone.note and "earlier attempt" in redone.note
-    assert redone.stages["06"] == "failed"
+    assert redone.state == ended and cause in redone.note and "earlier attempt" in redone.note
+    assert redone.stages["06"] == ended
     assert all("stale" in c.classes for c in redone.numbers.values())  # shown struck through, not as current
     assert redone.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cot', 'easy', 'baseline'):.1%}"
     assert other.state != "failed" and not any("stale" in c.classes for c in other.numbers.values())
     assert other.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cod', 'easy', 'baseline'):.1%}"
 
     runs = analysis.collect(PROFILE, n_boot=50).set_index("run")
-    assert runs.loc["cot_easy", "state"] == "failed" and not runs.loc["cot_easy", "present"]
-    assert "engine died" in runs.loc["cot_easy", "error"] and "earlier attempt" in runs.loc["cot_easy", "error"]
+    assert runs.loc["cot_easy", "state"] == ended and not runs.loc["cot_easy", "present"]
+    assert cause in runs.loc["cot_easy", "error"] and "earlier attempt" in runs.loc["cot_easy", "error"]
     assert runs.loc["cod_easy", "state"] == "measured"
     table = analysis.table_accuracy(runs.reset_index())
     assert pd.isna(table.loc[("easy", "workbook"), "cot baseline"])  # a gap, not the old number
