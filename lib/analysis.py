@@ -122,6 +122,11 @@ def _first(d: dict, *keys):
     return None
 
 
+def _either(*values):
+    """The first value that is not None (an acceptance of 0.0 is a value, not a gap)."""
+    return next((v for v in values if v is not None), None)
+
+
 def _crosscheck(metrics: dict) -> dict:
     """The transformers cross-check, where a run recorded one: its acceptance and vLLM's on
     the same prompts (optional; read defensively, its schema may grow)."""
@@ -180,10 +185,11 @@ def _per_prompt_counts(spec: pd.DataFrame | None) -> dict:
 
 
 def _run_state(status: dict, name: str) -> tuple[str | None, str | None]:
-    """'failed' (with the error) if any stage of the run failed, per the runner's status."""
+    """'failed' or 'interrupted' (with the error) if the latest attempt of any stage of the
+    run ended so, per the runner's status."""
     for stage, entry in sorted((status.get(name) or {}).items()):
-        if entry.get("status") == "failed":
-            return "failed", f"{stage}: {entry.get('error') or 'failed'}"
+        if entry.get("status") in ("failed", "interrupted"):
+            return entry["status"], f"{stage}: {entry.get('error') or entry['status']}"
     return None, None
 
 
@@ -195,7 +201,10 @@ def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
             rp = RunPaths(profile, style, scenario)
             row = {"source": WORKBOOK, "style": style, "scenario": scenario, "run": rp.name}
             failed, error = _run_state(status, rp.name)
-            if rp.metrics_json.exists():
+            if failed:  # metrics left by an earlier attempt describe what this one replaced: a gap
+                stale = "; its metrics.json is from an earlier attempt" if rp.metrics_json.exists() else ""
+                row.update(state=failed, error=error + stale)
+            elif rp.metrics_json.exists():
                 try:
                     row.update(_metrics_row(io.read_json(rp.metrics_json)))
                     row["state"] = "measured"
@@ -211,7 +220,7 @@ def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
                     except Exception as exc:
                         row["error"] = f"{rp.samples_csv.name}: {type(exc).__name__}: {exc}"
             else:
-                row.update(state=failed or "missing", error=error)
+                row.update(state="missing")
             rows.append(row)
     return rows
 
@@ -455,10 +464,11 @@ def k_sweep_frame(frame: pd.DataFrame) -> pd.DataFrame:
             comp = item.get("comparison") or {}
             rows.append({
                 "source": r["source"], "style": r["style"], "scenario": r["scenario"], "k": _num(item.get("k")),
-                "acceptance": _num(_first(item, "acceptance_rate") or _first(spec, "acceptance_rate")),
-                "speedup": _num(_first(item, "speedup", "speedup_throughput", "speedup_latency")
-                                or _first(comp, "speedup_throughput", "speedup_latency")),
-                "mean_acceptance_length": _num(_first(item, "mean_acceptance_length") or _first(spec, "mean_acceptance_length")),
+                "acceptance": _num(_either(_first(item, "acceptance_rate"), _first(spec, "acceptance_rate"))),
+                "speedup": _num(_either(_first(item, "speedup", "speedup_throughput", "speedup_latency"),
+                                        _first(comp, "speedup_throughput", "speedup_latency"))),
+                "mean_acceptance_length": _num(_either(_first(item, "mean_acceptance_length"),
+                                                       _first(spec, "mean_acceptance_length"))),
             })
     out = pd.DataFrame(rows, columns=["source", "style", "scenario", "k", "acceptance", "speedup", "mean_acceptance_length"])
     return out.dropna(subset=["k"]).sort_values(["scenario", "style", "k"]).reset_index(drop=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import pandas as pd
 import seaborn as sns
 
@@ -117,12 +118,23 @@ def _present(values, order) -> list:
     return [v for v in order if v in have] + [v for v in have if v not in order]
 
 
-def _no_data(title: str, why: str):
-    fig, ax = _fig(7, 1.6)
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=11, color="#555", transform=ax.transAxes)
-    ax.set_title(title)
-    return fig
+class NoData(Figure):
+    """What a plot shows when there is nothing to draw: its title and why, as a line of text in
+    the notebook and its HTML, not an image (IPython renders no PNG of a figure without axes),
+    so neither a reader nor a test takes it for a plot. Saved to a file it still shows the text."""
+
+    def __init__(self, *args, title: str = "", why: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title, self.why = title, why
+        self.suptitle(title)
+        self.text(0.5, 0.4, why, ha="center", va="center", fontsize=11, color="#555")
+
+    def _repr_markdown_(self) -> str:
+        return f"*{self.title}: {self.why}*"
+
+
+def _no_data(title: str, why: str) -> NoData:
+    return plt.figure(FigureClass=NoData, figsize=(7, 1.2), title=title, why=why)
 
 
 def _dodged(ax, frame: pd.DataFrame, x: str, y: str, hue: str, x_order, hue_order, lo: str | None = None,

@@ -139,7 +139,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 th{background:#f4f4f4}.st{padding:1px 4px;border-radius:3px;margin-right:3px;white-space:nowrap;font-size:.9em}
 .finished,.cached,.measured{background:#d4f4d4}.failed{background:#f8d0d0}.missing,.skipped{background:#eee}
 .incomplete,.unreadable,.interrupted,.overridden{background:#fff1c4}.running,.locked{background:#d8e8ff}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
-td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums}.side{display:flex;gap:2em;flex-wrap:wrap}
+td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums}.stale{color:#999;text-decoration:line-through}.side{display:flex;gap:2em;flex-wrap:wrap}
 .side>div{flex:1 1 560px;min-width:0;overflow-x:auto}.side table{font-size:.85em}.side td,.side th{padding:3px 5px}small{color:#666}"""
 
 
@@ -206,6 +206,11 @@ def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -
     state, why = run_state(entries, stages, bool(nums))
     if metrics_error:
         state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
+    # a stage's latest attempt did not finish: metrics on disk are an earlier attempt's, not current
+    stale = bool(nums) and state in ("failed", "interrupted", "running")
+    if stale:
+        why = f"{why}; the numbers shown are from an earlier attempt"
+    num = '<td class="num stale" title="from an earlier attempt, not the current one">' if stale else '<td class="num">'
     if state == "failed":
         why_html = f'<div class="err">{html.escape(why)}</div>'
     else:  # a note, not an alarm
@@ -217,10 +222,10 @@ def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -
         f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
         f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
         f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
-        f'<td class="num">{_fmt(nums.get("accuracy_baseline"), True)}</td><td class="num">{_fmt(nums.get("accuracy_speculative"), True)}</td>'
-        f'<td class="num">{_fmt(nums.get("acceptance_rate"), True)}</td><td class="num">{_fmt(nums.get("mean_acceptance_length"))}</td>'
-        f'<td class="num">{_fmt_x(nums.get("speedup"))}</td><td class="num">{lat_txt}</td>'
-        f'<td class="num">{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
+        f'{num}{_fmt(nums.get("accuracy_baseline"), True)}</td>{num}{_fmt(nums.get("accuracy_speculative"), True)}</td>'
+        f'{num}{_fmt(nums.get("acceptance_rate"), True)}</td>{num}{_fmt(nums.get("mean_acceptance_length"))}</td>'
+        f'{num}{_fmt_x(nums.get("speedup"))}</td>{num}{lat_txt}</td>'
+        f'{num}{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
     )
 
 

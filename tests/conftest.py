@@ -1,5 +1,6 @@
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,50 @@ def hub_env(local_hub, tmp_path, home):
     env = {**os.environ, **local_hub.env(tmp_path / "hf-home"), "PYTHONPATH": str(REPO)}
     env.pop("HF_TOKEN", None)
     return {"env": env, "hub": local_hub}
+
+
+# --- `make test-fast` skips what trains models or starts engines: the slow marker must be true -----
+# Fixtures that train models (their closure is in item.fixturenames, so `bench` -> tiny_pair counts).
+TRAINING_FIXTURES = {"tiny_pair"}
+# Stages whose notebooks pretrain, train, start an engine or load models to merge (01 with the
+# reference teacher and 07 do none of these).
+HEAVY_STAGES = {"00_base_models", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark"}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [i.nodeid for i in items if i.get_closest_marker("slow") is None
+                and TRAINING_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    if unmarked:
+        raise pytest.UsageError(f"not marked slow but build models ({', '.join(sorted(TRAINING_FIXTURES))}): "
+                                + ", ".join(unmarked))
+
+
+@pytest.fixture(autouse=True)
+def _heavy_work_needs_the_slow_marker(request, monkeypatch):
+    """In a test not marked slow, pretraining, LoRA training, a real vLLM engine, the
+    transformers cross-check or a heavy stage through the runner fail the test, naming the
+    call. A test's own stand-in (monkeypatched after this fixture) still wins."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    from lib import base_pair, crosscheck, engine, runner, train
+
+    def refuse(what):
+        pytest.fail(f"{what} in a test not marked slow: mark it @pytest.mark.slow "
+                    "(`make test-fast` promises to skip tests that train models or start engines)", pytrace=False)
+
+    def guarded(obj, name, check=lambda *a, **k: True):
+        real = getattr(obj, name)
+
+        def call(*args, **kwargs):
+            if check(*args, **kwargs):
+                refuse(f"{obj.__name__}.{name}")
+            return real(*args, **kwargs)
+        monkeypatch.setattr(obj, name, call)
+
+    guarded(base_pair, "pretrain")
+    guarded(train, "train_lora")
+    guarded(crosscheck, "acceptance")
+    # the real vLLM only: a test's stand-in module (no __file__) starts nothing
+    guarded(engine, "start", lambda *a, **k: getattr(sys.modules.get("vllm"), "__file__", None) is not None
+            or "vllm" not in sys.modules)
+    guarded(runner, "execute", lambda stage, *a, **k: stage in HEAVY_STAGES)

@@ -6,13 +6,14 @@ workbook's runs; the rendered HTML with and without code; the index page; the co
 import re
 import shutil
 
+import index_page
 import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
 
 from fixtures import synthetic as syn
-from lib import analysis, externals, io, paths, record, reports, runner
+from lib import analysis, externals, io, params, paths, record, reports, runner, stats
 
 PROFILE = syn.PROFILE
 N_PLOTS = 7  # acceptance by position, speed-up, tokens, accuracy, predicted vs measured, K sweep, losses
@@ -114,18 +115,46 @@ def test_findings_are_written_from_the_numbers(executed):
 
 
 def test_every_plot_is_drawn_once(executed):
+    """Every plot cell shows one image, and it is a plot: a plot without data shows a line of
+    text instead (plots.NoData), never an image."""
     nb = nbformat.read(str(executed["ipynb"]), as_version=4)
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == N_PLOTS
     plot_cells = [c for c in nb.cells if c.cell_type == "code" and "plots." in c.source]
-    assert all(len([o for o in c.outputs if "image/png" in o.get("data", {})]) == 1 for c in plot_cells)
+    assert len(plot_cells) == N_PLOTS
+    for cell in plot_cells:
+        data = [o.get("data", {}) for o in cell.outputs]
+        assert [d for d in data if "image/png" in d] and not [d for d in data if "text/markdown" in d], cell.source
+
+
+def test_a_plot_without_data_is_text_not_an_image(home):
+    """The placeholder each analysis plot shows without data: IPython renders it as a line of
+    text (title and why), with no PNG; so counting images counts plots."""
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import DisplayFormatter
+    from IPython.core.pylabtools import select_figure_formats
+
+    from lib import plots
+
+    shell = SimpleNamespace(display_formatter=DisplayFormatter())  # formats as the notebook's kernel does
+    select_figure_formats(shell, {"png"})
+    empty = analysis.collect(PROFILE, n_boot=10).iloc[0:0]  # the right columns, no rows
+    figures = [plots.acceptance_by_position_per_style(analysis.acceptance_positions(empty)),
+               plots.speedup_intervals(empty, []), plots.token_distributions(pd.DataFrame(columns=["pass"]), []),
+               plots.accuracy_bars(analysis.accuracy_long(empty), []), plots.predicted_vs_measured(empty),
+               plots.k_sweep(analysis.k_sweep_frame(empty)), plots.training_losses(pd.DataFrame())]
+    for fig in figures:
+        data, _ = shell.display_formatter.format(fig)
+        assert isinstance(fig, plots.NoData) and "image/png" not in data, type(fig)
+        assert data["text/markdown"] == f"*{fig.title}: {fig.why}*" and fig.why
 
 
 def test_html_embeds_figures_and_hides_code_when_asked(executed, tmp_path):
     shown = reports.render_html(executed["ipynb"], tmp_path / "shown.html").read_text()
     hidden = reports.render_html(executed["ipynb"], tmp_path / "hidden.html", hide_input=True).read_text()
     for page in (shown, hidden):
-        assert page.count("<img") >= N_PLOTS and "data:image/png;base64," in page
+        assert page.count("<img") == N_PLOTS and page.count('src="data:image/png;base64,') == N_PLOTS
         assert "Speed-up and acceptance" in page and "CoD had the higher acceptance" in page
         assert "require.min.js" not in page and "MathJax.js" not in page  # nothing fetched from the network
     text = {name: re.sub(r"<[^>]+>", "", page) for name, page in (("shown", shown), ("hidden", hidden))}
@@ -194,13 +223,126 @@ def test_names_the_config_does_not_give_come_from_the_map_or_the_entry(tmp_path,
     assert externals.parse_config("cod_easy_benchmark_baseline") == {"style": "cod", "scenario": "easy", "pass": "baseline"}
 
 
-def test_acceptance_interval_over_drafts_is_centred_on_the_rate():
+def test_acceptance_interval_over_drafts_is_the_bootstrap_of_the_drafts_accepted_lengths():
+    """By hand: of 100 drafts of K=4, [80, 60, 45, 30] had positions 1..4 accepted, so (acceptance
+    being a prefix) 20 drafts accepted 0 tokens, 20 one, 15 two, 15 three and 30 four. Their mean
+    length is 2.15, E[L^2] = (20*1 + 15*4 + 15*9 + 30*16) / 100 = 6.95, the variance 6.95 - 2.15^2
+    = 2.3275. The rate is the mean length / 4: 0.5375 with standard error sqrt(2.3275/100)/4 =
+    0.03815, so the 95% interval is about 0.5375 -+ 1.96 * 0.03815 = [0.4627, 0.6123]. Tokens
+    treated as independent would give the narrower 0.5375 -+ 0.0489; constant draws none."""
     row = {"drafts": 100, "draft_tokens": 400, "accepted_tokens": 215, "accepted_per_pos": [80, 60, 45, 30]}
     draws, method = analysis.acceptance_draws(row, n=4000, seed=1)
     assert method == analysis.PER_DRAFT
-    assert draws.mean() == pytest.approx(215 / 400, abs=0.005)
-    inconsistent = {**row, "accepted_per_pos": [10, 60, 45, 30]}  # not a prefix table: falls back to binomial
-    assert analysis.acceptance_draws(inconsistent)[1] == analysis.PER_TOKEN
+    assert draws.mean() == pytest.approx(0.5375, abs=0.003)
+    lo, hi = stats.quantiles(draws)
+    assert lo == pytest.approx(0.4627, abs=0.006) and hi == pytest.approx(0.6123, abs=0.006)
+    # not a prefix table: each drafted token an independent trial, 0.5375 -+ 1.96 * sqrt(0.5375 * 0.4625 / 400)
+    inconsistent = {**row, "accepted_per_pos": [10, 60, 45, 30]}
+    draws, method = analysis.acceptance_draws(inconsistent, n=4000, seed=1)
+    assert method == analysis.PER_TOKEN
+    lo, hi = stats.quantiles(draws)
+    assert lo == pytest.approx(0.4886, abs=0.006) and hi == pytest.approx(0.5864, abs=0.006)
+
+
+def _hand_run(profile: str) -> paths.RunPaths:
+    """cot_easy measured on 4 prompts, every number chosen so the tests can work out by hand
+    what the analysis must say (built through benchmark.summarize_pass / compare, the schema
+    benchmark.run writes)."""
+    from lib import benchmark
+
+    k = 4
+    rp = paths.RunPaths(profile, "cot", "easy")
+
+    def samples(pass_, tpot, latencies, correct, accepted=None):
+        return [{"pass": pass_, "id": f"p{i}", "question": f"q{i}", "ground_truth": "1", "output": f"#### {int(c)}",
+                 "pred": str(int(c)), "extraction": "hash", "correct": c, "finish_reason": "stop", "ttft_s": 0.01,
+                 "tpot_s": tpot, "latency_s": lat, "output_tokens": 10 * i + 11, "spec_drafts": None if accepted is None else 10,
+                 "spec_draft_tokens": None if accepted is None else 40, "spec_accepted_tokens": None if accepted is None else accepted[i]}
+                for i, (lat, c) in enumerate(zip(latencies, correct))]
+
+    base = samples("baseline", 0.010, [1.0, 2.0, 3.0, 4.0], [True, True, False, False])
+    spec = samples("speculative", 0.006, [0.5, 1.0, 2.0, 1.5], [True, False, True, True], accepted=[5, 10, 15, 20])
+    none = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []}
+    drafted = {"drafts": 40, "draft_tokens": 160, "accepted_tokens": 50, "accepted_per_pos": [20, 15, 10, 5]}
+    m_base = benchmark.summarize_pass(base, {"wall_s": 2.0, "counters": none, "peak_memory_mb": 1.0}, k, 100, 0)
+    m_spec = benchmark.summarize_pass(spec, {"wall_s": 1.0, "counters": drafted, "peak_memory_mb": 1.0}, k, 100, 0)
+    reps = [benchmark.repetition(m_base, m_spec, benchmark.PASSES, k)]
+    metrics = {"run": rp.name, "k": k, "passes": {"baseline": m_base, "speculative": m_spec},
+               "comparison": benchmark.compare(base, spec, m_base, m_spec, reps, k, 500, 0, floor=base),
+               "k_sweep": [{"k": 2, "acceptance_rate": 0.0, "mean_acceptance_length": 1.0, "speedup_throughput": 0.8},
+                           {"k": 4, "acceptance_rate": 0.3125, "mean_acceptance_length": 2.25, "speedup_throughput": 2.0}]}
+    rp.run_dir.mkdir(parents=True, exist_ok=True)
+    io.write_text(rp.samples_csv, pd.DataFrame(base + spec).to_csv(index=False))
+    io.write_json(rp.metrics_json, metrics)
+    return rp
+
+
+def test_intervals_speedups_and_answers_moved_by_hand(home):
+    _hand_run(PROFILE)
+    runs = analysis.collect(PROFILE, n_boot=2000)
+    r = runs.set_index("run").loc["cot_easy"]
+    assert r["state"] == "measured"
+    # acceptance: 50 of 160 drafted tokens; per prompt 5, 10, 15, 20 of 40 (0.125 .. 0.5)
+    assert r["acceptance_rate"] == 50 / 160 and r["mean_acceptance_length"] == 1 + 50 / 40
+    assert r["acceptance_ci_method"] == analysis.PER_PROMPT
+    assert 0.125 <= r["acceptance_lo"] < 50 / 160 < r["acceptance_hi"] <= 0.5
+    # latency speed-up: sum of baseline latencies over speculative ones, 10 / 5; per prompt the
+    # ratio is 2, 2, 1.5 or 2.67, so every resample lies within [1.5, 2.67]
+    assert r["speedup_latency"] == pytest.approx(2.0)
+    assert 1.5 <= r["speedup_latency_lo"] < 2.0 < r["speedup_latency_hi"] <= 8 / 3
+    # throughput: 104 tokens in 2 s, then in 1 s
+    assert r["speedup"] == pytest.approx(2.0)
+    # predicted: baseline steps 100 decode tokens at 0.010 s; speculative 100 - 50 accepted = 50
+    # steps over 100 * 0.006 s, so 0.012 s a step and r = 1.2; a step yields 1 + (20+15+10+5)/50
+    # = 2 tokens: 2 / 1.2 = 1.667; the ceiling (K+1)/r = 5 / 1.2
+    assert r["step_cost_r"] == pytest.approx(1.2)
+    assert r["predicted_speedup"] == pytest.approx(2 / 1.2)
+    assert r["ceiling_speedup"] == pytest.approx(5 / 1.2)
+    # answers: right/wrong per prompt baseline TTFF, speculative TFTT: +1 -1 +1 -> delta +0.25
+    assert (r["n_paired"], r["n_gained"], r["n_lost"]) == (4, 2, 1)
+    assert r["spec_accuracy_delta"] == pytest.approx(0.25)
+    assert -1 <= r["spec_accuracy_delta_lo"] < 0.25 < r["spec_accuracy_delta_hi"] <= 1
+    assert (r["accuracy_baseline"], r["accuracy_speculative"], r["tokens_per_answer"]) == (0.5, 0.75, 26.0)
+
+    shown = analysis.intervals_display(runs).loc[("workbook", "easy", "cot")]
+    assert shown["speed-up, latency [95%]"] == (f"2.00x [{r['speedup_latency_lo']:.2f}x, {r['speedup_latency_hi']:.2f}x]")
+    assert shown["predicted (acceptance by position, step cost r)"] == "1.67x"
+    assert shown["ceiling (all accepted)"] == "4.17x"
+    assert shown["prompts turned right / wrong"] == "2 / 1 of 4"
+    assert shown["interval over"] == "prompts"
+
+
+def test_k_sweep_frame_by_hand(home):
+    _hand_run(PROFILE)
+    sweep = analysis.k_sweep_frame(analysis.collect(PROFILE, n_boot=10))
+    expected = pd.DataFrame({"source": "workbook", "style": "cot", "scenario": "easy", "k": [2.0, 4.0],
+                             "acceptance": [0.0, 0.3125], "speedup": [0.8, 2.0], "mean_acceptance_length": [1.0, 2.25]})
+    pd.testing.assert_frame_equal(sweep, expected)
+    # the other shapes a K sweep comes in: a mapping K -> entry, and entries nested as benchmark passes
+    rows = pd.DataFrame([
+        {"source": "workbook", "style": "cod", "scenario": "easy", "present": True,
+         "k_sweep": {"3": {"acceptance_rate": 0.5, "speedup": 1.5, "mean_acceptance_length": 2.5}}},
+        {"source": "workbook", "style": "cot", "scenario": "easy", "present": True,
+         "k_sweep": {"points": [{"k": 1, "passes": {"speculative": {"spec": {"acceptance_rate": 0.25,
+                                                                          "mean_acceptance_length": 1.25}}},
+                                 "comparison": {"speedup_throughput": 1.1}}]}},
+        {"source": "workbook", "style": "base", "scenario": "easy", "present": False, "k_sweep": [{"k": 9}]},
+    ])
+    expected = pd.DataFrame({"source": "workbook", "style": ["cod", "cot"], "scenario": "easy", "k": [3.0, 1.0],
+                             "acceptance": [0.5, 0.25], "speedup": [1.5, 1.1], "mean_acceptance_length": [2.5, 1.25]})
+    pd.testing.assert_frame_equal(analysis.k_sweep_frame(rows), expected)
+
+
+def test_training_losses_by_hand(home):
+    rp = paths.RunPaths(PROFILE, "cod", "medium")
+    io.write_json(rp.train_summary("target"), {"log_history": [
+        {"step": 5, "loss": 2.0}, {"step": 10, "loss": 1.5}, {"step": 10, "eval_loss": 1.75}, {"step": 10, "train_runtime": 3.0}]})
+    io.write_json(rp.train_summary("draft"), {"log_history": [{"step": 4, "loss": 3.0, "eval_loss": 3.5}]})
+    io.write_json(paths.RunPaths(PROFILE, "cot", "easy").train_summary("draft"), {"no": "history"})  # unreadable: left out
+    expected = pd.DataFrame({"style": "cod", "scenario": "medium", "role": ["target", "target", "target", "draft", "draft"],
+                             "step": [5, 10, 10, 4, 4], "split": ["train", "train", "validation", "train", "validation"],
+                             "loss": [2.0, 1.5, 1.75, 3.0, 3.5]})
+    pd.testing.assert_frame_equal(analysis.training_losses(PROFILE), expected)
 
 
 def test_dropped_in_csvs_are_found_and_the_workbook_schema_is_read(home):
@@ -217,3 +359,46 @@ def test_dropped_in_csvs_are_found_and_the_workbook_schema_is_read(home):
     table = analysis.table_accuracy(runs)
     assert table.loc[("easy", "external:gpu_box_cod_easy"), "cod baseline"] == syn.accuracy("cod", "easy", "baseline")
     assert pd.isna(table.loc[("easy", "workbook"), "cod baseline"])  # the workbook's own run is now a gap
+
+
+def _fail(stage, label, *args):
+    return runner.Outcome(label, stage, "failed", 1.0, "RuntimeError: engine died")
+
+
+def _interrupt(stage, label, *args):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("attempt, ended", [(_fail, "failed"), (_interrupt, "interrupted")])
+def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypatch, attempt, ended):
+    """A run that once finished every stage; `--redo` of its benchmark then fails (or is
+    stopped with Ctrl-C). Its metrics on disk are the earlier attempt's: the index must not show
+    them as the run's current numbers, nor the analysis count the run as measured."""
+    for style in ("cot", "cod"):
+        rp = syn.write_run(PROFILE, style, "easy")
+        cfg = params.resolve(PROFILE, style, "easy")
+        for stage in runner.stages_of(style):
+            record.save(rp, stage, {}, cfg)
+            record.record_status(PROFILE, rp.name, stage, status="finished")
+    monkeypatch.setattr(runner, "execute", attempt)
+    result = runner.run_grid(PROFILE, ["cot"], ["easy"], ["06_benchmark"], redo=True, log=lambda msg: None)
+    assert [(o.run, o.status) for o in result.outcomes] == [("cot_easy", ended)]
+    cause = "engine died" if ended == "failed" else "Ctrl-C"
+    assert paths.RunPaths(PROFILE, "cot", "easy").metrics_json.exists()  # the earlier attempt's, still on disk
+
+    rows = index_page.runs((paths.reports_root(PROFILE) / "index.html").read_text())
+    redone, other = rows["cot_easy"], rows["cod_easy"]
+    assert redone.state == ended and cause in redone.note and "earlier attempt" in redone.note
+    assert redone.stages["06"] == ended
+    assert all("stale" in c.classes for c in redone.numbers.values())  # shown struck through, not as current
+    assert redone.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cot', 'easy', 'baseline'):.1%}"
+    assert other.state != "failed" and not any("stale" in c.classes for c in other.numbers.values())
+    assert other.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cod', 'easy', 'baseline'):.1%}"
+
+    runs = analysis.collect(PROFILE, n_boot=50).set_index("run")
+    assert runs.loc["cot_easy", "state"] == ended and not runs.loc["cot_easy", "present"]
+    assert cause in runs.loc["cot_easy", "error"] and "earlier attempt" in runs.loc["cot_easy", "error"]
+    assert runs.loc["cod_easy", "state"] == "measured"
+    table = analysis.table_accuracy(runs.reset_index())
+    assert pd.isna(table.loc[("easy", "workbook"), "cot baseline"])  # a gap, not the old number
+    assert table.loc[("easy", "workbook"), "cod baseline"] == syn.accuracy("cod", "easy", "baseline")

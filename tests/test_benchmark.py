@@ -579,6 +579,7 @@ def test_a_stop_token_agreed_by_the_target_is_held_back_by_transformers(tiny_pai
     assert agreed["acceptance_rate"] == 1.0 and agreed["accepted_tokens"] == raw["accepted_tokens"] + 1
 
 
+@slow
 def test_batch_size_one_is_measured_in_the_same_engines(bench):
     b1 = bench.metrics["batch1"]
     assert b1["n"] == 2 and b1["baseline_tok_s"] > 0 and b1["speculative_tok_s"] > 0

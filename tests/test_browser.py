@@ -19,6 +19,7 @@ import pytest
 
 from fixtures import synthetic as syn
 from lib import paths, record, reports, runner
+from lib import plots as plots_module
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -40,14 +41,38 @@ class Page:
     def eval(self, expression: str):
         return self.driver.execute_script(f"return {expression}")
 
-    def screenshot(self, path: Path, max_height: int = 6000) -> Path:
+    def size(self, max_height: int = 100_000) -> tuple[int, int]:
+        """The page's whole layout in CSS pixels (what a screenshot at scale 1 covers)."""
         size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
+        return int(size["width"]), int(min(size["height"], max_height))
+
+    def screenshot(self, path: Path, max_height: int = 6000) -> Path:
+        width, height = self.size(max_height)
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
         shot = self.driver.execute_cdp_cmd("Page.captureScreenshot",
                                            {"format": "png", "clip": clip, "captureBeyondViewport": True})
         path = Path(path)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
+
+
+def _size(png: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(png) as img:
+        return img.size
+
+
+def _has_color(png: Path, color, tolerance: int = 8) -> bool:
+    """Whether some pixel of the screenshot has `color` (hex or matplotlib RGB floats)."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    want = np.round(np.array(to_rgb(color)) * 255)
+    with Image.open(png) as img:
+        pixels = np.asarray(img.convert("RGB"), dtype=int)
+    return bool((np.abs(pixels - want).max(axis=-1) <= tolerance).any())
 
 
 def _browser():
@@ -110,7 +135,9 @@ def test_index_opens_clean_and_lists_runs(site):
     assert page.eval("document.querySelector('a[href=\"_profile/07_analysis.html\"]') !== null")
     shot = page.screenshot(site["shots"] / "index.png")
     print(f"screenshot: {shot}")
-    assert shot.stat().st_size > 10_000
+    assert _size(shot) == page.size()
+    # the badges are painted (flat fills, whatever the fonts): the failed run's red, a measured run's green
+    assert _has_color(shot, "#f8d0d0") and _has_color(shot, "#d4f4d4")
 
 
 def test_analysis_page_shows_every_plot(site):
@@ -119,13 +146,15 @@ def test_analysis_page_shows_every_plot(site):
     images = page.eval("[...document.images].map(i => ({png: i.src.startsWith('data:image/png;base64,'), "
                        "w: i.naturalWidth, h: i.naturalHeight, done: i.complete}))")
     plots = [i for i in images if i["png"]]
-    assert len(plots) >= N_PLOTS
+    assert len(plots) == len(images) == N_PLOTS  # a plot without data is text, not an image (plots.NoData)
     assert all(i["done"] and i["w"] > 0 and i["h"] > 0 for i in plots), plots
     assert page.eval("document.querySelectorAll('.jp-CodeCell .jp-InputArea-editor').length") > 0  # code shown here
     assert "CoD had the higher acceptance" in page.eval("document.body.innerText")
-    shot = page.screenshot(site["shots"] / "analysis.png")
+    shot = page.screenshot(site["shots"] / "analysis.png", max_height=100_000)
     print(f"screenshot: {shot}")
-    assert shot.stat().st_size > 50_000
+    assert _size(shot) == page.size()
+    assert all(_has_color(shot, plots_module.CONFIG_COLORS[c]) for c in ("cot + spec", "cod + spec"))  # the bars
+    site["analysis_height"] = page.size()[1]
 
 
 def test_hidden_input_page_has_no_code(site):
@@ -135,8 +164,12 @@ def test_hidden_input_page_has_no_code(site):
     text = page.eval("document.body.innerText")
     assert "analysis.collect(" not in text and "record.save(" not in text and "Out[1" not in text
     assert "Speed-up and acceptance" in text
-    assert page.eval("[...document.images].filter(i => i.naturalWidth > 0).length") >= N_PLOTS
-    page.screenshot(site["shots"] / "analysis_hidden.png")
+    assert page.eval("[...document.images].filter(i => i.naturalWidth > 0).length") == N_PLOTS
+    shot = page.screenshot(site["shots"] / "analysis_hidden.png", max_height=100_000)
+    assert _size(shot) == page.size()
+    assert all(_has_color(shot, plots_module.CONFIG_COLORS[c]) for c in ("cot + spec", "cod + spec"))
+    if "analysis_height" in site:  # the same page less its code cells: shorter, whatever the fonts
+        assert page.size()[1] < site["analysis_height"]
 
 
 def test_a_broken_page_is_caught(site):

@@ -2,11 +2,15 @@
 
 import json
 
+import index_page
+import pytest
+
 from conftest import SMALL
 from lib import __main__ as cli
 from lib import paths, record, reports, runner
 
 
+@pytest.mark.slow  # pretrains the base pair (00_base_models)
 def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     # The base pair (profile-wide) and easy/hard problems first.
     first = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL)
@@ -36,8 +40,10 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     status = record.load_status("tiny")
     assert status["cot_hard"]["01_generate_data"]["status"] == "failed"
     assert "unusable row" in status["cot_hard"]["01_generate_data"]["error"]
-    index = (paths.reports_root("tiny") / "index.html").read_text()
-    assert "cot_hard" in index and "failed" in index
+    rows = index_page.runs((paths.reports_root("tiny") / "index.html").read_text())
+    assert rows["cot_hard"].state == "failed" and "unusable row" in rows["cot_hard"].note
+    assert rows["cot_hard"].stages["01"] == "failed" and rows["cot_easy"].stages["01"] == "finished"
+    assert [run for run, row in rows.items() if row.state == "failed"] == ["cot_hard"]  # the grid's other rows too
 
     # A re-run skips what finished and tries the failed run again.
     again = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["01_generate_data"], overrides=SMALL)
@@ -63,6 +69,7 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
     assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()
 
 
+@pytest.mark.slow  # pretrains the base pair (00_base_models)
 def test_runs_placed_on_gpu_slots_run_side_by_side(home):
     """`--gpus 0 1`: the base pair here, then each run in its own process with its own
     CUDA_VISIBLE_DEVICES (on this CPU machine the variable only labels the slot)."""
