@@ -64,6 +64,7 @@ def test_held_out_questions_are_dropped_from_a_pool_that_draws_them():
     assert pool == [] and counts["dropped_held_out"] == 5
 
 
+@pytest.mark.slow  # trains a model (a tiny one, seconds): `make test-fast` skips training
 def test_packed_pretraining_trains_on_full_rows_on_cpu(tmp_path):
     from transformers import Qwen3Config
 
