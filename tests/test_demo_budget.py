@@ -1,0 +1,103 @@
+"""The demo's wall time beside its budget (issue 18): the runner records the grid's own wall
+time in status.json, the index shows it with `report.budget_s`, and `--jobs` places runs side
+by side on the CPUs. Fast: synthetic status files, no notebook runs."""
+
+import json
+import re
+
+import pytest
+
+from lib import params, paths, record, reports, runner
+
+
+def _status(seconds: float) -> dict:
+    return {
+        "cot_easy": {"01_generate_data": {"status": "finished", "seconds": 7.5, "at": 1.0}},
+        record.GRID_RUN: {record.GRID_WALL: {
+            "status": "ended", "seconds": seconds, "started": 1_795_000_000.0, "jobs": 2,
+            "outcomes": {"finished": 44}, "command": "run --profile tiny", "host": "box", "at": 2.0}},
+    }
+
+
+def _wall_paragraph(page: str) -> str:
+    return re.search(r'<p id="wall-time">.*?</p>', page, re.S).group(0)
+
+
+@pytest.mark.parametrize("seconds, budget, verdict", [(545.2, 600.0, "within budget"), (848.0, 600.0, "over budget")])
+def test_the_index_shows_the_grids_wall_time_beside_the_budget(home, params_copy, seconds, budget, verdict):
+    (params_copy / "profiles" / "tiny.yaml").write_text(
+        (params_copy / "profiles" / "tiny.yaml").read_text() + f"\nreport: {{budget_s: {budget}}}\n")
+    status_file = record.status_path("tiny")
+    status_file.parent.mkdir(parents=True)
+    status_file.write_text(json.dumps(_status(seconds)))
+    wall = _wall_paragraph(reports.write_index("tiny").read_text())
+    minutes = f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
+    assert f"<b>{minutes}</b> wall" in wall and "44 finished" in wall and "2 run(s) at a time" in wall
+    assert "budget 10 min 00.0 s" in wall and verdict in wall
+    if verdict == "over budget":
+        assert f"by {int((seconds - budget) // 60)} min" in wall
+
+
+def test_no_budget_and_no_wall_time_are_said_so(home):
+    assert params.resolve("tiny", "base", "easy")["report"]["budget_s"] >= 0
+    page = reports.write_index("tiny").read_text()
+    assert "No grid has recorded its wall time here yet" in page
+    status_file = record.status_path("tiny")
+    status_file.write_text(json.dumps(_status(100.0)))
+    wall = _wall_paragraph(reports.write_index("tiny").read_text())
+    assert "<b>1 min 40.0 s</b> wall" in wall
+    # the grid's entry is no run: the failure list and the run rows ignore it
+    assert "_grid" not in reports.write_index("tiny").read_text().split('id="wall-time"')[0]
+
+
+def test_the_runner_records_the_grids_wall_time(home, monkeypatch):
+    monkeypatch.setattr(runner, "execute", lambda stage, label, *a, **k: runner.Outcome(label, stage, "finished", 0.5))
+    runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], {"data.n_train": 20, "data.n_test": 6})
+    wall = record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]
+    assert wall["status"] == "ended" and wall["jobs"] == 1 and wall["outcomes"] == {"finished": 1}
+    assert 0 < wall["seconds"] < 60
+    assert 'id="wall-time"' in (paths.reports_root("tiny") / "index.html").read_text()
+
+
+def test_jobs_auto_places_cpu_runs_two_at_a_time_with_their_share_of_threads(monkeypatch):
+    cpu = [params.resolve("tiny", "cot", "easy")]
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    assert runner.parse_jobs("auto", cpu) == 2 and runner.parse_jobs("1", cpu) == 1
+    assert runner.parse_jobs("auto", [params.resolve("tiny", "cot", "easy", {"device": "auto"})]) == 1
+    slots = runner.job_slots(2)
+    assert [name for name, _ in slots] == ["job 1", "job 2"]
+    assert all(env["OMP_NUM_THREADS"] == "1" for _, env in slots)
+    assert runner.job_slots(1) == []
+    with pytest.raises(params.ParamsError, match="got '0'"):
+        runner.parse_jobs("0", cpu)
+
+
+def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
+    """Two jobs: each chain in its own process (here a stand-in that reports at once) with one
+    thread, the child told to run alone (`--jobs 1`); on one slot, the base run (two stages)
+    goes after the longer run."""
+    import sys
+
+    real, seen = runner._chain_command, []
+
+    def command(chain, profile, overrides, redo, hide_input, outcomes_file):
+        (style, scenario), _ = chain[0]
+        seen.append((f"{style}_{scenario}", real(chain, profile, overrides, redo, hide_input, outcomes_file)))
+        outcomes = [{"run": f"{style}_{scenario}", "stage": s, "status": "finished"} for _, s in chain]
+        code = (f"import json, os; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w')); "
+                f"assert os.environ['OMP_NUM_THREADS'] == '1' and os.environ['{runner.JOB_ENV}']")
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(runner, "_chain_command", command)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    result = runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data", "02_train_target"], jobs=2)
+    assert sorted((o.run, o.stage, o.status) for o in result.outcomes) == [
+        ("base_easy", "01_generate_data", "finished"), ("cod_easy", "01_generate_data", "finished"),
+        ("cod_easy", "02_train_target", "finished")]
+    assert all(cmd[cmd.index("--jobs") + 1] == "1" for _, cmd in seen)
+    assert record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]["jobs"] == 2
+
+    seen.clear()
+    chains = [[(("base", "easy"), "01_generate_data")], [(("cod", "easy"), "01_generate_data"), (("cod", "easy"), "02_train_target")]]
+    runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None)
+    assert [run for run, _ in seen] == ["cod_easy", "base_easy"]
