@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from . import logs
 from .device import on_cuda
 
 SPEC_COUNTERS = {
@@ -150,8 +153,11 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
     not measured, and skipping compilation saves minutes of engine start on a GPU);
     `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more)."""
     configure(cfg)
+    t0, first = time.perf_counter(), "vllm" not in sys.modules
     from vllm import LLM
 
+    if first:
+        logs.phase("import vllm", time.perf_counter() - t0)
     _guard_kernel_rebind()
     # vLLM runs gc.collect() several times per engine start and stop; with torch and
     # transformers loaded each pass over the heap takes ~0.25 s on CPU. Freezing what is alive
@@ -184,7 +190,10 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         kwargs["per_request_spec_decode_metrics"] = "summary"
     if enable_lora:
         kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
-    return Engine(LLM(**kwargs), str(model), speculative)
+    t0 = time.perf_counter()
+    llm = LLM(**kwargs)
+    logs.phase("engine start" + (" (speculative)" if speculative else ""), time.perf_counter() - t0)
+    return Engine(llm, str(model), speculative)
 
 
 def async_scheduling(cfg, speculative: dict | None) -> bool | None:
