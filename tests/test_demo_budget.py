@@ -101,3 +101,35 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
     chains = [[(("base", "easy"), "01_generate_data")], [(("cod", "easy"), "01_generate_data"), (("cod", "easy"), "02_train_target")]]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None)
     assert [run for run, _ in seen] == ["cod_easy", "base_easy"]
+
+
+def _small_tokenizer(folder):
+    """A byte-level BPE tokenizer saved as transformers saves one (tokenizer.json and config)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["Natalia sold 48 clips in April and half as many in May. 48/2 = 24. #### 72"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(str(folder))
+    return folder
+
+
+def test_token_counts_skip_transformers_and_match_it(tmp_path):
+    """Notebook 01 counts teacher tokens: through `tokenizers` straight from tokenizer.json,
+    the same counts as transformers' tokenizer, without importing torch (seconds per notebook)."""
+    import subprocess
+    import sys
+
+    from lib import models
+
+    folder = _small_tokenizer(tmp_path / "tok")
+    texts = ["Natalia sold 48 clips.", "  two spaces, unicode ≥ π", "<|endoftext|> special", "\n\n#### 72", ""]
+    assert models.token_counter(str(folder))(texts) == models.count_tokens(models.load_tokenizer(str(folder)), texts)
+    code = (f"import sys; from lib import models; print(models.token_counter({str(folder)!r})(['a b'])); "
+            f"print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(paths.REPO), env={**__import__("os").environ, "PYTHONPATH": str(paths.REPO)}).stdout
+    assert out.strip().splitlines()[-1] == "False False"
