@@ -85,12 +85,17 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
         seen.append((f"{style}_{scenario}", real(chain, profile, overrides, redo, hide_input, outcomes_file)))
         outcomes = [{"run": f"{style}_{scenario}", "stage": s, "status": "finished"} for _, s in chain]
         code = (f"import json, os; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w')); "
-                f"assert os.environ['OMP_NUM_THREADS'] == '1' and os.environ['{runner.JOB_ENV}']")
+                f"assert os.environ['OMP_NUM_THREADS'] == '1' and os.environ['{runner.JOB_ENV}']; "
+                f"print('\\r  {style}_{scenario} 01: 50%|##  |\\r      \\r[1/1 0s] {style}_{scenario} finished')")
         return [sys.executable, "-c", code]
 
     monkeypatch.setattr(runner, "_chain_command", command)
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
-    result = runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data", "02_train_target"], jobs=2)
+    shown = []
+    result = runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data", "02_train_target"], jobs=2,
+                             log=shown.append)
+    # each run's own lines come through, with its slot in front, and not hidden behind a progress bar
+    assert {"[1/1 0s] base_easy finished", "[1/1 0s] cod_easy finished"} <= {m.split("] ", 1)[1] for m in shown if m.startswith("[job ")}
     assert sorted((o.run, o.stage, o.status) for o in result.outcomes) == [
         ("base_easy", "01_generate_data", "finished"), ("cod_easy", "01_generate_data", "finished"),
         ("cod_easy", "02_train_target", "finished")]
