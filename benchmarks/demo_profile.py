@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 PHASE = re.compile(r"^\[workbook phase\] (?P<name>.+): (?P<s>[0-9.]+) s$")
-ROWS = ("stage time (papermill)", "kernel start", "setup cell (imports, params)", "work cells", "  import vllm",
+ROWS = ("stage time (papermill)", "kernel CPU time (all threads)", "kernel start", "setup cell (imports, params)", "work cells", "  import vllm",
         "  engine starts", "  training steps", "  generation (timed)", "  cross-check (transformers)",
         "  rest of work (imports, model loads, data, saves)", "tables and plots cells", "kernel shutdown, papermill I/O",
         "render HTML (timed again)")
@@ -130,6 +130,8 @@ def profile_home(home: Path, profile: str, render: bool) -> dict:
             row = per_stage[stage]
             row["runs"] += 1
             row["stage time (papermill)"] += entry.get("seconds") or 0.0
+            if entry.get("cpu_s") is not None:
+                row["kernel CPU time (all threads)"] += entry["cpu_s"]
             ipynb = reports / run / f"{stage}.ipynb"
             if ipynb.exists():
                 for k, v in notebook_phases(ipynb).items():

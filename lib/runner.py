@@ -48,6 +48,7 @@ class Outcome:
     status: str  # finished | cached | failed | skipped | interrupted | locked
     seconds: float = 0.0
     error: str | None = None
+    cpu_seconds: float | None = None  # the kernel's CPU time (user + system), all its threads
 
 
 @dataclass
@@ -81,7 +82,7 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     out_dir.mkdir(parents=True, exist_ok=True)
     out_html.unlink(missing_ok=True)  # a partial notebook is never left beside the last run's HTML
     use_this_checkout()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     error = None
     try:
         _interruptible(
@@ -102,9 +103,18 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
         raise
     except Exception as exc:  # papermill saves the partial notebook with the traceback
         error = _short_error(exc)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
     (render or _render)(out_ipynb, out_html, stage, hide_input)
-    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
+    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error, cpu)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: the kernel once it is shut down (a
+    figure that depends far less on other load than the wall time)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _interruptible(fn, *args, **kwargs):
@@ -372,6 +382,8 @@ def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_i
 def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> None:
     entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error, pid=os.getpid(),
                  host=socket.gethostname(), **extra)
+    if outcome.cpu_seconds is not None:
+        entry["cpu_s"] = outcome.cpu_seconds
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
     if os.environ.get(JOB_ENV):
