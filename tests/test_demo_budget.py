@@ -138,3 +138,26 @@ def test_token_counts_skip_transformers_and_match_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(paths.REPO), env={**__import__("os").environ, "PYTHONPATH": str(paths.REPO)}).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_the_kernel_is_not_left_to_tear_itself_down(home, monkeypatch, tmp_path):
+    """After the last cell the kernel is killed, not asked to exit: a kernel whose teardown is
+    slow (torch loaded took 3.6-4.4 s per notebook) no longer holds the stage up. Here an exit
+    hook that sleeps 30 s; a polite shutdown waits 2.5 s for it before signalling."""
+    from datetime import datetime
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import atexit, time\natexit.register(time.sleep, 30)\nprint('done')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "slow_exit.ipynb"
+    nbformat.write(nb, str(src))
+    monkeypatch.setattr(runner, "notebook", lambda stage: src)
+    out = runner.execute("slow_exit", "_profile", home / "out", {}, False)
+    assert out.status == "finished", out.error
+    done = nbformat.read(str(home / "out" / "slow_exit.ipynb"), as_version=4)
+    end = datetime.fromisoformat(done.metadata.papermill.end_time).timestamp()
+    last = datetime.fromisoformat(done.cells[-1].metadata.papermill.end_time).timestamp()
+    # asked politely, jupyter_client waits 2.5 s (half its shutdown_wait_time) before signalling
+    assert end - last < 1.5, f"{end - last:.1f} s between the last cell and the notebook's end"
