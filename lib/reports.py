@@ -252,7 +252,10 @@ def wall_time_html(status: dict, budget_s: float) -> str:
     counts = ", ".join(f"{n} {state}" for state, n in sorted((wall.get("outcomes") or {}).items())) or "no stage"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(wall.get("started") or 0))
     text = f"<b>{_minutes(seconds)}</b> wall, {counts}, {wall.get('jobs', 1)} run(s) at a time"
-    if budget_s > 0:
+    if budget_s > 0 and not wall.get("whole_grid"):
+        text += (f"; budget {_minutes(budget_s)} (<code>report.budget_s</code>) for the whole grid run afresh, "
+                 "which this was not")
+    elif budget_s > 0:
         over = seconds > budget_s
         verdict = (f'<span class="st failed">over budget</span> by {_minutes(seconds - budget_s)}' if over
                    else f'<span class="st finished">within budget</span> ({seconds / budget_s:.0%} of it)')

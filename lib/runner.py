@@ -315,7 +315,8 @@ def run_grid(
             result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log)
             _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
     if record_wall:  # not in a placed run: its parent records the whole grid's
-        _record_wall(profile, result, started, time.perf_counter() - t_start, len(placed) or 1)
+        whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
+        _record_wall(profile, result, started, time.perf_counter() - t_start, len(placed) or 1, whole)
     try:
         reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
         log(f"index: {paths.reports_root(profile) / 'index.html'}")
@@ -395,14 +396,16 @@ def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> 
     record.record_status(profile, label, stage, **entry)
 
 
-def _record_wall(profile: str, result: GridResult, started: float, seconds: float, jobs: int) -> None:
+def _record_wall(profile: str, result: GridResult, started: float, seconds: float, jobs: int, whole: bool) -> None:
     """The grid's own wall time, start to end (stage times overlap when runs go side by side):
-    what the index sets beside `report.budget_s`."""
+    what the index sets beside `report.budget_s`, when it was the whole grid, every stage run
+    afresh (`whole_grid`)."""
     counts = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     entry = dict(status="interrupted" if result.interrupted else "ended", seconds=seconds, started=started,
-                 jobs=jobs, outcomes=counts, command=" ".join(sys.argv[1:])[:300], host=socket.gethostname())
+                 jobs=jobs, outcomes=counts, whole_grid=whole and set(counts) == {"finished"},
+                 command=" ".join(sys.argv[1:])[:300], host=socket.gethostname())
     with contextlib.suppress(OSError):  # the summary still says what happened
         record.record_status(profile, record.GRID_RUN, record.GRID_WALL, **entry)
 

@@ -10,12 +10,12 @@ import pytest
 from lib import params, paths, record, reports, runner
 
 
-def _status(seconds: float) -> dict:
+def _status(seconds: float, whole: bool = True) -> dict:
     return {
         "cot_easy": {"01_generate_data": {"status": "finished", "seconds": 7.5, "at": 1.0}},
         record.GRID_RUN: {record.GRID_WALL: {
             "status": "ended", "seconds": seconds, "started": 1_795_000_000.0, "jobs": 2,
-            "outcomes": {"finished": 44}, "command": "run --profile tiny", "host": "box", "at": 2.0}},
+            "outcomes": {"finished": 44}, "whole_grid": whole, "command": "run --profile tiny", "host": "box", "at": 2.0}},
     }
 
 
@@ -36,6 +36,11 @@ def test_the_index_shows_the_grids_wall_time_beside_the_budget(home, params_copy
     assert "budget 10 min 00.0 s" in wall and verdict in wall
     if verdict == "over budget":
         assert f"by {int((seconds - budget) // 60)} min" in wall
+    # a partial grid (or one that reused cached stages) is not set against the budget
+    status_file.write_text(json.dumps(_status(seconds, whole=False)))
+    wall = _wall_paragraph(reports.write_index("tiny").read_text())
+    assert "which this was not" in wall and "budget" not in wall.split("which this was not")[1]
+    assert "within budget" not in wall and "over budget" not in wall
 
 
 def test_no_budget_and_no_wall_time_are_said_so(home):
@@ -55,6 +60,10 @@ def test_the_runner_records_the_grids_wall_time(home, monkeypatch):
     runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], {"data.n_train": 20, "data.n_test": 6})
     wall = record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]
     assert wall["status"] == "ended" and wall["jobs"] == 1 and wall["outcomes"] == {"finished": 1}
+    assert wall["whole_grid"] is False  # one stage of one run
+    runner.run_grid("tiny")  # every style, scenario and stage (44 notebooks), each run here
+    wall = record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]
+    assert wall["outcomes"] == {"finished": 44} and wall["whole_grid"] is True
     assert 0 < wall["seconds"] < 60
     assert 'id="wall-time"' in (paths.reports_root("tiny") / "index.html").read_text()
 
