@@ -416,8 +416,8 @@ JOB_ENV = "WORKBOOK_JOB"  # set in a run placed on a CPU job slot: the slot's nu
 def parse_jobs(jobs, cfgs) -> int:
     """`--jobs N`: N (style, scenario) runs side by side on this machine's CPUs. `auto` (the
     command line's default): 2 where every run's params say `device: cpu` and there are at
-    least 2 cores, else 1. Not more by default: each run holds torch, an engine and its
-    models (about 3 GB), and the tiny stages gain little from more than one thread each."""
+    least 2 cores, else 1 (a GPU profile places its runs with `--gpus`). Each run holds torch,
+    an engine and its models (a tiny benchmark kernel peaked at 1.1 GB resident)."""
     if jobs in (None, "auto"):
         cpu = all(cfg["device"] == "cpu" for cfg in cfgs)
         return min(2, os.cpu_count() or 1) if cpu else 1
