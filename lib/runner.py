@@ -307,13 +307,15 @@ def run_grid(
     n_jobs = 1 if slots else parse_jobs(jobs, cfgs)
     placed = [(f"gpu {s}", {"CUDA_VISIBLE_DEVICES": s}) for s in slots] or (job_slots(n_jobs) if len(chains) > 1 else [])
     result, t_start, started = GridResult(), time.perf_counter(), time.time()
-    if not placed:
-        _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log, result, t_start)
-    else:
-        _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start)
-        if not result.interrupted:
-            result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log)
-            _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
+    with Renderer() as render:  # the index below comes after the last render
+        if not placed:
+            _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log,
+                      result, t_start, render)
+        else:
+            _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
+            if not result.interrupted:
+                result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log)
+                _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if record_wall:  # not in a placed run: its parent records the whole grid's
         whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
         _record_wall(profile, result, started, time.perf_counter() - t_start, len(placed) or 1, whole)
@@ -326,12 +328,7 @@ def run_grid(
     return result
 
 
-def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float) -> None:
-    with Renderer() as render:
-        _run_steps(plan, profile, overrides, redo, hide_input, log, result, t_start, render)
-
-
-def _run_steps(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float, render) -> None:
+def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float, render=None) -> None:
     broken = set()
     for i, (run, stage) in enumerate(plan, 1):
         if run == PROFILE_RUN:
