@@ -276,7 +276,8 @@ def run_grid(
     """The grid, one stage at a time; with `gpus` (or `jobs` > 1), the profile-wide stages still
     run here and each (style, scenario) chain runs in its own `python -m lib run` on a free GPU
     slot (or CPU job slot, see `parse_jobs`)."""
-    log = log or (lambda msg: print(msg, flush=True))
+    # one write per line: runs placed side by side log from several threads
+    log = log or (lambda msg: print(f"{msg}\n", end="", flush=True))
     overrides = dict(overrides or {})
     choose("profile", profile, params.profiles(), params.ParamsError)
     styles = choose_all("style", styles, STYLES, params.ParamsError)
