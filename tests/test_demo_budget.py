@@ -170,3 +170,43 @@ def test_the_kernel_is_not_left_to_tear_itself_down(home, monkeypatch, tmp_path)
     last = datetime.fromisoformat(done.cells[-1].metadata.papermill.end_time).timestamp()
     # asked politely, jupyter_client waits 2.5 s (half its shutdown_wait_time) before signalling
     assert end - last < 1.5, f"{end - last:.1f} s between the last cell and the notebook's end"
+
+
+def test_the_profile_reads_status_notebook_times_and_phase_lines(home, capsys):
+    """benchmarks/demo_profile.py on a synthetic home: a stage's time, its kernel CPU, the
+    kernel start (notebook start to first cell), the work cell and, inside it, the engine
+    starts from the stage log's phase lines."""
+    import importlib.util
+
+    import nbformat
+
+    from lib import logs
+
+    spec = importlib.util.spec_from_file_location("demo_profile", paths.REPO / "benchmarks" / "demo_profile.py")
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    out = paths.reports_root("tiny") / "cod_easy"
+    out.mkdir(parents=True)
+    status = {record.GRID_RUN: _status(300.0)[record.GRID_RUN]}
+    status["cod_easy"] = {"06_benchmark": {"status": "finished", "seconds": 30.0, "cpu_s": 25.0, "at": 1.0}}
+    record.status_path("tiny").write_text(json.dumps(status))
+    nb = nbformat.v4.new_notebook()
+    t = lambda s: f"2026-11-29T08:00:{s:06.3f}+00:00"
+    cells = [("from lib import params", 2.0, 4.0), ("with engine_log:\n    metrics = benchmark.run(cfg, rp)", 4.0, 24.0),
+             ("benchmark.pass_table(metrics)", 24.0, 25.0)]
+    for src, a, b in cells:
+        cell = nbformat.v4.new_code_cell(src)
+        cell.metadata["papermill"] = {"start_time": t(a), "end_time": t(b)}
+        nb.cells.append(cell)
+    nb.metadata["papermill"] = {"start_time": t(0.5), "end_time": t(26.0)}
+    nbformat.write(nb, str(out / "06_benchmark.ipynb"))
+    (out / "06_benchmark.log").write_text(
+        "vLLM chatter\n" + "".join(f"{logs.PHASE_PREFIX} {n}: {s} s\n" for n, s in
+                                   (("import vllm", 6.5), ("engine start", 1.25), ("engine start (speculative)", 1.75))))
+    assert profile.main([str(home)]) == 0
+    table = capsys.readouterr().out
+    row = lambda label: [c.strip() for c in next(line for line in table.splitlines() if label in line).split("|")]
+    assert row("stage time (papermill)")[3] == "30.0" and row("kernel CPU time")[3] == "25.0"
+    assert row("kernel start")[3] == "1.5" and row("work cells")[3] == "20.0"
+    assert row("import vllm")[3] == "6.5" and row("engine starts (2)")[3] == "3.0"
+    assert "300.0 (2 at a time)" in row("wall time")[3]
