@@ -271,11 +271,12 @@ def run_grid(
     log=None,
     gpus=None,
     jobs=1,
-    record_wall=True,
+    top=True,
 ) -> GridResult:
     """The grid, one stage at a time; with `gpus` (or `jobs` > 1), the profile-wide stages still
     run here and each (style, scenario) chain runs in its own `python -m lib run` on a free GPU
-    slot (or CPU job slot, see `parse_jobs`)."""
+    slot (or CPU job slot, see `parse_jobs`). `top`: the runner a person started, which records
+    the grid's wall time and writes the index (a placed run leaves both to it)."""
     # one write per line: runs placed side by side log from several threads
     log = log or (lambda msg: print(f"{msg}\n", end="", flush=True))
     overrides = dict(overrides or {})
@@ -317,14 +318,14 @@ def run_grid(
             if not result.interrupted:
                 result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log)
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
-    if record_wall:  # not in a placed run: its parent records the whole grid's
+    if top:
         whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
         _record_wall(profile, result, started, time.perf_counter() - t_start, len(placed) or 1, whole)
-    try:
-        reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
-        log(f"index: {paths.reports_root(profile) / 'index.html'}")
-    except OSError as exc:  # the summary below still says what happened
-        log(f"warning: the index could not be written: {_short_error(exc)}")
+        try:
+            reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
+            log(f"index: {paths.reports_root(profile) / 'index.html'}")
+        except OSError as exc:  # the summary below still says what happened
+            log(f"warning: the index could not be written: {_short_error(exc)}")
     log(result.summary())
     return result
 
@@ -521,7 +522,7 @@ def main_run(args) -> int:
             raise params.ParamsError("--gpus and --jobs both place runs side by side: give one of them")
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
-            gpus=args.gpus, jobs=args.jobs or "auto", record_wall=not args.outcomes,
+            gpus=args.gpus, jobs=args.jobs or "auto", top=not args.outcomes,
         )
         if args.outcomes:  # a run placed on a GPU reports back to its parent
             io.write_json(args.outcomes, [dataclasses.asdict(o) for o in result.outcomes])
