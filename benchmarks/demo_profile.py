@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PHASE = re.compile(r"^\[workbook phase\] (?P<name>.+): (?P<s>[0-9.]+) s$")
+PHASE = re.compile(r"^\[workbook phase\] (?P<at>[0-9.]+) (?P<name>.+): (?P<s>[0-9.]+) s$")
 ROWS = ("stage time (papermill)", "kernel CPU time (all threads)", "kernel start", "setup cell (imports, params)", "work cells", "  import vllm",
         "  engine starts", "  training steps", "  generation (timed)", "  cross-check (transformers)",
         "  rest of work (imports, model loads, data, saves)", "tables and plots cells", "kernel shutdown, papermill I/O",
@@ -82,13 +82,15 @@ def notebook_phases(ipynb: Path) -> dict:
     return out
 
 
-def log_phases(log: Path) -> dict:
+def log_phases(log: Path, window: tuple[float, float] | None) -> tuple[dict, dict]:
+    """The phase lines written while the notebook ran (`window`: its papermill start and end;
+    the log also holds earlier runs of the stage)."""
     out = defaultdict(float)
     counts = defaultdict(int)
     if log.exists():
         for line in log.read_text(errors="replace").splitlines():
             m = PHASE.match(line.strip())
-            if m:
+            if m and (window is None or window[0] <= float(m["at"]) <= window[1]):
                 name = "  import vllm" if m["name"] == "import vllm" else "  engine starts"
                 out[name] += float(m["s"])
                 counts[name] += 1
@@ -133,10 +135,14 @@ def profile_home(home: Path, profile: str, render: bool) -> dict:
             if entry.get("cpu_s") is not None:
                 row["kernel CPU time (all threads)"] += entry["cpu_s"]
             ipynb = reports / run / f"{stage}.ipynb"
+            window = None
             if ipynb.exists():
                 for k, v in notebook_phases(ipynb).items():
                     row[k] += v
-            logged, counts = log_phases(reports / run / f"{stage}.log")
+                meta = json.loads(ipynb.read_text())["metadata"].get("papermill") or {}
+                if meta.get("start_time") and meta.get("end_time"):
+                    window = (_t(meta["start_time"]), _t(meta["end_time"]))
+            logged, counts = log_phases(reports / run / f"{stage}.log", window)
             for k, v in logged.items():
                 row[k] += v
             engines[stage] += counts.get("  engine starts", 0)

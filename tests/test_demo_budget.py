@@ -177,6 +177,7 @@ def test_the_profile_reads_status_notebook_times_and_phase_lines(home, capsys):
     kernel start (notebook start to first cell), the work cell and, inside it, the engine
     starts from the stage log's phase lines."""
     import importlib.util
+    from datetime import datetime
 
     import nbformat
 
@@ -200,9 +201,11 @@ def test_the_profile_reads_status_notebook_times_and_phase_lines(home, capsys):
         nb.cells.append(cell)
     nb.metadata["papermill"] = {"start_time": t(0.5), "end_time": t(26.0)}
     nbformat.write(nb, str(out / "06_benchmark.ipynb"))
+    during = datetime.fromisoformat(t(10.0)).timestamp()  # a line of an earlier run of the stage is left out
     (out / "06_benchmark.log").write_text(
-        "vLLM chatter\n" + "".join(f"{logs.PHASE_PREFIX} {n}: {s} s\n" for n, s in
-                                   (("import vllm", 6.5), ("engine start", 1.25), ("engine start (speculative)", 1.75))))
+        "vLLM chatter\n" + "".join(f"{logs.PHASE_PREFIX} {at:.3f} {n}: {s} s\n" for at, n, s in
+                                   ((during - 3600, "engine start", 9.0), (during, "import vllm", 6.5),
+                                    (during, "engine start", 1.25), (during, "engine start (speculative)", 1.75))))
     assert profile.main([str(home)]) == 0
     table = capsys.readouterr().out
     row = lambda label: [c.strip() for c in next(line for line in table.splitlines() if label in line).split("|")]
