@@ -21,6 +21,9 @@ def main(argv=None) -> int:
     run.add_argument("--gpus", nargs="+", metavar="SLOT",
                      help="run (style, scenario) runs side by side, one per GPU slot: 0 1 2 3, or 0,1 2,3 "
                           "for two GPUs each (tensor parallelism); default: one run at a time")
+    run.add_argument("--jobs", metavar="N",
+                     help="(style, scenario) runs side by side on this machine's CPUs, the cores shared out; "
+                          "default auto: 2 for a CPU profile (tiny) on 2 or more cores, else 1")
     run.add_argument("--outcomes", help=argparse.SUPPRESS)  # where a placed run reports to its parent
     ren = sub.add_parser("render", help="render executed notebooks that lack HTML and rewrite the index")
     ren.add_argument("--profile", default="tiny")

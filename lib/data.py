@@ -181,13 +181,13 @@ def token_frame(cfg, rp: RunPaths):
     from .styles import TRAINED_STYLES
 
     frames = []
-    tokenizer = None
+    counter = None
     for style in TRAINED_STYLES:
         rows = _rows(RunPaths(rp.profile, style, rp.scenario).teacher_output)
         if not rows:
             continue
-        tokenizer = tokenizer or models.load_tokenizer(models.base_model(cfg, rp, "target"))
-        counts = models.count_tokens(tokenizer, [r["solution"] for r in rows])
+        counter = counter or models.token_counter(models.base_model(cfg, rp, "target"))
+        counts = counter([r["solution"] for r in rows])
         frames.append(pd.DataFrame({
             "style": style, "id": [r["id"] for r in rows], "tokens": counts, "chars": [len(r["solution"]) for r in rows],
         }))

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from . import logs
 from .device import on_cuda
 
 SPEC_COUNTERS = {
@@ -24,8 +27,9 @@ def configure(cfg) -> None:
     """Environment vLLM reads at import time; call before the first `import vllm`. The GPU
     check asks NVML: CUDA initialised here would kill an engine core forked later."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    if not on_cuda(cfg):
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg["engine"]["kv_cache_gb"])
+    # The KV cache size on CPU goes to the engine as bytes (`kv_cache_bytes`): vLLM's legacy
+    # variable takes whole GiB only, and when set it overrides the engine argument.
+    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
     if cfg["engine"]["in_process"]:
         # One process instead of engine-core + worker, each re-importing torch (ENVIRONMENT.md).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -109,8 +113,9 @@ def _guard_kernel_rebind() -> None:
     module in `sys.modules` and calling `vars(value).get(...)`. Once numba is imported (vLLM's
     ngram proposer imports it), llvmlite's `ffi.lib` is among them and every later engine start
     in the same process fails with "'_lib_fn_wrapper' object has no attribute 'get'" (seen
-    here: an ngram pass, then any in-process engine). The scan is made to skip such modules
-    (they hold no vLLM kernels); nothing else changes. A no-op where the scan does not exist."""
+    here: an ngram pass, then any in-process engine). The scan is shown vLLM's own modules
+    only, less any such module (no other module holds vLLM kernels); nothing else changes. A
+    no-op where the scan does not exist."""
     try:
         from vllm.triton_utils import dispatcher
     except ImportError:
@@ -120,24 +125,31 @@ def _guard_kernel_rebind() -> None:
         return
     import sys
 
+    import types
+
     seen: dict[int, int] = {}  # id(module) -> size of its __dict__ when found scannable
 
     def guarded(overrides):
-        hidden = {}
+        # Only vLLM's own modules hold its kernels: the scan is shown those (through the
+        # dispatcher's own `sys`; the interpreter's module table is left alone). With torch,
+        # transformers, pandas and plotting loaded too, scanning everything took 1-4 s of each
+        # engine start on 2 cores.
+        view = {}
         for name, m in list(sys.modules.items()):
+            if m is None or not (name == "vllm" or name.startswith("vllm.")):
+                continue
             size = len(getattr(m, "__dict__", None) or {})
-            if m is None or seen.get(id(m)) == size:
-                continue  # rescanning every module at every engine start cost ~0.15 s
-            if _unscannable(m):
-                hidden[name] = m
-            else:
+            if seen.get(id(m)) == size or not _unscannable(m):
                 seen[id(m)] = size
-        for name in hidden:
-            del sys.modules[name]
+                view[name] = m
+        real = getattr(dispatcher, "sys", None)
+        if real is not sys:  # a vLLM whose scan reads the modules otherwise: left to itself
+            return scan(overrides)
+        dispatcher.sys = types.SimpleNamespace(modules=view)
         try:
             return scan(overrides)
         finally:
-            sys.modules.update(hidden)
+            dispatcher.sys = real
 
     guarded._workbook_guard = True
     guarded.__wrapped__ = scan
@@ -150,8 +162,11 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
     not measured, and skipping compilation saves minutes of engine start on a GPU);
     `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more)."""
     configure(cfg)
+    t0, first = time.perf_counter(), "vllm" not in sys.modules
     from vllm import LLM
 
+    if first:
+        logs.phase("import vllm", time.perf_counter() - t0)
     _guard_kernel_rebind()
     # vLLM runs gc.collect() several times per engine start and stop; with torch and
     # transformers loaded each pass over the heap takes ~0.25 s on CPU. Freezing what is alive
@@ -173,6 +188,8 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         disable_log_stats=False,  # the spec-decode counters live in the stats
         speculative_config=speculative,
     )
+    if not on_cuda(cfg):  # on a GPU, vLLM sizes the cache from gpu_memory_utilization
+        kwargs["kv_cache_memory_bytes"] = kv_cache_bytes(cfg)
     if eng["in_process"]:
         kwargs["distributed_executor_backend"] = "uni"
     async_sched = async_scheduling(cfg, speculative)
@@ -184,7 +201,16 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         kwargs["per_request_spec_decode_metrics"] = "summary"
     if enable_lora:
         kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
-    return Engine(LLM(**kwargs), str(model), speculative)
+    t0 = time.perf_counter()
+    llm = LLM(**kwargs)
+    logs.phase("engine start" + (" (speculative)" if speculative else ""), time.perf_counter() - t0)
+    return Engine(llm, str(model), speculative)
+
+
+def kv_cache_bytes(cfg) -> int:
+    """engine.kv_cache_gb in bytes: the CPU engine's KV cache, allocated and zeroed at every
+    engine start (1 GiB took 1-5 s of each start on 2 cores)."""
+    return int(float(cfg["engine"]["kv_cache_gb"]) * 2**30)
 
 
 def async_scheduling(cfg, speculative: dict | None) -> bool | None:

@@ -128,3 +128,15 @@ class StageLog:
 
 def to_file(path) -> StageLog:
     return StageLog(path)
+
+
+PHASE_PREFIX = "[workbook phase]"  # benchmarks/demo_profile.py sums these lines per stage
+
+
+def phase(name: str, seconds: float) -> None:
+    """One timed step (an engine start, an import) as a line of the stage's log: stderr, which
+    points at the log inside a `StageLog` block. The line carries its time (the log is appended
+    to by every run of the stage)."""
+    import time
+
+    print(f"{PHASE_PREFIX} {time.time():.3f} {name}: {seconds:.3f} s", file=sys.stderr, flush=True)

@@ -198,6 +198,11 @@ def done(rp: RunPaths | str, stage: str, cfg) -> bool:
 
 
 # --- run status, as the runner records it ------------------------------------------------------
+# Beside the runs' entries: the last grid's own wall time (`status[GRID_RUN][GRID_WALL]`), whose
+# stages may have overlapped (runs side by side), so their times do not add up to it.
+GRID_RUN, GRID_WALL = "_grid", "wall"
+
+
 def status_path(profile: str) -> Path:
     return reports_root(profile) / "status.json"
 

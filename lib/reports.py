@@ -243,6 +243,34 @@ def _profile_items(profile: str, status: dict, profile_stages) -> list[str]:
     return prof_links
 
 
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
+
+
+def wall_time_html(status: dict, budget_s: float) -> str:
+    """The last grid's wall time (start to end, as the runner recorded it) beside the profile's
+    budget (`report.budget_s`, 0 = none): a change that makes the demo slower shows here."""
+    wall = (status.get(record.GRID_RUN) or {}).get(record.GRID_WALL)
+    if not wall:
+        return "<p><small>No grid has recorded its wall time here yet.</small></p>"
+    seconds = float(wall.get("seconds") or 0)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted((wall.get("outcomes") or {}).items())) or "no stage"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(wall.get("started") or 0))
+    text = f"<b>{_minutes(seconds)}</b> wall, {counts}, {wall.get('jobs', 1)} run(s) at a time"
+    if budget_s > 0 and not wall.get("whole_grid"):
+        text += (f"; budget {_minutes(budget_s)} (<code>report.budget_s</code>) for the whole grid run afresh, "
+                 "which this was not")
+    elif budget_s > 0:
+        over = seconds > budget_s
+        verdict = (f'<span class="st failed">over budget</span> by {_minutes(seconds - budget_s)}' if over
+                   else f'<span class="st finished">within budget</span> ({seconds / budget_s:.0%} of it)')
+        text += f"; budget {_minutes(budget_s)} (<code>report.budget_s</code>): {verdict}"
+    interrupted = " (interrupted)" if wall.get("status") == "interrupted" else ""
+    return (f'<p id="wall-time">Last grid{interrupted}, started {when} on {html.escape(str(wall.get("host", "")))}: '
+            f"{text}.<br><small><code>{html.escape(str(wall.get('command', '')))}</code>; stages skipped as "
+            f"cached cost nothing, so compare whole fresh runs only.</small></p>")
+
+
 def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
     """One page per profile: a link to the analysis and its findings; every run of the grid
     (and any other run given) with its state (finished, failed with its error, incomplete,
@@ -276,6 +304,7 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
 Every run of the profile is listed (style, scenario) with its state; each badge links the rendered notebook of a stage.
 Across all runs: {analysis_link}.</p>
 {findings_html}
+<h2>Wall time</h2>{wall_time_html(status, params.resolve(profile, "base", params.scenarios()[0])["report"]["budget_s"])}
 <h2>Profile-wide</h2><ul>{''.join(prof_links)}</ul>
 <h2>Runs</h2><p><small>Settings: <span class="st overridden">overrides</span> marks a run some stage of which ran
 with parameters other than the profile's (listed); compare such runs with the others knowingly.</small></p>

@@ -48,6 +48,7 @@ class Outcome:
     status: str  # finished | cached | failed | skipped | interrupted | locked
     seconds: float = 0.0
     error: str | None = None
+    cpu_seconds: float | None = None  # the kernel's CPU time (user + system), all its threads
 
 
 @dataclass
@@ -72,15 +73,16 @@ class GridResult:
         return "\n".join(lines)
 
 
-def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: bool) -> Outcome:
-    """Execute one notebook with papermill; render what ran to HTML, failure included."""
+def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: bool, render=None) -> Outcome:
+    """Execute one notebook with papermill; render what ran to HTML, failure included. `render`
+    (a `Renderer`) renders in the background, off the critical path; default: here and now."""
     import papermill as pm
 
     out_ipynb, out_html = out_dir / f"{stage}.ipynb", out_dir / f"{stage}.html"
     out_dir.mkdir(parents=True, exist_ok=True)
     out_html.unlink(missing_ok=True)  # a partial notebook is never left beside the last run's HTML
     use_this_checkout()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     error = None
     try:
         _interruptible(
@@ -92,6 +94,10 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
             # 44 alarming lines per demo, none actionable. Errors still show.
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The last cell has run and every output was written atomically (logs line by line):
+            # the kernel (its process group) is killed rather than asked to exit, which took
+            # 3.6-4.4 s per notebook with torch loaded on 2 shared cores (0.13 s killed).
+            shutdown_kernel="immediate",
         )
     except KeyboardInterrupt:
         # papermill's event loop is torn down mid-cell: asyncio would print the dead kernel's
@@ -101,9 +107,18 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
         raise
     except Exception as exc:  # papermill saves the partial notebook with the traceback
         error = _short_error(exc)
-    seconds = time.perf_counter() - t0
-    _render(out_ipynb, out_html, stage, hide_input)
-    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error)
+    seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    (render or _render)(out_ipynb, out_html, stage, hide_input)
+    return Outcome(run_label, stage, "failed" if error else "finished", seconds, error, cpu)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: the kernel once it is shut down (a
+    figure that depends far less on other load than the wall time)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _interruptible(fn, *args, **kwargs):
@@ -156,6 +171,24 @@ def _render(out_ipynb, out_html, stage: str, hide_input: bool) -> None:
             reports.render_html(out_ipynb, out_html, hide_input=hide_input)
         except Exception as exc:  # the stage itself ran: a missing HTML is reported, not a failure
             print(f"warning: {stage} ran but its HTML could not be rendered: {exc}", flush=True)
+
+
+class Renderer:
+    """Renders executed notebooks to HTML in one background thread while the next notebook runs
+    (nbconvert took 1-3 s a notebook on 2 cores, 44 times a demo, with the kernel of the next
+    stage waiting). Leaving the `with` block waits for every render; the index comes after."""
+
+    def __enter__(self) -> "Renderer":
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        return self
+
+    def __call__(self, out_ipynb, out_html, stage: str, hide_input: bool) -> None:
+        self._pool.submit(_render, out_ipynb, out_html, stage, hide_input)
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def use_this_checkout() -> None:
@@ -237,10 +270,15 @@ def run_grid(
     hide_input: bool = False,
     log=None,
     gpus=None,
+    jobs=1,
+    top=True,
 ) -> GridResult:
-    """The grid, one stage at a time; with `gpus`, the profile-wide stages still run here and
-    each (style, scenario) chain runs in its own `python -m lib run` on a free GPU slot."""
-    log = log or (lambda msg: print(msg, flush=True))
+    """The grid, one stage at a time; with `gpus` (or `jobs` > 1), the profile-wide stages still
+    run here and each (style, scenario) chain runs in its own `python -m lib run` on a free GPU
+    slot (or CPU job slot, see `parse_jobs`). `top`: the runner a person started, which records
+    the grid's wall time and writes the index (a placed run leaves both to it)."""
+    # one write per line: runs placed side by side log from several threads
+    log = log or (lambda msg: print(f"{msg}\n", end="", flush=True))
     overrides = dict(overrides or {})
     choose("profile", profile, params.profiles(), params.ParamsError)
     styles = choose_all("style", styles, STYLES, params.ParamsError)
@@ -249,9 +287,11 @@ def run_grid(
     slots = parse_gpus(gpus)
     per_slot = min((len(s.split(",")) for s in slots), default=None)
     # Validate every run's merged parameters before anything runs.
+    cfgs = []
     for scenario in scenarios:
         for style in styles:
             cfg = params.resolve(profile, style, scenario, overrides)
+            cfgs.append(cfg)
             tp = cfg["engine"]["tensor_parallel_size"]
             if slots and tp > per_slot:
                 raise params.ParamsError(
@@ -266,24 +306,31 @@ def run_grid(
     chains = [[((style, scenario), s) for s in stages_of(style) if s in stages] for style, scenario in runs]
     chains = [c for c in chains if c]
     post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
-    result, t_start = GridResult(), time.perf_counter()
-    if not slots:
-        _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log, result, t_start)
-    else:
-        _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start)
-        if not result.interrupted:
-            result.outcomes += _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log)
-            _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start)
-    try:
-        reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
-        log(f"index: {paths.reports_root(profile) / 'index.html'}")
-    except OSError as exc:  # the summary below still says what happened
-        log(f"warning: the index could not be written: {_short_error(exc)}")
+    n_jobs = 1 if slots else parse_jobs(jobs, cfgs)
+    placed = [(f"gpu {s}", {"CUDA_VISIBLE_DEVICES": s}) for s in slots] or (job_slots(n_jobs) if len(chains) > 1 else [])
+    result, t_start, started = GridResult(), time.perf_counter(), time.time()
+    with Renderer() as render:  # the index below comes after the last render
+        if not placed:
+            _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log,
+                      result, t_start, render)
+        else:
+            _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
+            if not result.interrupted:
+                result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log)
+                _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
+    if top:
+        whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
+        _record_wall(profile, result, started, time.perf_counter() - t_start, len(placed) or 1, whole)
+        try:
+            reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
+            log(f"index: {paths.reports_root(profile) / 'index.html'}")
+        except OSError as exc:  # the summary below still says what happened
+            log(f"warning: the index could not be written: {_short_error(exc)}")
     log(result.summary())
     return result
 
 
-def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float) -> None:
+def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float, render=None) -> None:
     broken = set()
     for i, (run, stage) in enumerate(plan, 1):
         if run == PROFILE_RUN:
@@ -301,7 +348,7 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
             outcome = Outcome(label, stage, "skipped", error="an earlier stage of this run failed")
         else:
             try:
-                outcome = _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head)
+                outcome = _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render)
             except KeyboardInterrupt:
                 outcome = Outcome(label, stage, "interrupted", error="stopped by Ctrl-C (SIGINT); re-run to resume")
                 _record(profile, label, stage, outcome)
@@ -314,7 +361,7 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
         result.outcomes.append(outcome)
 
 
-def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head) -> Outcome:
+def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render=None) -> Outcome:
     """One stage under its run's lock: skipped when done (see `record.why_not_done`), else run."""
     try:
         with run_lock(profile, label):
@@ -324,7 +371,7 @@ def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_i
             log(f"{head} ... ({why})")
             record.forget(rp, stage)
             _record(profile, label, stage, Outcome(label, stage, "running"), started=time.time())
-            outcome = execute(stage, label, out_dir, parameters, hide_input)
+            outcome = execute(stage, label, out_dir, parameters, hide_input, render)
             _record(profile, label, stage, outcome)
             return outcome
     except RunLocked as exc:
@@ -339,23 +386,69 @@ def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_i
 def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> None:
     entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error, pid=os.getpid(),
                  host=socket.gethostname(), **extra)
+    if outcome.cpu_seconds is not None:
+        entry["cpu_s"] = outcome.cpu_seconds
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
+    if os.environ.get(JOB_ENV):
+        entry["job"] = os.environ[JOB_ENV]  # a CPU job slot: it ran beside another run
     record.record_status(profile, label, stage, **entry)
+
+
+def _record_wall(profile: str, result: GridResult, started: float, seconds: float, jobs: int, whole: bool) -> None:
+    """The grid's own wall time, start to end (stage times overlap when runs go side by side):
+    what the index sets beside `report.budget_s`, when it was the whole grid, every stage run
+    afresh (`whole_grid`)."""
+    counts = {}
+    for o in result.outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    entry = dict(status="interrupted" if result.interrupted else "ended", seconds=seconds, started=started,
+                 jobs=jobs, outcomes=counts, whole_grid=whole and set(counts) == {"finished"},
+                 command=" ".join(sys.argv[1:])[:300], host=socket.gethostname())
+    with contextlib.suppress(OSError):  # the summary still says what happened
+        record.record_status(profile, record.GRID_RUN, record.GRID_WALL, **entry)
+
+
+JOB_ENV = "WORKBOOK_JOB"  # set in a run placed on a CPU job slot: the slot's number
+
+
+def parse_jobs(jobs, cfgs) -> int:
+    """`--jobs N`: N (style, scenario) runs side by side on this machine's CPUs. `auto` (the
+    command line's default): 2 where every run's params say `device: cpu` and there are at
+    least 2 cores, else 1 (a GPU profile places its runs with `--gpus`). Each run holds torch,
+    an engine and its models (a tiny benchmark kernel peaked at 1.1 GB resident)."""
+    if jobs in (None, "auto"):
+        cpu = all(cfg["device"] == "cpu" for cfg in cfgs)
+        return min(2, os.cpu_count() or 1) if cpu else 1
+    if isinstance(jobs, bool) or not str(jobs).isdigit() or int(jobs) < 1:
+        raise params.ParamsError(f"--jobs takes a number of runs side by side (1, 2, ...) or auto; got {jobs!r}")
+    return int(jobs)
+
+
+def job_slots(n: int) -> list[tuple[str, dict]]:
+    """N CPU job slots, the cores shared out: each run's torch, OpenMP and vLLM use
+    cores // N threads, so that two runs do not oversubscribe two cores."""
+    if n <= 1:
+        return []
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return [(f"job {i}", {**env, JOB_ENV: str(i)}) for i in range(1, n + 1)]
 
 
 def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
     (style, scenario), _ = chain[0]
     cmd = [sys.executable, "-m", "lib", "run", "--profile", profile, "--styles", style, "--scenarios", scenario,
-           "--stages", *[stage for _, stage in chain], "--outcomes", str(outcomes_file)]
+           "--stages", *[stage for _, stage in chain], "--jobs", "1", "--outcomes", str(outcomes_file)]
     if overrides:
         cmd += ["--set", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]]  # JSON is YAML
     return cmd + ["--redo"] * redo + ["--hide-input"] * hide_input
 
 
-def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> list[Outcome]:
-    """Each chain in its own process, `CUDA_VISIBLE_DEVICES` set to a free slot; its output is
-    relayed with the slot in front and kept in the run's `runner.log`."""
+def _place(chains, slots, profile, overrides, redo, hide_input, log) -> list[Outcome]:
+    """Each chain in its own process on a free slot (name, environment: `CUDA_VISIBLE_DEVICES`
+    for a GPU slot, thread counts for a CPU job); its output is relayed with the slot in front
+    and kept in the run's `runner.log`. Longest chains first: the untrained `base` runs (two
+    stages) fill the end instead of leaving a slot idle while a long run finishes."""
     import queue
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -370,10 +463,11 @@ def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> 
         rp.report_dir.mkdir(parents=True, exist_ok=True)
         outcomes_file = rp.report_dir / "runner.outcomes.json"
         outcomes_file.unlink(missing_ok=True)
-        slot = free.get()
+        taken = free.get()
+        slot, slot_env = taken
         try:
-            log(f"[gpu {slot}] {rp.name}: {', '.join(stage for _, stage in chain)}")
-            env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot}
+            log(f"[{slot}] {rp.name}: {', '.join(stage for _, stage in chain)}")
+            env = {**os.environ, **slot_env}
             with open(rp.report_dir / "runner.log", "w") as keep:
                 proc = subprocess.Popen(
                     _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file), env=env,
@@ -383,17 +477,17 @@ def _place_on_gpus(chains, slots, profile, overrides, redo, hide_input, log) -> 
                     keep.write(line)
                     keep.flush()
                     if line.startswith(("[", "warning", "FAILED", "error")):  # not the notebooks' chatter
-                        log(f"[gpu {slot}] {line.rstrip()}")
+                        log(f"[{slot}] {line.rstrip()}")
                 code = proc.wait()
         finally:
-            free.put(slot)
+            free.put(taken)
         if outcomes_file.exists():
             return [Outcome(**o) for o in io.read_json(outcomes_file)]
         return [Outcome(rp.name, chain[0][1], "failed",
                         error=f"the run's process ended with code {code} before reporting; see {rp.report_dir / 'runner.log'}")]
 
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        return [o for outcomes in pool.map(run_chain, chains) for o in outcomes]
+        return [o for outcomes in pool.map(run_chain, sorted(chains, key=len, reverse=True)) for o in outcomes]
 
 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
@@ -424,9 +518,11 @@ def main_run(args) -> int:
                 overrides[key] = yaml.safe_load(value)
             except yaml.YAMLError as exc:
                 raise params.ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
+        if args.gpus and args.jobs not in (None, "auto", "1"):
+            raise params.ParamsError("--gpus and --jobs both place runs side by side: give one of them")
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
-            gpus=args.gpus,
+            gpus=args.gpus, jobs=args.jobs or "auto", top=not args.outcomes,
         )
         if args.outcomes:  # a run placed on a GPU reports back to its parent
             io.write_json(args.outcomes, [dataclasses.asdict(o) for o in result.outcomes])
