@@ -48,7 +48,7 @@ def tiny_pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("pair")
     rows = io.read_jsonl(EMBEDDED / "easy.jsonl").rows[:80]
     spec = dict(params.resolve("tiny", "cot", "easy")["models"]["base_pair"])
-    spec["pretrain"] = {"epochs": 2, "batch_size": 16, "lr": 0.003, "max_length": 256}
+    spec["pretrain"] = {**spec["pretrain"], "epochs": 2, "batch_size": 16, "lr": 0.003, "max_length": 256}
     texts = list(SYSTEM_PROMPTS.values())
     for r in rows:
         texts += [r["question"], r["reference"], reference.rewrite(r, "cot"), reference.rewrite(r, "cod")]
