@@ -45,6 +45,7 @@ def main() -> int:
     summary_path = args.out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"phases": []}
     summary["sets"] = args.sets
+    codes = []  # this launch's (a relaunch's summary keeps the earlier phases too)
 
     def phase(name: str, styles: list[str], scenarios: list[str], stages: list[str]) -> int:
         """One `python -m lib run` call, measured; the results so far packed after it."""
@@ -55,6 +56,7 @@ def main() -> int:
             code = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         entry = {"phase": name, "rc": code, "wall_s": round(time.time() - t, 1), **monitor.peaks.get(name, {})}
         summary["phases"].append(entry)
+        codes.append(code)
         print(f"{name}: rc {code}, {entry['wall_s']:.0f} s, GPU peak {entry.get('gpu_used_mb', 0):.0f} MiB", flush=True)
         summary_path.write_text(json.dumps(summary, indent=2))
         pack(args)
@@ -75,7 +77,7 @@ def main() -> int:
     phase("07_analysis", args.styles, args.scenarios, ["07_analysis"])
     monitor.close()
     pack(args)
-    return max(p["rc"] for p in summary["phases"])
+    return max(codes)
 
 
 def pack(args) -> None:

@@ -46,7 +46,8 @@ def _num(value) -> float:
     return out
 
 
-def _ci(pair) -> tuple[float, float]:
+def ci_bounds(pair) -> tuple[float, float]:
+    """(lo, hi) of an interval as metrics record it (a two-item list), NaNs where there is none."""
     if isinstance(pair, (list, tuple)) and len(pair) == 2:
         return _num(pair[0]), _num(pair[1])
     return float("nan"), float("nan")
@@ -152,11 +153,11 @@ def _metrics_row(metrics: dict) -> dict:
     row = _headline(metrics)
     base, spec_pass, comp = metrics["passes"]["baseline"], metrics["passes"]["speculative"], metrics["comparison"]
     spec = spec_pass.get("spec") or {}
-    lo, hi = _ci(comp.get("speedup_latency_ci95"))
+    lo, hi = ci_bounds(comp.get("speedup_latency_ci95"))
     row.update({
         "n": base.get("n"),
-        "accuracy_baseline_ci95": _ci(base.get("accuracy_ci95")),
-        "accuracy_speculative_ci95": _ci(spec_pass.get("accuracy_ci95")),
+        "accuracy_baseline_ci95": ci_bounds(base.get("accuracy_ci95")),
+        "accuracy_speculative_ci95": ci_bounds(spec_pass.get("accuracy_ci95")),
         "acceptance_by_pos": spec.get("acceptance_by_pos"),
         "accepted_per_pos": spec.get("accepted_per_pos"),
         "k": spec.get("k", metrics.get("k")),
@@ -418,7 +419,7 @@ def accuracy_long(frame: pd.DataFrame) -> pd.DataFrame:
             acc = r[f"accuracy_{p}"]
             if pd.isna(acc) or (r["style"] == "base" and p == "speculative"):
                 continue
-            lo, hi = _ci(r[f"accuracy_{p}_ci95"])
+            lo, hi = ci_bounds(r[f"accuracy_{p}_ci95"])
             label = "base (untrained)" if r["style"] == "base" else f"{r['style']} {'baseline' if p == 'baseline' else '+ spec'}"
             rows.append({"source": r["source"], "scenario": r["scenario"], "config": label, "accuracy": acc, "lo": lo, "hi": hi})
     return pd.DataFrame(rows, columns=["source", "scenario", "config", "accuracy", "lo", "hi"])

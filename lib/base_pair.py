@@ -199,8 +199,9 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 bar.update()
     wall = time.perf_counter() - t0
-    steady_s = time.perf_counter() - t_steady if t_steady is not None and steady_tokens else wall
-    tokens_per_s = (steady_tokens if t_steady is not None and steady_tokens else n_tokens) / steady_s
+    if not steady_tokens:  # too few steps to leave any out: the whole run
+        t_steady, steady_tokens = t0, n_tokens
+    tokens_per_s = steady_tokens / (time.perf_counter() - t_steady)
     peak_tflops = bf16_peak_tflops() if cuda else None
     achieved = tokens_per_s * flops_per_token(config, context) / 1e12
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
@@ -253,22 +254,22 @@ def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tu
     return summary
 
 
-SOLUTIONS = ("reference", "styles")
-
-
-def _pool_chunk(job: tuple[str, int, int, str]) -> list[tuple[str, str, str]]:
-    """(normalized question, question, solution) for one chunk of the generated pool; the
-    styles alternate within a chunk (`solutions: styles`), so each gets the same number."""
-    from . import problems
+def solution(row: dict, i: int, solutions: str) -> str:
+    """The pretraining solution of the `i`-th problem: its reference, or (`styles`) the CoT
+    and CoD rewrites in turn, so each style gets the same number of problems."""
     from .styles import TRAINED_STYLES
     from .teachers import reference
 
+    return row["reference"] if solutions == "reference" else reference.rewrite(row, TRAINED_STYLES[i % len(TRAINED_STYLES)])
+
+
+def _pool_chunk(job: tuple[str, int, int, str]) -> list[tuple[str, str, str]]:
+    """(normalized question, question, solution) for one chunk of the generated pool."""
+    from . import problems
+
     scenario, n, seed, solutions = job
-    out = []
-    for i, row in enumerate(problems.generate(scenario, n, seed)):
-        text = row["reference"] if solutions == "reference" else reference.rewrite(row, TRAINED_STYLES[i % len(TRAINED_STYLES)])
-        out.append((problems.normalize_question(row["question"]), row["question"], text))
-    return out
+    return [(problems.normalize_question(row["question"]), row["question"], solution(row, i, solutions))
+            for i, row in enumerate(problems.generate(scenario, n, seed))]
 
 
 def generated_pool(scenario: str, n: int, seed: int, solutions: str, held_out: set[str],
@@ -320,7 +321,6 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
     neither style.
     """
     from . import params, problems, splits
-    from .choices import choose
     from .paths import RunPaths
     from .styles import SYSTEM_PROMPTS, TRAINED_STYLES
     from .teachers import reference
@@ -330,7 +330,6 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
     for scenario in params.scenarios():
         cfg = params.resolve(profile, "base", scenario, overrides)
         spec = cfg["models"]["base_pair"]["corpus"]
-        solutions = choose("models.base_pair.corpus.solutions", spec["solutions"], SOLUTIONS)
         rp = RunPaths(profile, "base", scenario)
         splits.ensure_problems(cfg, rp)
         rows = io.read_jsonl(rp.train_problems).rows
@@ -339,15 +338,14 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
             tokenizer_texts += [row["question"], row["reference"]]
             tokenizer_texts += [reference.rewrite(row, style) for style in TRAINED_STYLES]
         if not spec["n_problems"]:
-            chats += [(row["question"], row["reference"] if solutions == "reference" else
-                       reference.rewrite(row, TRAINED_STYLES[i % len(TRAINED_STYLES)])) for i, row in enumerate(rows)]
+            chats += [(row["question"], solution(row, i, spec["solutions"])) for i, row in enumerate(rows)]
             continue
         if cfg["data"]["source"] != "embedded":
             raise ValueError(f"models.base_pair.corpus.n_problems={spec['n_problems']} generates problems of the "
                              f"embedded set's kind; data.source is {cfg['data']['source']!r} (use 0 there)")
         held_out = {problems.normalize_question(r["question"]) for r in io.read_jsonl(rp.test_problems).rows}
         pool, counts[f"{scenario}_generated"] = generated_pool(
-            scenario, spec["n_problems"], cfg["seed"] + 101 * problems.SCENARIOS.index(scenario), solutions, held_out)
+            scenario, spec["n_problems"], cfg["seed"] + 101 * problems.SCENARIOS.index(scenario), spec["solutions"], held_out)
         chats += pool
     return tokenizer_texts, chats, counts
 

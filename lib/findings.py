@@ -110,8 +110,7 @@ def _accuracy_by_style(have: pd.DataFrame) -> list[str]:
             if style not in rows.index or pd.isna(rows.loc[style, "accuracy_baseline"]):
                 continue
             r = rows.loc[style]
-            ci = r["accuracy_baseline_ci95"]
-            lo, hi = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (float("nan"), float("nan"))
+            lo, hi = analysis.ci_bounds(r["accuracy_baseline_ci95"])
             bounds[style] = (r["accuracy_baseline"], lo, hi)
             said.append(f"{NAMES[style]} {_pct(r['accuracy_baseline'])}{_interval(lo, hi, _pct)}")
         if not said:

@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple] = {
     "distill.gate_mode": ("stop", "warn"),
     "benchmark.method": ("draft_model", "ngram", "eagle3"),
     "engine.async_scheduling": ("auto", "on", "off"),
+    "models.base_pair.corpus.solutions": ("reference", "styles"),
 }
 # Integer keys that also take a word, and integer keys that must be >= 1.
 WORDS: dict[str, tuple] = {"benchmark.k": ("auto",)}

@@ -137,3 +137,8 @@ def test_an_integer_k_overrides_a_profile_that_set_k_auto(tmp_path, monkeypatch)
     assert params.resolve("tiny", "cod", "easy", {"benchmark.k": 5})["benchmark"]["k"] == 5
     with pytest.raises(params.ParamsError, match="benchmark.k"):
         params.resolve("tiny", "cod", "easy", {"benchmark.k": "five"})
+
+
+def test_an_unknown_pretraining_solution_kind_is_refused_at_resolve():
+    with pytest.raises(ParamsError, match=r"models\.base_pair\.corpus\.solutions.*reference, styles"):
+        params.resolve("gpu-solve", "cod", "easy", {"models.base_pair.corpus.solutions": "cot"})
