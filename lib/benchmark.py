@@ -346,6 +346,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "identical_output_share": identical,
         "identical_output_floor": floor_share,
         "identical_output_warning": None,
+        "identical_output_excess_p": None,
         "cost_model": model,  # the first repetition's, with the GPU-busy floor where profiled
         "predicted_speedup": None,
         "step_cost_r": None,
@@ -356,11 +357,15 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "occupancy": {"baseline": m_base["step"].get("occupancy"), "speculative": m_spec["step"].get("occupancy")},
         "occupancy_ratio": None,
     }
-    if identical < (floor_share if floor_share is not None else 0.95):
+    if floor_share is not None:
+        # beyond the floor by more than chance: 5 differing prompts against the floor's 3 is not
+        out["identical_output_excess_p"] = p = stats.excess_mismatch_p(identical, floor_share, len(base))
+        if p < stats.NOISE_ALPHA:
+            out["identical_output_warning"] = (
+                f"speculative outputs equal the baseline's for {identical:.0%} of prompts, fewer than the baseline equals "
+                f"itself under other batching ({floor_share:.0%}; p = {p:.3f}): a divergence beyond numerical noise")
+    elif identical < 0.95:
         out["identical_output_warning"] = (
-            f"speculative outputs equal the baseline's for {identical:.0%} of prompts, fewer than the baseline equals "
-            f"itself under other batching ({floor_share:.0%}): a divergence beyond numerical noise"
-            if floor_share is not None else
             "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts (no floor measured)")
     preds = [r["predicted_speedup"] for r in reps if r["predicted_speedup"] is not None]
     if preds:  # medians over repetitions, like the measured speed-up

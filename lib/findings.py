@@ -11,7 +11,7 @@ import pandas as pd
 from . import analysis
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
-from .stats import quantiles
+from .stats import NOISE_ALPHA, excess_mismatch_p, quantiles
 from .styles import TRAINED_STYLES
 
 
@@ -183,12 +183,15 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
 def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:
     """Identical outputs against the numerical floor, and the transformers cross-check."""
     out = []
-    for _, r in analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share"])).iterrows():
-        beyond = r["identical_output_share"] < r["identical_output_floor"]
+    for _, r in analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share", "n"])).iterrows():
+        p = excess_mismatch_p(r["identical_output_share"], r["identical_output_floor"], int(r["n"]))
+        verdict = (f"a divergence beyond numerical noise (p = {p:.3f})." if p < NOISE_ALPHA else
+                   "within the floor: numerical noise, not a real divergence."
+                   if r["identical_output_share"] >= r["identical_output_floor"] else
+                   f"below it by no more than chance (p = {p:.2f}): numerical noise, not a real divergence.")
         out.append(f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
                    f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
-                   f"{_pct(r['identical_output_floor'])} (the numerical floor) — "
-                   + ("a divergence beyond numerical noise." if beyond else "within the floor: numerical noise, not a real divergence."))
+                   f"{_pct(r['identical_output_floor'])} (the numerical floor) — " + verdict)
     cc = have.dropna(subset=["crosscheck_acceptance"])
     for _, r in analysis.ordered(cc).iterrows():
         vllm = r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"]

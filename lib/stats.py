@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+NOISE_ALPHA = 0.05  # a difference counts as real when chance alone gives it less than 5 % of the time
 
 
 def quantiles(draws, level: float = 0.95) -> tuple[float, float]:
@@ -96,3 +100,16 @@ def best_k(acceptance_by_pos, fit: dict, candidates) -> tuple[int, dict]:
         raise ValueError(f"no K candidate in {list(candidates)} is covered by {len(acceptance_by_pos)} measured positions")
     pred = {int(k): speedup_from_cost(acceptance_by_pos, fit["a"] + fit["b"] * k, k) for k in usable}
     return max(pred, key=pred.get), pred
+
+
+def excess_mismatch_p(share: float, floor_share: float, n: int) -> float:
+    """One-sided exact p-value that a pass differs from the baseline on more prompts than the
+    baseline differs from itself under other batching (the floor), both over the same `n`
+    prompts: given the total of differing prompts, each falls in either pass with probability
+    1/2 when the two rates are equal (conditional binomial test). 97.5 % against a floor of
+    98.5 % over 200 prompts (5 against 3) is p = 0.36: noise."""
+    count, floor_count = round((1 - share) * n), round((1 - floor_share) * n)
+    total = count + floor_count
+    if count <= floor_count:
+        return 1.0
+    return sum(math.comb(total, i) for i in range(count, total + 1)) / 2**total

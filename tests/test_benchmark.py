@@ -197,12 +197,17 @@ def test_compare_sets_lossless_against_its_floor():
     ms = {**m, "throughput_tok_s": 12.0, "step": {"step_s": 0.02, "steps": 5, "source": "request_timestamps"},
           "spec": {"accepted_per_pos": [5, 5]}}
     reps = [benchmark.repetition(m, ms, benchmark.PASSES, 2)]
-    base, spec = rows("abcd"), rows("abxy")
-    noisy = benchmark.compare(base, spec, m, ms, reps, 2, 50, 0, floor=rows("abxd"))
-    assert noisy["identical_output_share"] == 0.5 and noisy["identical_output_floor"] == 0.75
+    base, spec = rows("abcdefghijklmnopqrst"), rows("abcdefghij" + "ABCDEFGHIJ")  # 10 of 20 differ
+    noisy = benchmark.compare(base, spec, m, ms, reps, 2, 50, 0, floor=rows("abcdefghijklmnopqrsT"))  # 1 differs
+    assert noisy["identical_output_share"] == 0.5 and noisy["identical_output_floor"] == 0.95
+    assert noisy["identical_output_excess_p"] < 0.01  # 10 against 1: 12/2048
     assert "beyond numerical noise" in noisy["identical_output_warning"]
-    within = benchmark.compare(base, spec, m, ms, reps, 2, 50, 0, floor=rows("wxyz"))
-    assert within["identical_output_warning"] is None
+    # fewer identical than the floor, but by no more than chance (3 against 1): no warning
+    chance = benchmark.compare(base, rows("abcdefghijklmnopqXYZ"), m, ms, reps, 2, 50, 0, floor=rows("abcdefghijklmnopqrsT"))
+    assert chance["identical_output_share"] < chance["identical_output_floor"]
+    assert chance["identical_output_excess_p"] > 0.05 and chance["identical_output_warning"] is None
+    within = benchmark.compare(base, spec, m, ms, reps, 2, 50, 0, floor=rows("ABCDEFGHIJKLMNOPQRST"))
+    assert within["identical_output_warning"] is None and within["identical_output_excess_p"] == 1.0
     assert noisy["predicted_speedup"] == pytest.approx(3 / 2)  # 3 tokens a step at twice the cost
     assert noisy["speedup_throughput"] == pytest.approx(1.2) and noisy["prediction_within_tolerance"] is False
 
@@ -622,3 +627,10 @@ def test_kernel_scan_guard_hides_modules_vllm_cannot_scan(monkeypatch):
     later.lib = _NoDict()
     dispatcher._rebind_kernels([])
     assert sys.modules["workbook_bad_module"] is bad and sys.modules["workbook_later_module"] is later
+
+
+def test_excess_mismatch_p_is_the_exact_conditional_binomial():
+    # the H200's CoT easy run: 97.5 % identical against a floor of 98.5 % over 200 prompts
+    assert stats.excess_mismatch_p(0.975, 0.985, 200) == pytest.approx(93 / 256)  # P(X >= 5 | 8, 1/2)
+    assert stats.excess_mismatch_p(0.90, 1.0, 200) == pytest.approx(0.5 ** 20)   # 20 against none
+    assert stats.excess_mismatch_p(0.99, 0.98, 200) == 1.0                      # fewer than the floor
