@@ -29,8 +29,8 @@ RUN_COLUMNS = [
     "acceptance_rate", "acceptance_lo", "acceptance_hi", "acceptance_ci_method", "mean_acceptance_length",
     "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
     "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
-    "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio", "identical_output_floor",
-    "tokens_per_answer", "tokens_per_answer_spec", "identical_output_share",
+    "speedup_lo", "speedup_hi", "repetitions", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
+    "identical_output_floor", "tokens_per_answer", "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
@@ -165,6 +165,7 @@ def _metrics_row(metrics: dict) -> dict:
         "draft_tokens": spec.get("draft_tokens"),
         "accepted_tokens": spec.get("accepted_tokens"),
         "speedup_latency": comp.get("speedup_latency"),
+        "repetitions": len(comp.get("repetitions") or []),  # fresh engine pairs behind the speed-up's range
         "speedup_latency_lo": lo,
         "speedup_latency_hi": hi,
         "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),

@@ -18,3 +18,27 @@ def test_accuracy_of_each_style_is_stated_with_its_interval_and_the_cod_cot_verd
     assert "the intervals overlap: no clear difference" in easy  # 8/10 against 6/10 over ten prompts
     [medium] = [f for f in lines if f.startswith("medium: held-out accuracy")]
     assert "CoD" not in medium and "CoT 50.0% [" in medium  # cod_medium is a gap: no verdict
+
+
+def test_cod_against_cot_speed_up_is_decided_by_the_repetitions_not_the_prompt_interval():
+    import pandas as pd
+
+    def row(speedup, lo, hi, lat, lat_lo, lat_hi, reps=2):
+        return pd.Series({"speedup": speedup, "speedup_lo": lo, "speedup_hi": hi, "repetitions": reps, "speedup_latency": lat,
+                          "speedup_latency_lo": lat_lo, "speedup_latency_hi": lat_hi})
+    # the H200's medium pair: latency intervals far apart, repetitions overlapping
+    cot, cod = row(1.09, 0.58, 1.60, 0.78, 0.76, 0.79), row(0.91, 0.73, 1.09, 1.17, 1.15, 1.19)
+    thr, lat = findings._speedup_by_style("medium", cot, cod)
+    assert "the ranges overlap, not resolved" in thr and "CoD [0.73, 1.09], CoT [0.58, 1.60]" in thr
+    assert "not the run-to-run spread" in lat and "do not overlap" not in lat
+    apart, _ = findings._speedup_by_style("easy", row(0.76, 0.67, 0.84, 1, 1, 1), row(1.23, 1.18, 1.27, 1, 1, 1))
+    assert "the ranges do not overlap" in apart
+    single, _ = findings._speedup_by_style("easy", row(0.76, 0.76, 0.76, 1, 1, 1, reps=1), row(1.23, 1.23, 1.23, 1, 1, 1, reps=1))
+    assert "fewer than two repetitions" in single and "do not overlap" not in single
+
+
+def test_synthetic_grid_states_the_speed_up_of_both_styles(home):
+    syn.write_grid(syn.PROFILE)
+    lines = findings.findings(analysis.collect(syn.PROFILE, n_boot=200), n_boot=200)
+    [easy] = [f for f in lines if f.startswith("easy: throughput speed-up CoD")]
+    assert "fewer than two repetitions" in easy  # the fixture writes one repetition per run: a range of one point
