@@ -32,11 +32,12 @@ def _path(rp: RunPaths | str, stage: str):
     return profile_figures(rp, stage) if isinstance(rp, str) else rp.figures(stage)
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flat(tree: dict, prefix: str = "") -> dict:
+    """Nested figures as one level: {'target': {'mfu': x}} -> {'target.mfu': x}."""
     out = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -45,9 +46,9 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def stage_params(cfg, stage: str) -> dict:
     """The flattened parameters `stage` depends on (JSON-normalized, operational keys left out)."""
     sections = {s for name, secs in STAGE_SECTIONS.items() if name <= stage for s in secs}
-    flat = _flat({k: v for k, v in dict(cfg).items() if k in sections})
-    flat = {k: v for k, v in flat.items() if not any(fnmatchcase(k, pat) for pat in OPERATIONAL)}
-    return json.loads(json.dumps(flat, sort_keys=True, default=str))
+    used = flat({k: v for k, v in dict(cfg).items() if k in sections})
+    used = {k: v for k, v in used.items() if not any(fnmatchcase(k, pat) for pat in OPERATIONAL)}
+    return json.loads(json.dumps(used, sort_keys=True, default=str))
 
 
 def notebook_sha(stage: str) -> str | None:

@@ -40,10 +40,57 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
         template_name="lab", template_file=_TEMPLATE, embed_images=True, exclude_input=hide_input,
         exclude_input_prompt=hide_input, exclude_output_prompt=hide_input, extra_loaders=[jinja2.DictLoader({_TEMPLATE: _TEMPLATE_SOURCE})],
     )
+    summary = results_markdown(nb, Path(ipynb).stem)
+    if summary:  # the page opens on what the stage found; the steps that found it follow
+        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, nbformat.v4.new_markdown_cell(summary))
     math_used = any(c.cell_type == "markdown" and _MATH.search(c.source) for c in nb.cells)
     resources = {"workbook_math": math_used, "metadata": {"name": Path(ipynb).stem}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return io.write_text(out_html, body)
+
+
+_NOT_RESULTS = ("stage", "run", "finished_at", "settings")
+_MAX_ROWS = 40
+
+
+def results_markdown(nb, stage: str) -> str | None:
+    """The stage's recorded figures as a table (and any findings as a list) for the top of its
+    page; None unless this very execution wrote them: papermill's start and end times bracket
+    the figures' `finished_at` and no cell raised, so a page never opens on an earlier
+    attempt's numbers."""
+    from datetime import datetime
+
+    meta = nb.metadata.get("papermill") or {}
+    given = meta.get("parameters") or {}
+    if meta.get("exception") or not meta.get("start_time") or not meta.get("end_time") or "profile" not in given:
+        return None
+    profile = given["profile"]
+    if stage in stage_names.PROFILE_STAGES:
+        figures = record.load(profile, stage)
+    elif "style" in given and "scenario" in given:
+        figures = record.load(RunPaths(profile, given["style"], given["scenario"]), stage)
+    else:
+        return None
+    start, end = (datetime.fromisoformat(meta[k]).timestamp() for k in ("start_time", "end_time"))
+    if not figures or not start <= float(figures.get("finished_at") or 0) <= end + 1:
+        return None
+    rows, notes = [], []
+    for key, value in record.flat({k: v for k, v in figures.items() if k not in _NOT_RESULTS}).items():
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            notes += value if key == "findings" else []
+        elif isinstance(value, bool) or isinstance(value, (int, float)) and not _missing(value):
+            shown = value if isinstance(value, bool) else f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+            rows.append(f"| {key} | {shown} |")
+        elif isinstance(value, str) and value and "/" not in value:  # a path is where, not what
+            rows.append(f"| {key} | {value.replace('|', '/')} |")
+    if not rows and not notes:
+        return None
+    out = [f"## Results\n\n*What this execution recorded (`figures/{stage}.json`); the steps below produced it.*"]
+    out += ["\n".join(f"- {n}" for n in notes)] if notes else []
+    rows = [] if notes else rows  # the analysis: its findings are the results, its tables follow below
+    out += ["| figure | value |\n|---|---|\n" + "\n".join(rows[:_MAX_ROWS])
+            + (f"\n\n*{len(rows) - _MAX_ROWS} more in the figures file.*" if len(rows) > _MAX_ROWS else "")] if rows else []
+    return "\n\n".join(out)
 
 
 def _missing(value) -> bool:

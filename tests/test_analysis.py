@@ -3,6 +3,7 @@ in a temporary home; the study's three tables read back from the figures JSON it
 writes; gaps for missing runs; an external CSV in the study's schema re-graded beside the
 workbook's runs; the rendered HTML with and without code; the index page; the comparison."""
 
+import html
 import re
 import shutil
 
@@ -402,3 +403,21 @@ def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypat
     table = analysis.table_accuracy(runs.reset_index())
     assert pd.isna(table.loc[("easy", "workbook"), "cot baseline"])  # a gap, not the old number
     assert table.loc[("easy", "workbook"), "cod baseline"] == syn.accuracy("cod", "easy", "baseline")
+
+
+def test_page_opens_on_this_executions_results_never_an_earlier_attempts(executed, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_HOME", str(executed["home"]))
+    page = reports.render_html(executed["ipynb"], tmp_path / "page.html").read_text()
+    first_finding = executed["figs"]["findings"][0]
+    # the summary and the findings come before the first code cell
+    body = page[page.index("<body"):]
+    assert body.index("What this execution recorded") < body.index(html.escape(first_finding[:30])) < body.index("jp-CodeCell")
+    # figures older than the execution (an earlier attempt's), or an execution that raised: no summary
+    nb = nbformat.read(str(executed["ipynb"]), as_version=4)
+    stale = {**executed["figs"], "finished_at": 1.0}
+    io.write_json(paths.profile_figures(PROFILE, "07_analysis"), stale)
+    assert reports.results_markdown(nb, "07_analysis") is None
+    io.write_json(paths.profile_figures(PROFILE, "07_analysis"), executed["figs"])
+    assert "- " + first_finding in reports.results_markdown(nb, "07_analysis")
+    nb.metadata.papermill["exception"] = True
+    assert reports.results_markdown(nb, "07_analysis") is None
