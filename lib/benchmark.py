@@ -57,7 +57,8 @@ def _k_ok(k) -> bool:
 
 
 def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict], spec: dict | None = None,
-             recount: int = 0, extras: bool = True, max_num_seqs: int | None = None) -> tuple[list[dict], dict]:
+             recount: int = 0, extras: bool = True, max_num_seqs: int | None = None,
+             floor: int = 0) -> tuple[list[dict], dict]:
     """One pass: fresh engine (speculative when `spec` is a vLLM speculative_config), one
     untimed warm-up request, then all prompts in one timed generate call; per-request timings
     and, where vLLM gives them, per-request acceptance counts.
@@ -67,7 +68,9 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     are generated once more on the same engine after the timed call, counters read around it
     (`info["subset_counters"]`, `info["subset_source"]`). `extras`: also the batch-size-1
     measurement and (CUDA) the GPU-busy time per step on the same engine (repetitions and
-    calibration passes skip them). `max_num_seqs` overrides the benchmark's concurrency."""
+    calibration passes skip them). `max_num_seqs` overrides the benchmark's concurrency.
+    `floor`: also the numerical floor on the same engine (`_floor`), its samples in
+    `info["floor_samples"]`."""
     # Device-level, sampled through the pass: the engine core may run in another process.
     with device.GpuMemoryPeak() as gpu_mem, engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs) as eng:
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
@@ -91,9 +94,21 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
                 mark = engine.spec_counters(eng)
                 eng.llm.generate(prompts[:recount], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
                 subset, source = engine.counter_delta(engine.spec_counters(eng), mark), "rerun"
+        floor_outputs = _floor(cfg, eng, prompts, floor) if floor else None
         batch1 = _batch1(cfg, eng, prompts[: cfg["benchmark"]["batch1_samples"]]) if extras else None
         gpu = gpu_busy(cfg, eng, prompts[0]) if extras and prompts else None
         async_used = engine.async_scheduling_used(eng)
+    samples = _samples(name, problems, outputs, per_request)
+    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": device.process_peak_mb(False),
+            "peak_gpu_memory_mb": gpu_mem.peak_mb,
+            "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1,
+            "gpu_busy": gpu, "async_scheduling": async_used, "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"],
+            "floor_samples": _samples(f"{name}_floor", problems, floor_outputs, [None] * len(problems)) if floor else []}
+    return samples, info
+
+
+def _samples(name: str, problems: list[dict], outputs, per_request: list) -> list[dict]:
+    """One row per prompt: the output graded, its timings and (speculative) its acceptance counts."""
     samples = []
     for problem, out, req in zip(problems, outputs, per_request):
         text = out.outputs[0].text
@@ -106,11 +121,23 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
             "spec_draft_tokens": req["draft_tokens"] if req else None,
             "spec_accepted_tokens": req["accepted_tokens"] if req else None,
         })
-    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": device.process_peak_mb(False),
-            "peak_gpu_memory_mb": gpu_mem.peak_mb,
-            "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1,
-            "gpu_busy": gpu, "async_scheduling": async_used, "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"]}
-    return samples, info
+    return samples
+
+
+def _floor(cfg, eng, prompts: list[str], width: int) -> list:
+    """The numerical floor of "speculation is lossless": the same engine answers the same
+    prompts again, `width` at a time in reverse order, its prefix cache emptied first, so the
+    outputs can differ from the timed call's only through batching. On the timed call's engine,
+    not a fresh one: that saves an engine start (about 30 s on the H200, where the floor's
+    other concurrency also meant compiling other graph sizes). Untimed; outputs in prompt order."""
+    engine.reset_prefix_cache(eng)
+    params = engine.sampling(cfg, cfg["benchmark"]["max_tokens"])
+    order, outputs = list(range(len(prompts)))[::-1], [None] * len(prompts)
+    for start in range(0, len(order), width):
+        chunk = order[start : start + width]
+        for i, out in zip(chunk, eng.llm.generate([prompts[i] for i in chunk], params, use_tqdm=False)):
+            outputs[i] = out
+    return outputs
 
 
 def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
@@ -551,7 +578,8 @@ def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spe
         got = {}
         for name in order:
             got[name] = run_pass(cfg, name, target, prompts, problems, spec=spec if name == "speculative" else None,
-                                 recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0)
+                                 recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0,
+                                 floor=bench["floor_max_num_seqs"] if name == "baseline" and i == 0 else 0)
         m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
         reps.append(repetition(m["baseline"], m["speculative"], order, k))
         first = first or (got, m)
@@ -587,11 +615,7 @@ def run(cfg, rp: RunPaths) -> dict:
     reps, first = _repetitions(cfg, pair["target"], prompts, problems, spec, n_check)
     (base_samples, base_info), (spec_samples, spec_info) = first[0]["baseline"], first[0]["speculative"]
     m_base, m_spec = first[1]["baseline"], first[1]["speculative"]
-    floor_samples = []
-    if bench["floor_max_num_seqs"]:
-        rev = slice(None, None, -1)
-        floor_samples, _ = run_pass(cfg, "baseline_floor", pair["target"], prompts[rev], problems[rev], extras=False,
-                                    max_num_seqs=bench["floor_max_num_seqs"])
+    floor_samples = base_info["floor_samples"]
     sweep, sweep_samples, fit = k_sweep(cfg, pair, prompts, problems, base_samples, m_base, (spec_samples, m_spec), ks)
     check_result = crosscheck_pass(cfg, pair, prompts, problems, spec_samples, spec_info)
     metrics = {

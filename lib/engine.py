@@ -298,6 +298,11 @@ def answer_problems(cfg, model: str, problems: list[dict], style: str, max_token
             yield batch, eng.llm.generate(prompts, params, use_tqdm=False, **extra)
 
 
+def reset_prefix_cache(engine: Engine) -> None:
+    """Forget cached prompt prefixes, so that the next call prefills every prompt afresh."""
+    engine.llm.reset_prefix_cache()
+
+
 def sampling(cfg, max_tokens: int):
     from vllm import SamplingParams
 

@@ -634,3 +634,22 @@ def test_excess_mismatch_p_is_the_exact_conditional_binomial():
     assert stats.excess_mismatch_p(0.975, 0.985, 200) == pytest.approx(93 / 256)  # P(X >= 5 | 8, 1/2)
     assert stats.excess_mismatch_p(0.90, 1.0, 200) == pytest.approx(0.5 ** 20)   # 20 against none
     assert stats.excess_mismatch_p(0.99, 0.98, 200) == 1.0                      # fewer than the floor
+
+
+@slow
+def test_the_floor_runs_on_the_baselines_engine_with_its_prefix_cache_emptied(tiny_pair, monkeypatch):
+    """The numerical floor: the same prompts again on the timed call's engine, 2 at a time,
+    reversed, after the prefix cache is emptied; no engine of its own."""
+    cfg = _cfg(**{"benchmark.max_tokens": 16})
+    prompts, problems = _prompts(tiny_pair, 5)
+    starts, resets = [], []
+    real_start, real_reset = engine.start, engine.reset_prefix_cache
+    monkeypatch.setattr(engine, "start", lambda *a, **kw: starts.append(1) or real_start(*a, **kw))
+    monkeypatch.setattr(engine, "reset_prefix_cache", lambda eng: resets.append(1) or real_reset(eng))
+    samples, info = benchmark.run_pass(cfg, "baseline", tiny_pair["target"], prompts, problems, extras=False, floor=2)
+    floor = info["floor_samples"]
+    assert len(starts) == 1 and len(resets) == 1
+    assert [s["id"] for s in floor] == [s["id"] for s in samples] and {s["pass"] for s in floor} == {"baseline_floor"}
+    assert all(s["output"] for s in floor)
+    _, none = benchmark.run_pass(cfg, "baseline", tiny_pair["target"], prompts, problems, extras=False)
+    assert none["floor_samples"] == [] and len(starts) == 2 and len(resets) == 1
