@@ -30,7 +30,7 @@ RUN_COLUMNS = [
     "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
     "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
     "speedup_lo", "speedup_hi", "repetitions", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
-    "identical_output_floor", "tokens_per_answer", "tokens_per_answer_spec", "identical_output_share",
+    "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "identical_output_floor", "tokens_per_answer", "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
@@ -269,6 +269,7 @@ def collect(profile: str, external: External | None = None, n_boot: int = 2000, 
             frame.at[i, "acceptance_ci_method"] = method
     numeric = [c for c in RUN_COLUMNS if c not in (
         "source", "style", "scenario", "run", "state", "error", "present", "acceptance_ci_method", "acceptance_by_pos",
+        "prediction_basis",
         "accepted_per_pos", "accuracy_baseline_ci95", "accuracy_speculative_ci95", "k_sweep",
         "prompt_draft_tokens", "prompt_accepted_tokens")]
     for col in numeric:
@@ -342,7 +343,7 @@ def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     cols = ["source", "scenario", "style", "acceptance_rate", "acceptance_lo", "acceptance_hi", "speedup",
             "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
             "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio", "identical_output_floor",
-            "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
+            "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
             "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
             "crosscheck_acceptance"]
     return ordered(frame[frame["present"]])[cols].set_index(["source", "scenario", "style"])
@@ -365,7 +366,8 @@ def intervals_display(frame: pd.DataFrame) -> pd.DataFrame:
             "interval over": {PER_PROMPT: "prompts", PER_DRAFT: "drafts", PER_TOKEN: "tokens"}.get(r["acceptance_ci_method"], "–"),
             "speed-up, latency [95%]": est(r["speedup_latency"], r["speedup_latency_lo"], r["speedup_latency_hi"], x),
             "speed-up, throughput [range over repetitions]": est(r["speedup"], r["speedup_lo"], r["speedup_hi"], x),
-            "predicted (acceptance by position, step cost r)": est(r["predicted_speedup"], None, None, x),
+            "predicted": est(r["predicted_speedup"], None, None, x) + ("" if pd.isna(r["predicted_speedup"]) else f" ({r['prediction_basis']})"),
+            "predicted, decode only": est(r["predicted_speedup_decode"], None, None, x),
             "ceiling (all accepted)": est(r["ceiling_speedup"], None, None, x),
             "GPU floor": est(r["floor_speedup"], None, None, x),
             "identical outputs (floor)": "–" if pd.isna(r["identical_output_share"]) else

@@ -373,19 +373,23 @@ def request_spec(output) -> dict | None:
 
 
 def request_timing(output) -> dict:
-    """Time to first token and time per output token from the request's own stats."""
+    """Time to first token, time per output token, and where the time before the first token
+    went (queue, prefill), from the request's own stats."""
     m = getattr(output, "metrics", None)
     n = len(output.outputs[0].token_ids)
     if m is None:
-        return {"ttft_s": None, "tpot_s": None, "latency_s": None, "output_tokens": n}
+        return {"ttft_s": None, "tpot_s": None, "latency_s": None, "queue_s": None, "prefill_s": None, "output_tokens": n}
     ttft = getattr(m, "first_token_latency", None)
     first, last = getattr(m, "first_token_ts", None), getattr(m, "last_token_ts", None)
-    queued = getattr(m, "queued_ts", None)
+    queued, scheduled = getattr(m, "queued_ts", None), getattr(m, "scheduled_ts", None)
     decode = (last - first) if (first and last) else None
     return {
         "ttft_s": ttft,
         "tpot_s": decode / (n - 1) if decode is not None and n > 1 else None,
         "latency_s": (last - queued) if (last and queued) else None,
+        # in the engine's hands but no token yet: waiting for a slot, then the prefill step(s)
+        "queue_s": (scheduled - queued) if (scheduled and queued) else None,
+        "prefill_s": (first - scheduled) if (first and scheduled) else None,
         "output_tokens": n,
     }
 

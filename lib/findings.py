@@ -173,15 +173,23 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
     ratio = ratio.dropna()
     if len(ratio):
         within = int((abs(1 / ratio - 1) <= 0.2).sum())
+        basis = set(have.loc[ratio.index, "prediction_basis"].dropna())
+        what = ("acceptance by draft position, the measured step cost r and each request's time to its first token"
+                if basis == {"decode + prefill"} else "acceptance by draft position and the measured step cost r"
+                + (" (with each request's time to its first token where the engine timestamped it)" if basis else ""))
         out.append(f"Measured throughput speed-up was {ratio.min():.2f}–{ratio.max():.2f} times the one predicted from "
-                   f"acceptance by draft position and the measured step cost r, over {len(ratio)} run(s); within "
-                   f"±20 % in {within} of {len(ratio)}.")
+                   f"{what}, over {len(ratio)} run(s); within ±20 % in {within} of {len(ratio)}.")
         occ = have["occupancy_ratio"].dropna()
         if len(occ):
-            out.append(f"The prediction covers decode steps only; the speculative passes kept {occ.min():.2f}–{occ.max():.2f} "
-                       f"times as many requests decoding at once as the baseline (occupancy), and measured = predicted x "
+            out.append(f"Decode steps alone: the speculative passes kept {occ.min():.2f}–{occ.max():.2f} times as many "
+                       f"requests decoding at once as the baseline (occupancy), and measured = decode-only prediction x "
                        f"that ratio: below 1, speculation spent more of its time outside decode steps (prefill, "
                        f"scheduling, the batch emptying).")
+        busy = have["busy_occupancy_ratio"].dropna()
+        if len(busy):
+            out.append(f"With each request's prefill counted as busy, the ratio is {busy.min():.2f}–{busy.max():.2f}: "
+                       f"what the prediction with prefill still misses is slots standing empty (the batch emptying, "
+                       f"scheduling gaps).")
     capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
     if len(capped):
         floor = capped["floor_speedup"].dropna()

@@ -60,7 +60,8 @@ def pass_comparison(frame: pd.DataFrame):
 
 def predicted_vs_measured(frame: pd.DataFrame):
     """Left: measured throughput speed-up (bar: range over repetitions) against the one
-    predicted from acceptance by position and the measured step cost r, with the +-20 % band
+    predicted from acceptance by position, the measured step cost r and (where timestamped) each
+    request's time to its first token, with the +-20 % band
     the cost model aims at. Right, per run: measured, predicted, the engine's ceiling (every
     draft accepted) and, where a GPU was profiled, the speed-up at the GPU-busy floor."""
     frame = frame.dropna(subset=["predicted_speedup", "speedup"]) if len(frame) else frame
@@ -81,7 +82,7 @@ def predicted_vs_measured(frame: pd.DataFrame):
     hi = max(frame[["predicted_speedup", "speedup"]].max().max() * 1.2, 1.5)
     ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1)
     ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="gray", alpha=0.12, lw=0)
-    ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r)",
+    ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r, prefill)",
            ylabel="measured (throughput)")
     labels = frame["scenario"].astype(str) + "/" + frame["style"].astype(str)
     long = frame.assign(run=labels).melt(

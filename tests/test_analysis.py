@@ -307,7 +307,7 @@ def test_intervals_speedups_and_answers_moved_by_hand(home):
 
     shown = analysis.intervals_display(runs).loc[("workbook", "easy", "cot")]
     assert shown["speed-up, latency [95%]"] == (f"2.00x [{r['speedup_latency_lo']:.2f}x, {r['speedup_latency_hi']:.2f}x]")
-    assert shown["predicted (acceptance by position, step cost r)"] == "1.67x"
+    assert shown["predicted"] == "1.67x (decode)" and shown["predicted, decode only"] == "1.67x"  # no prefill timestamps here
     assert shown["ceiling (all accepted)"] == "4.17x"
     assert shown["prompts turned right / wrong"] == "2 / 1 of 4"
     assert shown["interval over"] == "prompts"

@@ -32,3 +32,25 @@ def test_no_occupancy_without_request_timestamps():
     step = benchmark.step_timing([{"output_tokens": 5, "tpot_s": None}], None, 2.0)
     assert step["source"] == "wall" and step["occupancy"] is None
     assert benchmark.occupancy_ratio(step, step) is None
+
+
+def test_prefill_in_the_prediction_leaves_only_empty_slots():
+    # Baseline: 10 requests, each 10 ms from scheduled to first token and 0.4 s of decode; 1 s wall.
+    base = benchmark.step_timing([{"output_tokens": 41, "tpot_s": 0.010, "prefill_s": 0.01}] * 10, None, 1.0)
+    assert base["prefill_s"] == pytest.approx(0.1) and base["busy_occupancy"] == pytest.approx(4.1)
+    # Speculative: 100 ms to the first token (the draft's prefill, a speculative step's cost),
+    # 0.2 s of decode; the same 4.1 requests holding a slot at once: a wall of 3.0 / 4.1 s.
+    counters = {"drafts": 80, "accepted_tokens": 320, "accepted_per_pos": [80, 80, 80, 80]}
+    wall = 3.0 / 4.1
+    spec = benchmark.step_timing([{"output_tokens": 41, "tpot_s": 0.2 / 40, "prefill_s": 0.1}] * 10, counters, wall)
+    model = benchmark.cost_model(base, spec, {"accepted_per_pos": counters["accepted_per_pos"]}, 4)
+    measured = 1.0 / wall
+    assert model["predicted_speedup_decode"] == pytest.approx(2.0)  # decode only: misses by 46 %
+    assert model["predicted_speedup"] == pytest.approx(measured) and model["prediction_basis"] == "decode + prefill"
+    assert benchmark.occupancy_ratio(base, spec, "busy_occupancy") == pytest.approx(1.0)
+    # without the engine's scheduled timestamp there is no prefill term
+    bare = benchmark.step_timing([{"output_tokens": 41, "tpot_s": 0.010, "prefill_s": None}] * 10, None, 1.0)
+    assert bare["prefill_s"] is None and bare["busy_occupancy"] is None
+    decode_only = benchmark.cost_model(bare, spec, {"accepted_per_pos": counters["accepted_per_pos"]}, 4)
+    assert decode_only["prediction_basis"] == "decode"
+    assert decode_only["predicted_speedup"] == decode_only["predicted_speedup_decode"]
