@@ -42,3 +42,19 @@ def test_synthetic_grid_states_the_speed_up_of_both_styles(home):
     lines = findings.findings(analysis.collect(syn.PROFILE, n_boot=200), n_boot=200)
     [easy] = [f for f in lines if f.startswith("easy: throughput speed-up CoD")]
     assert "fewer than two repetitions" in easy  # the fixture writes one repetition per run: a range of one point
+
+
+def test_the_prediction_sentence_says_what_the_prediction_counted():
+    import pandas as pd
+
+    def frame(bases):
+        return pd.DataFrame({"speedup": [1.0] * len(bases), "predicted_speedup": [1.1] * len(bases),
+                             "prediction_basis": bases, "occupancy_ratio": [None] * len(bases),
+                             "busy_occupancy_ratio": [None] * len(bases), "ceiling_speedup": [None] * len(bases),
+                             "step_cost_r": [None] * len(bases), "floor_speedup": [None] * len(bases)})
+    [old] = findings._cost_model(frame(["decode", "decode"]))
+    assert "decode steps only" in old and "first token" not in old and "within ±20 % in 2 of 2" in old
+    [new] = findings._cost_model(frame(["decode + prefill"]))
+    assert "each request's time to its first token" in new and "where the engine" not in new
+    [mixed] = findings._cost_model(frame(["decode", "decode + prefill"]))
+    assert "where the engine timestamped it" in mixed
