@@ -177,7 +177,7 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
         what = ("acceptance by draft position, the measured step cost r and each request's time to its first token"
                 if basis == {"decode + prefill"} else "acceptance by draft position and the measured step cost r"
                 + (" (with each request's time to its first token where the engine timestamped it)"
-                   if "decode + prefill" in basis else ": decode steps only, these runs have no prefill timestamps"))
+                   if "decode + prefill" in basis else " (decode steps only: these runs recorded no prefill timestamps)"))
         out.append(f"Measured throughput speed-up was {ratio.min():.2f}–{ratio.max():.2f} times the one predicted from "
                    f"{what}, over {len(ratio)} run(s); within ±20 % in {within} of {len(ratio)}.")
         occ = have["occupancy_ratio"].dropna()
