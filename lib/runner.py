@@ -36,6 +36,12 @@ from .styles import STYLES
 
 PROFILE_RUN = paths.PROFILE_RUN
 
+# papermill and nbconvert import jsonschema, which imports rfc3987_syntax for its "iri" format
+# checker, and that builds a Lark grammar at import: 2.4 s of the 3 s `import papermill` takes,
+# in every runner process (ten per demo: the grid's and one per placed run). Notebook schemas
+# use no such format; marked absent, it is the one checker jsonschema leaves out.
+sys.modules.setdefault("rfc3987_syntax", None)
+
 
 def notebook(stage: str):
     return paths.NOTEBOOKS / f"{stage}.ipynb"
