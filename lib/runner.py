@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import io, params, paths, record, reports, splits
+from . import heap, io, params, paths, record, reports, splits
 from .choices import choose, choose_all
 from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
 from .styles import STYLES
@@ -98,8 +98,9 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
             progress_bar={"desc": f"  {run_label} {stage}", "file": sys.stdout, "leave": False, "ascii": True},
             cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
-            # 44 alarming lines per demo, none actionable. Errors still show.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # 44 alarming lines per demo, none actionable. Errors still show. The kernel freezes
+            # what survives each full collection (lib/heap.py).
+            extra_arguments=["--IPKernelApp.log_level=ERROR", heap.KERNEL_ARGUMENT],
             # The last cell has run and every output was written atomically (logs line by line):
             # the kernel (its process group) is killed rather than asked to exit, which took
             # 3.6-4.4 s per notebook with torch loaded on 2 shared cores (0.13 s killed).
