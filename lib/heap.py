@@ -4,7 +4,7 @@ whole heap again.
 
 Importing torch, transformers and vLLM grows a kernel's heap to 0.5-0.8 million objects and
 sets off a full collection each time it has grown by a quarter: 5-9 passes over the heap so
-far, 0.03-0.5 s each, in every kernel (~1 s of a 15 s draft training on 2 cores, and more
+far, 0.03-0.5 s each, in every kernel (~1 s of a 15 s draft training on one thread, and more
 during training itself). vLLM freezes its own startup heap the same way. What is frozen is
 not collected again until something unfreezes it (`engine.one_collection` does at every engine
 stop): reference cycles that die later stay in memory until then, at most until the kernel ends.
