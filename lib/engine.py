@@ -252,12 +252,12 @@ def stop(engine: Engine | None) -> None:
     """Free an engine before the next starts: an in-process engine shares the kernel's memory."""
     if engine is None:
         return
-    try:
-        engine.llm.llm_engine.engine_core.shutdown()
-    except Exception:
-        pass
-    del engine.llm
-    gc.collect()
+    with one_collection():
+        try:
+            engine.llm.llm_engine.engine_core.shutdown()
+        except Exception:
+            pass
+        del engine.llm
     try:
         import torch
 
@@ -265,6 +265,23 @@ def stop(engine: Engine | None) -> None:
             torch.cuda.empty_cache()
     except Exception:
         pass
+
+
+@contextmanager
+def one_collection():
+    """vLLM's shutdown unfreezes the heap (`start` froze it) and collects it in full two times,
+    and the engine's last references go after it: three passes over the whole heap, each ~0.5 s
+    on CPU with torch, transformers and vLLM loaded (1.6 s of every engine stop). Within the
+    block `gc.unfreeze` and `gc.collect` do nothing; at its end the heap is unfrozen and
+    collected once, so the engine's memory is freed as before, by one pass instead of three."""
+    real = gc.unfreeze, gc.collect
+    gc.unfreeze = gc.collect = lambda *args, **kwargs: 0
+    try:
+        yield
+    finally:
+        gc.unfreeze, gc.collect = real
+        gc.unfreeze()
+        gc.collect()
 
 
 @contextmanager

@@ -27,6 +27,7 @@ CHOICES: dict[str, tuple] = {
     "data.teacher": ("reference", "gemini", "local", "file"),
     "train.backend": ("auto", "unsloth", "trl"),
     "distill.gate_mode": ("stop", "warn"),
+    "distill.serve": ("auto", "adapter", "merged"),
     "benchmark.method": ("draft_model", "ngram", "eagle3"),
     "engine.async_scheduling": ("auto", "on", "off"),
     "models.base_pair.corpus.solutions": ("reference", "styles"),

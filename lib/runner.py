@@ -29,12 +29,18 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import io, params, paths, record, reports, splits
+from . import heap, io, params, paths, record, reports, splits
 from .choices import choose, choose_all
 from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
 from .styles import STYLES
 
 PROFILE_RUN = paths.PROFILE_RUN
+
+# papermill and nbconvert import jsonschema, which imports rfc3987_syntax for its "iri" format
+# checker, and that builds a Lark grammar at import: 2.4 s of the 3 s `import papermill` takes,
+# in every runner process (ten per demo: the grid's and one per placed run). Notebook schemas
+# use no such format; marked absent, it is the one checker jsonschema leaves out.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def notebook(stage: str):
@@ -92,8 +98,9 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
             progress_bar={"desc": f"  {run_label} {stage}", "file": sys.stdout, "leave": False, "ascii": True},
             cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
-            # 44 alarming lines per demo, none actionable. Errors still show.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # 44 alarming lines per demo, none actionable. Errors still show. The kernel freezes
+            # what survives each full collection (lib/heap.py).
+            extra_arguments=["--IPKernelApp.log_level=ERROR", heap.KERNEL_ARGUMENT],
             # The last cell has run and every output was written atomically (logs line by line):
             # the kernel (its process group) is killed rather than asked to exit, which took
             # 3.6-4.4 s per notebook with torch loaded on 2 shared cores (0.13 s killed).
@@ -316,7 +323,8 @@ def run_grid(
         else:
             _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
             if not result.interrupted:
-                result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log)
+                result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log,
+                                          short_first=not slots)
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if top:
         whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
@@ -444,11 +452,15 @@ def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -
     return cmd + ["--redo"] * redo + ["--hide-input"] * hide_input
 
 
-def _place(chains, slots, profile, overrides, redo, hide_input, log) -> list[Outcome]:
+def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first: bool = False) -> list[Outcome]:
     """Each chain in its own process on a free slot (name, environment: `CUDA_VISIBLE_DEVICES`
     for a GPU slot, thread counts for a CPU job); its output is relayed with the slot in front
     and kept in the run's `runner.log`. Longest chains first: the untrained `base` runs (two
-    stages) fill the end instead of leaving a slot idle while a long run finishes."""
+    stages) fill the end instead of leaving a slot idle while a long run finishes.
+    `short_first` (CPU jobs): the `base` runs first instead. On two cores their 40-90 s were
+    what a slot idled at the end of the demo (one base run left alone, 44-55 s); placed first,
+    the six trained runs (115-160 s each) end close together (the stage times of three demos,
+    replayed: 18-22 s of wall time less, within 4 s of an even split of the work)."""
     import queue
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -487,7 +499,7 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log) -> list[Out
                         error=f"the run's process ended with code {code} before reporting; see {rp.report_dir / 'runner.log'}")]
 
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        return [o for outcomes in pool.map(run_chain, sorted(chains, key=len, reverse=True)) for o in outcomes]
+        return [o for outcomes in pool.map(run_chain, sorted(chains, key=len, reverse=not short_first)) for o in outcomes]
 
 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:

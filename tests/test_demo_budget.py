@@ -114,7 +114,34 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
     seen.clear()
     chains = [[(("base", "easy"), "01_generate_data")], [(("cod", "easy"), "01_generate_data"), (("cod", "easy"), "02_train_target")]]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None)
-    assert [run for run, _ in seen] == ["cod_easy", "base_easy"]
+    assert [run for run, _ in seen] == ["cod_easy", "base_easy"]  # GPU slots: longest first
+
+
+def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
+    """On two cores, one `base` run (two stages, 40-90 s) placed last ran alone at the end of
+    the demo while the other core idled 44-55 s; placed first, the trained runs end together.
+    GPU slots keep the longest runs first."""
+    import sys
+
+    seen, placed = [], []
+
+    def command(chain, profile, overrides, redo, hide_input, outcomes_file):
+        (style, scenario), _ = chain[0]
+        seen.append(f"{style}_{scenario}")
+        outcomes = [{"run": f"{style}_{scenario}", "stage": s, "status": "finished"} for _, s in chain]
+        return [sys.executable, "-c", f"import json; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w'))"]
+
+    monkeypatch.setattr(runner, "_chain_command", command)
+    chains = [[(("base", "easy"), "01_generate_data")], [(("cod", "easy"), "01_generate_data"), (("cod", "easy"), "02_train_target")]]
+    runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None, short_first=True)
+    assert seen == ["base_easy", "cod_easy"]
+
+    real = runner._place
+    monkeypatch.setattr(runner, "_place", lambda *a, **k: placed.append(k) or real(*a, **k))
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data"], jobs=2, log=lambda msg: None)
+    runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data"], gpus=["0", "1"], log=lambda msg: None)
+    assert [k["short_first"] for k in placed] == [True, False]
 
 
 def _small_tokenizer(folder):

@@ -207,7 +207,7 @@ def _spy_on_generate(monkeypatch) -> list:
 def test_distillation_resumes_without_duplicates_or_losses(trained, tiny_pair, monkeypatch):
     cfg, rp = trained
     cfg = params.Params({**cfg, "models": {**cfg["models"], "target": tiny_pair["target"]},
-                         "distill": {**cfg["distill"], "batch_size": 8, "max_tokens": 24}})
+                         "distill": {**cfg["distill"], "batch_size": 8, "max_tokens": 24, "serve": "adapter"}})
     served = _spy_on_generate(monkeypatch)
     calls = {"n": 0}
     real_append = io.append_jsonl
@@ -241,6 +241,38 @@ def test_distillation_resumes_without_duplicates_or_losses(trained, tiny_pair, m
     again = distill.distill(other, rp, progress=False)
     assert again["set_aside"] and again["n_generated"] == 30 and again["n_resumed"] == 0
     assert len(io.read_jsonl(again["set_aside"]).rows) == 30
+
+
+def test_distillation_on_a_cpu_serves_the_checked_merge_and_gives_the_adapters_answers(trained, tiny_pair, monkeypatch):
+    """`distill.serve: auto` on a CPU: the target merged first (vLLM's CPU LoRA path took 80 %
+    of the demo's distillation time), checked as stage 5 checks a merge, served without a
+    LoRA request from a temporary folder that is gone afterwards; the answers are those of the
+    base with the adapter attached."""
+    cfg, rp = trained
+    cfg = params.Params({**cfg, "models": {**cfg["models"], "target": tiny_pair["target"]},
+                         "distill": {**cfg["distill"], "batch_size": 16, "max_tokens": 32, "serve": "adapter"}})
+    assert not distill.serve_merged(cfg) and distill.serve_merged(params.Params({**cfg, "distill": {**cfg["distill"], "serve": "merged"}}))
+    auto = params.Params({**cfg, "distill": {**cfg["distill"], "serve": "auto"}})
+    assert distill.serve_merged(auto)  # this machine has no GPU (device: cpu in the tiny profile)
+    rp.distilled.unlink(missing_ok=True)
+    served = _spy_on_generate(monkeypatch)
+    with_adapter = distill.distill(cfg, rp, progress=False)
+    lora = [r["solution"] for r in io.read_jsonl(rp.distilled).rows]
+    assert with_adapter["served"]["as"].startswith("base + adapter")
+    assert {getattr(out.lora_request, "lora_path", None) for out in served} == {str(rp.adapter("target"))}
+
+    rp.distilled.unlink()
+    served.clear()
+    merged = distill.distill(auto, rp, progress=False)
+    assert merged["served"]["as"].startswith("base with the adapter merged in")
+    assert merged["served"]["max_abs_logit_diff"] <= merged["served"]["logit_tolerance"]
+    assert merged["served"]["modules_checked"] > 0
+    assert served and all(out.lora_request is None for out in served)
+    assert [r["solution"] for r in io.read_jsonl(rp.distilled).rows] == lora
+    assert not list(rp.root.glob(".distill-*"))  # the temporary merge is removed
+    # every answer resumed: nothing is merged or served
+    monkeypatch.setattr(merge, "merge_adapter", lambda *a, **k: pytest.fail("merged with nothing to answer"))
+    assert distill.distill(auto, rp, progress=False)["n_generated"] == 0
 
 
 def test_draft_identical_to_target_is_accepted_everywhere(tiny_pair):
