@@ -13,6 +13,7 @@ import functools
 import http.server
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,14 @@ class Page:
     def __init__(self, driver, url: str):
         self.driver = driver
         driver.get(url)  # returns after the load event
-        self.problems = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        # the browser's log reaches the driver asynchronously: on a loaded machine a failed
+        # request's entry came after the first read; read until two reads 0.25 s apart add nothing
+        self.problems, quiet, deadline = [], 0, time.monotonic() + 5
+        while quiet < 2 and time.monotonic() < deadline:
+            new = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            self.problems += new
+            quiet = 0 if new else quiet + 1
+            time.sleep(0.25)
 
     def eval(self, expression: str):
         return self.driver.execute_script(f"return {expression}")

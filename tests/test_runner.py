@@ -162,12 +162,13 @@ def test_full_collections_freeze_their_survivors_in_the_runners_kernels(home, mo
         gc.collect()
         frozen = gc.get_freeze_count()
         assert frozen > 0
+        # (a frozen object can still die meanwhile: in the full suite one did, so the count may drop a little)
         fresh = [[] for _ in range(1000)]
-        assert gc.get_freeze_count() == frozen  # not frozen before the next full collection
+        assert gc.get_freeze_count() <= frozen  # not frozen before the next full collection
         gc.collect(1)
-        assert gc.get_freeze_count() == frozen  # nor by a younger one
+        assert gc.get_freeze_count() <= frozen  # nor by a younger one
         gc.collect()
-        assert gc.get_freeze_count() >= frozen + 1000
+        assert gc.get_freeze_count() >= frozen + 950
         del fresh
     finally:
         heap.stop_freezing()
