@@ -81,20 +81,29 @@ def main() -> int:
 
 
 def pack(args) -> None:
-    """Figures, metrics, status and logs (no models, no per-sample outputs) into results.tar.gz."""
-    home = args.home
-    tmp = args.out / "results.tar.gz.part"
+    """Figures, metrics, status and logs (no models, no per-sample outputs) into results.tar.gz,
+    what may be committed; beside it, to bring back but not commit, samples.tar.gz (each run's
+    per-sample benchmark outputs: the analysis needs them for the paired interval of the
+    accuracy change under speculation) and html.tar.gz (the rendered reports)."""
+    home, out = args.home, args.out
+    data, reports = home / "data" / args.profile, home / "reports" / args.profile
+
+    def rel(paths) -> list[tuple[Path, str]]:
+        return [(p, str(p.relative_to(home))) for p in paths]
+
+    _tar(out / "samples.tar.gz", rel(data.rglob("benchmark_samples.csv")))
+    _tar(out / "html.tar.gz", rel(reports.rglob("*.html")))
+    trace = [(p, f"trace/{p.name}") for p in [*out.glob("*.log"), out / "monitor.csv", out / "summary.json"] if p.exists()]
+    _tar(out / "results.tar.gz", rel([*data.rglob("figures/*.json"), *data.rglob("metrics.json"),
+                                      *reports.rglob("*.log"), *reports.rglob("status.json")]) + trace)
+
+
+def _tar(path: Path, members: list[tuple[Path, str]]) -> None:
+    tmp = path.with_name(path.name + ".part")  # a machine taken away mid-write leaves the last whole one
     with tarfile.open(tmp, "w:gz") as tar:
-        data = home / "data" / args.profile
-        for p in list(data.rglob("figures/*.json")) + list(data.rglob("metrics.json")):
-            tar.add(p, arcname=str(p.relative_to(home)))
-        reports = home / "reports" / args.profile
-        for p in list(reports.rglob("*.log")) + list(reports.rglob("status.json")):
-            tar.add(p, arcname=str(p.relative_to(home)))
-        for p in list(args.out.glob("*.log")) + [args.out / "monitor.csv", args.out / "summary.json"]:
-            if p.exists():
-                tar.add(p, arcname=f"trace/{p.name}")
-    tmp.replace(args.out / "results.tar.gz")
+        for p, name in members:
+            tar.add(p, arcname=name)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
