@@ -30,7 +30,8 @@ RUN_COLUMNS = [
     "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
     "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
     "speedup_lo", "speedup_hi", "repetitions", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
-    "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "identical_output_floor", "tokens_per_answer", "tokens_per_answer_spec", "identical_output_share",
+    "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "identical_output_floor", "tokens_per_answer",
+    "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
@@ -342,8 +343,9 @@ def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     predicted speed-up, and what speculation did to accuracy (paired over prompts)."""
     cols = ["source", "scenario", "style", "acceptance_rate", "acceptance_lo", "acceptance_hi", "speedup",
             "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
-            "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio", "identical_output_floor",
-            "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
+            "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
+            "identical_output_floor", "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio",
+            "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
             "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
             "crosscheck_acceptance"]
     return ordered(frame[frame["present"]])[cols].set_index(["source", "scenario", "style"])

@@ -9,8 +9,9 @@ generation on a subset of prompts (`benchmark.crosscheck_samples`, see `lib/cros
 The speed-up is predicted from what each speculative pass measured of itself (`cost_model`):
 tokens per verification step from acceptance by position, over r, the step's cost in baseline
 steps, and (where the engine timestamps it) each request's time from being scheduled to its
-first token, which a per-step model does not see. The draft-only engine that once gave a cost ratio c is gone: inside speculation a draft
-pass costs several times what it costs alone, and the prediction built on c missed by 1.6-3.9x.
+first token, which a per-step model does not see. The draft-only engine that once gave a cost
+ratio c is gone: inside speculation a draft pass costs several times what it costs alone, and
+the prediction built on c missed by 1.6-3.9x.
 """
 
 from __future__ import annotations
@@ -238,8 +239,9 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
     `predicted_speedup_decode`) equals the measurement only if decode were all of a pass; the
     prediction (`predicted_speedup`, basis "decode + prefill") also counts each request's time
     from scheduled to first token, so it equals the measurement when both passes keep their
-    slots equally busy, and agreement within 20 % shows that no other cost is missing. It does not predict r from elsewhere: r is measured per pass (the K sweep's
-    fit a + b*K, and `k: auto`'s calibration on other prompts, are the out-of-sample uses)."""
+    slots equally busy, and agreement within 20 % shows that no other cost is missing. It does
+    not predict r from elsewhere: r is measured per pass (the K sweep's fit a + b*K, and
+    `k: auto`'s calibration on other prompts, are the out-of-sample uses)."""
     if not (spec and base_step.get("step_s") and spec_step.get("step_s")):
         return None
     r = spec_step["step_s"] / base_step["step_s"]

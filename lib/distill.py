@@ -26,7 +26,7 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
     repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"), key="id")
     done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
     todo = [p for p in train if p["id"] not in done]
-    t0, n_tokens, served = time.perf_counter(), 0, None
+    t0, n_tokens = time.perf_counter(), 0
     with served_target(cfg, rp, bool(todo)) as (model, adapter, served):
         batches = engine.answer_problems(cfg, model, todo, cfg["style"], cfg["distill"]["max_tokens"],
                                          cfg["distill"]["batch_size"], "distill", progress, adapter=adapter) if todo else []

@@ -74,23 +74,21 @@ def results_markdown(nb, stage: str) -> str | None:
     start, end = (datetime.fromisoformat(meta[k]).timestamp() for k in ("start_time", "end_time"))
     if not figures or not start <= float(figures.get("finished_at") or 0) <= end + 1:
         return None
-    rows, notes = [], []
+    head = f"## Results\n\n*What this execution recorded (`figures/{stage}.json`); the steps below produced it.*"
+    notes = [n for n in figures.get("findings") or [] if isinstance(n, str)]
+    if notes:  # the analysis: its findings are the results, its tables follow below
+        return head + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    rows = []
     for key, value in record.flat({k: v for k, v in figures.items() if k not in _NOT_RESULTS}).items():
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            notes += value if key == "findings" else []
-        elif isinstance(value, bool) or isinstance(value, (int, float)) and not _missing(value):
+        if isinstance(value, bool) or isinstance(value, (int, float)) and not _missing(value):
             shown = value if isinstance(value, bool) else f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
             rows.append(f"| {key} | {shown} |")
         elif isinstance(value, str) and value and "/" not in value:  # a path is where, not what
             rows.append(f"| {key} | {value.replace('|', '/')} |")
-    if not rows and not notes:
+    if not rows:
         return None
-    out = [f"## Results\n\n*What this execution recorded (`figures/{stage}.json`); the steps below produced it.*"]
-    out += ["\n".join(f"- {n}" for n in notes)] if notes else []
-    rows = [] if notes else rows  # the analysis: its findings are the results, its tables follow below
-    out += ["| figure | value |\n|---|---|\n" + "\n".join(rows[:_MAX_ROWS])
-            + (f"\n\n*{len(rows) - _MAX_ROWS} more in the figures file.*" if len(rows) > _MAX_ROWS else "")] if rows else []
-    return "\n\n".join(out)
+    more = f"\n\n*{len(rows) - _MAX_ROWS} more in the figures file.*" if len(rows) > _MAX_ROWS else ""
+    return head + "\n\n| figure | value |\n|---|---|\n" + "\n".join(rows[:_MAX_ROWS]) + more
 
 
 def _missing(value) -> bool:
