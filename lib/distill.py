@@ -6,6 +6,7 @@ the truth. Resumable and gated on accuracy.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -77,13 +78,16 @@ def serve_merged(cfg) -> bool:
 def served_target(cfg, rp: RunPaths, needed: bool = True):
     """(model, adapter, description) the target is served as: the base with the adapter
     attached, or a merge of the two (`serve_merged`), checked as stage 5 checks its merges and
-    written to a temporary folder that is removed afterwards. Nothing is merged when nothing is
-    `needed` (every answer resumed)."""
+    written to a temporary folder that is removed afterwards (and, if a killed attempt left
+    one, before). Nothing is merged when nothing is `needed` (every answer resumed)."""
     base, adapter = models.base_model(cfg, rp, "target"), rp.adapter("target")
     if not (needed and serve_merged(cfg)):
         yield base, adapter, {"as": "base + adapter (LoRA request)"}
         return
-    with tempfile.TemporaryDirectory(prefix=f".distill-{rp.name}-", dir=rp.root) as tmp:
+    prefix = f".distill-{rp.name}-"
+    for stale in rp.root.glob(f"{prefix}*"):  # a killed attempt's merge (the run lock keeps out a live one)
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=rp.root) as tmp:
         merged = Path(tmp) / "target"
         check = merge.merge_adapter(cfg, base, adapter, merged, merge.probe_texts(cfg, rp))
         yield str(merged), None, {"as": "base with the adapter merged in (checked)", **check}

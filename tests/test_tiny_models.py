@@ -263,13 +263,15 @@ def test_distillation_on_a_cpu_serves_the_checked_merge_and_gives_the_adapters_a
 
     rp.distilled.unlink()
     served.clear()
+    killed = rp.root / f".distill-{rp.name}-killed" / "target"  # what a killed attempt leaves
+    killed.mkdir(parents=True)
     merged = distill.distill(auto, rp, progress=False)
     assert merged["served"]["as"].startswith("base with the adapter merged in")
     assert merged["served"]["max_abs_logit_diff"] <= merged["served"]["logit_tolerance"]
     assert merged["served"]["modules_checked"] > 0
     assert served and all(out.lora_request is None for out in served)
     assert [r["solution"] for r in io.read_jsonl(rp.distilled).rows] == lora
-    assert not list(rp.root.glob(".distill-*"))  # the temporary merge is removed
+    assert not list(rp.root.glob(".distill-*"))  # the temporary merge is removed, and the killed attempt's
     # every answer resumed: nothing is merged or served
     monkeypatch.setattr(merge, "merge_adapter", lambda *a, **k: pytest.fail("merged with nothing to answer"))
     assert distill.distill(auto, rp, progress=False)["n_generated"] == 0
