@@ -85,7 +85,9 @@ class Monitor:
 
         try:
             pynvml.nvmlInit()
-            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+            # NVML counts every GPU of the host, CUDA_VISIBLE_DEVICES none: the first visible one.
+            first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(int(first) if first.isdigit() else 0)
         except pynvml.NVMLError:  # no GPU: host figures only
             self.nvml = self.handle = None
         new = not trace.exists()
