@@ -224,6 +224,8 @@ def test_k_auto_in_params():
         _cfg(**{"engine.async_scheduling": "yes"})
     with pytest.raises(ValueError, match="k_candidates"):
         benchmark.check(_cfg(**{"benchmark.k": "auto", "benchmark.k_candidates": []}))
+    with pytest.raises(ValueError, match=r"calibration_samples \(8\) >= benchmark.max_num_seqs \(16\)"):
+        benchmark.check(_cfg(**{"benchmark.k": "auto", "benchmark.calibration_samples": 8, "benchmark.max_num_seqs": 16}))
     assert benchmark.with_k(_cfg(**{"benchmark.k": "auto"}), 3)["benchmark"]["k"] == 3
 
 
@@ -478,7 +480,7 @@ def test_headline_keys_are_stable(bench):
 @slow
 def test_k_auto_calibrates_on_real_engines(tiny_pair):
     cfg = _cfg(**{"benchmark.k": "auto", "benchmark.k_candidates": [1, 2, 4], "benchmark.calibration_samples": 2,
-                  "benchmark.max_tokens": 24})
+                  "benchmark.max_num_seqs": 2, "benchmark.max_tokens": 24})
     prompts, problems = _prompts(tiny_pair, 3)
     cal = benchmark.calibrate(cfg, {"target": tiny_pair["target"], "draft": tiny_pair["draft"]}, prompts, problems)
     assert cal["n"] == 2 and [p["k"] for p in cal["probes"]] == [1, 2, 4]
