@@ -30,8 +30,10 @@ def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int 
     """Plain sentences written from the numbers (never typed in), each with the interval it
     rests on and what that interval is of."""
     have = frame[frame["present"]]
-    out, methods = _styles_compared(frame, have, n_boot, seed)
-    out += _accuracy_by_style(have)
+    tally: dict = {"acceptance": {}, "speedup": {}, "accuracy": {}}
+    out, methods = _styles_compared(frame, have, n_boot, seed, tally)
+    out += _accuracy_by_style(have, tally)
+    out[:0] = _answer(tally)
     out += _accuracy_moves(have)
     out += _cost_model(have)
     out += _noise_and_crosscheck(have)
@@ -44,9 +46,33 @@ def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int 
     return out
 
 
-def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed: int) -> tuple[list[str], set]:
+def _answer(tally: dict) -> list[str]:
+    """The study's question in one sentence, from the per-scenario verdicts the sentences below
+    state with their intervals: which style led where the interval or the repetitions' ranges
+    tell them apart, and where they do not."""
+    if not any(tally.values()):
+        return []
+
+    def part(what: str, verdicts: dict, unclear: str) -> str:
+        by = {}
+        for scenario, v in verdicts.items():
+            by.setdefault(v, []).append(scenario)
+        return f"{what}: " + "; ".join(f"{v if v != 'unclear' else unclear} in {', '.join(sc)}" for v, sc in by.items())
+
+    said = [part(*x) for x in (("Accuracy", tally["accuracy"], "no clear difference"),
+                               ("Acceptance", tally["acceptance"], "no clear difference"),
+                               ("Throughput speed-up", tally["speedup"], "not resolved by the repetitions"))
+            if x[1]]
+    return ["The study's question (does CoD make speculation faster without costing accuracy?), for this pair — "
+            + ". ".join(said) + "."]
+
+
+def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed: int,
+                     tally: dict | None = None) -> tuple[list[str], set]:
     """Per scenario, CoD against CoT: acceptance (with the interval of the difference) and
-    speed-up; first, how often each style led. Also the interval methods the numbers rest on."""
+    speed-up; first, how often each style led. Also the interval methods the numbers rest on;
+    each scenario's verdicts go into `tally` (for `_answer`)."""
+    tally = tally if tally is not None else {"acceptance": {}, "speedup": {}, "accuracy": {}}
     out = []
     wins, compared = {"cod": 0, "cot": 0}, 0
     methods = set()
@@ -72,13 +98,14 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
             compared += 1
             wins["cod" if diff > 0 else "cot"] += diff != 0
             verdict = ("the interval excludes zero" if (lo > 0 or hi < 0) else "the interval includes zero: no clear difference")
+            tally["acceptance"][scenario] = f"{winner} higher" if (lo > 0 or hi < 0) else "unclear"
             out.append(
                 f"{scenario}: {winner} had the higher acceptance — CoD {_pct(cod['acceptance_rate'])}"
                 f"{_interval(cod['acceptance_lo'], cod['acceptance_hi'], _pct)} vs CoT {_pct(cot['acceptance_rate'])}"
                 f"{_interval(cot['acceptance_lo'], cot['acceptance_hi'], _pct)}, {winner} ahead by "
                 f"{abs(diff) * 100:.1f} points (CoD − CoT {pts(diff)}{_interval(lo, hi, pts)} points; {verdict})."
             )
-        out.extend(_speedup_by_style(scenario, cot, cod))
+        out.extend(_speedup_by_style(scenario, cot, cod, tally))
     if compared:
         lead = "CoD" if wins["cod"] >= wins["cot"] else "CoT"
         out.insert(0, f"Across the {compared} scenario(s) with both styles measured, {lead} had the higher acceptance in "
@@ -86,7 +113,7 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
     return out, methods
 
 
-def _speedup_by_style(scenario: str, cot, cod) -> list[str]:
+def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> list[str]:
     """CoD's speed-up against CoT's. The repetitions' range is what decides: each is a fresh
     engine pair, so it holds the run-to-run spread; the latency interval resamples the prompts
     of one pass and does not (on the H200, two repetitions differed by up to 2.8x while each
@@ -96,8 +123,12 @@ def _speedup_by_style(scenario: str, cot, cod) -> list[str]:
         reps = [r.get("repetitions") for r in (cot, cod)]
         if any(pd.isna(n) or n < 2 for n in reps) or pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]):
             spread = "fewer than two repetitions: the run-to-run spread is not measured, so this does not tell them apart"
+            if tally is not None:
+                tally["speedup"][scenario] = "unclear"
         else:
             apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
+            if tally is not None:
+                tally["speedup"][scenario] = ("CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster") if apart else "unclear"
             spread = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
                       f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]: "
                       + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions"))
@@ -111,7 +142,7 @@ def _speedup_by_style(scenario: str, cot, cod) -> list[str]:
     return out
 
 
-def _accuracy_by_style(have: pd.DataFrame) -> list[str]:
+def _accuracy_by_style(have: pd.DataFrame, tally: dict | None = None) -> list[str]:
     """Per scenario, each style's held-out accuracy (the target alone, the baseline pass) with
     its interval, and whether CoD's differs from CoT's: the study's "without costing accuracy"."""
     out = []
@@ -138,6 +169,9 @@ def _accuracy_by_style(have: pd.DataFrame) -> list[str]:
             else:
                 verdict = "the intervals overlap: no clear difference"
             line += f"; CoD − CoT {pts(cod - cot)} points, {verdict}"
+            if tally is not None:
+                tally["accuracy"][scenario] = ("CoD lower" if cod_hi < cot_lo else "CoD higher" if cod_lo > cot_hi
+                                               else "unclear")
         out.append(line + ".")
     return out
 

@@ -61,3 +61,17 @@ def test_the_prediction_sentence_says_what_the_prediction_counted():
         frame(["decode", "decode + prefill", "decode + prefill"]).assign(speedup=[0.5, 1.0, 1.0]))
     assert "first token, over 2 run(s); within ±20 % in 2 of 2" in with_prefill
     assert "decode steps only" in decode_only and "over 1 run(s); within ±20 % in 0 of 1" in decode_only
+
+
+def test_the_first_finding_answers_the_study_question(home):
+    # The synthetic grid: one repetition per run, so no speed-up verdict can be drawn; the
+    # sentence must say so rather than name a faster style.
+    syn.write_grid(syn.PROFILE)
+    lines = findings.findings(analysis.collect(syn.PROFILE, n_boot=200), n_boot=200)
+    first = lines[0]
+    assert first.startswith("The study's question") and "Accuracy:" in first and "Acceptance:" in first
+    assert "Throughput speed-up: not resolved by the repetitions in" in first and "CoD faster" not in first
+    tally = {"acceptance": {"easy": "CoT higher", "hard": "unclear"}, "speedup": {"easy": "CoD faster"}, "accuracy": {}}
+    [said] = findings._answer(tally)
+    assert "Acceptance: CoT higher in easy; no clear difference in hard" in said and "CoD faster in easy" in said
+    assert "Accuracy" not in said and findings._answer({"acceptance": {}, "speedup": {}, "accuracy": {}}) == []
