@@ -17,6 +17,7 @@ the prediction built on c missed by 1.6-3.9x.
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 
 import numpy as np
@@ -81,7 +82,12 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     `floor`: also the numerical floor on the same engine (`_floor`), its samples in
     `info["floor_samples"]`."""
     # Device-level, sampled through the pass: the engine core may run in another process.
-    with device.GpuMemoryPeak() as gpu_mem, engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs) as eng:
+    # Out of process, the GPU-busy floor comes from vLLM's profiler inside the engine core, which
+    # must be configured when the engine starts (idle until `gpu_busy` starts it).
+    traced = extras and _floor_by_trace(cfg)
+    with tempfile.TemporaryDirectory(prefix="vllm-trace-") as traces, device.GpuMemoryPeak() as gpu_mem, \
+            engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs,
+                           profile_dir=traces if traced else None) as eng:
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
         # otherwise land on the timed call (a large share of a small pass). As many requests as
         # the timed call runs at once: the first batched draft proposal paid such a cost too
@@ -170,35 +176,61 @@ def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
             "step": step_timing(timings, counters, wall)}
 
 
+def _floor_by_trace(cfg) -> bool:
+    return int(cfg["benchmark"]["gpu_floor_tokens"]) > 0 and device.on_cuda(cfg) and not cfg["engine"]["in_process"]
+
+
 def gpu_busy(cfg, eng, prompt: str) -> dict | None:
     """CUDA only: one prompt decoded `benchmark.gpu_floor_tokens` tokens under the torch
     profiler; the union of the GPU's kernel intervals per decode step is the least a step can
     cost on this hardware (the rest of a step is CPU work: scheduling, launches, sampling). The
-    prefill is inside the busy time (a small over-estimate for short outputs). None on CPU, when
-    off, or when the engine runs in another process (the profiler sees only its own)."""
+    prefill is inside the busy time (a small over-estimate for short outputs). In process, torch's
+    profiler here; out of process, vLLM's inside the engine core (the engine started with
+    `profile_dir`), read back from its trace. None on CPU or when off."""
     n = int(cfg["benchmark"]["gpu_floor_tokens"])
-    if n <= 0 or not device.on_cuda(cfg) or not cfg["engine"]["in_process"]:
+    if n <= 0 or not device.on_cuda(cfg) or not (cfg["engine"]["in_process"] or eng.profile_dir):
         return None
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
     before = engine.spec_counters(eng)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        out = eng.llm.generate([prompt], engine.sampling(cfg, n), use_tqdm=False)[0]
+    if eng.profile_dir:
+        out, events = engine.profiled(eng, prompt, engine.sampling(cfg, n))
+        spans = device_spans(events)
+    else:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
         torch.cuda.synchronize()
-    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
-                   if e.device_type == torch.autograd.DeviceType.CUDA)
-    busy_us, end = 0.0, float("-inf")
-    for a, b in spans:  # union of intervals: kernels on several streams count once
-        if b > end:
-            busy_us += b - max(a, end)
-            end = b
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            out = eng.llm.generate([prompt], engine.sampling(cfg, n), use_tqdm=False)[0]
+            torch.cuda.synchronize()
+        spans = [(e.time_range.start, e.time_range.end) for e in prof.events()
+                 if e.device_type == torch.autograd.DeviceType.CUDA]
     timing = engine.request_timing(out)
     steps = step_timing([timing], engine.counter_delta(engine.spec_counters(eng), before), 0.0)["steps"]
     if not steps or not spans:
         return None
-    return {"tokens": timing["output_tokens"], "steps": steps, "busy_s": busy_us / 1e6, "busy_step_s": busy_us / 1e6 / steps}
+    busy_us = union_length(spans)
+    return {"tokens": timing["output_tokens"], "steps": steps, "busy_s": busy_us / 1e6, "busy_step_s": busy_us / 1e6 / steps,
+            "source": "vllm profiler trace" if eng.profile_dir else "torch profiler"}
+
+
+# The device's events in a torch Chrome trace: kernels, copies and memsets.
+DEVICE_EVENT_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+def device_spans(events: list[dict]) -> list[tuple[float, float]]:
+    """(start, end) in µs of the device's events of a Chrome trace; host events are left out."""
+    return [(float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events
+            if e.get("cat") in DEVICE_EVENT_CATEGORIES and "ts" in e and "dur" in e]
+
+
+def union_length(spans) -> float:
+    """Length of the union of intervals: kernels overlapping on several streams count once."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> dict:

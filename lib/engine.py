@@ -6,11 +6,13 @@ here and nowhere else.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import logs
 from .device import on_cuda
@@ -46,6 +48,7 @@ class Engine:
     llm: object
     model: str
     speculative: dict | None
+    profile_dir: str | None = None  # where vLLM's profiler writes its traces (`profiled`)
 
 
 # Speculative methods the benchmark can run (params: benchmark.method).
@@ -157,10 +160,12 @@ def _guard_kernel_rebind() -> None:
 
 
 def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = False, max_lora_rank: int = 8,
-          eager: bool | None = None, max_num_seqs: int | None = None) -> Engine:
+          eager: bool | None = None, max_num_seqs: int | None = None, profile_dir: str | None = None) -> Engine:
     """`eager` overrides engine.enforce_eager (distillation needs no CUDA graphs: its speed is
     not measured, and skipping compilation saves minutes of engine start on a GPU);
-    `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more)."""
+    `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more);
+    `profile_dir`: vLLM's own torch profiler, inside the engine core (wherever that runs), idle
+    until `profiled` starts it, its traces written there."""
     configure(cfg)
     t0, first = time.perf_counter(), "vllm" not in sys.modules
     from vllm import LLM
@@ -201,10 +206,13 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         kwargs["per_request_spec_decode_metrics"] = "summary"
     if enable_lora:
         kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
+    if profile_dir:
+        kwargs["profiler_config"] = {"profiler": "torch", "torch_profiler_dir": str(Path(profile_dir).resolve()),
+                                     "torch_profiler_with_stack": False, "torch_profiler_use_gzip": False}
     t0 = time.perf_counter()
     llm = LLM(**kwargs)
     logs.phase("engine start" + (" (speculative)" if speculative else ""), time.perf_counter() - t0)
-    return Engine(llm, str(model), speculative)
+    return Engine(llm, str(model), speculative, profile_dir)
 
 
 def kv_cache_bytes(cfg) -> int:
@@ -313,6 +321,24 @@ def answer_problems(cfg, model: str, problems: list[dict], style: str, max_token
             batch = problems[start : start + batch_size]
             prompts = [models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in batch]
             yield batch, eng.llm.generate(prompts, params, use_tqdm=False, **extra)
+
+
+def profiled(engine: Engine, prompt: str, params) -> tuple[object, list[dict]]:
+    """`prompt` generated under vLLM's profiler (the engine started with `profile_dir`): the
+    output, and the trace's events (Chrome trace format, as torch writes it; the device's have
+    `cat` kernel, gpu_memcpy or gpu_memset). The engine core writes the trace before
+    `stop_profile` returns; each call reads the one it wrote, the newest."""
+    directory = Path(engine.profile_dir)
+    before = set(directory.glob("*.json"))
+    engine.llm.start_profile()
+    try:
+        out = engine.llm.generate([prompt], params, use_tqdm=False)[0]
+    finally:
+        engine.llm.stop_profile()
+    written = sorted(set(directory.glob("*.json")) - before, key=lambda f: f.stat().st_mtime)
+    if not written:
+        raise RuntimeError(f"vLLM's profiler wrote no trace into {directory}")
+    return out, json.loads(written[-1].read_text()).get("traceEvents", [])
 
 
 def reset_prefix_cache(engine: Engine) -> None:

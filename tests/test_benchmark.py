@@ -2,12 +2,13 @@
 of acceptance, the K sweep; pure functions without engines."""
 
 import json
+import tempfile
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from lib import benchmark, crosscheck, engine, io, models, params, stats
+from lib import benchmark, crosscheck, device, engine, io, models, params, stats
 from lib.paths import RunPaths
 
 slow = pytest.mark.slow
@@ -701,3 +702,33 @@ def test_an_engine_stop_passes_over_the_whole_heap_once_and_frees_the_engine():
     assert gc.get_freeze_count() == 0
     gc.collect()  # the real functions are back
     assert gone() is None
+
+
+@slow
+def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monkeypatch):
+    """Out of process, the GPU-busy floor comes from vLLM's profiler inside the engine core. The
+    CPU build runs the same profiler (start, stop, trace file) but records no device events, so
+    kernels are added to the real trace to check what is made of them; on CPU without them, no floor."""
+    cfg = _cfg(**{"engine.in_process": False, "benchmark.gpu_floor_tokens": 8})
+    assert benchmark._floor_by_trace(cfg) is False  # a CPU: the engine is not even configured for it
+    prompt = _prompts(tiny_pair, 1)[0][0]
+    with tempfile.TemporaryDirectory() as traces, engine.running(cfg, tiny_pair["target"], profile_dir=traces) as eng:
+        out, events = engine.profiled(eng, prompt, engine.sampling(cfg, 8))
+        assert events and {e.get("cat") for e in events} & {"cpu_op", "user_annotation"}  # vLLM's real trace
+        assert benchmark.device_spans(events) == [] and len(out.outputs[0].token_ids) == 8
+        assert benchmark.gpu_busy(cfg, eng, prompt) is None  # on CPU: no floor
+        monkeypatch.setattr(device, "on_cuda", lambda cfg: True)
+        real = engine.profiled
+        kernels = [{"cat": "kernel", "ts": 100.0, "dur": 400.0}, {"cat": "kernel", "ts": 300.0, "dur": 400.0},
+                   {"cat": "gpu_memcpy", "ts": 1000.0, "dur": 100.0}]  # busy 700 µs: the overlap counts once
+        monkeypatch.setattr(engine, "profiled", lambda *a: (lambda o, ev: (o, ev + kernels))(*real(*a)))
+        busy = benchmark.gpu_busy(cfg, eng, prompt)
+    assert busy["source"] == "vllm profiler trace" and busy["busy_s"] == pytest.approx(700e-6)
+    assert busy["steps"] >= 1 and busy["busy_step_s"] == pytest.approx(700e-6 / busy["steps"])
+
+
+def test_union_of_device_intervals():
+    assert benchmark.union_length([(0, 10), (5, 15), (20, 25), (21, 22)]) == 20
+    trace = [{"cat": "kernel", "ts": 1, "dur": 2}, {"cat": "cpu_op", "ts": 0, "dur": 9}, {"cat": "gpu_memset", "ts": 5, "dur": 1},
+             {"ph": "M", "name": "process_name"}]
+    assert benchmark.device_spans(trace) == [(1.0, 3.0), (5.0, 6.0)]
