@@ -26,7 +26,7 @@ from . import answers, crosscheck, device, engine, io, merge, models, params, st
 from .paths import RunPaths
 
 PASSES = ("baseline", "speculative")
-WARMUP_PROMPT, WARMUP_TOKENS = "Warm-up.", 8  # one untimed request per engine before the timed call
+WARMUP_PROMPT = "Warm-up."  # the untimed requests each engine serves before the timed call
 
 
 def pair_for_run(cfg, rp: RunPaths) -> dict:
@@ -92,9 +92,13 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
         # otherwise land on the timed call (a large share of a small pass). As many requests as
         # the timed call runs at once: the first batched draft proposal paid such a cost too
         # (seen: a tiny speculative pass's first tokens 3.4 s late after a one-request warm-up).
-        # An unrelated prompt, so that no benchmark prompt finds its prefix already cached.
+        # An unrelated prompt, so that no benchmark prompt finds its prefix already cached. Request
+        # i stops after i + 1 tokens, so that the batch drains through every size the timed call's
+        # will: on the H200 the first repetition's speculative pass was the slowest in 8 of 10 runs
+        # (later engines start from caches on disk), and work done at a batch size's first sight
+        # (kernels compiled per shape) is one suspect.
         width = min(len(prompts), max_num_seqs or cfg["benchmark"]["max_num_seqs"]) or 1
-        eng.llm.generate([WARMUP_PROMPT] * width, engine.sampling(cfg, WARMUP_TOKENS), use_tqdm=False)
+        eng.llm.generate([WARMUP_PROMPT] * width, warm_up_sampling(cfg, width), use_tqdm=False)
         before = engine.spec_counters(eng)
         t0 = time.perf_counter()
         outputs = eng.llm.generate(prompts, engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=extras)
@@ -174,6 +178,16 @@ def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
     return {"n": len(prompts), "wall_s": wall, "output_tokens": tokens, "throughput_tok_s": tokens / wall,
             "latency_s_mean": sum(latencies) / len(latencies), "counters": counters,
             "step": step_timing(timings, counters, wall)}
+
+
+def warm_up_sampling(cfg, width: int) -> list:
+    """One sampling setting per warm-up request: lengths 1 to `width`, end-of-text ignored."""
+    out = []
+    for i in range(width):
+        p = engine.sampling(cfg, i + 1)
+        p.ignore_eos = True
+        out.append(p)
+    return out
 
 
 def _floor_by_trace(cfg) -> bool:

@@ -727,6 +727,11 @@ def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monk
     assert busy["steps"] >= 1 and busy["busy_step_s"] == pytest.approx(700e-6 / busy["steps"])
 
 
+def test_warm_up_drains_the_batch_through_every_size():
+    warm = benchmark.warm_up_sampling(_cfg(), 4)
+    assert [p.max_tokens for p in warm] == [1, 2, 3, 4] and all(p.ignore_eos for p in warm)
+
+
 def test_union_of_device_intervals():
     assert benchmark.union_length([(0, 10), (5, 15), (20, 25), (21, 22)]) == 20
     trace = [{"cat": "kernel", "ts": 1, "dur": 2}, {"cat": "cpu_op", "ts": 0, "dur": 9}, {"cat": "gpu_memset", "ts": 5, "dur": 1},
