@@ -207,8 +207,10 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
     if enable_lora:
         kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
     if profile_dir:
+        # No stacks, gzip or kernel-time table (0.26 prints that table too): only the trace is read.
         kwargs["profiler_config"] = {"profiler": "torch", "torch_profiler_dir": str(Path(profile_dir).resolve()),
-                                     "torch_profiler_with_stack": False, "torch_profiler_use_gzip": False}
+                                     "torch_profiler_with_stack": False, "torch_profiler_use_gzip": False,
+                                     "torch_profiler_dump_cuda_time_total": False}
     t0 = time.perf_counter()
     llm = LLM(**kwargs)
     logs.phase("engine start" + (" (speculative)" if speculative else ""), time.perf_counter() - t0)
