@@ -19,6 +19,7 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -84,10 +85,9 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     # Device-level, sampled through the pass: the engine core may run in another process.
     # Out of process, the GPU-busy floor comes from vLLM's profiler inside the engine core, which
     # must be configured when the engine starts (idle until `gpu_busy` starts it).
-    traced = extras and _floor_by_trace(cfg)
-    with tempfile.TemporaryDirectory(prefix="vllm-trace-") as traces, device.GpuMemoryPeak() as gpu_mem, \
-            engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs,
-                           profile_dir=traces if traced else None) as eng:
+    traces = tempfile.TemporaryDirectory(prefix="vllm-trace-") if extras and _floor_by_trace(cfg) else nullcontext()
+    with traces as profile_dir, device.GpuMemoryPeak() as gpu_mem, \
+            engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs, profile_dir=profile_dir) as eng:
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
         # otherwise land on the timed call (a large share of a small pass). As many requests as
         # the timed call runs at once: the first batched draft proposal paid such a cost too

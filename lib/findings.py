@@ -68,11 +68,10 @@ def _answer(tally: dict) -> list[str]:
 
 
 def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed: int,
-                     tally: dict | None = None) -> tuple[list[str], set]:
+                     tally: dict) -> tuple[list[str], set]:
     """Per scenario, CoD against CoT: acceptance (with the interval of the difference) and
     speed-up; first, how often each style led. Also the interval methods the numbers rest on;
     each scenario's verdicts go into `tally` (for `_answer`)."""
-    tally = tally if tally is not None else {"acceptance": {}, "speedup": {}, "accuracy": {}}
     out = []
     wins, compared = {"cod": 0, "cot": 0}, 0
     methods = set()
@@ -121,18 +120,19 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
     out = []
     if not (pd.isna(cot["speedup"]) or pd.isna(cod["speedup"])):
         reps = [r.get("repetitions") for r in (cot, cod)]
+        verdict = "unclear"
         if any(pd.isna(n) or n < 2 for n in reps) or pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]):
             spread = "fewer than two repetitions: the run-to-run spread is not measured, so this does not tell them apart"
-            if tally is not None:
-                tally["speedup"][scenario] = "unclear"
         else:
             apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
-            if tally is not None:
-                tally["speedup"][scenario] = ("CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster") if apart else "unclear"
+            if apart:
+                verdict = "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster"
             spread = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
                       f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]: "
                       + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions"))
         out.append(f"{scenario}: throughput speed-up CoD {cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x ({spread}).")
+        if tally is not None:
+            tally["speedup"][scenario] = verdict
     s_cot, s_cod = cot["speedup_latency"], cod["speedup_latency"]
     if not (pd.isna(s_cot) or pd.isna(s_cod)):
         x = "{:.2f}x".format
@@ -142,7 +142,7 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
     return out
 
 
-def _accuracy_by_style(have: pd.DataFrame, tally: dict | None = None) -> list[str]:
+def _accuracy_by_style(have: pd.DataFrame, tally: dict) -> list[str]:
     """Per scenario, each style's held-out accuracy (the target alone, the baseline pass) with
     its interval, and whether CoD's differs from CoT's: the study's "without costing accuracy"."""
     out = []
@@ -169,9 +169,7 @@ def _accuracy_by_style(have: pd.DataFrame, tally: dict | None = None) -> list[st
             else:
                 verdict = "the intervals overlap: no clear difference"
             line += f"; CoD − CoT {pts(cod - cot)} points, {verdict}"
-            if tally is not None:
-                tally["accuracy"][scenario] = ("CoD lower" if cod_hi < cot_lo else "CoD higher" if cod_lo > cot_hi
-                                               else "unclear")
+            tally["accuracy"][scenario] = "CoD lower" if cod_hi < cot_lo else "CoD higher" if cod_lo > cot_hi else "unclear"
         out.append(line + ".")
     return out
 
