@@ -723,8 +723,20 @@ def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monk
                    {"cat": "gpu_memcpy", "ts": 1000.0, "dur": 100.0}]  # busy 700 µs: the overlap counts once
         monkeypatch.setattr(engine, "profiled", lambda *a: (lambda o, ev: (o, ev + kernels))(*real(*a)))
         busy = benchmark.gpu_busy(cfg, eng, prompt)
+        # a profiler that fails is recorded, and costs neither the pass nor the engine
+        monkeypatch.setattr(engine, "profiled", lambda *a: (_ for _ in ()).throw(RuntimeError("no trace")))
+        failed = benchmark._gpu_busy_or_error(cfg, eng, prompt)
+        assert len(eng.llm.generate([prompt], engine.sampling(cfg, 2), use_tqdm=False)[0].outputs[0].token_ids) == 2
     assert busy["source"] == "vllm profiler trace" and busy["busy_s"] == pytest.approx(700e-6)
     assert busy["steps"] >= 1 and busy["busy_step_s"] == pytest.approx(700e-6 / busy["steps"])
+    assert failed == {"error": "RuntimeError: no trace"}
+    spec = {"accepted_per_pos": [3, 1]}
+    step = {"step_s": 0.02, "steps": 4, "source": "request_timestamps"}
+    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, failed)["r_floor"] is None
+    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy)["r_floor"] == pytest.approx(busy["busy_step_s"] / 0.01)
+    assert "profiler failed (RuntimeError: no trace)" in benchmark.floor_note({"passes": {"speculative": {"gpu_busy": failed}}})
+    assert "none (CPU run" in benchmark.floor_note({"passes": {"speculative": {}}})
+    assert f"{busy['busy_step_s'] * 1e3:.2f} ms" in benchmark.floor_note({"passes": {"speculative": {"gpu_busy": busy}}})
 
 
 def test_warm_up_drains_the_batch_through_every_size():
