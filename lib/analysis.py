@@ -31,7 +31,7 @@ RUN_COLUMNS = [
     "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
     "speedup_lo", "speedup_hi", "repetitions", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
     "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "identical_output_floor", "tokens_per_answer",
-    "tokens_per_answer_spec", "identical_output_share",
+    "r_floor", "gpu_busy_share", "order_effect", "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
@@ -150,6 +150,18 @@ def _headline(metrics: dict) -> dict:
         return dict(headline({**metrics, "k_sweep": None, "crosscheck": None}))
 
 
+def order_effect(reps: list[dict]) -> float | None:
+    """The repetitions that ran the speculative pass first over those that ran the baseline first:
+    the ratio of their speed-ups' geometric means (None unless both orders ran). The order
+    alternates so that the median balances drift; this says how much the order itself moved it
+    (on the H200 the speculative-first repetitions measured more in most runs)."""
+    by = {first: [r["speedup_throughput"] for r in reps if r["order"][0] == first and r.get("speedup_throughput")]
+          for first in ("speculative", "baseline")}
+    if not (by["speculative"] and by["baseline"]):
+        return None
+    return float(np.exp(np.mean(np.log(by["speculative"])) - np.mean(np.log(by["baseline"]))))
+
+
 def _metrics_row(metrics: dict) -> dict:
     row = _headline(metrics)
     base, spec_pass, comp = metrics["passes"]["baseline"], metrics["passes"]["speculative"], metrics["comparison"]
@@ -167,6 +179,7 @@ def _metrics_row(metrics: dict) -> dict:
         "accepted_tokens": spec.get("accepted_tokens"),
         "speedup_latency": comp.get("speedup_latency"),
         "repetitions": len(comp.get("repetitions") or []),  # fresh engine pairs behind the speed-up's range
+        "order_effect": order_effect(comp.get("repetitions") or []),
         "speedup_latency_lo": lo,
         "speedup_latency_hi": hi,
         "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),
@@ -343,8 +356,8 @@ def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     predicted speed-up, and what speculation did to accuracy (paired over prompts)."""
     cols = ["source", "scenario", "style", "acceptance_rate", "acceptance_lo", "acceptance_hi", "speedup",
             "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
-            "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
-            "identical_output_floor", "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio",
+            "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "r_floor", "gpu_busy_share",
+            "occupancy_ratio", "identical_output_floor", "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio",
             "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
             "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
             "crosscheck_acceptance"]

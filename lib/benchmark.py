@@ -290,11 +290,13 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> di
             "busy_occupancy": (prefill_s + total) / wall_s if prefill_s is not None and wall_s else None}
 
 
-def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu: dict | None = None) -> dict | None:
+def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu: dict | None = None,
+               base_gpu: dict | None = None) -> dict | None:
     """The speculative pass's step cost r (its time per step over the baseline's), what a step
     yields, and from them the predicted speed-up, the engine's ceiling (every draft accepted)
-    and, where the GPU-busy time was profiled, the hardware floor of r and the speed-up it
-    would allow.
+    and, where both passes' GPU-busy time was profiled (`gpu`, `base_gpu`), the hardware floor
+    of r (a speculative step's kernel time over a target step's, one prompt each) and the
+    speed-up it would allow were every step only its kernels.
 
     What this prediction can and cannot show: r and the tokens per step are measured inside the
     decode phase (per-request engine timestamps, vLLM's counters), while the measured speed-up
@@ -325,11 +327,18 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
         # pair this took the prediction from 1.27x to 1.03x of measured.
         out["predicted_speedup"] = out["predicted_speedup_decode"] * _decode_share(spec_step) / _decode_share(base_step)
         out["prediction_basis"] = "decode + prefill"
-    if gpu and "busy_step_s" in gpu:  # not when its profiling failed ({"error": ...})
+    if _busy(gpu) and _busy(base_gpu):
+        # kernels over kernels, not over the baseline's wall step: a small target's step is
+        # mostly host work (190M on the H200: 0.70 ms of kernels in a 1.9 ms step at batch 1), and
+        # over wall time the "floor" came out below 1 (18x speed-up)
         out["gpu_busy_step_s"] = gpu["busy_step_s"]
-        out["r_floor"] = gpu["busy_step_s"] / base_step["step_s"]
+        out["r_floor"] = gpu["busy_step_s"] / base_gpu["busy_step_s"]
         out["floor_speedup"] = stats.speedup_from_cost(by_pos, out["r_floor"])
     return out
+
+
+def _busy(gpu: dict | None) -> bool:
+    return bool(gpu) and "busy_step_s" in gpu  # not None, nor a profiling that failed ({"error": ...})
 
 
 def _decode_share(step: dict) -> float:
@@ -342,11 +351,15 @@ def batch1_summary(base_info: dict, spec_info: dict, k: int) -> dict | None:
     if not (b and s):
         return None
     acc = spec_summary(s["counters"], k)
-    model = cost_model(b["step"], s["step"], acc, k)
+    base_gpu = base_info.get("gpu_busy")
+    model = cost_model(b["step"], s["step"], acc, k, spec_info.get("gpu_busy"), base_gpu)
     return {"n": b["n"], "baseline_tok_s": b["throughput_tok_s"], "speculative_tok_s": s["throughput_tok_s"],
             "speedup": s["throughput_tok_s"] / b["throughput_tok_s"],
             "latency_speedup": b["latency_s_mean"] / s["latency_s_mean"], "spec": acc, "cost_model": model,
-            "predicted_speedup": model["predicted_speedup"] if model else None}
+            "predicted_speedup": model["predicted_speedup"] if model else None,
+            # the GPU-busy time was profiled on one prompt: like for like with this batch size's step
+            "gpu_busy_share": base_gpu["busy_step_s"] / b["step"]["step_s"]
+            if _busy(base_gpu) and b["step"].get("step_s") else None}
 
 
 def spec_summary(c: dict, k: int) -> dict | None:
@@ -448,7 +461,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
     identical = identical_share(base, spec) if base else float("nan")
     floor_share = identical_share(base, floor) if floor else None
     measured = [r["speedup_throughput"] for r in reps]
-    model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k, m_spec.get("gpu_busy"))
+    model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k, m_spec.get("gpu_busy"), m_base.get("gpu_busy"))
     out = {
         "speedup_throughput": float(np.median(measured)),
         "speedup_throughput_range": [float(min(measured)), float(max(measured))],
@@ -755,6 +768,8 @@ def headline(metrics: dict) -> dict:
         "ceiling_speedup": c.get("ceiling_speedup"),
         "floor_speedup": c.get("floor_speedup"),
         "step_cost_r": c.get("step_cost_r"),
+        "r_floor": (c.get("cost_model") or {}).get("r_floor"),
+        "gpu_busy_share": (metrics.get("batch1") or {}).get("gpu_busy_share"),
         "occupancy_ratio": c.get("occupancy_ratio"),
         "busy_occupancy_ratio": c.get("busy_occupancy_ratio"),
         "predicted_speedup_decode": c.get("predicted_speedup_decode"),
@@ -817,15 +832,21 @@ def cost_table(metrics: dict):
 
 
 def floor_note(metrics: dict) -> str:
-    """One line on the GPU-busy floor of the speculative step: its figure and where it came
-    from, or why there is none (no CUDA, turned off, the profiler failed)."""
-    gpu = metrics["passes"]["speculative"].get("gpu_busy")
-    if gpu is None:
+    """One line on the GPU-busy floor: both passes' kernel time per step (one prompt each),
+    their ratio beside the measured r, and the share of a target step the GPU was busy; or why
+    there is none (no CUDA, turned off, the profiler failed)."""
+    gpus = {name: metrics["passes"][name].get("gpu_busy") for name in PASSES}
+    failed = [f"{name}: {g['error']}" for name, g in gpus.items() if g and "error" in g]
+    if failed:
+        return f"GPU-busy floor: not measured, the profiler failed ({'; '.join(failed)})"
+    if not all(_busy(g) for g in gpus.values()):
         return "GPU-busy floor: none (CPU run, or benchmark.gpu_floor_tokens = 0)"
-    if "error" in gpu:
-        return f"GPU-busy floor: not measured, the profiler failed ({gpu['error']})"
-    return (f"GPU-busy floor: {gpu['busy_step_s'] * 1e3:.2f} ms of kernels per speculative step "
-            f"({gpu['steps']} steps, {gpu['tokens']} tokens, {gpu['source']})")
+    spec, base = gpus["speculative"], gpus["baseline"]
+    share = (metrics.get("batch1") or {}).get("gpu_busy_share")
+    return (f"GPU-busy floor ({spec['source']}, one prompt each): a speculative step's kernels took "
+            f"{spec['busy_step_s'] * 1e3:.2f} ms, a target step's {base['busy_step_s'] * 1e3:.2f} ms: r could be "
+            f"{spec['busy_step_s'] / base['busy_step_s']:.2f} against {metrics['comparison'].get('step_cost_r') or float('nan'):.2f} measured"
+            + (f"; the GPU was busy for {share:.0%} of a target step at batch 1" if share is not None else ""))
 
 
 def speed_frame(metrics: dict):

@@ -232,9 +232,27 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
         out.append(f"A speculative step cost {capped['step_cost_r'].min():.2f}–{capped['step_cost_r'].max():.2f} baseline "
                    f"steps (r), so even with every draft accepted the engine's ceiling is "
                    f"{capped['ceiling_speedup'].min():.2f}–{capped['ceiling_speedup'].max():.2f}x"
-                   + (f"; at the GPU-busy floor of a step it would be {floor.min():.2f}–{floor.max():.2f}x." if len(floor) else
+                   + (f"; were each step only its kernels (r {_span(capped['r_floor'].dropna(), '{:.2f}')}: a speculative step's "
+                      f"GPU-busy time over a target step's), it would be {_span(floor, '{:.2f}x')}." if len(floor) else
                       " (no GPU profile: no hardware floor)."))
+        share = have["gpu_busy_share"].dropna()
+        if len(share):
+            out.append(f"The GPU was busy for {_span(share, '{:.0%}')} of a target step at batch 1: the rest is "
+                       f"host work (scheduling, launches, sampling), so on a pair this small the measured speed-up speaks "
+                       f"of the engine's host overhead more than of the GPU.")
+    order = have["order_effect"].dropna()
+    if len(order):
+        out.append(f"Repetition order: in {int((order > 1).sum())} of {len(order)} run(s) the repetitions that ran the "
+                   f"speculative pass first measured the higher speed-up (speculative-first over baseline-first "
+                   f"{_span(order, '{:.2f}')}, median {order.median():.2f}). The order alternates, so the median "
+                   f"balances it; the range over repetitions includes it.")
     return out
+
+
+def _span(values: pd.Series, fmt: str) -> str:
+    """'lo–hi' in `fmt`, or one figure when there is one value."""
+    lo, hi = fmt.format(values.min()), fmt.format(values.max())
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:

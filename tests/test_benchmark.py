@@ -146,8 +146,10 @@ def test_cost_model_predicts_from_acceptance_by_position_and_step_cost():
     assert m["predicted_speedup"] == pytest.approx(2.8 / 2.5)
     assert m["ceiling_speedup"] == pytest.approx(4 / 2.5)
     assert m["floor_speedup"] is None  # no GPU profile
-    gpu = benchmark.cost_model(base, spec, counters, 3, gpu={"busy_step_s": 0.0125})
+    # the floor: kernels per speculative step over kernels per target step, not over the wall step
+    gpu = benchmark.cost_model(base, spec, counters, 3, gpu={"busy_step_s": 0.005}, base_gpu={"busy_step_s": 0.004})
     assert gpu["r_floor"] == pytest.approx(1.25) and gpu["floor_speedup"] == pytest.approx(2.8 / 1.25)
+    assert benchmark.cost_model(base, spec, counters, 3, gpu={"busy_step_s": 0.005})["r_floor"] is None
     assert benchmark.cost_model(base, spec, None, 3) is None
     # the study's geometric model is the special case of equal per-position ratios
     alpha = 0.8
@@ -732,11 +734,32 @@ def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monk
     assert failed == {"error": "RuntimeError: no trace"}
     spec = {"accepted_per_pos": [3, 1]}
     step = {"step_s": 0.02, "steps": 4, "source": "request_timestamps"}
-    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, failed)["r_floor"] is None
-    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy)["r_floor"] == pytest.approx(busy["busy_step_s"] / 0.01)
-    assert "profiler failed (RuntimeError: no trace)" in benchmark.floor_note({"passes": {"speculative": {"gpu_busy": failed}}})
-    assert "none (CPU run" in benchmark.floor_note({"passes": {"speculative": {}}})
-    assert f"{busy['busy_step_s'] * 1e3:.2f} ms" in benchmark.floor_note({"passes": {"speculative": {"gpu_busy": busy}}})
+    target = {**busy, "busy_step_s": busy["busy_step_s"] / 4}  # a target step's kernels: a quarter of a speculative step's
+    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, failed, target)["r_floor"] is None
+    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, None)["r_floor"] is None
+    assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, target)["r_floor"] == pytest.approx(4)
+    metrics = {"passes": {"speculative": {"gpu_busy": busy}, "baseline": {"gpu_busy": target}},
+               "comparison": {"step_cost_r": 2.0}, "batch1": {"gpu_busy_share": 0.37}}
+    assert "r could be 4.00 against 2.00 measured; the GPU was busy for 37% of a target step" in benchmark.floor_note(metrics)
+    metrics["passes"]["baseline"]["gpu_busy"] = failed
+    assert "profiler failed (baseline: RuntimeError: no trace)" in benchmark.floor_note(metrics)
+    metrics["passes"]["baseline"]["gpu_busy"] = None
+    assert "none (CPU run" in benchmark.floor_note(metrics)
+
+
+def test_batch1_floor_and_busy_share_come_from_both_passes_profiles():
+    step_b = {"step_s": 0.002, "steps": 50, "decode_s": 0.1, "prefill_s": 0.01, "source": "request_timestamps"}
+    step_s = {"step_s": 0.01, "steps": 10, "decode_s": 0.1, "prefill_s": 0.01, "source": "request_timestamps"}
+    counters = {"drafts": 10, "draft_tokens": 40, "accepted_tokens": 30, "accepted_per_pos": [9, 8, 7, 6]}
+    one = {"n": 2, "throughput_tok_s": 100.0, "latency_s_mean": 1.0}
+    base = {"batch1": {**one, "step": step_b, "counters": None}, "gpu_busy": {"busy_step_s": 0.0005}}
+    spec = {"batch1": {**one, "step": step_s, "counters": counters}, "gpu_busy": {"busy_step_s": 0.0015}}
+    b1 = benchmark.batch1_summary(base, spec, 4)
+    assert b1["gpu_busy_share"] == pytest.approx(0.25)  # 0.5 ms of kernels in a 2 ms target step
+    assert b1["cost_model"]["r_floor"] == pytest.approx(3.0) and b1["cost_model"]["r"] == pytest.approx(5.0)
+    base["gpu_busy"] = {"error": "RuntimeError: no trace"}
+    b1 = benchmark.batch1_summary(base, spec, 4)
+    assert b1["gpu_busy_share"] is None and b1["cost_model"]["r_floor"] is None
 
 
 def test_warm_up_drains_the_batch_through_every_size():

@@ -1,6 +1,7 @@
 """Findings written from the numbers: the styles' accuracy, read from synthetic runs whose
 every number the fixture chose (tests/fixtures/synthetic.py)."""
 
+import pytest
 from fixtures import synthetic as syn
 from lib import analysis, findings
 
@@ -51,7 +52,8 @@ def test_the_prediction_sentence_says_what_the_prediction_counted():
         return pd.DataFrame({"speedup": [1.0] * len(bases), "predicted_speedup": [1.1] * len(bases),
                              "prediction_basis": bases, "occupancy_ratio": [None] * len(bases),
                              "busy_occupancy_ratio": [None] * len(bases), "ceiling_speedup": [None] * len(bases),
-                             "step_cost_r": [None] * len(bases), "floor_speedup": [None] * len(bases)})
+                             "step_cost_r": [None] * len(bases), "floor_speedup": [None] * len(bases),
+                             "order_effect": [None] * len(bases)})
     [old] = findings._cost_model(frame(["decode", "decode"]))
     assert "decode steps only" in old and "first token" not in old and "within ±20 % in 2 of 2" in old
     [new] = findings._cost_model(frame(["decode + prefill"]))
@@ -61,6 +63,41 @@ def test_the_prediction_sentence_says_what_the_prediction_counted():
         frame(["decode", "decode + prefill", "decode + prefill"]).assign(speedup=[0.5, 1.0, 1.0]))
     assert "first token, over 2 run(s); within ±20 % in 2 of 2" in with_prefill
     assert "decode steps only" in decode_only and "over 1 run(s); within ±20 % in 0 of 1" in decode_only
+
+
+def test_the_floor_sentence_gives_kernel_time_over_kernel_time_and_the_busy_share():
+    import pandas as pd
+
+    row = {"speedup": 1.0, "predicted_speedup": 1.1, "prediction_basis": "decode + prefill", "occupancy_ratio": None,
+           "busy_occupancy_ratio": None, "ceiling_speedup": 1.67, "step_cost_r": 4.8, "floor_speedup": 2.38,
+           "r_floor": 3.02, "gpu_busy_share": 0.37, "order_effect": None}
+    lines = findings._cost_model(pd.DataFrame([row]))
+    [floor] = [x for x in lines if "ceiling" in x]
+    assert "r 3.02: a speculative step's GPU-busy time over a target step's), it would be 2.38x" in floor
+    [share] = [x for x in lines if x.startswith("The GPU was busy")]
+    assert "37% of a target step at batch 1" in share
+    two = findings._cost_model(pd.DataFrame([row, {**row, "r_floor": 2.5, "floor_speedup": 2.9, "gpu_busy_share": 0.4}]))
+    assert any("(r 2.50–3.02:" in x and "2.38x–2.90x" in x for x in two) and any("37%–40%" in x for x in two)
+    lines = findings._cost_model(pd.DataFrame([{**row, "floor_speedup": None, "r_floor": None, "gpu_busy_share": None}]))
+    assert any("no GPU profile: no hardware floor" in x for x in lines) and not any("was busy" in x for x in lines)
+    assert not any("Repetition order" in x for x in lines)
+
+
+def test_repetition_order_is_measured_and_said():
+    import pandas as pd
+
+    reps = [{"order": ["baseline", "speculative"], "speedup_throughput": 0.5},
+            {"order": ["speculative", "baseline"], "speedup_throughput": 2.0},
+            {"order": ["baseline", "speculative"], "speedup_throughput": 2.0},
+            {"order": ["speculative", "baseline"], "speedup_throughput": 2.0}]
+    assert analysis.order_effect(reps) == pytest.approx(2.0)  # geometric means: 2.0 over 1.0
+    assert analysis.order_effect(reps[::2]) is None  # one order only
+    frame = pd.DataFrame({"speedup": [1.0, 1.0], "predicted_speedup": [None, None], "occupancy_ratio": [None, None],
+                          "busy_occupancy_ratio": [None, None], "ceiling_speedup": [None, None],
+                          "step_cost_r": [None, None], "floor_speedup": [None, None], "prediction_basis": [None, None],
+                          "order_effect": [2.0, 0.8]})
+    [said] = [x for x in findings._cost_model(frame) if x.startswith("Repetition order")]
+    assert "in 1 of 2 run(s)" in said and "0.80–2.00, median 1.40" in said
 
 
 def test_the_first_finding_answers_the_study_question(home):
