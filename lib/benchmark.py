@@ -841,11 +841,12 @@ def floor_note(metrics: dict) -> str:
         return f"GPU-busy floor: not measured, the profiler failed ({'; '.join(failed)})"
     if not all(_busy(g) for g in gpus.values()):
         return "GPU-busy floor: none (CPU run, or benchmark.gpu_floor_tokens = 0)"
-    spec, base = gpus["speculative"], gpus["baseline"]
+    spec, base, c = gpus["speculative"], gpus["baseline"], metrics["comparison"]
+    r_floor = (c.get("cost_model") or {}).get("r_floor")  # cost_model's, the one definition of it
     share = (metrics.get("batch1") or {}).get("gpu_busy_share")
     return (f"GPU-busy floor ({spec['source']}, one prompt each): a speculative step's kernels took "
             f"{spec['busy_step_s'] * 1e3:.2f} ms, a target step's {base['busy_step_s'] * 1e3:.2f} ms: r could be "
-            f"{spec['busy_step_s'] / base['busy_step_s']:.2f} against {metrics['comparison'].get('step_cost_r') or float('nan'):.2f} measured"
+            f"{r_floor or float('nan'):.2f} against {c.get('step_cost_r') or float('nan'):.2f} measured"
             + (f"; the GPU was busy for {share:.0%} of a target step at batch 1" if share is not None else ""))
 
 

@@ -739,7 +739,8 @@ def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monk
     assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, None)["r_floor"] is None
     assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, target)["r_floor"] == pytest.approx(4)
     metrics = {"passes": {"speculative": {"gpu_busy": busy}, "baseline": {"gpu_busy": target}},
-               "comparison": {"step_cost_r": 2.0}, "batch1": {"gpu_busy_share": 0.37}}
+               "comparison": {"step_cost_r": 2.0, "cost_model": benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, target)},
+               "batch1": {"gpu_busy_share": 0.37}}
     assert "r could be 4.00 against 2.00 measured; the GPU was busy for 37% of a target step" in benchmark.floor_note(metrics)
     metrics["passes"]["baseline"]["gpu_busy"] = failed
     assert "profiler failed (baseline: RuntimeError: no trace)" in benchmark.floor_note(metrics)
