@@ -17,6 +17,13 @@ def quantiles(draws, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def median_present(values) -> float | None:
+    """Median of the values that are not None (None when none are): a figure some repetitions
+    could not measure."""
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else None
+
+
 def resampled_means(values, n: int = 1000, seed: int = 0) -> np.ndarray:
     """Means of `n` bootstrap resamples of `values` (with replacement, same size)."""
     values = np.asarray(values, dtype=float)

@@ -477,6 +477,15 @@ def test_headline_keys_are_stable(bench):
     assert [h["speedup_lo"], h["speedup_hi"]] == [measured[0], measured[-1]]
     assert h["k"] == K and h["crosscheck_n"] == CHECK
     assert h["k_sweep_best_k"] == max(bench.metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"]
+    # each pass's lone last request, from the CSV's finish times (the first repetition's)
+    first = c["repetitions"][0]
+    for name, rows in (("baseline", base), ("speculative", spec)):
+        ends = rows["latency_s"].sort_values()
+        wall = bench.metrics["passes"][name]["wall_s"]
+        assert first["lone_tail_share"][name] == pytest.approx((ends.iloc[-1] - ends.iloc[-2]) / wall)
+    tails = sorted(r["lone_tail_share"]["speculative"] for r in c["repetitions"])
+    assert h["lone_tail_share"] == pytest.approx(sum(tails) / 2 if REPS == 2 else tails[REPS // 2])
+    assert h["speedup_without_lone_tail"] > 0
     assert json.loads(json.dumps(h)) == h  # plain values, as the index page reads them
 
 

@@ -100,6 +100,24 @@ def test_repetition_order_is_measured_and_said():
     assert "in 1 of 2 run(s)" in said and "0.80–2.00, median 1.40" in said
 
 
+def test_the_lone_tail_is_said_with_measured_over_predicted_without_it():
+    import pandas as pd
+
+    row = {"speedup": 0.75, "predicted_speedup": 1.0, "prediction_basis": "decode + prefill", "occupancy_ratio": None,
+           "busy_occupancy_ratio": None, "ceiling_speedup": None, "step_cost_r": None, "floor_speedup": None,
+           "order_effect": None, "lone_tail_share": 0.2, "lone_tail_share_baseline": 0.01, "speedup_without_lone_tail": 0.95}
+    quiet = {**row, "speedup": 0.9, "lone_tail_share": 0.01, "speedup_without_lone_tail": 0.9}
+    lines = findings._cost_model(pd.DataFrame([row, quiet]))
+    [tail] = [x for x in lines if x.startswith("The speculative pass's last request")]
+    assert "more than 5% of the pass in 1 of 2 run(s) (20%; the baseline's 1%)" in tail
+    [rest] = [x for x in lines if x.startswith("Without each pass's lone last request")]
+    assert "0.90–0.95 times predicted (within ±20 % in 2 of 2)" in rest
+    assert "within ±20 % in 1 of 2" in lines[0]  # the whole passes: the tail's run misses
+    # runs recorded before the lone tail: no sentence
+    old = pd.DataFrame([{k: v for k, v in row.items() if "lone_tail" not in k}])
+    assert not any("lone" in x for x in findings._cost_model(old))
+
+
 def test_the_first_finding_answers_the_study_question(home):
     # The synthetic grid: one repetition per run, so no speed-up verdict can be drawn; the
     # sentence must say so rather than name a faster style.
