@@ -280,7 +280,6 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> di
         total, source = float(wall_s), "wall"
     prefill = [t.get("prefill_s") for t in timings]
     prefill_s = float(sum(prefill)) if timings and source == "request_timestamps" and all(p is not None for p in prefill) else None
-    tail_s, tail_tokens = lone_tail(timings)
     return {"steps": int(steps), "decode_tokens": int(decode_tokens), "decode_s": total,
             "step_s": total / steps if steps else None, "source": source,
             # requests decoding at once, on average over the pass (at batch 1: the decode share of
@@ -289,21 +288,27 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> di
             # scheduled to first token, summed; with decode, the time requests held a slot
             "prefill_s": prefill_s,
             "busy_occupancy": (prefill_s + total) / wall_s if prefill_s is not None and wall_s else None,
-            # the last request decoding alone, and its tokens (`lone_tail`)
-            "lone_tail_s": tail_s, "lone_tail_tokens": tail_tokens}
+            **lone_tail(timings)}
 
 
-def lone_tail(timings: list[dict]) -> tuple[float | None, int | None]:
-    """How long the pass's last request decoded alone (its finish minus the second-to-last
-    finish; all requests arrive with the one generate call), and its output tokens. On the
-    H200 a speculative engine's lone last request decoded 4-8x slower per token than its batch,
-    19-24 % of the pass in 5 of 9 runs, while the baseline's tail stayed under 2 %:
-    time the cost model, which prices a step from all requests together, does not see.
-    (None, None) without per-request finish times or with fewer than two requests."""
-    ends = sorted((t["latency_s"], t["output_tokens"]) for t in timings if t.get("latency_s") is not None)
+def lone_tail(timings: list[dict]) -> dict:
+    """How long the pass's last request decoded alone (`lone_tail_s`: its finish minus the
+    second-to-last finish; all requests arrive with the one generate call), its output tokens,
+    and its time per token over the pass's median (`lone_tail_tpot_ratio`). On the H200 a
+    speculative engine's lone last request decoded 4-8x slower per token than its batch, 19-24 %
+    of the pass in 5 of 9 runs, while the baseline's tail stayed under 2 %: time the cost model,
+    which prices a step from all requests together, does not see. None each without per-request
+    finish times or with fewer than two requests."""
+    out = dict.fromkeys(("lone_tail_s", "lone_tail_tokens", "lone_tail_tpot_ratio"))
+    ends = sorted((t["latency_s"], i) for i, t in enumerate(timings) if t.get("latency_s") is not None)
     if len(ends) < 2 or len(ends) < len(timings):
-        return None, None
-    return float(ends[-1][0] - ends[-2][0]), int(ends[-1][1])
+        return out
+    last = timings[ends[-1][1]]
+    tpots = [t["tpot_s"] for t in timings if t.get("tpot_s")]
+    out.update(lone_tail_s=float(ends[-1][0] - ends[-2][0]), lone_tail_tokens=int(last["output_tokens"]))
+    if last.get("tpot_s") and tpots:
+        out["lone_tail_tpot_ratio"] = float(last["tpot_s"] / np.median(tpots))
+    return out
 
 
 def without_lone_tail(m: dict) -> float | None:
@@ -466,7 +471,8 @@ def repetition(m_base: dict, m_spec: dict, order: tuple[str, ...], k: int) -> di
                                        if m["step"].get("lone_tail_s") is not None and m["wall_s"] else None)
                                 for name, m in (("baseline", m_base), ("speculative", m_spec))},
             "speedup_without_lone_tail": (spec_rest / base_rest if (spec_rest := without_lone_tail(m_spec)) and
-                                          (base_rest := without_lone_tail(m_base)) else None)}
+                                          (base_rest := without_lone_tail(m_base)) else None),
+            "lone_tail_tpot_ratio": m_spec["step"].get("lone_tail_tpot_ratio")}
 
 
 def occupancy_ratio(base_step: dict, spec_step: dict, key: str = "occupancy") -> float | None:
@@ -522,6 +528,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "lone_tail_share": {name: stats.median_present([(r.get("lone_tail_share") or {}).get(name) for r in reps])
                             for name in PASSES},
         "speedup_without_lone_tail": stats.median_present([r.get("speedup_without_lone_tail") for r in reps]),
+        "lone_tail_tpot_ratio": stats.median_present([r.get("lone_tail_tpot_ratio") for r in reps]),
     }
     if floor_share is not None:
         # beyond the floor by more than chance: 5 differing prompts against the floor's 3 is not
@@ -809,6 +816,7 @@ def headline(metrics: dict) -> dict:
         "lone_tail_share": (c.get("lone_tail_share") or {}).get("speculative"),
         "lone_tail_share_baseline": (c.get("lone_tail_share") or {}).get("baseline"),
         "speedup_without_lone_tail": c.get("speedup_without_lone_tail"),
+        "lone_tail_tpot_ratio": c.get("lone_tail_tpot_ratio"),
         "predicted_speedup_decode": c.get("predicted_speedup_decode"),
         "prediction_basis": c.get("prediction_basis") or ("decode" if c.get("predicted_speedup") is not None else None),
         "identical_output_floor": c.get("identical_output_floor"),
@@ -871,6 +879,7 @@ def cost_table(metrics: dict):
 def _tail_columns(r: dict) -> dict:
     """A repetition's (or the median's) lone-tail share of the speculative pass and the speed-up without it."""
     return {"lone tail (speculative)": (r.get("lone_tail_share") or {}).get("speculative"),
+            "its time per token / median": r.get("lone_tail_tpot_ratio"),
             "measured without it": r.get("speedup_without_lone_tail")}
 
 

@@ -257,14 +257,17 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
 
 def _lone_tail(have: pd.DataFrame) -> list[str]:
     """The speculative pass's last request decoding alone, and measured against predicted without it."""
-    cols = ["lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "predicted_speedup"]
+    cols = ["lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "predicted_speedup",
+            "lone_tail_tpot_ratio"]
     tails = have.reindex(columns=cols).dropna(subset=cols[:2])  # runs recorded before it have none
     if not len(tails):
         return []
     long = tails[tails["lone_tail_share"] > LONE_TAIL_NOTABLE]
+    slow = long["lone_tail_tpot_ratio"].dropna()
     out = [f"The speculative pass's last request decoded alone for more than {LONE_TAIL_NOTABLE:.0%} of the pass in "
            f"{len(long)} of {len(tails)} run(s)" + (f" ({_span(long['lone_tail_share'], '{:.0%}')}; the baseline's "
                                                    f"{_span(tails['lone_tail_share_baseline'], '{:.0%}')})" if len(long) else "")
+           + (f", at {_span(slow, '{:.1f}')} times the pass's median time per token" if len(slow) else "")
            + ": the cost model prices a step from all requests together, so a last request that decodes slowly "
              "alone is time it does not see."]
     rest = (tails["speedup_without_lone_tail"] / tails["predicted_speedup"]).dropna()

@@ -59,6 +59,7 @@ def test_prefill_in_the_prediction_leaves_only_empty_slots():
 def _pass(latencies: list[float], tokens: int, wall: float) -> dict:
     """A pass's summary as `repetition` reads it: every request `tokens` long, finishing at `latencies`."""
     timings = [{"output_tokens": tokens, "tpot_s": 0.01, "prefill_s": 0.01, "latency_s": t} for t in latencies]
+    timings[-1]["tpot_s"] = (latencies[-1] - latencies[-2]) / tokens  # the last one: its time per token alone
     return {"throughput_tok_s": tokens * len(timings) / wall, "wall_s": wall, "output_tokens_total": tokens * len(timings),
             "step": benchmark.step_timing(timings, None, wall), "spec": None, "ttft_s": {"mean": None}}
 
@@ -70,13 +71,16 @@ def test_a_lone_last_request_is_measured_and_left_out_of_the_speed_up_without_it
     # Speculative: the same nine done by 0.6 s, then the last request alone until 1.2 s (as on the H200).
     spec = _pass([0.2 + 0.05 * i for i in range(9)] + [1.2], 40, 1.2)
     assert spec["step"]["lone_tail_s"] == pytest.approx(0.6)
+    assert spec["step"]["lone_tail_tpot_ratio"] == pytest.approx(0.015 / 0.01)
     assert benchmark.without_lone_tail(spec) == pytest.approx(360 / 0.6)
     rep = benchmark.repetition(base, spec, ("baseline", "speculative"), 4)
     assert rep["speedup_throughput"] == pytest.approx(1 / 1.2)  # the whole pass: speculation looks slower
     assert rep["lone_tail_share"] == pytest.approx({"baseline": 0.01, "speculative": 0.5})
+    assert rep["lone_tail_tpot_ratio"] == pytest.approx(1.5)
     assert rep["speedup_without_lone_tail"] == pytest.approx((360 / 0.6) / (360 / 0.99))  # without it, faster
     # no finish times, or one request: nothing to say
-    assert benchmark.lone_tail([{"output_tokens": 5, "tpot_s": 0.01}] * 3) == (None, None)
-    assert benchmark.lone_tail([{"output_tokens": 5, "tpot_s": 0.01, "latency_s": 1.0}]) == (None, None)
+    nothing = dict.fromkeys(("lone_tail_s", "lone_tail_tokens", "lone_tail_tpot_ratio"))
+    assert benchmark.lone_tail([{"output_tokens": 5, "tpot_s": 0.01}] * 3) == nothing
+    assert benchmark.lone_tail([{"output_tokens": 5, "tpot_s": 0.01, "latency_s": 1.0}]) == nothing
     bare = {**spec, "step": {**spec["step"], "lone_tail_s": None, "lone_tail_tokens": None}}
     assert benchmark.repetition(base, bare, ("baseline", "speculative"), 4)["speedup_without_lone_tail"] is None

@@ -105,11 +105,12 @@ def test_the_lone_tail_is_said_with_measured_over_predicted_without_it():
 
     row = {"speedup": 0.75, "predicted_speedup": 1.0, "prediction_basis": "decode + prefill", "occupancy_ratio": None,
            "busy_occupancy_ratio": None, "ceiling_speedup": None, "step_cost_r": None, "floor_speedup": None,
-           "order_effect": None, "lone_tail_share": 0.2, "lone_tail_share_baseline": 0.01, "speedup_without_lone_tail": 0.95}
+           "order_effect": None, "lone_tail_share": 0.2, "lone_tail_share_baseline": 0.01, "speedup_without_lone_tail": 0.95,
+           "lone_tail_tpot_ratio": 6.0}
     quiet = {**row, "speedup": 0.9, "lone_tail_share": 0.01, "speedup_without_lone_tail": 0.9}
     lines = findings._cost_model(pd.DataFrame([row, quiet]))
     [tail] = [x for x in lines if x.startswith("The speculative pass's last request")]
-    assert "more than 5% of the pass in 1 of 2 run(s) (20%; the baseline's 1%)" in tail
+    assert "more than 5% of the pass in 1 of 2 run(s) (20%; the baseline's 1%), at 6.0 times the pass's median" in tail
     [rest] = [x for x in lines if x.startswith("Without each pass's lone last request")]
     assert "0.90–0.95 times predicted (within ±20 % in 2 of 2)" in rest
     assert "within ±20 % in 1 of 2" in lines[0]  # the whole passes: the tail's run misses
