@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-from .benchmark import PREDICTION_TOLERANCE
+from .benchmark import within_tolerance
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
 from .stats import NOISE_ALPHA, excess_mismatch_p, quantiles
@@ -218,7 +218,7 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
                                       "only: these runs recorded no prefill timestamps)")):
             part = ratio[basis == name]
             if len(part):
-                within = _within_tolerance(part)
+                within = int(within_tolerance(part).sum())
                 out.append(f"Measured throughput speed-up was {part.min():.2f}–{part.max():.2f} times the one predicted "
                            f"from {what}, over {len(part)} run(s); within ±20 % in {within} of {len(part)}.")
         occ = have["occupancy_ratio"].dropna()
@@ -273,16 +273,10 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
              "alone is time it does not see."]
     rest = (tails["speedup_without_lone_tail"] / tails["predicted_speedup"]).dropna()
     if len(rest):
-        within = _within_tolerance(rest)
+        within = int(within_tolerance(rest).sum())
         out.append(f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times predicted "
                    f"(within ±20 % in {within} of {len(rest)}).")
     return out
-
-
-def _within_tolerance(measured_over_predicted: pd.Series) -> int:
-    """How many runs' prediction is within the benchmark's tolerance of the measurement (its test:
-    predicted over measured within ±20 %)."""
-    return int((abs(1 / measured_over_predicted - 1) <= PREDICTION_TOLERANCE).sum())
 
 
 def _span(values: pd.Series, fmt: str) -> str:
