@@ -32,7 +32,8 @@ RUN_COLUMNS = [
     "speedup_lo", "speedup_hi", "repetitions", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
     "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio", "identical_output_floor", "tokens_per_answer",
     "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline",
-    "speedup_without_lone_tail", "lone_tail_tpot_ratio", "tokens_per_answer_spec", "identical_output_share",
+    "speedup_without_lone_tail", "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step",
+    "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
@@ -360,6 +361,7 @@ def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
             "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "r_floor", "gpu_busy_share",
             "occupancy_ratio", "identical_output_floor", "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio",
             "lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "lone_tail_tpot_ratio",
+            "lone_replay_slowdown", "lone_replay_tokens_per_step",
             "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
             "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
             "crosscheck_acceptance"]

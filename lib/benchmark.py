@@ -113,6 +113,7 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
                 mark = engine.spec_counters(eng)
                 eng.llm.generate(prompts[:recount], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
                 subset, source = engine.counter_delta(engine.spec_counters(eng), mark), "rerun"
+        replay = lone_replay(cfg, eng, prompts, outputs, spec is not None) if extras else None
         floor_outputs = _floor(cfg, eng, prompts, floor) if floor else None
         batch1 = _batch1(cfg, eng, prompts[: cfg["benchmark"]["batch1_samples"]]) if extras else None
         gpu = _gpu_busy_or_error(cfg, eng, prompts[0]) if extras and prompts else None
@@ -121,7 +122,7 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     info = {"wall_s": wall, "counters": counters, "peak_memory_mb": device.process_peak_mb(False),
             "peak_gpu_memory_mb": gpu_mem.peak_mb,
             "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1,
-            "gpu_busy": gpu, "async_scheduling": async_used, "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"],
+            "gpu_busy": gpu, "lone_replay": replay, "async_scheduling": async_used, "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"],
             "floor_samples": _samples(f"{name}_floor", problems, floor_outputs, [None] * len(problems)) if floor else []}
     return samples, info
 
@@ -141,6 +142,30 @@ def _samples(name: str, problems: list[dict], outputs, per_request: list) -> lis
             "spec_accepted_tokens": req["accepted_tokens"] if req else None,
         })
     return samples
+
+
+def lone_replay(cfg, eng, prompts: list[str], outputs, speculative: bool) -> dict | None:
+    """The timed call's last request to finish, answered once more, alone, on the same engine
+    right after the call: its time per token (and, speculative, tokens per step) there against
+    the one it had in the call. On the H200 a speculative pass's lone last request decoded 6-7x
+    slower per token than its batch (medium, session 5) at about one token per step: alone
+    again, a prompt the draft cannot guess stays slow, while an engine state that slowed it in
+    the batch does not. None with fewer than two requests or no request timestamps."""
+    timings = [engine.request_timing(out) for out in outputs]
+    ends = [(t["latency_s"], i) for i, t in enumerate(timings) if t["latency_s"] is not None]
+    if len(ends) < 2 or len(ends) < len(timings):
+        return None
+    i = max(ends)[1]
+    before = engine.spec_counters(eng)
+    out = eng.llm.generate([prompts[i]], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)[0]
+    timing = engine.request_timing(out)
+    alone = step_timing([timing], engine.counter_delta(engine.spec_counters(eng), before), 0.0) if speculative else None
+    in_call = engine.request_spec(outputs[i])  # per-request counts where the engine has them
+    return {"index": i, "output_tokens": timings[i]["output_tokens"], "tpot_in_call_s": timings[i]["tpot_s"],
+            "tpot_alone_s": timing["tpot_s"],
+            "tokens_per_step_alone": alone["decode_tokens"] / alone["steps"] if alone and alone["steps"] else None,
+            "tokens_per_step_in_call": (1 + in_call["accepted_tokens"] / in_call["drafts"]) if in_call and in_call["drafts"] else None,
+            "identical": out.outputs[0].text == outputs[i].outputs[0].text}
 
 
 def _floor(cfg, eng, prompts: list[str], width: int) -> list:
@@ -435,6 +460,7 @@ def summarize_pass(samples: list[dict], run_info: dict, k: int, n_boot: int, see
         "spec": spec_summary(c, k),
         "step": step_timing(samples, c, run_info["wall_s"]),
         "gpu_busy": run_info.get("gpu_busy"),
+        "lone_replay": run_info.get("lone_replay"),
         "async_scheduling": run_info.get("async_scheduling"),
         "max_num_seqs": run_info.get("max_num_seqs"),
     }
@@ -822,6 +848,7 @@ def headline(metrics: dict) -> dict:
         "lone_tail_share_baseline": (c.get("lone_tail_share") or {}).get("baseline"),
         "speedup_without_lone_tail": c.get("speedup_without_lone_tail"),
         "lone_tail_tpot_ratio": c.get("lone_tail_tpot_ratio"),
+        **lone_replay_columns(s.get("lone_replay")),
         "predicted_speedup_decode": c.get("predicted_speedup_decode"),
         "prediction_basis": c.get("prediction_basis") or ("decode" if c.get("predicted_speedup") is not None else None),
         "identical_output_floor": c.get("identical_output_floor"),
@@ -836,6 +863,14 @@ def headline(metrics: dict) -> dict:
         "crosscheck_acceptance_transformers": ((cross.get("transformers") or {}).get("vllm_comparable") or {}).get("acceptance_rate"),
         "k_sweep_best_k": max(metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"] if metrics.get("k_sweep") else None,
     }
+
+
+def lone_replay_columns(replay: dict | None) -> dict:
+    """The speculative pass's lone-request replay (`lone_replay`) in the headline's terms: its
+    time per token in the timed call over its time alone, and its tokens per step alone."""
+    r = replay or {}
+    return {"lone_replay_slowdown": r["tpot_in_call_s"] / r["tpot_alone_s"] if r.get("tpot_in_call_s") and r.get("tpot_alone_s") else None,
+            "lone_replay_tokens_per_step": r.get("tokens_per_step_alone")}
 
 
 def pass_table(metrics: dict):

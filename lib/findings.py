@@ -259,7 +259,7 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
 def _lone_tail(have: pd.DataFrame) -> list[str]:
     """The speculative pass's last request decoding alone, and measured against predicted without it."""
     cols = ["lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "predicted_speedup",
-            "lone_tail_tpot_ratio"]
+            "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step"]
     tails = have.reindex(columns=cols).dropna(subset=cols[:2])  # runs recorded before it have none
     if not len(tails):
         return []
@@ -271,6 +271,15 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
            + (f", at {_span(slow, '{:.1f}')} times the pass's median time per token" if len(slow) else "")
            + ": the cost model prices a step from all requests together, so a last request that decodes slowly "
              "alone is time it does not see."]
+    replayed = long.reindex(columns=["lone_replay_slowdown", "lone_replay_tokens_per_step"]).dropna(subset=["lone_replay_slowdown"])
+    if len(replayed):
+        # the same prompt once more, alone on the same engine: slow again, the prompt; fast, the batch's state
+        ratio, per_step = replayed["lone_replay_slowdown"], replayed["lone_replay_tokens_per_step"].dropna()
+        cause = (": its slowness came from the engine's state late in the batch, not from the prompt" if (ratio > 2).all()
+                 else ": the prompt decodes slowly by itself" if (ratio < 1.5).all() else "")
+        out.append(f"Answered once more alone on the same engine, that request's time per token in its pass was "
+                   f"{_span(ratio, '{:.1f}')} times its time alone"
+                   + (f" ({_span(per_step, '{:.1f}')} tokens per step alone)" if len(per_step) else "") + cause + ".")
     rest = (tails["speedup_without_lone_tail"] / tails["predicted_speedup"]).dropna()
     if len(rest):
         within = int(within_tolerance(rest).sum())

@@ -486,6 +486,16 @@ def test_headline_keys_are_stable(bench):
     tails = sorted(r["lone_tail_share"]["speculative"] for r in c["repetitions"])
     assert h["lone_tail_share"] == pytest.approx(sum(tails) / 2 if REPS == 2 else tails[REPS // 2])
     assert h["speedup_without_lone_tail"] > 0 and h["lone_tail_tpot_ratio"] > 0
+    # the speculative pass's last request to finish, answered once more alone on its engine
+    replay = bench.metrics["passes"]["speculative"]["lone_replay"]
+    last = spec.loc[spec["latency_s"].idxmax()]
+    assert spec.iloc[replay["index"]]["id"] == last["id"] and replay["output_tokens"] == last["output_tokens"]
+    assert replay["tpot_in_call_s"] == pytest.approx(last["tpot_s"])
+    assert h["lone_replay_slowdown"] == pytest.approx(replay["tpot_in_call_s"] / replay["tpot_alone_s"])
+    assert 1 <= h["lone_replay_tokens_per_step"] <= K + 1 and replay["identical"] in (True, False)
+    # vLLM counts this request's own acceptance in the call: its tokens per step there
+    assert replay["tokens_per_step_in_call"] == pytest.approx(1 + last["spec_accepted_tokens"] / last["spec_drafts"])
+    assert bench.metrics["passes"]["baseline"]["lone_replay"]["tokens_per_step_alone"] is None
     assert json.loads(json.dumps(h)) == h  # plain values, as the index page reads them
 
 

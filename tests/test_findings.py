@@ -114,6 +114,14 @@ def test_the_lone_tail_is_said_with_measured_over_predicted_without_it():
     [rest] = [x for x in lines if x.startswith("Without each pass's lone last request")]
     assert "0.90–0.95 times predicted (within ±20 % in 2 of 2)" in rest
     assert "within ±20 % in 1 of 2" in lines[0]  # the whole passes: the tail's run misses
+    assert not any(x.startswith("Answered once more alone") for x in lines)  # no replay recorded
+    # the lone request answered again alone: 6.5x faster per token, so the batch's state slowed it
+    replayed = findings._cost_model(pd.DataFrame([{**row, "lone_replay_slowdown": 6.5, "lone_replay_tokens_per_step": 5.4}, quiet]))
+    [again] = [x for x in replayed if x.startswith("Answered once more alone")]
+    assert "was 6.5 times its time alone (5.4 tokens per step alone): its slowness came from the engine's state" in again
+    same = findings._cost_model(pd.DataFrame([{**row, "lone_replay_slowdown": 1.1, "lone_replay_tokens_per_step": 1.2}]))
+    assert any(x.endswith("1.1 times its time alone (1.2 tokens per step alone): the prompt decodes slowly by itself.")
+               for x in same)
     # runs recorded before the lone tail: no sentence
     old = pd.DataFrame([{k: v for k, v in row.items() if "lone_tail" not in k}])
     assert not any("lone" in x for x in findings._cost_model(old))
