@@ -511,15 +511,6 @@ def occupancy_ratio(base_step: dict, spec_step: dict, key: str = "occupancy") ->
     return s / b if b and s else None
 
 
-PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of measured (issue 15)
-
-
-def within_tolerance(measured_over_predicted):
-    """Whether the prediction is within PREDICTION_TOLERANCE of the measurement (predicted over
-    measured): for one ratio, or element-wise over a Series of them."""
-    return abs(1 / measured_over_predicted - 1) <= PREDICTION_TOLERANCE
-
-
 def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps: list[dict], k: int,
             n_boot: int, seed: int, floor: list[dict] | None = None) -> dict:
     """Speed-up (median over repetitions, their range as its interval), the cost model's
@@ -580,7 +571,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         out["measured_over_predicted"] = out["speedup_throughput"] / out["predicted_speedup"]
         for key in ("occupancy_ratio", "busy_occupancy_ratio", "predicted_speedup_decode"):
             out[key] = stats.median_present([r.get(key) for r in reps])
-        out["prediction_within_tolerance"] = bool(within_tolerance(out["measured_over_predicted"]))
+        out["prediction_within_tolerance"] = bool(stats.within_tolerance(out["measured_over_predicted"]))
     return out
 
 

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-from .benchmark import within_tolerance
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
-from .stats import NOISE_ALPHA, excess_mismatch_p, quantiles
+from .stats import NOISE_ALPHA, PREDICTION_TOLERANCE, excess_mismatch_p, quantiles, within_tolerance
 from .styles import TRAINED_STYLES
 
 
@@ -204,6 +203,9 @@ def _accuracy_moves(have: pd.DataFrame) -> list[str]:
 LONE_TAIL_NOTABLE = 0.05
 
 
+_TOLERANCE = f"±{PREDICTION_TOLERANCE * 100:.0f} %"
+
+
 def _cost_model(have: pd.DataFrame) -> list[str]:
     """Measured against predicted speed-up, and the ceiling the step cost r leaves."""
     out = []
@@ -219,26 +221,26 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
             part = ratio[basis == name]
             if len(part):
                 within = int(within_tolerance(part).sum())
-                out.append(f"Measured throughput speed-up was {part.min():.2f}–{part.max():.2f} times the one predicted "
-                           f"from {what}, over {len(part)} run(s); within ±20 % in {within} of {len(part)}.")
+                out.append(f"Measured throughput speed-up was {_span(part, '{:.2f}')} times the one predicted "
+                           f"from {what}, over {len(part)} run(s); within {_TOLERANCE} in {within} of {len(part)}.")
         occ = have["occupancy_ratio"].dropna()
         if len(occ):
-            out.append(f"Decode steps alone: the speculative passes kept {occ.min():.2f}–{occ.max():.2f} times as many "
+            out.append(f"Decode steps alone: the speculative passes kept {_span(occ, '{:.2f}')} times as many "
                        f"requests decoding at once as the baseline (occupancy), and measured = decode-only prediction x "
                        f"that ratio: below 1, speculation spent more of its time outside decode steps (prefill, "
                        f"scheduling, the batch emptying).")
         busy = have["busy_occupancy_ratio"].dropna()
         if len(busy):
-            out.append(f"With each request's prefill counted as busy, the ratio is {busy.min():.2f}–{busy.max():.2f}: "
+            out.append(f"With each request's prefill counted as busy, the ratio is {_span(busy, '{:.2f}')}: "
                        f"what the prediction with prefill still misses is slots standing empty (the batch emptying, "
                        f"scheduling gaps).")
         out += _lone_tail(have)
     capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
     if len(capped):
         floor = capped["floor_speedup"].dropna()
-        out.append(f"A speculative step cost {capped['step_cost_r'].min():.2f}–{capped['step_cost_r'].max():.2f} baseline "
+        out.append(f"A speculative step cost {_span(capped['step_cost_r'], '{:.2f}')} baseline "
                    f"steps (r), so even with every draft accepted the engine's ceiling is "
-                   f"{capped['ceiling_speedup'].min():.2f}–{capped['ceiling_speedup'].max():.2f}x"
+                   f"{_span(capped['ceiling_speedup'], '{:.2f}x')}"
                    + (f"; were each step only its kernels (r {_span(capped['r_floor'].dropna(), '{:.2f}')}: a speculative step's "
                       f"GPU-busy time over a target step's), it would be {_span(floor, '{:.2f}x')}." if len(floor) else
                       " (no GPU profile: no hardware floor)."))
@@ -284,7 +286,7 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
     if len(rest):
         within = int(within_tolerance(rest).sum())
         out.append(f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times predicted "
-                   f"(within ±20 % in {within} of {len(rest)}).")
+                   f"(within {_TOLERANCE} in {within} of {len(rest)}).")
     return out
 
 

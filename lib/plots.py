@@ -7,6 +7,8 @@ from matplotlib.figure import Figure
 import pandas as pd
 import seaborn as sns
 
+from .stats import PREDICTION_TOLERANCE, tolerance_band
+
 sns.set_theme(style="whitegrid", context="notebook")
 
 
@@ -61,8 +63,8 @@ def pass_comparison(frame: pd.DataFrame):
 def predicted_vs_measured(frame: pd.DataFrame):
     """Left: measured throughput speed-up (bar: range over repetitions) against the one
     predicted from acceptance by position, the measured step cost r and (where timestamped) each
-    request's time to its first token, with the +-20 % band
-    the cost model aims at. Right, per run: measured, predicted, the engine's ceiling (every
+    request's time to its first token, with the band of measured speed-ups within the
+    cost model's tolerance (stats.PREDICTION_TOLERANCE). Right, per run: measured, predicted, the engine's ceiling (every
     draft accepted) and, where a GPU was profiled, the speed-up at the GPU-busy floor."""
     frame = frame.dropna(subset=["predicted_speedup", "speedup"]) if len(frame) else frame
     if not len(frame):
@@ -81,7 +83,9 @@ def predicted_vs_measured(frame: pd.DataFrame):
     lo = min(frame[["predicted_speedup", "speedup"]].min().min() * 0.8, 0.5)
     hi = max(frame[["predicted_speedup", "speedup"]].max().max() * 1.2, 1.5)
     ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1)
-    ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="gray", alpha=0.12, lw=0)
+    band = [tolerance_band(x) for x in (lo, hi)]
+    ax.fill_between([lo, hi], [b[0] for b in band], [b[1] for b in band], color="gray", alpha=0.12, lw=0,
+                    label=f"±{PREDICTION_TOLERANCE * 100:.0f} %")
     ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r, prefill)",
            ylabel="measured (throughput)")
     labels = frame["scenario"].astype(str) + "/" + frame["style"].astype(str)

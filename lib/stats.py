@@ -120,3 +120,17 @@ def excess_mismatch_p(share: float, floor_share: float, n: int) -> float:
     if count <= floor_count:
         return 1.0
     return sum(math.comb(total, i) for i in range(count, total + 1)) / 2**total
+
+
+PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of measured (issue 15)
+
+
+def within_tolerance(measured_over_predicted):
+    """Whether the prediction is within PREDICTION_TOLERANCE of the measurement (predicted over
+    measured): for one ratio, or element-wise over a Series of them."""
+    return abs(1 / measured_over_predicted - 1) <= PREDICTION_TOLERANCE
+
+
+def tolerance_band(predicted):
+    """The measured speed-ups `within_tolerance` of `predicted`: (lowest, highest)."""
+    return predicted / (1 + PREDICTION_TOLERANCE), predicted / (1 - PREDICTION_TOLERANCE)

@@ -84,3 +84,11 @@ def test_a_lone_last_request_is_measured_and_left_out_of_the_speed_up_without_it
     assert benchmark.lone_tail([{"output_tokens": 5, "tpot_s": 0.01, "latency_s": 1.0}]) == nothing
     bare = {**spec, "step": {**spec["step"], "lone_tail_s": None, "lone_tail_tokens": None}}
     assert benchmark.repetition(base, bare, ("baseline", "speculative"), 4)["speedup_without_lone_tail"] is None
+
+
+def test_the_plotted_band_is_the_tolerance_the_findings_count():
+    from lib import stats
+
+    lo, hi = stats.tolerance_band(2.0)
+    assert stats.within_tolerance(lo / 2.0) and stats.within_tolerance(hi / 2.0)
+    assert not stats.within_tolerance(lo * 0.99 / 2.0) and not stats.within_tolerance(hi * 1.01 / 2.0)
