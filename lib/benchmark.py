@@ -9,7 +9,8 @@ generation on a subset of prompts (`benchmark.crosscheck_samples`, see `lib/cros
 The speed-up is predicted from what each speculative pass measured of itself (`cost_model`):
 tokens per verification step from acceptance by position, over r, the step's cost in baseline
 steps, and (where the engine timestamps it) each request's time from being scheduled to its
-first token, which a per-step model does not see. The draft-only engine that once gave a cost
+first token, which a per-step model does not see, with the requests placed in the engine's
+slots in the order sent. The draft-only engine that once gave a cost
 ratio c is gone: inside speculation a draft pass costs several times what it costs alone, and
 the prediction built on c missed by 1.6-3.9x.
 """
@@ -202,7 +203,7 @@ def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
     counters = engine.counter_delta(engine.spec_counters(eng), before)
     return {"n": len(prompts), "wall_s": wall, "output_tokens": tokens, "throughput_tok_s": tokens / wall,
             "latency_s_mean": sum(latencies) / len(latencies), "counters": counters,
-            "step": step_timing(timings, counters, wall)}
+            "step": step_timing(timings, counters, wall, slots=1)}  # one request at a time
 
 
 def warm_up_sampling(cfg, width: int) -> list:
@@ -283,7 +284,7 @@ def union_length(spans) -> float:
     return total
 
 
-def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> dict:
+def step_timing(timings: list[dict], counters: dict | None, wall_s: float, slots: int | None = None) -> dict:
     """Decode steps of a pass and the time each cost, as the requests paid it.
 
     Steps: a plain pass takes one per output token after the first (the prefill emits the
@@ -293,7 +294,8 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> di
     accepted past the length limit were dropped, so the larger of the two is taken.
     Time: the sum over requests of their engine timestamps from first to last token (decode
     only: no queueing, no prefill), over the sum of their steps; the pass's wall time where
-    the engine gave no timestamps (`source`)."""
+    the engine gave no timestamps (`source`). With `slots` (the engine's max_num_seqs), also the
+    wall time the cost model predicts for the pass (`scheduled_wall`)."""
     decode_tokens = sum(max(t["output_tokens"] - 1, 0) for t in timings)
     c = counters or {}
     steps = max(int(c.get("drafts") or 0), decode_tokens - int(c.get("accepted_tokens") or 0))
@@ -313,7 +315,30 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float) -> di
             # scheduled to first token, summed; with decode, the time requests held a slot
             "prefill_s": prefill_s,
             "busy_occupancy": (prefill_s + total) / wall_s if prefill_s is not None and wall_s else None,
+            "output_tokens": int(sum(t["output_tokens"] for t in timings)),
+            "scheduled_s": scheduled_wall(timings, total / steps if steps else None, decode_tokens / steps if steps else 1.0,
+                                          slots) if prefill_s is not None else None,
             **lone_tail(timings)}
+
+
+def scheduled_wall(timings: list[dict], step_s: float | None, tokens_per_step: float, slots: int | None) -> float | None:
+    """The pass's wall time as the cost model predicts it: each request holds a slot for its
+    time to first token (measured) and then its decode steps at the pass's mean step cost, its
+    steps being its decode tokens over its tokens per step (vLLM's per-request counts where the
+    engine gives them, else the pass's); requests take the first free of `slots` slots in the
+    order sent. The prediction from the passes' summed busy time assumed both keep their slots
+    equally busy; this places the empty ones: a long request, or one the draft guesses badly,
+    left decoding alone at the end (on the tiny CPU pair, base medium's 155-token answer at 1.4
+    tokens per step against its pass's 2.9 took 0.73 of predicted to 1.14). None without a
+    step cost or slots."""
+    if not (slots and step_s):
+        return None
+    durations = []
+    for t in timings:
+        drafts = t.get("spec_drafts")
+        own = 1 + t["spec_accepted_tokens"] / drafts if drafts and drafts == drafts else None  # NaN: not counted
+        durations.append(t["prefill_s"] + max(t["output_tokens"] - 1, 0) / (own or tokens_per_step) * step_s)
+    return stats.fcfs_makespan(durations, slots)
 
 
 def lone_tail(timings: list[dict]) -> dict:
@@ -358,10 +383,12 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
     is output tokens over the wall time of the whole timed call (prefill, queueing behind
     max_num_seqs, the batch emptying at the end). The decode-only prediction (τ/r,
     `predicted_speedup_decode`) equals the measurement only if decode were all of a pass; the
-    prediction (`predicted_speedup`, basis "decode + prefill") also counts each request's time
-    from scheduled to first token, so it equals the measurement when both passes keep their
-    slots equally busy, and agreement within 20 % shows that no other cost is missing. It does
-    not predict r from elsewhere: r is measured per pass (the K sweep's fit a + b*K, and
+    one with prefill (`predicted_speedup_busy`, basis "decode + prefill") also counts each
+    request's time from scheduled to first token, so it equals the measurement when both passes
+    keep their slots equally busy. Where each pass knows its slots, the prediction (basis
+    "schedule") places that busy time in them request by request (`scheduled_wall`), so a long
+    or badly guessed last request decoding alone is in it; agreement within 20 % then shows that
+    no other cost is missing. It does not predict r from elsewhere: r is measured per pass (the K sweep's fit a + b*K, and
     `k: auto`'s calibration on other prompts, are the out-of-sample uses)."""
     if not (spec and base_step.get("step_s") and spec_step.get("step_s")):
         return None
@@ -382,6 +409,12 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
         # pair this took the prediction from 1.27x to 1.03x of measured.
         out["predicted_speedup"] = out["predicted_speedup_decode"] * _decode_share(spec_step) / _decode_share(base_step)
         out["prediction_basis"] = "decode + prefill"
+    out["predicted_speedup_busy"] = out["predicted_speedup"]
+    if base_step.get("scheduled_s") and spec_step.get("scheduled_s"):
+        # the same busy time, placed in the engine's slots request by request (`scheduled_wall`)
+        out["predicted_speedup"] = ((spec_step["output_tokens"] / spec_step["scheduled_s"])
+                                    / (base_step["output_tokens"] / base_step["scheduled_s"]))
+        out["prediction_basis"] = "schedule"
     if _busy(gpu) and _busy(base_gpu):
         # kernels over kernels, not over the baseline's wall step: a small target's step is
         # mostly host work (190M on the H200: 0.70 ms of kernels in a 1.9 ms step at batch 1), and
@@ -458,7 +491,7 @@ def summarize_pass(samples: list[dict], run_info: dict, k: int, n_boot: int, see
             if extraction["last_number"] + extraction["none"] > len(samples) / 2 else None
         ),
         "spec": spec_summary(c, k),
-        "step": step_timing(samples, c, run_info["wall_s"]),
+        "step": step_timing(samples, c, run_info["wall_s"], run_info.get("max_num_seqs")),
         "gpu_busy": run_info.get("gpu_busy"),
         "lone_replay": run_info.get("lone_replay"),
         "async_scheduling": run_info.get("async_scheduling"),
@@ -492,6 +525,7 @@ def repetition(m_base: dict, m_spec: dict, order: tuple[str, ...], k: int) -> di
             "r": model["r"] if model else None, "predicted_speedup": model["predicted_speedup"] if model else None,
             "occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"]),
             "predicted_speedup_decode": model["predicted_speedup_decode"] if model else None,
+            "predicted_speedup_busy": model["predicted_speedup_busy"] if model else None,
             "busy_occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"], "busy_occupancy"),
             "lone_tail_share": {name: (m["step"].get("lone_tail_s") / m["wall_s"]
                                        if m["step"].get("lone_tail_s") is not None and m["wall_s"] else None)
@@ -545,6 +579,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "occupancy_ratio": None,
         "busy_occupancy_ratio": None,
         "predicted_speedup_decode": None,
+        "predicted_speedup_busy": None,
         "prediction_basis": model["prediction_basis"] if model else None,
         # medians over repetitions: each pass's lone last request (`lone_tail`), and the
         # speed-up measured without it
@@ -569,7 +604,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         out["ceiling_speedup"] = stats.ceiling_speedup(k, out["step_cost_r"])
         out["predicted_speedup"] = float(np.median(preds))
         out["measured_over_predicted"] = out["speedup_throughput"] / out["predicted_speedup"]
-        for key in ("occupancy_ratio", "busy_occupancy_ratio", "predicted_speedup_decode"):
+        for key in ("occupancy_ratio", "busy_occupancy_ratio", "predicted_speedup_decode", "predicted_speedup_busy"):
             out[key] = stats.median_present([r.get(key) for r in reps])
         out["prediction_within_tolerance"] = bool(stats.within_tolerance(out["measured_over_predicted"]))
     return out
@@ -708,13 +743,13 @@ def calibrate(cfg, pair: dict, prompts: list[str], problems: list[dict]) -> dict
     probes = sorted({cands[0], cands[len(cands) // 2], cands[-1]})
     p, q = prompts[:n], problems[:n]
     samples, info = run_pass(cfg, "calibration_baseline", pair["target"], p, q, extras=False)
-    base_step = step_timing(samples, None, info["wall_s"])
+    base_step = step_timing(samples, None, info["wall_s"], info["max_num_seqs"])
     points = []
     for k in probes:
         spec = engine.speculative_config(cfg, pair["draft"], k=k)
         samples, info = run_pass(cfg, f"calibration_k{k}", pair["target"], p, q, spec=spec, extras=False)
         sp = spec_summary(info["counters"], k)
-        model = cost_model(base_step, step_timing(samples, info["counters"], info["wall_s"]), sp, k)
+        model = cost_model(base_step, step_timing(samples, info["counters"], info["wall_s"], info["max_num_seqs"]), sp, k)
         if model:
             points.append({"k": k, "r": model["r"], "acceptance_by_pos": sp["acceptance_by_pos"],
                            "predicted_speedup": model["predicted_speedup"]})
@@ -898,10 +933,12 @@ def cost_table(metrics: dict):
     c = metrics["comparison"]
     model = c.get("cost_model") or {}
     rows = [{"repetition": str(i + 1), "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
-             "predicted": r["predicted_speedup"], "decode only": r.get("predicted_speedup_decode"), "r": r["r"], **_tail_columns(r)}
+             "predicted": r["predicted_speedup"], "equal slots": r.get("predicted_speedup_busy"),
+             "decode only": r.get("predicted_speedup_decode"), "r": r["r"], **_tail_columns(r)}
             for i, r in enumerate(c.get("repetitions") or [])]
     rows.append({"repetition": "median", "order": "", "measured": c["speedup_throughput"],
-                 "predicted": c["predicted_speedup"], "decode only": c.get("predicted_speedup_decode"),
+                 "predicted": c["predicted_speedup"], "equal slots": c.get("predicted_speedup_busy"),
+                 "decode only": c.get("predicted_speedup_decode"),
                  "r": c.get("step_cost_r"), **_tail_columns(c), "ceiling": c.get("ceiling_speedup"),
                  "GPU floor": c.get("floor_speedup"), "tokens per step": model.get("tokens_per_step")})
     return pd.DataFrame(rows).set_index("repetition")
@@ -931,6 +968,22 @@ def floor_note(metrics: dict) -> str:
             f"{spec['busy_step_s'] * 1e3:.2f} ms, a target step's {base['busy_step_s'] * 1e3:.2f} ms: r could be "
             f"{r_floor or float('nan'):.2f} against {c.get('step_cost_r') or float('nan'):.2f} measured"
             + (f"; the GPU was busy for {share:.0%} of a target step at batch 1" if share is not None else ""))
+
+
+def lone_note(metrics: dict) -> str:
+    """One line per pass on its last request to finish (`lone_replay`): its time per token in
+    the timed call against the same prompt answered once more alone on the same engine."""
+    lines = []
+    for name in PASSES:
+        r = metrics["passes"][name].get("lone_replay")
+        if not (r and r.get("tpot_in_call_s") and r.get("tpot_alone_s")):
+            continue
+        per_step = "".join(f"; {label} {r[key]:.1f} tokens per step" for key, label in
+                           (("tokens_per_step_in_call", "in the call"), ("tokens_per_step_alone", "alone")) if r.get(key))
+        lines.append(f"{name}: last request (prompt {r['index']}, {r['output_tokens']} tokens) took "
+                     f"{r['tpot_in_call_s'] * 1e3:.2f} ms per token in the call, {r['tpot_alone_s'] * 1e3:.2f} ms alone on the "
+                     f"same engine ({r['tpot_in_call_s'] / r['tpot_alone_s']:.1f}x){per_step}")
+    return "\n".join(lines) or "Lone last request: not replayed (recorded before it, or fewer than two requests)"
 
 
 def speed_frame(metrics: dict):

@@ -214,8 +214,12 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
         # One sentence per basis: runs recorded before per-request timestamps predict from decode
         # steps alone, and pooling them with the others would hide which model misses.
         basis = have.loc[ratio.index, "prediction_basis"].fillna("decode")
-        for name, what in (("decode + prefill", "acceptance by draft position, the measured step cost r and each "
-                                                "request's time to its first token"),
+        for name, what in (("schedule", "acceptance by draft position (per request where the engine counts it), the "
+                                        "measured step cost r and each request's time to its first token, the requests "
+                                        "placed in the engine's slots in the order sent"),
+                           ("decode + prefill", "acceptance by draft position, the measured step cost r and each "
+                                                "request's time to its first token (slots assumed equally busy in both "
+                                                "passes)"),
                            ("decode", "acceptance by draft position and the measured step cost r (decode steps "
                                       "only: these runs recorded no prefill timestamps)")):
             part = ratio[basis == name]
@@ -232,8 +236,9 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
         busy = have["busy_occupancy_ratio"].dropna()
         if len(busy):
             out.append(f"With each request's prefill counted as busy, the ratio is {_span(busy, '{:.2f}')}: "
-                       f"what the prediction with prefill still misses is slots standing empty (the batch emptying, "
-                       f"scheduling gaps).")
+                       f"what a prediction with prefill alone misses is slots standing empty (the batch emptying, "
+                       f"scheduling gaps), which the schedule prediction places from each request's length and "
+                       f"acceptance.")
         out += _lone_tail(have)
     capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
     if len(capped):

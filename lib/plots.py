@@ -86,7 +86,7 @@ def predicted_vs_measured(frame: pd.DataFrame):
     band = [tolerance_band(x) for x in (lo, hi)]
     ax.fill_between([lo, hi], [b[0] for b in band], [b[1] for b in band], color="gray", alpha=0.12, lw=0,
                     label=f"±{PREDICTION_TOLERANCE * 100:.0f} %")
-    ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r, prefill)",
+    ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r, prefill, slots)",
            ylabel="measured (throughput)")
     labels = frame["scenario"].astype(str) + "/" + frame["style"].astype(str)
     long = frame.assign(run=labels).melt(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
@@ -134,3 +135,15 @@ def within_tolerance(measured_over_predicted):
 def tolerance_band(predicted):
     """The measured speed-ups `within_tolerance` of `predicted`: (lowest, highest)."""
     return predicted / (1 + PREDICTION_TOLERANCE), predicted / (1 - PREDICTION_TOLERANCE)
+
+
+def fcfs_makespan(durations, slots: int) -> float:
+    """When the last of `durations` ends if each takes the first of `slots` free slots in the
+    order given (first come, first served, as vLLM admits waiting requests)."""
+    free = [0.0] * max(1, min(int(slots), len(durations)))
+    end = 0.0
+    for d in durations:
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + d)
+        end = max(end, start + d)
+    return end

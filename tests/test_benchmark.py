@@ -496,6 +496,9 @@ def test_headline_keys_are_stable(bench):
     # vLLM counts this request's own acceptance in the call: its tokens per step there
     assert replay["tokens_per_step_in_call"] == pytest.approx(1 + last["spec_accepted_tokens"] / last["spec_drafts"])
     assert bench.metrics["passes"]["baseline"]["lone_replay"]["tokens_per_step_alone"] is None
+    note = benchmark.lone_note(bench.metrics).splitlines()
+    assert [x.split(":")[0] for x in note] == ["baseline", "speculative"]
+    assert f"last request (prompt {replay['index']}, {replay['output_tokens']} tokens)" in note[1] and "alone" in note[1]
     assert json.loads(json.dumps(h)) == h  # plain values, as the index page reads them
 
 

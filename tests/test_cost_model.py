@@ -92,3 +92,34 @@ def test_the_plotted_band_is_the_tolerance_the_findings_count():
     lo, hi = stats.tolerance_band(2.0)
     assert stats.within_tolerance(lo / 2.0) and stats.within_tolerance(hi / 2.0)
     assert not stats.within_tolerance(lo * 0.99 / 2.0) and not stats.within_tolerance(hi * 1.01 / 2.0)
+
+
+def test_the_schedule_places_a_long_badly_guessed_request_alone_at_the_end():
+    from lib import stats
+
+    # Four requests, two slots. Baseline: 0.1 s to first token, then 10 ms per token. The last
+    # one is long (81 tokens); the speculative pass guesses it badly (1 token per step, its own
+    # counts) while the others take 4 per step, at 20 ms a step.
+    tokens = [21, 21, 21, 81]
+    base = [{"output_tokens": n, "tpot_s": 0.010, "prefill_s": 0.1, "latency_s": None} for n in tokens]
+    spec = [{"output_tokens": n, "tpot_s": 0.020 / tps, "prefill_s": 0.1, "latency_s": None, "spec_drafts": (n - 1) // tps,
+             "spec_accepted_tokens": (n - 1) - (n - 1) // tps} for n, tps in zip(tokens, [4, 4, 4, 1])]
+    counters = {"drafts": 5 * 3 + 80, "accepted_tokens": 15 * 3}
+    b = benchmark.step_timing(base, None, 1.0, slots=2)
+    s = benchmark.step_timing(spec, counters, 1.0, slots=2)
+    # by hand: baseline slots [0.3, 0.3] then [0.6, 0.3 + 0.9]: the long one ends at 1.2 s
+    assert b["scheduled_s"] == pytest.approx(1.2)
+    assert s["step_s"] == pytest.approx(0.020)
+    # speculative: short ones 0.1 + 5 steps x 20 ms = 0.2 s; the long one 0.1 + 80 x 20 ms = 1.7 s, from 0.2 s
+    assert s["scheduled_s"] == pytest.approx(1.9)
+    spec_acc = {"accepted_per_pos": [15, 15, 15], "drafts": 95}
+    model = benchmark.cost_model(b, s, spec_acc, 3)
+    assert model["prediction_basis"] == "schedule"
+    assert model["predicted_speedup"] == pytest.approx((sum(tokens) / 1.9) / (sum(tokens) / 1.2))
+    # with the same busy time spread evenly over both slots, the prediction would not see the tail
+    assert model["predicted_speedup_busy"] > model["predicted_speedup"] * 1.2
+    # without slots (or timestamps) there is no schedule, and the busy-time prediction stands
+    unslotted = benchmark.cost_model(benchmark.step_timing(base, None, 1.0), benchmark.step_timing(spec, counters, 1.0),
+                                     spec_acc, 3)
+    assert unslotted["prediction_basis"] == "decode + prefill"
+    assert stats.fcfs_makespan([1.0, 1.0, 1.0], 2) == pytest.approx(2.0) and stats.fcfs_makespan([], 4) == 0.0

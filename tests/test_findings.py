@@ -61,8 +61,12 @@ def test_the_prediction_sentence_says_what_the_prediction_counted():
     # Mixed (the H200's earlier sessions had no timestamps): one sentence per basis, each its own count.
     with_prefill, decode_only = findings._cost_model(
         frame(["decode", "decode + prefill", "decode + prefill"]).assign(speedup=[0.5, 1.0, 1.0]))
-    assert "first token, over 2 run(s); within ±20 % in 2 of 2" in with_prefill
+    assert "equally busy in both passes), over 2 run(s); within ±20 % in 2 of 2" in with_prefill
     assert "decode steps only" in decode_only and "over 1 run(s); within ±20 % in 0 of 1" in decode_only
+    # The schedule (requests placed in the engine's slots) first, each basis its own count.
+    scheduled, busy = findings._cost_model(frame(["schedule", "schedule", "decode + prefill"]).assign(speedup=[1.0, 0.5, 1.0]))
+    assert "placed in the engine's slots in the order sent, over 2 run(s); within ±20 % in 1 of 2" in scheduled
+    assert "equally busy" in busy and "over 1 run(s)" in busy
 
 
 def test_the_floor_sentence_gives_kernel_time_over_kernel_time_and_the_busy_share():
