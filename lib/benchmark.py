@@ -876,6 +876,7 @@ def headline(metrics: dict) -> dict:
         "lone_tail_tpot_ratio": c.get("lone_tail_tpot_ratio"),
         **lone_replay_columns(s.get("lone_replay")),
         "predicted_speedup_decode": c.get("predicted_speedup_decode"),
+        "predicted_speedup_busy": c.get("predicted_speedup_busy"),
         "prediction_basis": c.get("prediction_basis") or ("decode" if c.get("predicted_speedup") is not None else None),
         "identical_output_floor": c.get("identical_output_floor"),
         "k_requested": metrics.get("k_requested", metrics.get("k")),

@@ -266,7 +266,7 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
 def _lone_tail(have: pd.DataFrame) -> list[str]:
     """The speculative pass's last request decoding alone, and measured against predicted without it."""
     cols = ["lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "predicted_speedup",
-            "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step"]
+            "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step", "predicted_speedup_busy"]
     tails = have.reindex(columns=cols).dropna(subset=cols[:2])  # runs recorded before it have none
     if not len(tails):
         return []
@@ -276,8 +276,8 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
            f"{len(long)} of {len(tails)} run(s)" + (f" ({_span(long['lone_tail_share'], '{:.0%}')}; the baseline's "
                                                    f"{_span(tails['lone_tail_share_baseline'], '{:.0%}')})" if len(long) else "")
            + (f", at {_span(slow, '{:.1f}')} times the pass's median time per token" if len(slow) else "")
-           + ": the cost model prices a step from all requests together, so a last request that decodes slowly "
-             "alone is time it does not see."]
+           + ": a prediction that prices a step from all requests together does not see that time; the schedule "
+             "prediction does, as far as the request's own length and acceptance explain it."]
     replayed = long.reindex(columns=["lone_replay_slowdown", "lone_replay_tokens_per_step"]).dropna(subset=["lone_replay_slowdown"])
     if len(replayed):
         # the same prompt once more, alone on the same engine: slow again, the prompt; fast, the batch's state
@@ -287,11 +287,13 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
         out.append(f"Answered once more alone on the same engine, that request's time per token in its pass was "
                    f"{_span(ratio, '{:.1f}')} times its time alone"
                    + (f" ({_span(per_step, '{:.1f}')} tokens per step alone)" if len(per_step) else "") + cause + ".")
-    rest = (tails["speedup_without_lone_tail"] / tails["predicted_speedup"]).dropna()
+    # without the tail, against the prediction that assumes no empty slots (the schedule one places the tail)
+    equal_slots = tails["predicted_speedup_busy"].fillna(tails["predicted_speedup"])
+    rest = (tails["speedup_without_lone_tail"] / equal_slots).dropna()
     if len(rest):
         within = int(within_tolerance(rest).sum())
-        out.append(f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times predicted "
-                   f"(within {_TOLERANCE} in {within} of {len(rest)}).")
+        out.append(f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times the prediction "
+                   f"with both passes' slots equally busy (within {_TOLERANCE} in {within} of {len(rest)}).")
     return out
 
 
