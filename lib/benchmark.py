@@ -47,6 +47,7 @@ def test_problems(cfg, rp: RunPaths) -> list[dict]:
 def check(cfg) -> None:
     """Refuse a benchmark whose params cannot work, before any engine starts."""
     engine.check_method(cfg)
+    engine.speculative_extra(cfg)
     bench = cfg["benchmark"]
     if not (bench["k"] == "auto" or _k_ok(bench["k"])):
         raise ValueError(f"benchmark.k must be 'auto' or an integer >= 1, got {bench['k']!r}")

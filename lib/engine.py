@@ -74,17 +74,42 @@ def check_method(cfg) -> str:
 
 def speculative_config(cfg, draft: str | None, k: int | None = None) -> dict | None:
     """vLLM's `speculative_config` for params' method with K draft tokens (default
-    benchmark.k). `draft_model` with no draft gives None: the target alone."""
+    benchmark.k), plus `benchmark.speculative_extra`. `draft_model` with no draft gives None:
+    the target alone."""
     bench = cfg["benchmark"]
     method = check_method(cfg)
     k = int(bench["k"] if k is None else k)
+    extra = speculative_extra(cfg)
     if method == "ngram":
-        return {"method": "ngram", "num_speculative_tokens": k, **NGRAM_LOOKUP}
+        return {"method": "ngram", "num_speculative_tokens": k, **NGRAM_LOOKUP, **extra}
     if method == "eagle3":
-        return {"method": "eagle3", "model": str(bench["eagle3_model"]), "num_speculative_tokens": k}
+        return {"method": "eagle3", "model": str(bench["eagle3_model"]), "num_speculative_tokens": k, **extra}
     if draft is None:
         return None
-    return {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k}
+    return {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k, **extra}
+
+
+def speculative_extra(cfg) -> dict:
+    """`benchmark.speculative_extra`: more fields of vLLM's SpeculativeConfig for every
+    speculative engine (e.g. `draft_tensor_parallel_size: 1`, a small draft beside a target split
+    over GPUs), checked against this vLLM's fields: vLLM would refuse an unknown one only when the
+    first speculative engine starts, after the baseline has run."""
+    extra = dict(cfg["benchmark"]["speculative_extra"] or {})
+    if not extra:
+        return {}
+    import dataclasses
+
+    from vllm.config import SpeculativeConfig
+
+    fields = {f.name for f in dataclasses.fields(SpeculativeConfig)}
+    for key in extra:
+        if key in {"method", "model", "num_speculative_tokens", *NGRAM_LOOKUP}:
+            raise ValueError(f"benchmark.speculative_extra.{key}: the workbook sets it (from benchmark.method, the "
+                             f"draft and benchmark.k); set those instead")
+        if key not in fields:
+            raise ValueError(f"benchmark.speculative_extra.{key}: not a field of vLLM {versions().get('vllm', '?')}'s "
+                             f"SpeculativeConfig; its fields: {', '.join(sorted(fields))}")
+    return extra
 
 
 def _engine_arg_names() -> set[str]:

@@ -106,6 +106,16 @@ def test_speculative_method_from_params():
         _cfg(**{"benchmark.method": "medusa"})
 
 
+def test_more_speculative_config_fields_are_passed_and_checked_against_vllm():
+    extra = _cfg(**{"benchmark.speculative_extra": {"disable_padded_drafter_batch": True}})
+    assert engine.speculative_config(extra, "d")["disable_padded_drafter_batch"] is True
+    assert engine.speculative_config(extra, None) is None  # still no draft, no speculation
+    with pytest.raises(ValueError, match="speculative_extra.disable_paded_drafter_batch: not a field of vLLM"):
+        benchmark.check(_cfg(**{"benchmark.speculative_extra": {"disable_paded_drafter_batch": True}}))
+    with pytest.raises(ValueError, match="speculative_extra.num_speculative_tokens: the workbook sets it"):
+        benchmark.check(_cfg(**{"benchmark.speculative_extra": {"num_speculative_tokens": 3}}))
+
+
 def test_eagle3_without_a_checkpoint_is_refused_before_any_engine(home):
     cfg = _cfg(**{"benchmark.method": "eagle3"})
     with pytest.raises(ValueError, match="needs benchmark.eagle3_model"):
@@ -539,6 +549,20 @@ def test_ngram_method_runs_and_reports_counters(tiny_pair):
     # transformers' prompt lookup (a similar, not identical, proposer) as the second engine
     tf = crosscheck.acceptance(tiny_pair["target"], None, prompts[:2], K, 40, device="cpu")
     assert tf["method"] == "ngram" and tf["drafts"] > 0 and 0.0 <= tf["acceptance_rate"] <= 1.0
+
+
+@slow
+def test_an_extra_speculative_field_reaches_the_engine(tiny_pair):
+    # (`disable_padded_drafter_batch: true` passes the check but vLLM 0.32 refuses it for draft
+    # models when the engine starts: "only supports padded drafter batch")
+    cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 24,
+                  "benchmark.speculative_extra": {"max_model_len": 200}})
+    prompts, problems = _prompts(tiny_pair, 3)
+    spec = engine.speculative_config(cfg, tiny_pair["draft"])
+    with engine.running(cfg, tiny_pair["target"], speculative=spec) as eng:
+        assert eng.llm.llm_engine.vllm_config.speculative_config.max_model_len == 200  # the draft's; default: the target's
+        out = eng.llm.generate(prompts, engine.sampling(cfg, 24), use_tqdm=False)
+        assert engine.spec_counters(eng)["drafts"] > 0 and all(o.outputs[0].token_ids for o in out)
 
 
 @slow
