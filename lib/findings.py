@@ -11,7 +11,7 @@ import pandas as pd
 from . import analysis
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
-from .stats import NOISE_ALPHA, PREDICTION_TOLERANCE, excess_mismatch_p, quantiles, within_tolerance
+from .stats import NOISE_ALPHA, PREDICTION_TOLERANCE, excess_mismatch_p, holm, quantiles, within_tolerance
 from .styles import TRAINED_STYLES
 
 
@@ -306,9 +306,15 @@ def _span(values: pd.Series, fmt: str) -> str:
 def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:
     """Identical outputs against the numerical floor, and the transformers cross-check."""
     out = []
-    for _, r in analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share", "n"])).iterrows():
-        p = excess_mismatch_p(r["identical_output_share"], r["identical_output_floor"], int(r["n"]))
-        verdict = (f"a divergence beyond numerical noise (p = {p:.3f})." if p < NOISE_ALPHA else
+    tested = analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share", "n"]))
+    ps = [excess_mismatch_p(r["identical_output_share"], r["identical_output_floor"], int(r["n"])) for _, r in tested.iterrows()]
+    # one test per run: over many runs, one p under the level is what chance alone gives
+    adjusted = holm(ps)
+    for (_, r), p, p_all in zip(tested.iterrows(), ps, adjusted):
+        over = f"; {p_all:.2f} over the {len(ps)} runs tested, Holm" if len(ps) > 1 else ""
+        verdict = (f"a divergence beyond numerical noise (p = {p:.3f}{over})." if p_all < NOISE_ALPHA else
+                   f"more than the floor in this run alone (p = {p:.3f}), not over the {len(ps)} runs tested (Holm-adjusted "
+                   f"p = {p_all:.2f}): one such run among them is what chance gives." if p < NOISE_ALPHA else
                    "within the floor: numerical noise, not a real divergence."
                    if r["identical_output_share"] >= r["identical_output_floor"] else
                    f"below it by no more than chance (p = {p:.2f}): numerical noise, not a real divergence.")

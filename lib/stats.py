@@ -147,3 +147,14 @@ def fcfs_makespan(durations, slots: int) -> float:
         heapq.heappush(free, start + d)
         end = max(end, start + d)
     return end
+
+
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together (same order as given): the
+    chance that any of them is as small by luck stays under the level each is compared with."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    out, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        out[i] = running
+    return out

@@ -147,3 +147,25 @@ def test_the_first_finding_answers_the_study_question(home):
     [said] = findings._answer(tally)
     assert "Acceptance: CoT higher in easy; no clear difference in hard" in said and "CoD faster in easy" in said
     assert "Accuracy" not in said and findings._answer({"acceptance": {}, "speedup": {}, "accuracy": {}}) == []
+
+
+def test_a_divergence_beyond_the_floor_is_judged_over_all_runs_tested():
+    import pandas as pd
+
+    from lib import stats
+
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    # CoT hard on the H200: 193 of 200 equal against a floor of 199 (p = 0.035), among nine runs
+    runs = [{"source": "workbook", "scenario": sc, "style": st, "identical_output_share": 0.99, "identical_output_floor": 0.99, "n": 200, "crosscheck_acceptance": None}
+            for sc in ("easy", "medium", "hard") for st in ("base", "cot", "cod")]
+    runs[7].update(identical_output_share=0.965, identical_output_floor=0.995)
+    lines = findings._noise_and_crosscheck(pd.DataFrame(runs))
+    [said] = [x for x in lines if x.startswith("hard/cot")]
+    assert "more than the floor in this run alone (p = 0.035), not over the 9 runs tested (Holm-adjusted p = 0.32)" in said
+    # the same run tested alone: beyond noise
+    [alone] = findings._noise_and_crosscheck(pd.DataFrame([runs[7]]))
+    assert "a divergence beyond numerical noise (p = 0.035)." in alone
+    # a divergence too large for chance even over nine runs (170 of 200 against 199)
+    runs[7].update(identical_output_share=0.85)
+    [strong] = [x for x in findings._noise_and_crosscheck(pd.DataFrame(runs)) if x.startswith("hard/cot")]
+    assert "a divergence beyond numerical noise (p = 0.000; 0.00 over the 9 runs tested, Holm)." in strong
