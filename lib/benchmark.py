@@ -154,10 +154,9 @@ def lone_replay(cfg, eng, prompts: list[str], outputs, speculative: bool) -> dic
     again, a prompt the draft cannot guess stays slow, while an engine state that slowed it in
     the batch does not. None with fewer than two requests or no request timestamps."""
     timings = [engine.request_timing(out) for out in outputs]
-    ends = [(t["latency_s"], i) for i, t in enumerate(timings) if t["latency_s"] is not None]
-    if len(ends) < 2 or len(ends) < len(timings):
+    i = last_to_finish(timings)
+    if i is None:
         return None
-    i = max(ends)[1]
     before = engine.spec_counters(eng)
     out = eng.llm.generate([prompts[i]], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)[0]
     timing = engine.request_timing(out)
@@ -166,7 +165,7 @@ def lone_replay(cfg, eng, prompts: list[str], outputs, speculative: bool) -> dic
     return {"index": i, "output_tokens": timings[i]["output_tokens"], "tpot_in_call_s": timings[i]["tpot_s"],
             "tpot_alone_s": timing["tpot_s"],
             "tokens_per_step_alone": alone["decode_tokens"] / alone["steps"] if alone and alone["steps"] else None,
-            "tokens_per_step_in_call": (1 + in_call["accepted_tokens"] / in_call["drafts"]) if in_call and in_call["drafts"] else None,
+            "tokens_per_step_in_call": stats.mean_acceptance_length(in_call["drafts"], in_call["accepted_tokens"]) if in_call else None,
             "identical": out.outputs[0].text == outputs[i].outputs[0].text}
 
 
@@ -308,8 +307,9 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float, slots
         total, source = float(wall_s), "wall"
     prefill = [t.get("prefill_s") for t in timings]
     prefill_s = float(sum(prefill)) if timings and source == "request_timestamps" and all(p is not None for p in prefill) else None
+    step_s = total / steps if steps else None
     return {"steps": int(steps), "decode_tokens": int(decode_tokens), "decode_s": total,
-            "step_s": total / steps if steps else None, "source": source,
+            "step_s": step_s, "source": source,
             # requests decoding at once, on average over the pass (at batch 1: the decode share of
             # the wall time); the decode-only prediction assumes both passes keep the same
             "occupancy": total / wall_s if source == "request_timestamps" and wall_s else None,
@@ -317,8 +317,8 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float, slots
             "prefill_s": prefill_s,
             "busy_occupancy": (prefill_s + total) / wall_s if prefill_s is not None and wall_s else None,
             "output_tokens": int(sum(t["output_tokens"] for t in timings)),
-            "scheduled_s": scheduled_wall(timings, total / steps if steps else None, decode_tokens / steps if steps else 1.0,
-                                          slots) if prefill_s is not None else None,
+            "scheduled_s": scheduled_wall(timings, step_s, decode_tokens / steps if steps else 1.0, slots)
+            if prefill_s is not None else None,
             **lone_tail(timings)}
 
 
@@ -336,8 +336,7 @@ def scheduled_wall(timings: list[dict], step_s: float | None, tokens_per_step: f
         return None
     durations = []
     for t in timings:
-        drafts = t.get("spec_drafts")
-        own = 1 + t["spec_accepted_tokens"] / drafts if drafts and drafts == drafts else None  # NaN: not counted
+        own = stats.mean_acceptance_length(t.get("spec_drafts"), t.get("spec_accepted_tokens"))
         durations.append(t["prefill_s"] + max(t["output_tokens"] - 1, 0) / (own or tokens_per_step) * step_s)
     return stats.fcfs_makespan(durations, slots)
 
@@ -351,15 +350,24 @@ def lone_tail(timings: list[dict]) -> dict:
     which prices a step from all requests together, does not see. None each without per-request
     finish times or with fewer than two requests."""
     out = dict.fromkeys(("lone_tail_s", "lone_tail_tokens", "lone_tail_tpot_ratio"))
-    ends = sorted((t["latency_s"], i) for i, t in enumerate(timings) if t.get("latency_s") is not None)
-    if len(ends) < 2 or len(ends) < len(timings):
+    i = last_to_finish(timings)
+    if i is None:
         return out
-    last = timings[ends[-1][1]]
+    last = timings[i]
     tpots = [t["tpot_s"] for t in timings if t.get("tpot_s")]
-    out.update(lone_tail_s=float(ends[-1][0] - ends[-2][0]), lone_tail_tokens=int(last["output_tokens"]))
+    second = max(t["latency_s"] for j, t in enumerate(timings) if j != i)
+    out.update(lone_tail_s=float(last["latency_s"] - second), lone_tail_tokens=int(last["output_tokens"]))
     if last.get("tpot_s") and tpots:
         out["lone_tail_tpot_ratio"] = float(last["tpot_s"] / np.median(tpots))
     return out
+
+
+def last_to_finish(timings: list[dict]) -> int | None:
+    """Index of the request that finished last (latest `latency_s`: all requests arrive with the
+    one generate call); None with fewer than two requests or any without a finish time."""
+    if len(timings) < 2 or any(t.get("latency_s") is None for t in timings):
+        return None
+    return max(range(len(timings)), key=lambda i: timings[i]["latency_s"])
 
 
 def without_lone_tail(m: dict) -> float | None:
@@ -389,8 +397,9 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
     keep their slots equally busy. Where each pass knows its slots, the prediction (basis
     "schedule") places that busy time in them request by request (`scheduled_wall`), so a long
     or badly guessed last request decoding alone is in it; agreement within 20 % then shows that
-    no other cost is missing. It does not predict r from elsewhere: r is measured per pass (the K sweep's fit a + b*K, and
-    `k: auto`'s calibration on other prompts, are the out-of-sample uses)."""
+    no other cost is missing. It does not predict r from elsewhere: r is measured per pass (the
+    K sweep's fit a + b*K, and `k: auto`'s calibration on other prompts, are the out-of-sample
+    uses)."""
     if not (spec and base_step.get("step_s") and spec_step.get("step_s")):
         return None
     r = spec_step["step_s"] / base_step["step_s"]
@@ -461,7 +470,7 @@ def spec_summary(c: dict, k: int) -> dict | None:
         "draft_tokens": c["draft_tokens"],
         "accepted_tokens": c["accepted_tokens"],
         "acceptance_rate": c["accepted_tokens"] / c["draft_tokens"],
-        "mean_acceptance_length": 1 + c["accepted_tokens"] / c["drafts"],
+        "mean_acceptance_length": stats.mean_acceptance_length(c["drafts"], c["accepted_tokens"]),
         "accepted_per_pos": c["accepted_per_pos"],
         "acceptance_by_pos": [a / c["drafts"] for a in c["accepted_per_pos"]],
     }
@@ -984,7 +993,7 @@ def lone_note(metrics: dict) -> str:
                            (("tokens_per_step_in_call", "in the call"), ("tokens_per_step_alone", "alone")) if r.get(key))
         lines.append(f"{name}: last request (prompt {r['index']}, {r['output_tokens']} tokens) took "
                      f"{r['tpot_in_call_s'] * 1e3:.2f} ms per token in the call, {r['tpot_alone_s'] * 1e3:.2f} ms alone on the "
-                     f"same engine ({r['tpot_in_call_s'] / r['tpot_alone_s']:.1f}x){per_step}")
+                     f"same engine ({lone_replay_columns(r)['lone_replay_slowdown']:.1f}x){per_step}")
     return "\n".join(lines) or "Lone last request: not replayed (recorded before it, or fewer than two requests)"
 
 

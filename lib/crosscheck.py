@@ -38,6 +38,7 @@ import time
 from contextlib import contextmanager
 
 from .device import gpu_count, torch_dtype
+from .stats import mean_acceptance_length
 
 # vLLM's prompt lookup matches n-grams of 4 down to 2 tokens (engine.NGRAM_LOOKUP); transformers'
 # tries sizes max..1. Same longest size here; the proposals can still differ.
@@ -65,7 +66,7 @@ def summarize_steps(steps: list[dict], k: int, count: str = "accepted") -> dict:
         "draft_tokens": draft_tokens,
         "accepted_tokens": accepted,
         "acceptance_rate": accepted / draft_tokens if draft_tokens else None,
-        "mean_acceptance_length": 1 + accepted / drafts if drafts else None,
+        "mean_acceptance_length": mean_acceptance_length(drafts, accepted),
         "accepted_per_pos": per_pos,
         "acceptance_by_pos": [a / drafts for a in per_pos] if drafts else [],
         "held_back_steps": sum(s["agreed"] > s["accepted"] for s in drafted),

@@ -11,7 +11,7 @@ import pandas as pd
 from . import analysis
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
-from .stats import NOISE_ALPHA, PREDICTION_TOLERANCE, excess_mismatch_p, holm, quantiles, within_tolerance
+from .stats import NOISE_ALPHA, TOLERANCE_TEXT, excess_mismatch_p, holm, quantiles, within_tolerance
 from .styles import TRAINED_STYLES
 
 
@@ -203,9 +203,6 @@ def _accuracy_moves(have: pd.DataFrame) -> list[str]:
 LONE_TAIL_NOTABLE = 0.05
 
 
-_TOLERANCE = f"±{PREDICTION_TOLERANCE * 100:.0f} %"
-
-
 def _cost_model(have: pd.DataFrame) -> list[str]:
     """Measured against predicted speed-up, and the ceiling the step cost r leaves."""
     out = []
@@ -226,7 +223,7 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
             if len(part):
                 within = int(within_tolerance(part).sum())
                 out.append(f"Measured throughput speed-up was {_span(part, '{:.2f}')} times the one predicted "
-                           f"from {what}, over {len(part)} run(s); within {_TOLERANCE} in {within} of {len(part)}.")
+                           f"from {what}, over {len(part)} run(s); within {TOLERANCE_TEXT} in {within} of {len(part)}.")
         occ = have["occupancy_ratio"].dropna()
         if len(occ):
             out.append(f"Decode steps alone: the speculative passes kept {_span(occ, '{:.2f}')} times as many "
@@ -293,7 +290,7 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
     if len(rest):
         within = int(within_tolerance(rest).sum())
         out.append(f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times the prediction "
-                   f"with both passes' slots equally busy (within {_TOLERANCE} in {within} of {len(rest)}).")
+                   f"with both passes' slots equally busy (within {TOLERANCE_TEXT} in {within} of {len(rest)}).")
     return out
 
 

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 import pandas as pd
 import seaborn as sns
 
-from .stats import PREDICTION_TOLERANCE, tolerance_band
+from .stats import TOLERANCE_TEXT, tolerance_band
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -85,7 +85,7 @@ def predicted_vs_measured(frame: pd.DataFrame):
     ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1)
     band = [tolerance_band(x) for x in (lo, hi)]
     ax.fill_between([lo, hi], [b[0] for b in band], [b[1] for b in band], color="gray", alpha=0.12, lw=0,
-                    label=f"±{PREDICTION_TOLERANCE * 100:.0f} %")
+                    label=TOLERANCE_TEXT)
     ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r, prefill, slots)",
            ylabel="measured (throughput)")
     labels = frame["scenario"].astype(str) + "/" + frame["style"].astype(str)

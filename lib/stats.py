@@ -18,6 +18,14 @@ def quantiles(draws, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def mean_acceptance_length(drafts, accepted) -> float | None:
+    """Tokens a verification step yields: its accepted draft tokens plus the target's own, 1 +
+    accepted / drafts. None without drafts (None, NaN as a CSV reads a missing count, or 0)."""
+    if not drafts or drafts != drafts:
+        return None
+    return 1 + accepted / drafts
+
+
 def median_present(values) -> float | None:
     """Median of the values that are not None (None when none are): a figure some repetitions
     could not measure."""
@@ -124,6 +132,7 @@ def excess_mismatch_p(share: float, floor_share: float, n: int) -> float:
 
 
 PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of measured (issue 15)
+TOLERANCE_TEXT = f"±{PREDICTION_TOLERANCE * 100:.0f} %"  # as reports say it
 
 
 def within_tolerance(measured_over_predicted):
