@@ -187,6 +187,8 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
             default = 1  # an earlier layer's word (a profile's `k: auto`): the key's numbers are integers
         if isinstance(default, float):
             value = _as_float(value)
+        if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(dotted, ())):
+            value = "on" if value else "off"  # YAML 1.1 (PyYAML, --set) reads a bare on/off as a boolean
         if not _type_ok(default, value):
             raise ParamsError(
                 f"{source}: parameter {dotted!r} must be {type(default).__name__}, got {value!r}"

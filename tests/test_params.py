@@ -142,3 +142,16 @@ def test_an_integer_k_overrides_a_profile_that_set_k_auto(tmp_path, monkeypatch)
 def test_an_unknown_pretraining_solution_kind_is_refused_at_resolve():
     with pytest.raises(ParamsError, match=r"models\.base_pair\.corpus\.solutions.*reference, styles"):
         params.resolve("gpu-solve", "cod", "easy", {"models.base_pair.corpus.solutions": "cot"})
+
+
+@pytest.mark.parametrize("word", ["on", "off"])
+def test_a_bare_on_or_off_reaches_a_word_choice(word):
+    # `--set engine.async_scheduling=off` (the value read as YAML) and `async_scheduling: off` in a
+    # layer both arrive as booleans (YAML 1.1); they were refused with "must be str, got False".
+    value = yaml.safe_load(word)
+    assert isinstance(value, bool)
+    cfg = params.resolve("tiny", "cot", "easy", {"engine.async_scheduling": value})
+    assert cfg["engine"]["async_scheduling"] == word
+    # A boolean stays refused where the choices are not on/off.
+    with pytest.raises(ParamsError, match="train.backend"):
+        params.resolve("tiny", "cot", "easy", {"train.backend": value})
