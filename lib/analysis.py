@@ -34,6 +34,7 @@ RUN_COLUMNS = [
     "identical_output_floor", "tokens_per_answer",
     "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline",
     "speedup_without_lone_tail", "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step",
+    "async_baseline", "async_speculative",
     "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
     "study_accuracy_baseline", "study_accuracy_speculative",

@@ -899,6 +899,9 @@ def headline(metrics: dict) -> dict:
         "crosscheck_acceptance_vllm": (cross.get("vllm") or {}).get("acceptance_rate"),
         "crosscheck_acceptance_transformers": ((cross.get("transformers") or {}).get("vllm_comparable") or {}).get("acceptance_rate"),
         "k_sweep_best_k": max(metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"] if metrics.get("k_sweep") else None,
+        # vLLM's resolved scheduler per pass (None where it does not say): with `auto` they may differ
+        "async_baseline": b.get("async_scheduling"),
+        "async_speculative": s.get("async_scheduling"),
     }
 
 

@@ -222,7 +222,7 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         kwargs["kv_cache_memory_bytes"] = kv_cache_bytes(cfg)
     if eng["in_process"]:
         kwargs["distributed_executor_backend"] = "uni"
-    async_sched = async_scheduling(cfg, speculative)
+    async_sched = async_scheduling(cfg)
     if async_sched is not None and "async_scheduling" in _engine_arg_names():
         kwargs["async_scheduling"] = async_sched
     if speculative and "per_request_spec_decode_metrics" in _engine_arg_names():
@@ -248,32 +248,15 @@ def kv_cache_bytes(cfg) -> int:
     return int(float(cfg["engine"]["kv_cache_gb"]) * 2**30)
 
 
-def async_scheduling(cfg, speculative: dict | None) -> bool | None:
-    """engine.async_scheduling as vLLM's EngineArgs value (None = vLLM's own default). `auto`:
-    on for CUDA engines running the target alone or with a `draft_model` draft. vLLM 0.26 turns
-    it off by default for draft_model although it runs (a K=5 step on the H200: 33.1 ms off,
-    25.8 ms on); 0.32 turns it on by itself; the CPU platform turns it off whatever is asked.
-    The baseline gets it too, so that both passes run the same scheduler."""
+def async_scheduling(cfg) -> bool | None:
+    """engine.async_scheduling as vLLM's EngineArgs value: `on`/`off` for both passes, `auto` None
+    (each engine vLLM's own default; the resolved one is recorded per pass). vLLM 0.26 keeps it
+    off for draft_model speculation and on for the target alone; forcing it on for draft_model
+    (the default here until session 7 on the H200) left one late-admitted request decoding at about
+    one token per step and made both the batch-16 and the batch-1 speculative passes slower
+    (docs/results/gpu-solve-h200/README.md). The CPU build turns it off whatever is asked."""
     mode = cfg["engine"]["async_scheduling"]
-    if mode != "auto":
-        return mode == "on"
-    if on_cuda(cfg) and (speculative is None or speculative.get("method") == "draft_model") and _executor_async(cfg):
-        return True
-    return None
-
-
-def _executor_async(cfg) -> bool:
-    """Whether the executor this engine will use can schedule asynchronously (asked for
-    explicitly where it cannot, vLLM refuses to start)."""
-    try:
-        if cfg["engine"]["in_process"]:
-            from vllm.v1.executor.uniproc_executor import UniProcExecutor as executor
-        else:
-            from vllm.v1.executor.multiproc_executor import MultiprocExecutor as executor
-    except ImportError:
-        return False
-    probe = getattr(executor, "supports_async_scheduling", None)
-    return bool(probe and probe())
+    return None if mode == "auto" else mode == "on"
 
 
 def async_scheduling_used(engine: Engine) -> bool | None:

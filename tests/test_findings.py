@@ -169,3 +169,21 @@ def test_a_divergence_beyond_the_floor_is_judged_over_all_runs_tested():
     runs[7].update(identical_output_share=0.85)
     [strong] = [x for x in findings._noise_and_crosscheck(pd.DataFrame(runs)) if x.startswith("hard/cot")]
     assert "a divergence beyond numerical noise (p = 0.000; 0.00 over the 9 runs tested, Holm)." in strong
+
+
+def test_passes_that_vllm_scheduled_differently_are_said():
+    # `engine.async_scheduling: auto` leaves each engine vLLM's default; vLLM 0.26 overlaps
+    # scheduling for the target alone and not with a draft model, so r carries that difference.
+    import pandas as pd
+
+    base = {"speedup": 1.0, "predicted_speedup": 1.0, "prediction_basis": "schedule", "occupancy_ratio": None,
+            "busy_occupancy_ratio": None, "ceiling_speedup": None, "step_cost_r": None, "floor_speedup": None,
+            "order_effect": None}
+    rows = [{**base, "async_baseline": True, "async_speculative": False},
+            {**base, "async_baseline": False, "async_speculative": False},
+            {**base, "async_baseline": None, "async_speculative": None}]  # a vLLM that does not say
+    frame = pd.DataFrame(rows)
+    [said] = [x for x in findings._cost_model(frame) if "async scheduling" in x]
+    assert said.startswith("In 1 of 2 run(s) vLLM overlapped scheduling")
+    assert not any("async scheduling" in x for x in findings._cost_model(frame.iloc[1:]))
+    assert not any("async scheduling" in x for x in findings._cost_model(frame.drop(columns=["async_baseline", "async_speculative"])))
