@@ -927,6 +927,7 @@ def pass_table(metrics: dict):
             "acceptance_rate": spec.get("acceptance_rate"), "mean_acceptance_length": spec.get("mean_acceptance_length"),
             "peak_memory_mb": m["peak_memory_mb"], "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
             "enable_thinking": metrics.get("enable_thinking"),
+            "async_scheduling": m.get("async_scheduling"),  # vLLM's resolved scheduler: `auto` may differ per pass
         })
     return pd.DataFrame(rows).set_index("pass")
 

@@ -421,6 +421,9 @@ def test_crosscheck_reports_transformers_beside_vllm(bench):
     h = benchmark.headline(bench.metrics)
     assert h["crosscheck_acceptance_vllm"] == vllm["acceptance_rate"]
     assert h["crosscheck_acceptance_transformers"] == tf["vllm_comparable"]["acceptance_rate"]
+    # each pass's scheduler as vLLM resolved it: the CPU build never overlaps (auto asks for nothing)
+    assert (h["async_baseline"], h["async_speculative"]) == (False, False)
+    assert benchmark.pass_table(bench.metrics)["async_scheduling"].tolist() == [False, False]
     table = benchmark.crosscheck_table(bench.metrics)
     assert list(table.index) == ["vllm", "transformers", "transformers (vllm-comparable)"]
     assert set(benchmark.crosscheck_position_frame(bench.metrics)["engine"]) == {"vllm", "transformers"}
