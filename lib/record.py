@@ -3,7 +3,8 @@ the runner, the tests and the analysis read them back (never printed text).
 
 Each record carries the settings it was made with (`settings`): the parameters its stage
 depends on (its own sections and those of every stage before it), the overrides among them
-that differ from the profile's own values, a hash of the notebook that ran, and when each
+that differ from the profile's own values, a hash of the notebook that ran, the stage's revision
+(`stages.STAGE_REVISIONS`: raised when lib changes what the stage computes), and when each
 earlier stage of the run last finished. `done` compares those with the current ones and
 checks the stage's output files, so "finished" means complete *and* made with the current
 parameters, notebook and inputs.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from . import io, params, paths
 from .paths import RunPaths, profile_figures, reports_root
-from .stages import STAGE_SECTIONS
+from .stages import STAGE_REVISIONS, STAGE_SECTIONS, revision
 
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
 OPERATIONAL = ("data.gemini.base_url", "data.gemini.api_version", "data.gemini.inline_limit_bytes",
@@ -91,6 +92,7 @@ def settings(cfg, rp: RunPaths | str, stage: str) -> dict:
         "params": used,
         "overrides": overrides_of(cfg, stage),
         "notebook_sha": notebook_sha(stage),
+        "revision": revision(stage),
         "upstream": _upstream(rp, stage),
     }
 
@@ -187,6 +189,9 @@ def why_not_done(rp: RunPaths | str, stage: str, cfg) -> str | None:
         return f"parameters changed ({_changed(recorded.get('params') or {}, now['params'])})"
     if recorded.get("notebook_sha") != now["notebook_sha"]:
         return f"notebooks/{stage}.ipynb changed since it ran"
+    if recorded.get("revision", 1) != now["revision"]:
+        return (f"lib's {stage} changed since it ran (revision {recorded.get('revision', 1)} -> {now['revision']}: "
+                f"{STAGE_REVISIONS.get(stage, (1, 'its first'))[1]})")
     if recorded.get("upstream") != now["upstream"]:
         moved = sorted(k for k in set(now["upstream"]) | set(recorded.get("upstream") or {})
                        if (recorded.get("upstream") or {}).get(k) != now["upstream"].get(k))

@@ -25,6 +25,18 @@ STAGE_SECTIONS = {
 }
 
 
+# Raised when lib changes what a stage computes from the same parameters and notebook: a record
+# made before is then run again, not read as current (the runner prints why). Absent = 1.
+STAGE_REVISIONS = {
+    "06_benchmark": (2, "engine.async_scheduling: auto now leaves each engine vLLM's own default "
+                        "(it forced async scheduling on for both passes on a GPU)"),
+}
+
+
+def revision(stage: str) -> int:
+    return STAGE_REVISIONS.get(stage, (1, ""))[0]
+
+
 def stages_of(style: str) -> tuple[str, ...]:
     """The stages of one run of `style` (the untrained base pair has nothing to train)."""
     return BASE_STAGES if style == "base" else RUN_STAGES

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import data, io, params, paths, record, reports, runner, splits, train
+from lib import data, io, params, paths, record, reports, runner, splits, stages, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,6 +168,26 @@ def test_changed_params_notebook_or_upstream_make_a_stage_not_done(home, monkeyp
     nb["cells"][-1]["source"] = ["print('edited')\n"] + nb["cells"][-1]["source"]
     (nbs / "06_benchmark.ipynb").write_text(json.dumps(nb))
     assert "notebooks/06_benchmark.ipynb changed" in record.why_not_done(rp, "06_benchmark", cfg)
+
+
+def test_a_record_made_before_lib_changed_a_stage_is_not_done(home, monkeypatch):
+    # `engine.async_scheduling: auto` changed meaning with the parameter unchanged: a benchmark
+    # recorded before (no revision, read as 1) must run again, saying why.
+    cfg = params.resolve("tiny", "cot", "easy")
+    rp = paths.RunPaths("tiny", "cot", "easy")
+    rp.samples_csv.parent.mkdir(parents=True)
+    rp.samples_csv.write_text("id\n1\n")
+    io.write_json(rp.metrics_json, {"ok": True})
+    figures = _stamp(rp, "06_benchmark", cfg)
+    assert figures["settings"]["revision"] == stages.revision("06_benchmark") >= 2
+    assert record.why_not_done(rp, "06_benchmark", cfg) is None
+    del figures["settings"]["revision"]
+    io.write_json(rp.figures("06_benchmark"), figures)
+    why = record.why_not_done(rp, "06_benchmark", cfg)
+    assert why.startswith("lib's 06_benchmark changed since it ran (revision 1 -> 2: engine.async_scheduling")
+    # a stage without a revision of its own is 1, and its old records stay done
+    _stamp(rp, "05_merge", cfg)
+    assert record.load(rp, "05_merge")["settings"]["revision"] == 1
 
 
 def test_a_corrupted_distilled_file_is_not_done(home):
