@@ -298,13 +298,15 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
 def _schedulers(have: pd.DataFrame) -> list[str]:
     """Runs whose passes vLLM scheduled differently (`engine.async_scheduling: auto` leaves each
     engine its default: vLLM 0.26 overlaps scheduling for the target alone, not with a draft model)."""
-    both = have.reindex(columns=["async_baseline", "async_speculative"]).dropna()
-    split = both[both["async_baseline"].astype(bool) & ~both["async_speculative"].astype(bool)]
+    both = have.reindex(columns=["async_baseline", "async_speculative"]).dropna().astype(bool)
+    split = both[both["async_baseline"] != both["async_speculative"]]
     if not len(split):
         return []
-    return [f"In {len(split)} of {len(both)} run(s) vLLM overlapped scheduling with the GPU (async scheduling) for the "
-            f"baseline and not for the speculative pass, each engine's default: r and the speed-up count that overlap "
-            f"as a cost of speculating."]
+    ahead = "baseline" if split["async_baseline"].all() else "speculative pass" if split["async_speculative"].all() else None
+    which = (f"for the {ahead} and not for the {'speculative pass' if ahead == 'baseline' else 'baseline'}" if ahead
+             else "for one pass and not the other")
+    return [f"In {len(split)} of {len(both)} run(s) vLLM overlapped scheduling with the GPU (async scheduling) {which}, "
+            f"each engine's default: r and the speed-up count that difference as part of speculating."]
 
 
 def _span(values: pd.Series, fmt: str) -> str:

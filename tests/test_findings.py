@@ -184,6 +184,7 @@ def test_passes_that_vllm_scheduled_differently_are_said():
             {**base, "async_baseline": None, "async_speculative": None}]  # a vLLM that does not say
     frame = pd.DataFrame(rows)
     [said] = [x for x in findings._cost_model(frame) if "async scheduling" in x]
-    assert said.startswith("In 1 of 2 run(s) vLLM overlapped scheduling")
+    assert said.startswith("In 1 of 2 run(s) vLLM overlapped scheduling with the GPU (async scheduling) for the "
+                           "baseline and not for the speculative pass")
     assert not any("async scheduling" in x for x in findings._cost_model(frame.iloc[1:]))
     assert not any("async scheduling" in x for x in findings._cost_model(frame.drop(columns=["async_baseline", "async_speculative"])))
