@@ -1,9 +1,12 @@
 """A profile's whole grid on one GPU in the time a lent machine gives (issues 15 and 16).
 
-    python benchmarks/gpu_grid.py --profile gpu-solve --home H --out O [--scenarios ...] [--set k=v ...]
+    python benchmarks/gpu_grid.py --profile gpu-solve --home H --out O [--scenarios ...] [--set k=v ...] [--gpus 0 1]
 
 Order: the base pair (00), then per scenario each trained style's chain 01-05 and each style's
-benchmark (06), one at a time on the card; the analysis (07) last. Every phase is one `python -m lib run` call, measured around it (wall, device GPU memory,
+benchmark (06), one at a time on the card; the analysis (07) last. With `--gpus`, one home and one
+base pair for every run: after 00 all chains 01-05 are placed on the GPUs by the runner (one run
+per GPU at a time), then all benchmarks, so that a benchmark only ever shares the host with
+another benchmark. Every phase is one `python -m lib run` call, measured around it (wall, device GPU memory,
 host memory); after each phase the figures, metrics, status and logs so far are packed into
 `O/results.tar.gz`, so a machine taken away mid-grid still leaves what finished. A relaunch
 skips what finished (the runner's own records).
@@ -37,6 +40,7 @@ def main() -> int:
     ap.add_argument("--styles", nargs="*", default=["base", "cot", "cod"])
     ap.add_argument("--scenarios", nargs="*", default=["easy", "medium", "hard"])
     ap.add_argument("--set", nargs="*", default=[], dest="sets")
+    ap.add_argument("--gpus", nargs="*", default=[], help="GPU slots for the runner's placement (`lib run --gpus`)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WORKBOOK_HOME": str(args.home),
@@ -51,7 +55,8 @@ def main() -> int:
         """One `python -m lib run` call, measured; the results so far packed after it."""
         monitor.stage, t = name, time.time()
         cmd = [sys.executable, "-m", "lib", "run", "--profile", args.profile, "--styles", *styles,
-               "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else [])
+               "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else []) \
+            + (["--gpus", *args.gpus] if args.gpus else [])
         with open(args.out / f"{name}.runner.log", "a") as log:
             code = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         entry = {"phase": name, "rc": code, "wall_s": round(time.time() - t, 1), **monitor.peaks.get(name, {})}
@@ -62,22 +67,36 @@ def main() -> int:
         pack(args)
         return code
 
-    # --- the base pair, then per scenario each chain and each benchmark, one at a time ---------
-    trained = [s for s in args.styles if s != "base"]
-    phase("00_base_models", ["base"], [args.scenarios[0]], ["00_base_models"])
-    for scenario in args.scenarios:
-        # One chain at a time: vLLM sizes its KV cache from the memory the card has in use while
-        # it profiles, so a neighbour's engine or trainer (seen on the H200) leaves it none.
-        for style in trained:
-            phase(f"{scenario}-{style}-train", [style], [scenario], list(TRAIN))
-        if "base" in args.styles:
-            phase(f"{scenario}-base-data", ["base"], [scenario], ["01_generate_data"])
-        for style in args.styles:
-            phase(f"{scenario}-{style}-benchmark", [style], [scenario], ["06_benchmark"])
+    # --- the base pair, then the chains and the benchmarks (plan) ----------------------------------
+    for name, styles, scenarios, stages in plan(args.styles, args.scenarios, bool(args.gpus)):
+        phase(name, styles, scenarios, stages)
     phase("07_analysis", args.styles, args.scenarios, ["07_analysis"])
     monitor.close()
     pack(args)
     return max(codes)
+
+
+def plan(styles: list[str], scenarios: list[str], placed: bool) -> list[tuple[str, list, list, list]]:
+    """The phases before 07: (name, styles, scenarios, stages), the base pair (00) first. One card: per scenario
+    one chain at a time (vLLM sizes its KV cache from the memory the card has in use while it
+    profiles, so a neighbour's engine or trainer, seen on the H200, leaves it none), then each
+    benchmark. Placed on several GPUs: every chain, then every benchmark, the runner keeping
+    one run per GPU."""
+    trained = [s for s in styles if s != "base"]
+    out = [("00_base_models", ["base"], [scenarios[0]], ["00_base_models"])]
+    if placed:
+        if trained:
+            out.append(("train", trained, scenarios, list(TRAIN)))
+        if "base" in styles:
+            out.append(("base-data", ["base"], scenarios, ["01_generate_data"]))
+        out.append(("benchmark", styles, scenarios, ["06_benchmark"]))
+        return out
+    for scenario in scenarios:
+        out += [(f"{scenario}-{style}-train", [style], [scenario], list(TRAIN)) for style in trained]
+        if "base" in styles:
+            out.append((f"{scenario}-base-data", ["base"], [scenario], ["01_generate_data"]))
+        out += [(f"{scenario}-{style}-benchmark", [style], [scenario], ["06_benchmark"]) for style in styles]
+    return out
 
 
 def pack(args) -> None:

@@ -29,3 +29,17 @@ def test_pack_keeps_per_sample_outputs_out_of_the_committable_archive(tmp_path):
     assert names["samples"] == {"data/gpu-solve/runs/cod_easy/benchmark_samples.csv"}
     assert names["html"] == {"reports/gpu-solve/cod_easy/06_benchmark.html"}
     assert not list(out.glob("*.part"))
+
+
+def test_plan_one_card_runs_one_chain_at_a_time_and_placed_runs_every_chain_then_every_benchmark():
+    one = gpu_grid.plan(["cot", "cod", "base"], ["hard"], placed=False)
+    assert [p[0] for p in one] == ["00_base_models", "hard-cot-train", "hard-cod-train", "hard-base-data",
+                                   "hard-cot-benchmark", "hard-cod-benchmark", "hard-base-benchmark"]
+    assert one[1][1:] == (["cot"], ["hard"], list(gpu_grid.TRAIN))
+    # on several GPUs: one base pair, the runner places the runs; no benchmark beside a trainer
+    placed = gpu_grid.plan(["cot", "cod", "base"], ["easy", "medium"], placed=True)
+    assert placed == [("00_base_models", ["base"], ["easy"], ["00_base_models"]),
+                      ("train", ["cot", "cod"], ["easy", "medium"], list(gpu_grid.TRAIN)),
+                      ("base-data", ["base"], ["easy", "medium"], ["01_generate_data"]),
+                      ("benchmark", ["cot", "cod", "base"], ["easy", "medium"], ["06_benchmark"])]
+    assert [p[0] for p in gpu_grid.plan(["base"], ["hard"], placed=True)] == ["00_base_models", "base-data", "benchmark"]
