@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import io, params, paths
 from .paths import RunPaths, profile_figures, reports_root
-from .stages import STAGE_REVISIONS, STAGE_SECTIONS, revision
+from .stages import FIRST_REVISION, STAGE_SECTIONS, revision
 
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
 OPERATIONAL = ("data.gemini.base_url", "data.gemini.api_version", "data.gemini.inline_limit_bytes",
@@ -92,7 +92,7 @@ def settings(cfg, rp: RunPaths | str, stage: str) -> dict:
         "params": used,
         "overrides": overrides_of(cfg, stage),
         "notebook_sha": notebook_sha(stage),
-        "revision": revision(stage),
+        "revision": revision(stage)[0],
         "upstream": _upstream(rp, stage),
     }
 
@@ -189,9 +189,9 @@ def why_not_done(rp: RunPaths | str, stage: str, cfg) -> str | None:
         return f"parameters changed ({_changed(recorded.get('params') or {}, now['params'])})"
     if recorded.get("notebook_sha") != now["notebook_sha"]:
         return f"notebooks/{stage}.ipynb changed since it ran"
-    if recorded.get("revision", 1) != now["revision"]:
-        return (f"lib's {stage} changed since it ran (revision {recorded.get('revision', 1)} -> {now['revision']}: "
-                f"{STAGE_REVISIONS.get(stage, (1, 'its first'))[1]})")
+    then = recorded.get("revision", FIRST_REVISION[0])
+    if then != now["revision"]:
+        return f"lib's {stage} changed since it ran (revision {then} -> {now['revision']}: {revision(stage)[1]})"
     if recorded.get("upstream") != now["upstream"]:
         moved = sorted(k for k in set(now["upstream"]) | set(recorded.get("upstream") or {})
                        if (recorded.get("upstream") or {}).get(k) != now["upstream"].get(k))

@@ -26,15 +26,17 @@ STAGE_SECTIONS = {
 
 
 # Raised when lib changes what a stage computes from the same parameters and notebook: a record
-# made before is then run again, not read as current (the runner prints why). Absent = 1.
+# made before is then run again, not read as current (the runner prints why).
+FIRST_REVISION = (1, "the stage as first written")  # a stage absent below, and a record made before revisions
 STAGE_REVISIONS = {
     "06_benchmark": (2, "engine.async_scheduling: auto now leaves each engine vLLM's own default "
                         "(it forced async scheduling on for both passes on a GPU)"),
 }
 
 
-def revision(stage: str) -> int:
-    return STAGE_REVISIONS.get(stage, (1, ""))[0]
+def revision(stage: str) -> tuple[int, str]:
+    """The stage's revision and what it changed."""
+    return STAGE_REVISIONS.get(stage, FIRST_REVISION)
 
 
 def stages_of(style: str) -> tuple[str, ...]:

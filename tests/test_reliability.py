@@ -179,7 +179,7 @@ def test_a_record_made_before_lib_changed_a_stage_is_not_done(home, monkeypatch)
     rp.samples_csv.write_text("id\n1\n")
     io.write_json(rp.metrics_json, {"ok": True})
     figures = _stamp(rp, "06_benchmark", cfg)
-    assert figures["settings"]["revision"] == stages.revision("06_benchmark") >= 2
+    assert figures["settings"]["revision"] == stages.revision("06_benchmark")[0] >= 2
     assert record.why_not_done(rp, "06_benchmark", cfg) is None
     del figures["settings"]["revision"]
     io.write_json(rp.figures("06_benchmark"), figures)
