@@ -37,6 +37,8 @@ RUN_COLUMNS = [
     "async_baseline", "async_speculative",
     "tokens_per_answer_spec", "identical_output_share",
     "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
+    "style_accuracy_delta", "style_accuracy_delta_lo", "style_accuracy_delta_hi", "style_n_paired", "style_n_cod_only",
+    "style_n_cot_only",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
     "prompt_draft_tokens", "prompt_accepted_tokens",
@@ -104,19 +106,39 @@ CI_CAVEAT = {
 }
 
 
+def paired_correct_delta(first: pd.DataFrame, second: pd.DataFrame, key: str, n: int = 2000, seed: int = 0) -> dict:
+    """Accuracy of `second` minus that of `first` over the prompts both answered (matched by
+    `key`), with a 95% paired bootstrap over those prompts, and how many prompts only one got
+    right: (delta, lo, hi, n, only_second, only_first); {} when no prompt is shared."""
+    a = first.drop_duplicates(key).set_index(key)["correct"].astype(float)
+    b = second.drop_duplicates(key).set_index(key)["correct"].astype(float)
+    both = a.index.intersection(b.index)
+    if not len(both):
+        return {}
+    diff = (b.loc[both] - a.loc[both]).to_numpy()
+    lo, hi = quantiles(resampled_means(diff, n, seed))
+    return {"delta": float(diff.mean()), "lo": lo, "hi": hi, "n": int(len(diff)),
+            "only_second": int((diff > 0).sum()), "only_first": int((diff < 0).sum())}
+
+
 def paired_accuracy_delta(base: pd.DataFrame, spec: pd.DataFrame, key: str, n: int = 2000, seed: int = 0) -> dict:
     """Speculative minus baseline accuracy over the prompts both passes answered, with a
     95% paired bootstrap over prompts, and how many prompts turned right or wrong."""
-    b = base.drop_duplicates(key).set_index(key)["correct"].astype(float)
-    s = spec.drop_duplicates(key).set_index(key)["correct"].astype(float)
-    both = b.index.intersection(s.index)
-    if not len(both):
-        return {}
-    diff = (s.loc[both] - b.loc[both]).to_numpy()
-    lo, hi = quantiles(resampled_means(diff, n, seed))
-    return {
-        "spec_accuracy_delta": float(diff.mean()), "spec_accuracy_delta_lo": lo, "spec_accuracy_delta_hi": hi,
-        "n_paired": int(len(diff)), "n_gained": int((diff > 0).sum()), "n_lost": int((diff < 0).sum()),
+    d = paired_correct_delta(base, spec, key, n, seed)
+    return {} if not d else {
+        "spec_accuracy_delta": d["delta"], "spec_accuracy_delta_lo": d["lo"], "spec_accuracy_delta_hi": d["hi"],
+        "n_paired": d["n"], "n_gained": d["only_second"], "n_lost": d["only_first"],
+    }
+
+
+def paired_style_delta(cot_baseline: pd.DataFrame, cod_baseline: pd.DataFrame, n: int = 2000, seed: int = 0) -> dict:
+    """CoD's held-out accuracy minus CoT's, the target alone (baseline pass), paired over the
+    prompts both answered: both styles answer the same held-out split, so the prompt's own
+    difficulty cancels, and the interval is far narrower than two separate ones overlapping."""
+    d = paired_correct_delta(cot_baseline, cod_baseline, "id", n, seed)
+    return {} if not d else {
+        "style_accuracy_delta": d["delta"], "style_accuracy_delta_lo": d["lo"], "style_accuracy_delta_hi": d["hi"],
+        "style_n_paired": d["n"], "style_n_cod_only": d["only_second"], "style_n_cot_only": d["only_first"],
     }
 
 
@@ -217,6 +239,7 @@ def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
     status = record.load_status(profile)
     rows = []
     for scenario in scenario_order():
+        alone, made = {}, {}  # style -> its baseline pass's samples (CoD against CoT, paired by prompt); its row
         for style in STYLES:
             rp = RunPaths(profile, style, scenario)
             row = {"source": WORKBOOK, "style": style, "scenario": scenario, "run": rp.name}
@@ -237,11 +260,16 @@ def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
                         if set(PASSES) <= set(by_pass):
                             row.update(paired_accuracy_delta(by_pass["baseline"], by_pass["speculative"], "id", n_boot, seed))
                         row.update(_per_prompt_counts(by_pass.get("speculative")))
+                        if "baseline" in by_pass:
+                            alone[style] = by_pass["baseline"]
                     except Exception as exc:
                         row["error"] = f"{rp.samples_csv.name}: {type(exc).__name__}: {exc}"
             else:
                 row.update(state="missing")
             rows.append(row)
+            made[style] = row
+        if set(TRAINED_STYLES) <= set(alone):  # on CoD's row, as the study's tables put CoD beside CoT
+            made["cod"].update(paired_style_delta(alone["cot"], alone["cod"], n_boot, seed))
     return rows
 
 
@@ -342,6 +370,21 @@ def table_speedup(frame: pd.DataFrame) -> pd.DataFrame:
 def table_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     """Study table 2: base untrained, CoT baseline/speculative, CoD baseline/speculative."""
     return _table(frame, TABLE_SPECS["accuracy"])
+
+
+def table_style_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario, CoD's held-out accuracy minus CoT's (the target alone) with its 95% paired
+    bootstrap over the prompts both answered, and the prompts only one style got right; only
+    where both runs' per-sample files pair them."""
+    have = frame[frame["present"] & (frame["style"] == "cod")]
+    have = have[pd.to_numeric(have["style_accuracy_delta"], errors="coerce").notna()]
+    rows = [{"scenario": r["scenario"], "source": r["source"],
+             "CoD − CoT, points [95%, paired]": f"{pts(r['style_accuracy_delta'])} "
+                                                f"[{pts(r['style_accuracy_delta_lo'])}, {pts(r['style_accuracy_delta_hi'])}]",
+             "right only with CoD / only with CoT": f"{int(r['style_n_cod_only'])} / {int(r['style_n_cot_only'])}",
+             "prompts paired": int(r["style_n_paired"])} for _, r in ordered(have).iterrows()]
+    cols = ["CoD − CoT, points [95%, paired]", "right only with CoD / only with CoT", "prompts paired"]
+    return pd.DataFrame(rows, columns=["scenario", "source", *cols]).set_index(["scenario", "source"])
 
 
 def table_tokens(frame: pd.DataFrame) -> pd.DataFrame:

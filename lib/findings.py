@@ -144,7 +144,9 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
 
 def _accuracy_by_style(have: pd.DataFrame, tally: dict) -> list[str]:
     """Per scenario, each style's held-out accuracy (the target alone, the baseline pass) with
-    its interval, and whether CoD's differs from CoT's: the study's "without costing accuracy"."""
+    its interval, and whether CoD's differs from CoT's: the study's "without costing accuracy",
+    decided by the paired interval over the prompts both answered where the per-sample files
+    allow, else by whether the two intervals overlap."""
     out = []
     mine = have[have["source"] == WORKBOOK]
     for scenario in scenario_order(mine["scenario"].unique()):
@@ -161,16 +163,29 @@ def _accuracy_by_style(have: pd.DataFrame, tally: dict) -> list[str]:
             continue
         line = f"{scenario}: held-out accuracy of the target alone — " + ", ".join(said) + " (95% bootstrap over prompts)"
         if "cot" in bounds and "cod" in bounds:
-            (cot, cot_lo, cot_hi), (cod, cod_lo, cod_hi) = bounds["cot"], bounds["cod"]
-            if cod_hi < cot_lo:
-                verdict = "CoD cost accuracy (the intervals do not overlap)"
-            elif cod_lo > cot_hi:
-                verdict = "CoD was more accurate (the intervals do not overlap)"
-            else:
-                verdict = "the intervals overlap: no clear difference"
-            line += f"; CoD − CoT {pts(cod - cot)} points, {verdict}"
-            tally["accuracy"][scenario] = "CoD lower" if cod_hi < cot_lo else "CoD higher" if cod_lo > cot_hi else "unclear"
+            paired = rows.loc["cod"]
+            if not pd.isna(paired.get("style_accuracy_delta")):
+                # both styles answered the same prompts: the paired interval of the difference decides
+                d, lo, hi = paired["style_accuracy_delta"], paired["style_accuracy_delta_lo"], paired["style_accuracy_delta_hi"]
+                lower, higher = hi < 0, lo > 0
+                verdict = ("CoD cost accuracy" if lower else "CoD was more accurate" if higher
+                           else "the interval includes zero: no clear difference")
+                line += (f"; CoD − CoT {pts(d)}{_interval(lo, hi, pts)} points (95% paired bootstrap over the "
+                         f"{int(paired['style_n_paired'])} prompts both answered: {int(paired['style_n_cod_only'])} right "
+                         f"only with CoD, {int(paired['style_n_cot_only'])} only with CoT), {verdict}")
+            else:  # no per-sample files to pair: two separate intervals, a weaker test
+                (cot, cot_lo, cot_hi), (cod, cod_lo, cod_hi) = bounds["cot"], bounds["cod"]
+                lower, higher = cod_hi < cot_lo, cod_lo > cot_hi
+                verdict = ("CoD cost accuracy (the intervals do not overlap)" if lower
+                           else "CoD was more accurate (the intervals do not overlap)" if higher
+                           else "the intervals overlap: no clear difference")
+                line += f"; CoD − CoT {pts(cod - cot)} points (no per-sample files to pair them), {verdict}"
+            tally["accuracy"][scenario] = "CoD lower" if lower else "CoD higher" if higher else "unclear"
         out.append(line + ".")
+    if tally["accuracy"]:
+        out.append("These accuracy intervals resample the held-out prompts answered by one trained target per style: "
+                   "they do not hold the spread between trainings (another seed, or GPU training, which is not "
+                   "bit-reproducible), which only a second training of each style measures.")
     return out
 
 

@@ -4,6 +4,8 @@ every number the fixture chose (tests/fixtures/synthetic.py)."""
 import pytest
 from fixtures import synthetic as syn
 from lib import analysis, findings
+from lib.paths import RunPaths
+from lib.stats import quantiles, resampled_means
 
 
 def test_accuracy_of_each_style_is_stated_with_its_interval_and_the_cod_cot_verdict(home):
@@ -15,10 +17,46 @@ def test_accuracy_of_each_style_is_stated_with_its_interval_and_the_cod_cot_verd
     for style, name in (("base", "base"), ("cot", "CoT"), ("cod", "CoD")):
         assert f"{name} {syn.accuracy(style, 'easy', 'baseline'):.1%} [" in easy
     diff = (syn.accuracy("cod", "easy", "baseline") - syn.accuracy("cot", "easy", "baseline")) * 100
-    assert f"CoD − CoT {diff:+.1f} points" in easy
-    assert "the intervals overlap: no clear difference" in easy  # 8/10 against 6/10 over ten prompts
+    # paired over the ten prompts both answered: CoD right on prompts 0-7, CoT on 0-5
+    assert f"CoD − CoT {diff:+.1f} [" in easy and "over the 10 prompts both answered: 2 right only with CoD, 0 only with CoT" in easy
+    assert easy.endswith("the interval includes zero: no clear difference.")  # 2 of 10 prompts differ
     [medium] = [f for f in lines if f.startswith("medium: held-out accuracy")]
     assert "CoD" not in medium and "CoT 50.0% [" in medium  # cod_medium is a gap: no verdict
+    assert any(f.startswith("These accuracy intervals resample the held-out prompts") for f in lines)
+    table = analysis.table_style_accuracy(frame)  # notebook 07's paired table: easy only (cod_medium is a gap)
+    assert list(table.index) == [("easy", "workbook")]
+    assert table.iloc[0].tolist()[1:] == ["2 / 0", 10] and table.iloc[0, 0].startswith(f"{diff:+.1f} [")
+
+    for style in ("cot", "cod"):  # without per-sample files: the two separate intervals, said so
+        RunPaths(syn.PROFILE, style, "easy").samples_csv.unlink()
+    lines = findings.findings(analysis.collect(syn.PROFILE, n_boot=200), n_boot=200)
+    [easy] = [f for f in lines if f.startswith("easy: held-out accuracy of the target alone")]
+    assert f"CoD − CoT {diff:+.1f} points (no per-sample files to pair them), the intervals overlap: no clear difference" in easy
+
+
+def test_cod_against_cot_accuracy_is_paired_over_the_prompts_both_answered():
+    """Both styles answer the same held-out prompts: a difference the two separate intervals
+    cannot see (they overlap) the paired interval does, and the verdict follows it."""
+    import pandas as pd
+
+    n = 200
+    ids = [f"medium-{i:03d}" for i in range(n)]
+    cot = pd.DataFrame({"id": ids, "correct": [i < 100 for i in range(n)]})  # 50 %
+    cod = pd.DataFrame({"id": ids, "correct": [i < 85 for i in range(n)]})   # 42.5 %: 15 prompts lost, none gained
+    paired = analysis.paired_style_delta(cot, cod.sample(frac=1, random_state=0), n=2000)  # order must not matter
+    assert paired["style_n_paired"] == n and (paired["style_n_cod_only"], paired["style_n_cot_only"]) == (0, 15)
+    assert paired["style_accuracy_delta"] == pytest.approx(-0.075) and paired["style_accuracy_delta_hi"] < 0
+
+    def row(style, acc, extra=None):
+        lo, hi = quantiles(resampled_means([1.0] * int(acc * n) + [0.0] * (n - int(acc * n)), 2000))
+        return {"source": "workbook", "scenario": "medium", "style": style, "accuracy_baseline": acc,
+                "accuracy_baseline_ci95": (lo, hi), **(extra or {})}
+    frame = pd.DataFrame([row("cot", 0.5), row("cod", 0.425, paired)])
+    assert frame.loc[1, "accuracy_baseline_ci95"][1] > frame.loc[0, "accuracy_baseline_ci95"][0]  # they overlap
+    tally = {"accuracy": {}}
+    [line, _caveat] = findings._accuracy_by_style(frame, tally)
+    assert "CoD − CoT -7.5 [" in line and "0 right only with CoD, 15 only with CoT), CoD cost accuracy." in line
+    assert tally["accuracy"] == {"medium": "CoD lower"}
 
 
 def test_cod_against_cot_speed_up_is_decided_by_the_repetitions_not_the_prompt_interval():
