@@ -77,19 +77,22 @@ def true_size_repo(repo_id: str, tok, tok_files: dict, hub_cache: Path, seed: in
 
 
 class Monitor:
-    """Samples every `period` s: GPU memory used on the device (NVML), host memory in use by
-    processes (MemTotal - MemAvailable - Shmem) and tmpfs (Shmem)."""
+    """Samples every `period` s: GPU memory used on the device (NVML; with `devices`, the most
+    used of those), host memory in use by processes (MemTotal - MemAvailable - Shmem) and tmpfs
+    (Shmem)."""
 
-    def __init__(self, trace: Path, period: float = 0.5):
+    def __init__(self, trace: Path, period: float = 0.5, devices: list[int] | None = None):
         import pynvml
 
         try:
             pynvml.nvmlInit()
-            # NVML counts every GPU of the host, CUDA_VISIBLE_DEVICES none: the first visible one.
-            first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(int(first) if first.isdigit() else 0)
+            # NVML counts every GPU of the host, CUDA_VISIBLE_DEVICES none: CUDA's index i is the
+            # i-th visible one (the first when no devices are named)
+            visible = [int(x) for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip().isdigit()]
+            indices = [visible[i] if i < len(visible) else i for i in (devices or [0])]
+            self.nvml, self.handles = pynvml, [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
         except pynvml.NVMLError:  # no GPU: host figures only
-            self.nvml = self.handle = None
+            self.nvml, self.handles = None, []
         new = not trace.exists()
         self.trace, self.period, self.stage = open(trace, "a"), period, "setup"
         if new:
@@ -107,7 +110,7 @@ class Monitor:
         return out
 
     def sample(self) -> tuple[float, float, float]:
-        gpu = self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used / 2**20 if self.handle else 0.0
+        gpu = max((self.nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20 for h in self.handles), default=0.0)
         mem = self._meminfo()
         return gpu, mem["MemTotal"] - mem["MemAvailable"] - mem.get("Shmem", 0), mem.get("Shmem", 0)
 

@@ -8,7 +8,8 @@ base pair for every run: after 00 all chains 01-05 are placed on the GPUs by the
 per GPU at a time), then all benchmarks, so that a benchmark only ever shares the host with
 another benchmark. Every phase is one `python -m lib run` call, measured around it (wall, device GPU memory,
 host memory); after each phase the figures, metrics, status and logs so far are packed into
-`O/results.tar.gz`, so a machine taken away mid-grid still leaves what finished. A relaunch
+`O/results.tar.gz` (and every `--pack-every` seconds while a phase runs), so a machine taken away
+mid-grid still leaves what finished. A relaunch
 skips what finished (the runner's own records).
 """
 
@@ -41,11 +42,14 @@ def main() -> int:
     ap.add_argument("--scenarios", nargs="*", default=["easy", "medium", "hard"])
     ap.add_argument("--set", nargs="*", default=[], dest="sets")
     ap.add_argument("--gpus", nargs="*", default=[], help="GPU slots for the runner's placement (`lib run --gpus`)")
+    ap.add_argument("--pack-every", type=float, default=30.0,
+                    help="seconds between packs while a phase runs (a placed phase holds several runs)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WORKBOOK_HOME": str(args.home),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    monitor = Monitor(args.out / "monitor.csv")
+    # placed runs: the busiest of the slots' GPUs (a slot may be several, "0,1")
+    monitor = Monitor(args.out / "monitor.csv", devices=[int(d) for slot in args.gpus for d in slot.split(",")] or None)
     summary_path = args.out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"phases": []}
     summary["sets"] = args.sets
@@ -58,7 +62,7 @@ def main() -> int:
                "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else []) \
             + (["--gpus", *args.gpus] if args.gpus else [])
         with open(args.out / f"{name}.runner.log", "a") as log:
-            code = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            code = run_packing(cmd, env, log, args.pack_every, lambda: pack(args))
         entry = {"phase": name, "rc": code, "wall_s": round(time.time() - t, 1), **monitor.peaks.get(name, {})}
         summary["phases"].append(entry)
         codes.append(code)
@@ -74,6 +78,18 @@ def main() -> int:
     monitor.close()
     pack(args)
     return max(codes)
+
+
+def run_packing(cmd: list[str], env: dict, log, every: float, pack_now) -> int:
+    """Run `cmd` to its end, calling `pack_now` every `every` s while it runs (the caller packs
+    after): a placed phase holds several runs, and a machine taken away in the middle of it
+    still leaves every run that finished before."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    while True:
+        try:
+            return proc.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            pack_now()
 
 
 def plan(styles: list[str], scenarios: list[str], placed: bool) -> list[tuple[str, list, list, list]]:

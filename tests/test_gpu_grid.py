@@ -43,3 +43,15 @@ def test_plan_one_card_runs_one_chain_at_a_time_and_placed_runs_every_chain_then
                       ("base-data", ["base"], ["easy", "medium"], ["01_generate_data"]),
                       ("benchmark", ["cot", "cod", "base"], ["easy", "medium"], ["06_benchmark"])]
     assert [p[0] for p in gpu_grid.plan(["base"], ["hard"], placed=True)] == ["00_base_models", "base-data", "benchmark"]
+
+
+def test_a_phase_is_packed_while_it_runs_not_only_after(tmp_path):
+    """A placed phase holds several runs for many minutes: packing on a clock while it runs
+    keeps each finished run's figures if the machine is taken away before the phase ends."""
+    ticks = []
+    with open(tmp_path / "phase.log", "w") as log:
+        code = gpu_grid.run_packing([sys.executable, "-c", "import time; time.sleep(1.0); raise SystemExit(3)"],
+                                    {}, log, 0.2, lambda: ticks.append(1))
+    assert code == 3 and len(ticks) >= 3  # the command's own exit status, after packs made while it ran
+    with open(tmp_path / "phase.log", "w") as log:
+        assert gpu_grid.run_packing([sys.executable, "-c", "pass"], {}, log, 5.0, lambda: ticks.append(1)) == 0
