@@ -59,7 +59,7 @@ def _answer(tally: dict) -> list[str]:
             by.setdefault(v, []).append(scenario)
         return f"{what}: " + "; ".join(f"{v if v != 'unclear' else unclear} in {', '.join(sc)}" for v, sc in by.items())
 
-    said = [part(*x) for x in (("Accuracy", tally["accuracy"], "no clear difference"),
+    said = [part(*x) for x in (("Accuracy (one training per style)", tally["accuracy"], "no clear difference"),
                                ("Acceptance", tally["acceptance"], "no clear difference"),
                                ("Throughput speed-up", tally["speedup"], "not resolved by the repetitions"))
             if x[1]]

@@ -179,7 +179,7 @@ def test_the_first_finding_answers_the_study_question(home):
     syn.write_grid(syn.PROFILE)
     lines = findings.findings(analysis.collect(syn.PROFILE, n_boot=200), n_boot=200)
     first = lines[0]
-    assert first.startswith("The study's question") and "Accuracy:" in first and "Acceptance:" in first
+    assert first.startswith("The study's question") and "Accuracy (one training per style):" in first and "Acceptance:" in first
     assert "Throughput speed-up: not resolved by the repetitions in" in first and "CoD faster" not in first
     tally = {"acceptance": {"easy": "CoT higher", "hard": "unclear"}, "speedup": {"easy": "CoD faster"}, "accuracy": {}}
     [said] = findings._answer(tally)
