@@ -29,7 +29,7 @@ RUN_COLUMNS = [
     "acceptance_rate", "acceptance_lo", "acceptance_hi", "acceptance_ci_method", "mean_acceptance_length",
     "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
     "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
-    "speedup_lo", "speedup_hi", "repetitions", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
+    "speedup_lo", "speedup_hi", "repetitions", "speedup_reps", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
     "predicted_speedup_decode", "predicted_speedup_busy", "prediction_basis", "busy_occupancy_ratio",
     "identical_output_floor", "tokens_per_answer",
     "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline",
@@ -205,6 +205,7 @@ def _metrics_row(metrics: dict) -> dict:
         "accepted_tokens": spec.get("accepted_tokens"),
         "speedup_latency": comp.get("speedup_latency"),
         "repetitions": len(comp.get("repetitions") or []),  # fresh engine pairs behind the speed-up's range
+        "speedup_reps": [r["speedup_throughput"] for r in comp.get("repetitions") or [] if r.get("speedup_throughput")],
         "order_effect": order_effect(comp.get("repetitions") or []),
         "speedup_latency_lo": lo,
         "speedup_latency_hi": hi,
@@ -315,7 +316,7 @@ def collect(profile: str, external: External | None = None, n_boot: int = 2000, 
             frame.at[i, "acceptance_ci_method"] = method
     numeric = [c for c in RUN_COLUMNS if c not in (
         "source", "style", "scenario", "run", "state", "error", "present", "acceptance_ci_method", "acceptance_by_pos",
-        "prediction_basis",
+        "prediction_basis", "speedup_reps",
         "accepted_per_pos", "accuracy_baseline_ci95", "accuracy_speculative_ci95", "k_sweep",
         "prompt_draft_tokens", "prompt_accepted_tokens")]
     for col in numeric:

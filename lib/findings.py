@@ -11,7 +11,8 @@ import pandas as pd
 from . import analysis
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
-from .stats import NOISE_ALPHA, TOLERANCE_TEXT, excess_mismatch_p, holm, quantiles, within_tolerance
+from .stats import (NOISE_ALPHA, TOLERANCE_TEXT, excess_mismatch_p, holm, least_rank_test_p, quantiles,
+                    rank_test_p, within_tolerance)
 from .styles import TRAINED_STYLES
 
 
@@ -112,24 +113,41 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
     return out, methods
 
 
+def _reps(row) -> list:
+    reps = row.get("speedup_reps")
+    return list(reps) if isinstance(reps, (list, tuple, np.ndarray)) else []
+
+
 def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> list[str]:
-    """CoD's speed-up against CoT's. The repetitions' range is what decides: each is a fresh
-    engine pair, so it holds the run-to-run spread; the latency interval resamples the prompts
-    of one pass and does not (on the H200, two repetitions differed by up to 2.8x while each
-    latency interval was a few hundredths wide)."""
+    """CoD's speed-up against CoT's. The repetitions decide: each is a fresh engine pair, so
+    they hold the run-to-run spread; the latency interval resamples the prompts of one pass and
+    does not (on the H200, two repetitions differed by up to 2.8x while each latency interval
+    was a few hundredths wide). The test is a rank test over the two runs' repetitions, not
+    whether their ranges overlap: a range only widens with more repetitions, so that rule grew
+    stricter the more was measured. Metrics without per-repetition figures keep the range rule."""
     out = []
     if not (pd.isna(cot["speedup"]) or pd.isna(cod["speedup"])):
         reps = [r.get("repetitions") for r in (cot, cod)]
+        r_cot, r_cod = _reps(cot), _reps(cod)
         verdict = "unclear"
         if any(pd.isna(n) or n < 2 for n in reps) or pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]):
             spread = "fewer than two repetitions: the run-to-run spread is not measured, so this does not tell them apart"
         else:
-            apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
+            ranges = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
+                      f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]")
+            if len(r_cot) >= 2 and len(r_cod) >= 2:
+                p, least = rank_test_p(r_cod, r_cot), least_rank_test_p(len(r_cod), len(r_cot))
+                apart = p < NOISE_ALPHA
+                said = ("not resolved by these repetitions" if not apart else
+                        "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster")
+                spread = (f"{ranges}; rank test over the {len(r_cod)} + {len(r_cot)} repetitions p = {p:.2f}: {said}"
+                          + ("" if least < NOISE_ALPHA else
+                             f"; with so few the test cannot go below p = {least:.2f}: four repetitions each can tell them apart"))
+            else:
+                apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
+                spread = f"{ranges}: " + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions")
             if apart:
                 verdict = "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster"
-            spread = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
-                      f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]: "
-                      + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions"))
         out.append(f"{scenario}: throughput speed-up CoD {cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x ({spread}).")
         if tally is not None:
             tally["speedup"][scenario] = verdict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 import numpy as np
@@ -129,6 +130,44 @@ def excess_mismatch_p(share: float, floor_share: float, n: int) -> float:
     if count <= floor_count:
         return 1.0
     return sum(math.comb(total, i) for i in range(count, total + 1)) / 2**total
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..N, tied values sharing the mean of their ranks."""
+    order = np.argsort(x, kind="mergesort")
+    ranks, xs, i = np.empty(len(x)), x[order], 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and xs[j + 1] == xs[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def rank_test_p(a, b, exact_limit: int = 200_000, draws: int = 20_000, seed: int = 0) -> float:
+    """Two-sided p of the rank-sum (Mann-Whitney) test that `a` and `b` come from one
+    distribution: over every way of splitting the pooled values into groups of their sizes
+    (midranks for ties), the share whose rank sum is at least as far from its mean as the
+    observed one; a seeded sample of splits past `exact_limit`. No normal approximation: a
+    run has a handful of repetitions. Its least value is `least_rank_test_p`."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ranks = _midranks(np.concatenate([a, b]))
+    n, total = len(a), len(a) + len(b)
+    mean, far = n * (total + 1) / 2, abs(ranks[:n].sum() - n * (total + 1) / 2) - 1e-9
+    if math.comb(total, n) <= exact_limit:
+        sums = np.array([ranks[list(c)].sum() for c in itertools.combinations(range(total), n)])
+    else:
+        rng = np.random.default_rng(seed)
+        sums = np.array([rng.permutation(ranks)[:n].sum() for _ in range(draws)])
+    return float(np.mean(np.abs(sums - mean) >= far))
+
+
+def least_rank_test_p(n: int, m: int) -> float:
+    """The smallest two-sided p `rank_test_p` can give with n and m values (the two groups
+    wholly apart): 0.33 for 2 + 2, 0.10 for 3 + 3, 0.029 for 4 + 4, so fewer than four
+    repetitions a side can never tell two runs apart at NOISE_ALPHA."""
+    return min(1.0, 2 / math.comb(n + m, n))
 
 
 PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of measured (issue 15)

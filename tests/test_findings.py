@@ -1,11 +1,12 @@
 """Findings written from the numbers: the styles' accuracy, read from synthetic runs whose
 every number the fixture chose (tests/fixtures/synthetic.py)."""
 
+import numpy as np
 import pytest
 from fixtures import synthetic as syn
 from lib import analysis, findings
 from lib.paths import RunPaths
-from lib.stats import quantiles, resampled_means
+from lib.stats import least_rank_test_p, quantiles, rank_test_p, resampled_means
 
 
 def test_accuracy_of_each_style_is_stated_with_its_interval_and_the_cod_cot_verdict(home):
@@ -74,6 +75,42 @@ def test_cod_against_cot_speed_up_is_decided_by_the_repetitions_not_the_prompt_i
     assert "the ranges do not overlap" in apart
     single, _ = findings._speedup_by_style("easy", row(0.76, 0.76, 0.76, 1, 1, 1, reps=1), row(1.23, 1.23, 1.23, 1, 1, 1, reps=1))
     assert "fewer than two repetitions" in single and "do not overlap" not in single
+
+
+def test_cod_against_cot_speed_up_is_a_rank_test_over_the_repetitions_not_their_ranges():
+    """Ranges only widen as repetitions are added, so "do the ranges overlap" grew stricter the
+    more was measured; the rank test over both runs' repetitions does not, and it says when
+    there are too few repetitions for any answer."""
+    import pandas as pd
+
+    def row(reps):
+        return pd.Series({"speedup": float(np.median(reps)), "speedup_lo": min(reps), "speedup_hi": max(reps),
+                          "repetitions": len(reps), "speedup_reps": list(reps), "speedup_latency": float("nan")})
+    # eight repetitions each, ranges overlapping, CoD's mostly above: told apart
+    cot = row([0.80, 0.95, 1.00, 1.05, 1.10, 1.12, 1.15, 1.40])
+    cod = row([1.10, 1.20, 1.25, 1.30, 1.35, 1.40, 1.45, 1.50])
+    tally = {"speedup": {}}
+    [thr] = findings._speedup_by_style("medium", cot, cod, tally)
+    p = rank_test_p(cod["speedup_reps"], cot["speedup_reps"])
+    assert p < 0.05 and cod["speedup_lo"] < cot["speedup_hi"]  # the ranges overlap, the ranks do not
+    assert f"rank test over the 8 + 8 repetitions p = {p:.2f}: CoD faster" in thr and tally["speedup"] == {"medium": "CoD faster"}
+    # the session-8 easy pair (four each, overlapping): not resolved
+    [thr] = findings._speedup_by_style("easy", row([1.15, 1.21, 1.35, 1.87]), row([1.00, 1.29, 1.35, 1.53]), tally)
+    assert "rank test over the 4 + 4 repetitions p = " in thr and "not resolved by these repetitions" in thr
+    assert tally["speedup"]["easy"] == "unclear" and "cannot go below" not in thr
+    # two each, wholly apart: the test cannot answer, and says how many would
+    [thr] = findings._speedup_by_style("hard", row([0.7, 0.8]), row([1.2, 1.3]), tally)
+    assert "p = 0.33: not resolved" in thr and "cannot go below p = 0.33: four repetitions each" in thr
+    assert tally["speedup"]["hard"] == "unclear"
+
+
+def test_rank_test_is_exact_for_small_groups_and_sampled_past_the_limit():
+    assert rank_test_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70) == least_rank_test_p(4, 4)
+    assert least_rank_test_p(2, 2) == pytest.approx(1 / 3) and least_rank_test_p(3, 3) == pytest.approx(0.1)
+    assert rank_test_p([1, 2, 3], [1, 2, 3]) == 1.0  # ties: midranks, nothing apart
+    a, b = [0.9, 1.1, 1.3, 1.2, 0.8, 1.0], [1.25, 1.4, 1.35, 1.5, 1.05, 1.45]
+    assert rank_test_p(a, b) == rank_test_p(b, a)
+    assert rank_test_p(a, b, exact_limit=10, draws=40_000) == pytest.approx(rank_test_p(a, b), abs=0.01)
 
 
 def test_synthetic_grid_states_the_speed_up_of_both_styles(home):
