@@ -135,19 +135,21 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
         else:
             ranges = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
                       f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]")
-            if len(r_cot) >= 2 and len(r_cod) >= 2:
+            ranked = len(r_cot) >= 2 and len(r_cod) >= 2
+            if ranked:
                 p, least = rank_test_p(r_cod, r_cot), least_rank_test_p(len(r_cod), len(r_cot))
                 apart = p < NOISE_ALPHA
-                said = ("not resolved by these repetitions" if not apart else
-                        "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster")
-                spread = (f"{ranges}; rank test over the {len(r_cod)} + {len(r_cot)} repetitions p = {p:.2f}: {said}"
+            else:
+                apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
+            if apart:
+                verdict = "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster"
+            if ranked:
+                spread = (f"{ranges}; rank test over the {len(r_cod)} + {len(r_cot)} repetitions p = {p:.2f}: "
+                          + (verdict if apart else "not resolved by these repetitions")
                           + ("" if least < NOISE_ALPHA else
                              f"; with so few the test cannot go below p = {least:.2f}: four repetitions each can tell them apart"))
             else:
-                apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
                 spread = f"{ranges}: " + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions")
-            if apart:
-                verdict = "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster"
         out.append(f"{scenario}: throughput speed-up CoD {cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x ({spread}).")
         if tally is not None:
             tally["speedup"][scenario] = verdict
