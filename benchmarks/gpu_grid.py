@@ -56,7 +56,7 @@ def main() -> int:
     codes = []  # this launch's (a relaunch's summary keeps the earlier phases too)
 
     def phase(name: str, styles: list[str], scenarios: list[str], stages: list[str]) -> int:
-        """One `python -m lib run` call, measured; the results so far packed after it."""
+        """One `python -m lib run` call, measured; the results so far packed while it runs and after it."""
         monitor.stage, t = name, time.time()
         cmd = [sys.executable, "-m", "lib", "run", "--profile", args.profile, "--styles", *styles,
                "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else []) \

@@ -7,6 +7,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 
 NOISE_ALPHA = 0.05  # a difference counts as real when chance alone gives it less than 5 % of the time
 
@@ -132,29 +133,16 @@ def excess_mismatch_p(share: float, floor_share: float, n: int) -> float:
     return sum(math.comb(total, i) for i in range(count, total + 1)) / 2**total
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..N, tied values sharing the mean of their ranks."""
-    order = np.argsort(x, kind="mergesort")
-    ranks, xs, i = np.empty(len(x)), x[order], 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and xs[j + 1] == xs[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def rank_test_p(a, b, exact_limit: int = 200_000, draws: int = 20_000, seed: int = 0) -> float:
     """Two-sided p of the rank-sum (Mann-Whitney) test that `a` and `b` come from one
     distribution: over every way of splitting the pooled values into groups of their sizes
     (midranks for ties), the share whose rank sum is at least as far from its mean as the
     observed one; a seeded sample of splits past `exact_limit`. No normal approximation: a
     run has a handful of repetitions. Its least value is `least_rank_test_p`."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ranks = _midranks(np.concatenate([a, b]))
-    n, total = len(a), len(a) + len(b)
-    mean, far = n * (total + 1) / 2, abs(ranks[:n].sum() - n * (total + 1) / 2) - 1e-9
+    ranks = pd.Series(np.concatenate([np.asarray(a, dtype=float), np.asarray(b, dtype=float)])).rank().to_numpy()
+    n, total = len(a), len(ranks)
+    mean = n * (total + 1) / 2
+    far = abs(ranks[:n].sum() - mean) - 1e-9  # at least as far: a float sum equal to the observed one counts
     if math.comb(total, n) <= exact_limit:
         sums = np.array([ranks[list(c)].sum() for c in itertools.combinations(range(total), n)])
     else:
