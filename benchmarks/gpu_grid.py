@@ -137,7 +137,10 @@ def _tar(path: Path, members: list[tuple[Path, str]]) -> None:
     tmp = path.with_name(path.name + ".part")  # a machine taken away mid-write leaves the last whole one
     with tarfile.open(tmp, "w:gz") as tar:
         for p, name in members:
-            tar.add(p, arcname=name)
+            try:
+                tar.add(p, arcname=name)
+            except FileNotFoundError:  # packed while a phase runs: a stage starting again removes its old record
+                continue
     tmp.replace(path)
 
 

@@ -55,3 +55,12 @@ def test_a_phase_is_packed_while_it_runs_not_only_after(tmp_path):
     assert code == 3 and len(ticks) >= 3  # the command's own exit status, after packs made while it ran
     with open(tmp_path / "phase.log", "w") as log:
         assert gpu_grid.run_packing([sys.executable, "-c", "pass"], {}, log, 5.0, lambda: ticks.append(1)) == 0
+
+
+def test_a_file_removed_between_listing_and_packing_is_left_out_not_fatal(tmp_path):
+    """Packing while a phase runs races the runner: a stage starting again removes its old
+    record and report, and the pack must go on with the rest rather than stop the driver."""
+    kept, gone = tmp_path / "kept.json", tmp_path / "gone.json"
+    kept.write_text("{}")
+    gpu_grid._tar(tmp_path / "out.tar.gz", [(gone, "gone.json"), (kept, "kept.json")])
+    assert tarfile.open(tmp_path / "out.tar.gz").getnames() == ["kept.json"]
