@@ -32,7 +32,7 @@ RUN_COLUMNS = [
     "speedup_lo", "speedup_hi", "repetitions", "speedup_reps", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
     "predicted_speedup_decode", "predicted_speedup_busy", "prediction_basis", "busy_occupancy_ratio",
     "identical_output_floor", "tokens_per_answer",
-    "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline",
+    "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline", "lone_tail_reps",
     "speedup_without_lone_tail", "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step",
     "async_baseline", "async_speculative",
     "tokens_per_answer_spec", "identical_output_share",
@@ -188,6 +188,13 @@ def order_effect(reps: list[dict]) -> float | None:
     return float(np.exp(np.mean(np.log(by["speculative"])) - np.mean(np.log(by["baseline"]))))
 
 
+def lone_tail_reps(reps: list[dict]) -> list:
+    """Each repetition's speculative lone tail share, in the order the repetitions ran (None where
+    a repetition has none recorded): where in a benchmark the tails fall."""
+    shares = [r.get("lone_tail_share") for r in reps]
+    return [share.get("speculative") if isinstance(share, dict) else None for share in shares]
+
+
 def _metrics_row(metrics: dict) -> dict:
     row = _headline(metrics)
     base, spec_pass, comp = metrics["passes"]["baseline"], metrics["passes"]["speculative"], metrics["comparison"]
@@ -207,6 +214,7 @@ def _metrics_row(metrics: dict) -> dict:
         "repetitions": len(comp.get("repetitions") or []),  # fresh engine pairs behind the speed-up's range
         "speedup_reps": [r["speedup_throughput"] for r in comp.get("repetitions") or [] if r.get("speedup_throughput")],
         "order_effect": order_effect(comp.get("repetitions") or []),
+        "lone_tail_reps": lone_tail_reps(comp.get("repetitions") or []),
         "speedup_latency_lo": lo,
         "speedup_latency_hi": hi,
         "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),
@@ -316,7 +324,7 @@ def collect(profile: str, external: External | None = None, n_boot: int = 2000, 
             frame.at[i, "acceptance_ci_method"] = method
     numeric = [c for c in RUN_COLUMNS if c not in (
         "source", "style", "scenario", "run", "state", "error", "present", "acceptance_ci_method", "acceptance_by_pos",
-        "prediction_basis", "speedup_reps",
+        "prediction_basis", "speedup_reps", "lone_tail_reps",
         "accepted_per_pos", "accuracy_baseline_ci95", "accuracy_speculative_ci95", "k_sweep",
         "prompt_draft_tokens", "prompt_accepted_tokens")]
     for col in numeric:

@@ -162,6 +162,14 @@ PREDICTION_TOLERANCE = 0.2  # the cost model's goal: predicted within 20 % of me
 TOLERANCE_TEXT = f"±{PREDICTION_TOLERANCE * 100:.0f} %"  # as reports say it
 
 
+def placement_p(total: int, marked: int, drawn: int, hits: int) -> float:
+    """Chance that at least `hits` of `drawn` items fall among `marked` of `total` positions when
+    the drawn ones are placed at random (the hypergeometric upper tail): how surprising it is that
+    the repetitions with some property sit where they do."""
+    return sum(math.comb(marked, x) * math.comb(total - marked, drawn - x)
+               for x in range(hits, min(marked, drawn) + 1)) / math.comb(total, drawn)
+
+
 def within_tolerance(measured_over_predicted):
     """Whether the prediction is within PREDICTION_TOLERANCE of the measurement (predicted over
     measured): for one ratio, or element-wise over a Series of them."""

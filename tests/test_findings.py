@@ -210,6 +210,43 @@ def test_the_lone_tail_is_said_with_measured_over_predicted_without_it():
     assert not any("lone" in x for x in findings._cost_model(old))
 
 
+def test_lone_tails_by_repetition_say_where_in_the_benchmark_they_fell():
+    import pandas as pd
+
+    from lib.stats import placement_p
+
+    # the hypergeometric tail: all 3 drawn of 8 in the 4 marked positions is C(4,3)/C(8,3)
+    assert placement_p(8, 4, 3, 3) == pytest.approx(4 / 56)
+    assert placement_p(8, 4, 3, 0) == pytest.approx(1.0) and placement_p(10, 10, 3, 3) == pytest.approx(1.0)
+    assert placement_p(72, 28, 9, 9) < 1e-4  # the H200's sessions 8-9: 9 of 9 in the first two of 72
+    # each repetition's speculative share, in the order run; a repetition without one is None
+    reps = [{"lone_tail_share": {"baseline": 0.01, "speculative": 0.2}}, {"lone_tail_share": 0.3}, {}]
+    assert analysis.lone_tail_reps(reps) == [0.2, None, None]
+
+    def frame(*per_run):
+        return pd.DataFrame({"speedup": 1.0, "predicted_speedup": 1.0, "prediction_basis": "schedule",
+                             "occupancy_ratio": None, "busy_occupancy_ratio": None, "ceiling_speedup": None,
+                             "step_cost_r": None, "floor_speedup": None, "order_effect": None,
+                             "lone_tail_reps": list(per_run)})
+
+    def said(f):
+        return [x for x in findings._cost_model(f) if x.startswith("By repetition")]
+
+    # three tails, all first or second of 4 + 4 + 4: p = C(6,3)/C(12,3) = 20/220, not below 5 %
+    early = [0.15, 0.14, 0.01, 0.01]
+    [line] = said(frame(early, [0.2, 0.0, 0.01, 0.0], [0.0] * 4))
+    assert "exceeded 5% of the pass in 3 of 12 repetitions, 3 of them in a benchmark's first 2" in line
+    assert "(which are 6 of the 12)" in line and "probability 0.091." in line and "start-up" not in line
+    # eight repetitions a run: 3 of 3 in the 8 early slots of 32 is not chance alone (56/4960)
+    [line] = said(frame(early + [0.0] * 4, [0.2] + [0.0] * 7, [0.0] * 8, [0.0] * 8))
+    assert "3 of 32 repetitions" in line and "probability 0.011: a start-up effect that the untimed warm-up" in line
+    # tails late in the benchmark: said, and no start-up reading
+    [line] = said(frame([0.0] * 6 + [0.2, 0.3], [0.0] * 8))
+    assert "2 of 16 repetitions, 0 of them" in line and "probability 1." in line and "start-up" not in line
+    # no tail above 5 %, or no per-repetition record (older metrics): nothing
+    assert not said(frame([0.01] * 4)) and not said(frame(None))
+
+
 def test_the_first_finding_answers_the_study_question(home):
     # The synthetic grid: one repetition per run, so no speed-up verdict can be drawn; the
     # sentence must say so rather than name a faster style.
