@@ -32,7 +32,7 @@ RUN_COLUMNS = [
     "speedup_lo", "speedup_hi", "repetitions", "speedup_reps", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
     "predicted_speedup_decode", "predicted_speedup_busy", "prediction_basis", "busy_occupancy_ratio",
     "identical_output_floor", "tokens_per_answer",
-    "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline", "lone_tail_reps",
+    "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline", "lone_tail_reps", "warmup_repetitions",
     "speedup_without_lone_tail", "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step",
     "async_baseline", "async_speculative",
     "tokens_per_answer_spec", "identical_output_share",
@@ -214,7 +214,9 @@ def _metrics_row(metrics: dict) -> dict:
         "repetitions": len(comp.get("repetitions") or []),  # fresh engine pairs behind the speed-up's range
         "speedup_reps": [r["speedup_throughput"] for r in comp.get("repetitions") or [] if r.get("speedup_throughput")],
         "order_effect": order_effect(comp.get("repetitions") or []),
-        "lone_tail_reps": lone_tail_reps(comp.get("repetitions") or []),
+        # in the order run: the warm-up repetitions (not counted) first
+        "lone_tail_reps": lone_tail_reps((comp.get("warmup_repetitions") or []) + (comp.get("repetitions") or [])),
+        "warmup_repetitions": len(comp.get("warmup_repetitions") or []),
         "speedup_latency_lo": lo,
         "speedup_latency_hi": hi,
         "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),

@@ -556,9 +556,10 @@ def occupancy_ratio(base_step: dict, spec_step: dict, key: str = "occupancy") ->
 
 
 def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps: list[dict], k: int,
-            n_boot: int, seed: int, floor: list[dict] | None = None) -> dict:
+            n_boot: int, seed: int, floor: list[dict] | None = None, warmups: list[dict] | None = None) -> dict:
     """Speed-up (median over repetitions, their range as its interval), the cost model's
-    prediction beside it, accuracy and token deltas, and lossless-ness against its floor."""
+    prediction beside it, accuracy and token deltas, and lossless-ness against its floor.
+    `warmups`: repetitions run before these, kept beside them and counted in none of it."""
     lat_b = [s["latency_s"] or 0.0 for s in base]
     lat_s = [s["latency_s"] or 0.0 for s in spec]
     identical = identical_share(base, spec) if base else float("nan")
@@ -569,6 +570,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "speedup_throughput": float(np.median(measured)),
         "speedup_throughput_range": [float(min(measured)), float(max(measured))],
         "repetitions": reps,
+        "warmup_repetitions": warmups or [],
         # per-request latency ratio, resampled over prompts (paired): sum(base)/sum(spec)
         "speedup_latency": float(np.sum(lat_b) / np.sum(lat_s)) if np.sum(lat_s) else None,
         "speedup_latency_ci95": stats.paired_ratio_ci(lat_b, lat_s, n=n_boot, seed=seed),
@@ -780,13 +782,14 @@ def with_k(cfg, k: int):
 
 
 def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spec: dict, n_check: int):
-    """Baseline and speculative passes `benchmark.repetitions` times, in alternating order;
-    each repetition's comparison, and the first repetition's samples and summaries (the
+    """`benchmark.warmup_repetitions` repetitions recorded but not counted, then baseline and
+    speculative passes `benchmark.repetitions` times, in alternating order; each repetition's
+    comparison (warm-ups apart), and the first counted repetition's samples and summaries (the
     only one with the extras and the cross-check recount)."""
     bench = cfg["benchmark"]
-    k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
-    reps, first = [], None
-    for i in range(bench["repetitions"]):
+    k, n_boot, seed, warm = bench["k"], bench["bootstrap"], cfg["seed"], bench["warmup_repetitions"]
+    warmups, reps, first = [], [], None
+    for i in range(-warm, bench["repetitions"]):  # i < 0: a warm-up repetition
         order = PASSES if i % 2 == 0 else PASSES[::-1]  # alternate, so drift favours neither pass
         got = {}
         for name in order:
@@ -794,9 +797,10 @@ def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spe
                                  recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0,
                                  floor=bench["floor_max_num_seqs"] if name == "baseline" and i == 0 else 0)
         m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
-        reps.append(repetition(m["baseline"], m["speculative"], order, k))
-        first = first or (got, m)
-    return reps, first
+        (warmups if i < 0 else reps).append(repetition(m["baseline"], m["speculative"], order, k))
+        if i == 0:
+            first = (got, m)
+    return warmups, reps, first
 
 
 def run(cfg, rp: RunPaths) -> dict:
@@ -825,7 +829,7 @@ def run(cfg, rp: RunPaths) -> dict:
     k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
     spec = engine.speculative_config(cfg, pair["draft"])
     n_check = bench["crosscheck_samples"] if method != "eagle3" else 0
-    reps, first = _repetitions(cfg, pair["target"], prompts, problems, spec, n_check)
+    warmups, reps, first = _repetitions(cfg, pair["target"], prompts, problems, spec, n_check)
     (base_samples, base_info), (spec_samples, spec_info) = first[0]["baseline"], first[0]["speculative"]
     m_base, m_spec = first[1]["baseline"], first[1]["speculative"]
     floor_samples = base_info["floor_samples"]
@@ -839,9 +843,10 @@ def run(cfg, rp: RunPaths) -> dict:
         "engine_settings": {"async_scheduling": {n: p["async_scheduling"] for n, p in (("baseline", m_base), ("speculative", m_spec))},
                             "async_scheduling_param": cfg["engine"]["async_scheduling"],
                             "enforce_eager": cfg["engine"]["enforce_eager"], "repetitions": bench["repetitions"],
+                            "warmup_repetitions": bench["warmup_repetitions"],
                             "floor_max_num_seqs": bench["floor_max_num_seqs"]},
         "passes": {"baseline": m_base, "speculative": m_spec},
-        "comparison": compare(base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples),
+        "comparison": compare(base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples, warmups),
         "calibration": calibration,
         "crosscheck": check_result,
         "k_sweep": sweep,
@@ -942,15 +947,18 @@ def comparison_table(metrics: dict):
 
 def cost_table(metrics: dict):
     """One row per repetition (its pass order, measured and predicted speed-up, step cost r),
-    then the median the run reports, with the engine's ceiling and the GPU-busy floor."""
+    warm-ups first (not counted), then the median the run reports, with the engine's ceiling
+    and the GPU-busy floor."""
     import pandas as pd
 
     c = metrics["comparison"]
     model = c.get("cost_model") or {}
-    rows = [{"repetition": str(i + 1), "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
+    runs = [(f"warm-up {i + 1}", r) for i, r in enumerate(c.get("warmup_repetitions") or [])]
+    runs += [(str(i + 1), r) for i, r in enumerate(c.get("repetitions") or [])]
+    rows = [{"repetition": label, "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
              "predicted": r["predicted_speedup"], "equal slots": r.get("predicted_speedup_busy"),
              "decode only": r.get("predicted_speedup_decode"), "r": r["r"], **_tail_columns(r)}
-            for i, r in enumerate(c.get("repetitions") or [])]
+            for label, r in runs]
     rows.append({"repetition": "median", "order": "", "measured": c["speedup_throughput"],
                  "predicted": c["predicted_speedup"], "equal slots": c.get("predicted_speedup_busy"),
                  "decode only": c.get("predicted_speedup_decode"),

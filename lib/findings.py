@@ -335,25 +335,37 @@ def _lone_tail(have: pd.DataFrame) -> list[str]:
 
 
 def _lone_tail_by_repetition(have: pd.DataFrame) -> list[str]:
-    """Where in the benchmarks the speculative lone tails fell: the first repetitions, or anywhere.
-    A tail bound to start-up is not the engine's steady state, and the warm-up does not remove it."""
+    """Where in the benchmarks the speculative lone tails fell: the first repetitions, or anywhere
+    (warm-up repetitions, run and not counted, included in the order run). A tail bound to
+    start-up is not the engine's steady state, and the untimed warm-up request does not remove it."""
     if "lone_tail_reps" not in have:
         return []
-    placed = [(i < EARLY_REPETITIONS, share > LONE_TAIL_NOTABLE)
-              for reps in have["lone_tail_reps"].dropna() for i, share in enumerate(reps) if share is not None]
-    tails = sum(tail for _, tail in placed)
+    runs = have.reindex(columns=["lone_tail_reps", "warmup_repetitions"]).dropna(subset=["lone_tail_reps"])
+    placed = []  # (among the first repetitions, a warm-up, a notable tail) per repetition
+    for reps, warm in runs.itertuples(index=False, name=None):
+        warm = int(warm) if pd.notna(warm) else 0
+        placed += [(i < EARLY_REPETITIONS, i < warm, share > LONE_TAIL_NOTABLE)
+                   for i, share in enumerate(reps) if share is not None]
+    tails = sum(tail for *_, tail in placed)
     if not tails:
         return []
-    early, early_tails = sum(first for first, _ in placed), sum(first and tail for first, tail in placed)
+    early = sum(first for first, *_ in placed)
+    early_tails = sum(first and tail for first, _, tail in placed)
     out = (f"By repetition: the speculative pass's lone tail exceeded {LONE_TAIL_NOTABLE:.0%} of the pass in {tails} of "
            f"{len(placed)} repetitions, {early_tails} of them in a benchmark's first {EARLY_REPETITIONS} repetitions "
            f"(which are {early} of the {len(placed)})")
     p = placement_p(len(placed), early, tails, early_tails)
     out += f"; placed at random, at least that many would fall there with probability {p:.2g}"
+    warmups = sum(warm for _, warm, _ in placed)
     if p < NOISE_ALPHA:
-        out += (": a start-up effect that the untimed warm-up does not remove, not the engine's steady state; "
-                "the range over repetitions and the rank test between styles include it")
+        out += (": a start-up effect that the untimed warm-up request does not remove, not the engine's steady state"
+                + ("" if warmups else "; the range over repetitions and the rank test between styles include it "
+                   "(benchmark.warmup_repetitions runs repetitions first without counting them)"))
     out += "."
+    if warmups:
+        out += (f" {warmups} of the {len(placed)} were warm-up repetitions (benchmark.warmup_repetitions: run, "
+                f"recorded, counted in nothing) and held {sum(warm and tail for _, warm, tail in placed)} of the "
+                f"{tails} tails.")
     return [out]
 
 

@@ -254,7 +254,7 @@ def test_async_scheduling_setting(monkeypatch):
 
 # --- one real benchmark run on the tiny pair ------------------------------------------------
 
-N, CHECK, MAX_TOKENS, SWEEP, REPS = 6, 3, 40, [2, K], 2
+N, CHECK, MAX_TOKENS, SWEEP, REPS, WARMUPS = 6, 3, 40, [2, K], 2, 1
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +269,7 @@ def bench(tiny_pair, tmp_path_factory):
             "benchmark.k": K, "benchmark.k_sweep": SWEEP, "benchmark.crosscheck_samples": CHECK,
             "benchmark.max_tokens": MAX_TOKENS, "benchmark.n_samples": N, "benchmark.max_num_seqs": N,
             "benchmark.batch1_samples": 2, "benchmark.repetitions": REPS, "benchmark.floor_max_num_seqs": 1,
+            "benchmark.warmup_repetitions": WARMUPS,
         })
         io.write_jsonl(rp.test_problems, tiny_pair["rows"][-N:])
         returned = benchmark.run(cfg, rp)
@@ -338,6 +339,11 @@ def test_metrics_json_schema(bench):
     _check(m["comparison"]["cost_model"], COST_SCHEMA, "comparison.cost_model")
     assert len(m["comparison"]["repetitions"]) == REPS
     assert [r["order"][0] for r in m["comparison"]["repetitions"]] == ["baseline", "speculative"]  # alternated
+    # warm-up repetitions: run first, recorded beside the counted ones, the alternation running on through them
+    warm = m["comparison"]["warmup_repetitions"]
+    assert len(warm) == WARMUPS == m["engine_settings"]["warmup_repetitions"] and warm[0]["order"][0] == "speculative"
+    assert warm[0]["speedup_throughput"] > 0 and warm[0]["predicted_speedup"] > 0
+    assert list(benchmark.cost_table(m).index) == ["warm-up 1", "1", "2", "median"]
     _check(m["crosscheck"], CROSSCHECK_SCHEMA, "crosscheck")
     _check(m["crosscheck"]["vllm"], SPEC_SCHEMA, "crosscheck.vllm")
     _check(m["crosscheck"]["transformers"], TRANSFORMERS_SCHEMA, "crosscheck.transformers")

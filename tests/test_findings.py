@@ -4,7 +4,7 @@ every number the fixture chose (tests/fixtures/synthetic.py)."""
 import numpy as np
 import pytest
 from fixtures import synthetic as syn
-from lib import analysis, findings
+from lib import analysis, findings, io, paths
 from lib.paths import RunPaths
 from lib.stats import least_rank_test_p, quantiles, rank_test_p, resampled_means
 
@@ -243,8 +243,22 @@ def test_lone_tails_by_repetition_say_where_in_the_benchmark_they_fell():
     # tails late in the benchmark: said, and no start-up reading
     [line] = said(frame([0.0] * 6 + [0.2, 0.3], [0.0] * 8))
     assert "2 of 16 repetitions, 0 of them" in line and "probability 1." in line and "start-up" not in line
+    # warm-up repetitions come first in the order run; the sentence says how many tails they held
+    [line] = said(frame(early + [0.0] * 4, [0.2] + [0.0] * 7, [0.0] * 8, [0.0] * 8).assign(warmup_repetitions=2))
+    assert "3 of 32 repetitions" in line and "8 of the 32 were warm-up repetitions" in line
+    assert "held 3 of the 3 tails." in line and "benchmark.warmup_repetitions runs" not in line
     # no tail above 5 %, or no per-repetition record (older metrics): nothing
     assert not said(frame([0.01] * 4)) and not said(frame(None))
+
+
+def test_a_runs_row_puts_its_warm_up_repetitions_first_and_counts_none_of_them():
+    # the H200's CoT medium (session 9, eight repetitions), its first two made warm-ups
+    m = io.read_json(paths.REPO / "docs/results/gpu-solve-h200/session9/reps8/cot_medium/metrics.json")
+    reps = m["comparison"]["repetitions"]
+    m["comparison"].update(warmup_repetitions=reps[:2], repetitions=reps[2:])
+    row = analysis._metrics_row(m)
+    assert row["warmup_repetitions"] == 2 and row["lone_tail_reps"][0] == pytest.approx(0.108, abs=1e-3)
+    assert len(row["lone_tail_reps"]) == 8 and row["speedup_reps"] == [r["speedup_throughput"] for r in reps[2:]]
 
 
 def test_the_first_finding_answers_the_study_question(home):
