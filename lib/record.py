@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import io, params, paths
 from .paths import RunPaths, profile_figures, reports_root
-from .stages import FIRST_REVISION, STAGE_SECTIONS, revision
+from .stages import ADDED_KEYS, FIRST_REVISION, STAGE_SECTIONS, revision
 
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
 OPERATIONAL = ("data.gemini.base_url", "data.gemini.api_version", "data.gemini.inline_limit_bytes",
@@ -185,8 +185,10 @@ def why_not_done(rp: RunPaths | str, stage: str, cfg) -> str | None:
     if not recorded:
         return "its record carries no settings (made by an older workbook, or without cfg)"
     now = settings(cfg, rp, stage)
-    if recorded.get("params") != now["params"]:
-        return f"parameters changed ({_changed(recorded.get('params') or {}, now['params'])})"
+    # a key added since the record was made counts as recorded at its neutral value
+    made_with = {**{k: v for k, v in ADDED_KEYS.items() if k in now["params"]}, **(recorded.get("params") or {})}
+    if made_with != now["params"]:
+        return f"parameters changed ({_changed(made_with, now['params'])})"
     if recorded.get("notebook_sha") != now["notebook_sha"]:
         return f"notebooks/{stage}.ipynb changed since it ran"
     then = recorded.get("revision", FIRST_REVISION[0])

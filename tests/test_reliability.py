@@ -147,6 +147,13 @@ def test_changed_params_notebook_or_upstream_make_a_stage_not_done(home, monkeyp
     assert record.why_not_done(rp, "06_benchmark", cfg) is None
     k3 = params.resolve("tiny", "cot", "easy", {"benchmark.k": 3})
     assert "parameters changed (benchmark.k: 5 -> 3)" in record.why_not_done(rp, "06_benchmark", k3)
+    # a key added since (here: dropped from the record) at its neutral value re-runs nothing; at another it does
+    made_before = io.read_json(record._path(rp, "06_benchmark"))
+    del made_before["settings"]["params"]["benchmark.warmup_repetitions"]
+    io.write_json(record._path(rp, "06_benchmark"), made_before)
+    assert record.why_not_done(rp, "06_benchmark", cfg) is None
+    warm = params.resolve("tiny", "cot", "easy", {"benchmark.warmup_repetitions": 2})
+    assert "parameters changed (benchmark.warmup_repetitions: 0 -> 2)" in record.why_not_done(rp, "06_benchmark", warm)
     # an operational setting re-runs nothing
     assert record.why_not_done(rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"engine.in_process": False})) is None
     # an earlier stage's parameter counts too (a changed split invalidates the benchmark)
