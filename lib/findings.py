@@ -352,8 +352,12 @@ def _lone_tail_by_repetition(have: pd.DataFrame) -> list[str]:
     early = sum(first for first, *_ in placed)
     early_tails = sum(first and tail for first, _, tail in placed)
     out = (f"By repetition: the speculative pass's lone tail exceeded {LONE_TAIL_NOTABLE:.0%} of the pass in {tails} of "
-           f"{len(placed)} repetitions, {early_tails} of them in a benchmark's first {EARLY_REPETITIONS} repetitions "
-           f"(which are {early} of the {len(placed)})")
+           f"{len(placed)} repetitions")
+    if early == len(placed):  # nothing ran later to set them against
+        return [out + f"; no benchmark ran more than {EARLY_REPETITIONS} repetitions, so whether they belong to its start "
+                      f"cannot be told."]
+    out += (f", {early_tails} of them in a benchmark's first {EARLY_REPETITIONS} repetitions (which are {early} of "
+            f"the {len(placed)})")
     p = placement_p(len(placed), early, tails, early_tails)
     out += f"; placed at random, at least that many would fall there with probability {p:.2g}"
     warmups = sum(warm for _, warm, _ in placed)

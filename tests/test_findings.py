@@ -247,6 +247,10 @@ def test_lone_tails_by_repetition_say_where_in_the_benchmark_they_fell():
     [line] = said(frame(early + [0.0] * 4, [0.2] + [0.0] * 7, [0.0] * 8, [0.0] * 8).assign(warmup_repetitions=2))
     assert "3 of 32 repetitions" in line and "8 of the 32 were warm-up repetitions" in line
     assert "held 3 of the 3 tails." in line and "benchmark.warmup_repetitions runs" not in line
+    # two repetitions a benchmark (the tiny demo): nothing later to set the tails against
+    [line] = said(frame([0.2, 0.0], [0.3, 0.01]))
+    assert line.endswith("in 2 of 4 repetitions; no benchmark ran more than 2 repetitions, so whether they belong to its start "
+                         "cannot be told.")
     # no tail above 5 %, or no per-repetition record (older metrics): nothing
     assert not said(frame([0.01] * 4)) and not said(frame(None))
 
