@@ -44,8 +44,8 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("*batch_size", 1, None, False),
     ("*max_tokens", 1, None, False),
     ("*max_output_tokens", 1, None, False),
-    ("benchmark.floor_max_num_seqs", 0, None, False),
-    ("benchmark.warmup_repetitions", 0, None, False),  # 0 = no floor pass (first match wins)
+    ("benchmark.floor_max_num_seqs", 0, None, False),  # 0 = no floor pass (first match wins)
+    ("benchmark.warmup_repetitions", 0, None, False),  # 0 = none
     ("*max_num_seqs", 1, None, False),
     ("benchmark.k", 1, None, False),
     ("benchmark.k_sweep", 1, None, False),  # each element

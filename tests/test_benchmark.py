@@ -233,6 +233,9 @@ def test_k_auto_in_params():
             _cfg(**{"benchmark.k": bad})
     with pytest.raises(params.ParamsError, match="benchmark.repetitions"):
         _cfg(**{"benchmark.repetitions": 0})
+    with pytest.raises(params.ParamsError, match="benchmark.warmup_repetitions"):
+        _cfg(**{"benchmark.warmup_repetitions": -1})
+    assert _cfg(**{"benchmark.warmup_repetitions": 0})["benchmark"]["warmup_repetitions"] == 0
     with pytest.raises(params.ParamsError, match="choose one of: auto, on, off"):
         _cfg(**{"engine.async_scheduling": "yes"})
     with pytest.raises(ValueError, match="k_candidates"):
