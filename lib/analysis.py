@@ -200,6 +200,7 @@ def _metrics_row(metrics: dict) -> dict:
     base, spec_pass, comp = metrics["passes"]["baseline"], metrics["passes"]["speculative"], metrics["comparison"]
     spec = spec_pass.get("spec") or {}
     lo, hi = ci_bounds(comp.get("speedup_latency_ci95"))
+    reps, warmups = comp.get("repetitions") or [], comp.get("warmup_repetitions") or []
     row.update({
         "n": base.get("n"),
         "accuracy_baseline_ci95": ci_bounds(base.get("accuracy_ci95")),
@@ -211,12 +212,11 @@ def _metrics_row(metrics: dict) -> dict:
         "draft_tokens": spec.get("draft_tokens"),
         "accepted_tokens": spec.get("accepted_tokens"),
         "speedup_latency": comp.get("speedup_latency"),
-        "repetitions": len(comp.get("repetitions") or []),  # fresh engine pairs behind the speed-up's range
-        "speedup_reps": [r["speedup_throughput"] for r in comp.get("repetitions") or [] if r.get("speedup_throughput")],
-        "order_effect": order_effect(comp.get("repetitions") or []),
-        # in the order run: the warm-up repetitions (not counted) first
-        "lone_tail_reps": lone_tail_reps((comp.get("warmup_repetitions") or []) + (comp.get("repetitions") or [])),
-        "warmup_repetitions": len(comp.get("warmup_repetitions") or []),
+        "repetitions": len(reps),  # fresh engine pairs behind the speed-up's range
+        "speedup_reps": [r["speedup_throughput"] for r in reps if r.get("speedup_throughput")],
+        "order_effect": order_effect(reps),
+        "lone_tail_reps": lone_tail_reps(warmups + reps),  # in the order run: the warm-ups (not counted) first
+        "warmup_repetitions": len(warmups),
         "speedup_latency_lo": lo,
         "speedup_latency_hi": hi,
         "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),
