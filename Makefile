@@ -46,8 +46,19 @@ test-fast: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
+# A profile's artifacts, under $WORKBOOK_HOME when set (as the runner writes them). Only a name
+# among params/profiles/*.yaml: an empty PROFILE would remove data/ (the committed embedded
+# problems) and reports/, a path-like one climb out. Passed through the environment, never
+# pasted into the shell command.
+PROFILES := $(sort $(basename $(notdir $(wildcard params/profiles/*.yaml))))
+clean-runs: export CLEAN_PROFILE := $(PROFILE)
+clean-runs: export CLEAN_HOME := $(or $(WORKBOOK_HOME),.)
 clean-runs:
-	rm -rf data/$(PROFILE) reports/$(PROFILE)
+	@case "$$CLEAN_PROFILE" in ""|.*|*/*|*[[:space:]]*) ok=;; *) ok=1;; esac; \
+	if [ -z "$$ok" ] || [ ! -f "params/profiles/$$CLEAN_PROFILE.yaml" ]; then \
+	  echo "make clean-runs: PROFILE='$$CLEAN_PROFILE' is not a profile; choose one of: $(PROFILES)" >&2; exit 2; fi; \
+	echo "rm -rf $$CLEAN_HOME/data/$$CLEAN_PROFILE $$CLEAN_HOME/reports/$$CLEAN_PROFILE"; \
+	rm -rf -- "$$CLEAN_HOME/data/$$CLEAN_PROFILE" "$$CLEAN_HOME/reports/$$CLEAN_PROFILE"
 
 # Re-resolve requirements/cpu.txt into requirements/cpu.lock (needs uv; pins already in the
 # lock are kept where they still fit). Commit both.

@@ -15,6 +15,8 @@ def main(argv=None) -> int:
     run.add_argument("--styles", nargs="+", help="default: base cot cod")
     run.add_argument("--scenarios", nargs="+", help="default: every scenario in params/scenarios")
     run.add_argument("--stages", nargs="+", help="default: every stage (00_base_models ... 07_analysis)")
+    run.add_argument("--replicates", nargs="+", type=int, metavar="R",
+                     help="which trainings of each trained (style, scenario): 0 1 ...; default: all grid.replicates")
     run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
@@ -37,21 +39,28 @@ def main(argv=None) -> int:
 
         return main_run(args)
     if args.command == "render":
-        from .params import ParamsError
         from .runner import render_missing
 
-        try:
-            render_missing(args.profile, args.hide_input)
-        except ParamsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return _one_line_errors(lambda: render_missing(args.profile, args.hide_input))
     if args.command == "compare":
         from .reports import compare
 
-        print(compare(args.a, args.b))
-        return 0
+        return _one_line_errors(lambda: print(compare(args.a, args.b)))
     return 2
+
+
+def _one_line_errors(verb) -> int:
+    """Run a verb: a bad argument (an unknown profile, a folder without an analysis) exits 2 and
+    an OS error (a read-only home, a full disk) 1, each as one line naming what and where."""
+    try:
+        verb()
+    except (ValueError, LookupError, FileNotFoundError) as exc:  # ParamsError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .styles import STYLES, TRAINED_STYLES
 
 
 RUN_COLUMNS = [
-    "source", "style", "scenario", "run", "state", "error", "present", "n",
+    "source", "style", "scenario", "replicate", "run", "state", "error", "present", "settings", "n",
     "accuracy_baseline", "accuracy_speculative", "accuracy_baseline_ci95", "accuracy_speculative_ci95",
     "acceptance_rate", "acceptance_lo", "acceptance_hi", "acceptance_ci_method", "mean_acceptance_length",
     "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
@@ -41,7 +41,7 @@ RUN_COLUMNS = [
     "style_n_cot_only",
     "study_accuracy_baseline", "study_accuracy_speculative",
     "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
-    "prompt_draft_tokens", "prompt_accepted_tokens",
+    "prompt_draft_tokens", "prompt_accepted_tokens", "prompt_ids", "prompt_correct", "prompt_tokens", "spec_prompt_ids",
 ]
 
 
@@ -229,56 +229,104 @@ def _metrics_row(metrics: dict) -> dict:
 
 
 def _per_prompt_counts(spec: pd.DataFrame | None) -> dict:
-    """Per-request drafted and accepted tokens of the speculative pass, where recorded."""
+    """Per-request drafted and accepted tokens of the speculative pass, where recorded (with the
+    prompts' ids, so that replicates pair them by prompt)."""
     cols = ("spec_draft_tokens", "spec_accepted_tokens")
     if spec is None or not set(cols) <= set(spec.columns) or spec[list(cols)].isna().any().any():
         return {}
-    return {"prompt_draft_tokens": spec[cols[0]].astype(float).tolist(),
-            "prompt_accepted_tokens": spec[cols[1]].astype(float).tolist()}
+    out = {"prompt_draft_tokens": spec[cols[0]].astype(float).tolist(),
+           "prompt_accepted_tokens": spec[cols[1]].astype(float).tolist()}
+    if "id" in spec.columns:
+        out["spec_prompt_ids"] = spec["id"].astype(str).tolist()
+    return out
 
 
-def _run_state(status: dict, name: str) -> tuple[str | None, str | None]:
-    """'failed' or 'interrupted' (with the error) if the latest attempt of any stage of the
-    run ended so, per the runner's status."""
-    for stage, entry in sorted((status.get(name) or {}).items()):
-        if entry.get("status") in ("failed", "interrupted"):
-            return entry["status"], f"{stage}: {entry.get('error') or entry['status']}"
-    return None, None
+def _run_state(status: dict, rp: RunPaths) -> tuple[str | None, str | None]:
+    """Why the run's metrics are not current, as (state, error), or (None, None): the latest
+    attempt of a stage failed, was interrupted or is still running (a "running" whose process
+    is gone was interrupted), or its benchmark is no longer made from the current everything
+    (`record.current`: judged on the settings it records)."""
+    for stage, entry in sorted((status.get(rp.name) or {}).items()):
+        state = entry.get("status")
+        if state == "running" and not record.alive(entry):
+            state, entry = "interrupted", {**entry, "error": "its process is gone; the stage did not finish"}
+        if state in ("failed", "interrupted", "running"):
+            return state, f"{stage}: {entry.get('error') or state}"
+    try:
+        recorded = record.load(rp, "06_benchmark") is not None
+    except (OSError, ValueError) as exc:
+        return "outdated", f"06_benchmark: {exc}"
+    stale = record.current(rp, "06_benchmark") if recorded else None  # no record: measured elsewhere
+    return ("outdated", f"06_benchmark: {stale}") if stale else (None, None)
+
+
+def _settings(rp: RunPaths) -> str:
+    """The overrides a run's benchmark records ("" for the profile's own settings; None where no
+    record says): runs side by side with different settings are said so (`findings`)."""
+    try:
+        figures = record.load(rp, "06_benchmark")
+    except (OSError, ValueError):
+        return None
+    if figures is None or "settings" not in figures:
+        return None
+    given = figures["settings"].get("overrides") or {}
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(given.items()))
+
+
+def _workbook_run(rp: RunPaths, status: dict, n_boot: int, seed: int) -> tuple[dict, pd.DataFrame | None]:
+    """One run's row, and its baseline pass's samples (CoD against CoT is paired by prompt)."""
+    row = {"source": WORKBOOK, "style": rp.style, "scenario": rp.scenario, "replicate": rp.replicate, "run": rp.name}
+    failed, error = _run_state(status, rp)
+    if failed:  # metrics not made from the current everything are a gap, said so
+        stale = "; its metrics.json is not current" if rp.metrics_json.exists() else ""
+        row.update(state=failed, error=error + stale)
+        return row, None
+    if not rp.metrics_json.exists():
+        row.update(state="missing")
+        return row, None
+    alone = None
+    try:
+        row.update(_metrics_row(io.read_json(rp.metrics_json)))
+        row["state"], row["settings"] = "measured", _settings(rp)
+    except Exception as exc:  # an unreadable or older-schema metrics file is a gap, said so
+        row.update(state="unreadable", error=f"{rp.metrics_json.name}: {type(exc).__name__}: {exc}")
+    if row["state"] == "measured" and rp.samples_csv.exists():
+        try:
+            samples = pd.read_csv(rp.samples_csv)
+            by_pass = {p: g for p, g in samples.groupby("pass")}
+            if set(PASSES) <= set(by_pass):
+                row.update(paired_accuracy_delta(by_pass["baseline"], by_pass["speculative"], "id", n_boot, seed))
+            row.update(_per_prompt_counts(by_pass.get("speculative")))
+            row.update(_per_prompt_answers(by_pass.get("baseline")))
+            alone = by_pass.get("baseline")
+        except Exception as exc:
+            row["error"] = f"{rp.samples_csv.name}: {type(exc).__name__}: {exc}"
+    return row, alone
+
+
+def _per_prompt_answers(baseline: pd.DataFrame | None) -> dict:
+    """Per prompt of the target alone, in id order: right or not, and tokens (the replicates'
+    intervals pair them by prompt, `trainings`)."""
+    if baseline is None or not {"id", "correct", "tokens"} <= set(baseline.columns):
+        return {}
+    x = baseline.sort_values("id")
+    return {"prompt_ids": x["id"].astype(str).tolist(), "prompt_correct": x["correct"].astype(float).tolist(),
+            "prompt_tokens": x["tokens"].astype(float).tolist()}
 
 
 def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
     status = record.load_status(profile)
     rows = []
     for scenario in scenario_order():
-        alone, made = {}, {}  # style -> its baseline pass's samples (CoD against CoT, paired by prompt); its row
+        alone, made = {}, {}  # style -> replicate 0's baseline samples (CoD against CoT, paired by prompt); its row
         for style in STYLES:
-            rp = RunPaths(profile, style, scenario)
-            row = {"source": WORKBOOK, "style": style, "scenario": scenario, "run": rp.name}
-            failed, error = _run_state(status, rp.name)
-            if failed:  # metrics left by an earlier attempt describe what this one replaced: a gap
-                stale = "; its metrics.json is from an earlier attempt" if rp.metrics_json.exists() else ""
-                row.update(state=failed, error=error + stale)
-            elif rp.metrics_json.exists():
-                try:
-                    row.update(_metrics_row(io.read_json(rp.metrics_json)))
-                    row["state"] = "measured"
-                except Exception as exc:  # an unreadable or older-schema metrics file is a gap, said so
-                    row.update(state="unreadable", error=f"{rp.metrics_json.name}: {type(exc).__name__}: {exc}")
-                if row["state"] == "measured" and rp.samples_csv.exists():
-                    try:
-                        samples = pd.read_csv(rp.samples_csv)
-                        by_pass = {p: g for p, g in samples.groupby("pass")}
-                        if set(PASSES) <= set(by_pass):
-                            row.update(paired_accuracy_delta(by_pass["baseline"], by_pass["speculative"], "id", n_boot, seed))
-                        row.update(_per_prompt_counts(by_pass.get("speculative")))
-                        if "baseline" in by_pass:
-                            alone[style] = by_pass["baseline"]
-                    except Exception as exc:
-                        row["error"] = f"{rp.samples_csv.name}: {type(exc).__name__}: {exc}"
-            else:
-                row.update(state="missing")
-            rows.append(row)
-            made[style] = row
+            for replicate in record.replicates_of(profile, style, scenario):
+                row, samples = _workbook_run(RunPaths(profile, style, scenario, replicate), status, n_boot, seed)
+                rows.append(row)
+                if replicate == 0:
+                    made[style] = row
+                    if samples is not None:
+                        alone[style] = samples
         if set(TRAINED_STYLES) <= set(alone):  # on CoD's row, as the study's tables put CoD beside CoT
             made["cod"].update(paired_style_delta(alone["cot"], alone["cod"], n_boot, seed))
     return rows
@@ -319,13 +367,15 @@ def collect(profile: str, external: External | None = None, n_boot: int = 2000, 
         if col not in frame:
             frame[col] = None
     frame["present"] = frame["state"] == "measured"
+    frame["replicate"] = pd.to_numeric(frame["replicate"], errors="coerce").fillna(0).astype(int)  # externals: one
     for i, row in frame.iterrows():
         draws, method = acceptance_draws(row, n_boot, seed)
         if len(draws):
             frame.at[i, "acceptance_lo"], frame.at[i, "acceptance_hi"] = quantiles(draws)
             frame.at[i, "acceptance_ci_method"] = method
     numeric = [c for c in RUN_COLUMNS if c not in (
-        "source", "style", "scenario", "run", "state", "error", "present", "acceptance_ci_method", "acceptance_by_pos",
+        "source", "style", "scenario", "run", "state", "error", "present", "settings", "acceptance_ci_method",
+        "acceptance_by_pos", "prompt_ids", "prompt_correct", "prompt_tokens", "spec_prompt_ids",
         "prediction_basis", "speedup_reps", "lone_tail_reps",
         "accepted_per_pos", "accuracy_baseline_ci95", "accuracy_speculative_ci95", "k_sweep",
         "prompt_draft_tokens", "prompt_accepted_tokens")]
@@ -348,18 +398,31 @@ def run_states(frame: pd.DataFrame) -> pd.DataFrame:
 
 # --- the study's three tables ----------------------------------------------------------------
 def _table(frame: pd.DataFrame, spec, numeric: bool = True) -> pd.DataFrame:
-    """Rows (scenario, source); each column `label` the `field` of the run of `style`."""
+    """Rows (scenario, source); each column `label` the `field` of the run of `style` — with
+    several trainings of it (replicates), the mean over those measured (`trainings` gives their
+    spread and the intervals across them); a state, each replicate's, joined."""
     cells = {}
     for _, r in frame.iterrows():
-        cells.setdefault((r["scenario"], r["source"]), {})[r["style"]] = r
+        cells.setdefault((r["scenario"], r["source"]), {}).setdefault(r["style"], []).append(r)
     keys = sorted(cells, key=lambda k: (scenario_rank(k[0]), source_rank(k[1])))
     data = []
     for key in keys:
         by_style = cells[key]
-        data.append({label: (by_style[style][fld] if style in by_style else None) for label, style, fld in spec})
+        data.append({label: (_over_replicates(by_style[style], fld, numeric) if style in by_style else None)
+                     for label, style, fld in spec})
     index = pd.MultiIndex.from_tuples(keys, names=["scenario", "source"]) if keys else pd.MultiIndex.from_tuples([], names=["scenario", "source"])
     out = pd.DataFrame(data, index=index, columns=[label for label, _, _ in spec])
     return out.apply(pd.to_numeric, errors="coerce") if numeric else out
+
+
+def _over_replicates(rows: list, field: str, numeric: bool):
+    if len(rows) == 1:
+        return rows[0][field]
+    if not numeric:
+        return ", ".join(f"r{int(r['replicate'])} {r[field]}" for r in rows)
+    values = [_num(r[field]) for r in rows if r["present"]]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else None
 
 
 # The study's three tables: (column, style, field of the run row), in the study's order.
@@ -405,7 +468,8 @@ def table_tokens(frame: pd.DataFrame) -> pd.DataFrame:
 
 def ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in the study's order: source (workbook first), scenario, style."""
-    order = [(source_rank(r.source), scenario_rank(r.scenario), style_rank(r.style)) for r in frame.itertuples()]
+    order = [(source_rank(r.source), scenario_rank(r.scenario), style_rank(r.style), getattr(r, "replicate", 0))
+             for r in frame.itertuples()]
     return frame.iloc[sorted(range(len(frame)), key=lambda i: order[i])]
 
 
@@ -421,7 +485,10 @@ def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
             "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
             "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
             "crosscheck_acceptance"]
-    return ordered(frame[frame["present"]])[cols].set_index(["source", "scenario", "style"])
+    rows = ordered(frame[frame["present"]])
+    # a later training of a style is its own row, named by its replicate
+    rows = rows.assign(style=[s if not r else f"{s} r{r}" for s, r in zip(rows["style"], rows["replicate"])])
+    return rows[cols].set_index(["source", "scenario", "style"])
 
 
 def intervals_display(frame: pd.DataFrame) -> pd.DataFrame:

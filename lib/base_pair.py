@@ -7,12 +7,13 @@ names hub models instead and never comes here.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import time
 from pathlib import Path
 
-from . import io
+from . import fingerprints, io
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -192,6 +193,9 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
                 tokens = input_ids.numel() if mask is None else int(mask.sum())
                 n_tokens += tokens
                 losses.append(loss.item())  # also the step's sync point: the clock below is honest
+                if not math.isfinite(losses[-1]):
+                    raise FloatingPointError(f"{label} pretraining diverged: loss = {losses[-1]} at step {len(losses)}; "
+                                             f"lower models.base_pair.pretrain.lr")
                 if len(losses) == skip:
                     t_steady, steady_tokens = time.perf_counter(), 0
                 elif t_steady is not None:
@@ -233,24 +237,40 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
 
 def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tuple[str, str]], seed: int,
           device: str = "cpu", dtype: str = "float32") -> dict:
-    """Make tokenizer, target and draft under `base_dir` (skipped when already complete).
-    `pairs` are (question, reference solution) chats to pretrain on."""
+    """Make tokenizer, target and draft under `base_dir` (skipped when already complete and made
+    with these very settings and texts). `pairs` are (question, reference solution) chats to
+    pretrain on. Another pair is built beside the old one, which it replaces only once whole."""
     done = base_dir / "summary.json"
-    if done.exists():
-        return io.read_json(done)
+    made_with = json.loads(json.dumps({"spec": spec, "seed": seed, "device": device, "dtype": dtype,
+                                       "tokenizer_texts": fingerprints.of_value(tokenizer_texts),
+                                       "pairs": fingerprints.of_value(pairs)}, default=str))
+    try:
+        old = io.read_json(done) if done.exists() else None
+    except ValueError:  # cut short: rebuilt
+        old = None
+    if isinstance(old, dict) and old.get("made_with") == made_with:
+        return old
+    built = {}
+    io.write_folder(Path(base_dir), lambda tmp: built.update(
+        _build(Path(tmp), spec, tokenizer_texts, pairs, seed, device, dtype, made_with)))
+    return built
+
+
+def _build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs, seed: int, device: str, dtype: str,
+           made_with: dict) -> dict:
     tokenizer = train_tokenizer(tokenizer_texts, spec["vocab_size"], base_dir / "tokenizer")
     pretrain_texts = [
         tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False)
         for q, a in pairs
     ]
-    summary = {"vocab_size": len(tokenizer), "n_pretrain_texts": len(pretrain_texts), "roles": {}}
+    summary = {"vocab_size": len(tokenizer), "n_pretrain_texts": len(pretrain_texts), "roles": {}, "made_with": made_with}
     for role in ("target", "draft"):
         config = model_config(tokenizer, spec[role], spec["max_positions"])
         summary["roles"][role] = pretrain(
             config, pretrain_texts, tokenizer, {**spec["pretrain"], **spec[role].get("pretrain", {})},
             seed, base_dir / role, role, device=device, dtype=dtype,
         )
-    io.write_json(done, summary)  # written last: its presence means the pair is complete
+    io.write_json(base_dir / "summary.json", summary)  # written last: its presence means the pair is complete
     return summary
 
 

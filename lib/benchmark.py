@@ -26,6 +26,7 @@ import numpy as np
 
 from . import answers, crosscheck, device, engine, io, merge, models, params, stats
 from .paths import RunPaths
+from .splits import PROBLEM_COLUMNS
 
 PASSES = ("baseline", "speculative")
 WARMUP_PROMPT = "Warm-up."  # the untimed requests each engine serves before the timed call
@@ -39,9 +40,15 @@ def pair_for_run(cfg, rp: RunPaths) -> dict:
 
 
 def test_problems(cfg, rp: RunPaths) -> list[dict]:
-    rows = io.read_jsonl(rp.test_problems).rows
+    """The held-out problems to benchmark (the first `benchmark.n_samples`); an unusable row, or
+    none at all, is an error naming the file (a benchmark of 0 prompts divides by zero later)."""
+    rows = io.require_jsonl(rp.test_problems, required=PROBLEM_COLUMNS)
     n = cfg["benchmark"]["n_samples"]
-    return rows[:n] if n else rows
+    rows = rows[:n] if n else rows
+    if not rows:
+        raise ValueError(f"{rp.test_problems}: no held-out problem to benchmark; run 01_generate_data again "
+                         f"(delete the split files in {rp.problems_dir} to write the split afresh)")
+    return rows
 
 
 def check(cfg) -> None:
@@ -607,7 +614,7 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
             out["identical_output_warning"] = (
                 f"speculative outputs equal the baseline's for {identical:.0%} of prompts, fewer than the baseline equals "
                 f"itself under other batching ({floor_share:.0%}; p = {p:.3f}): a divergence beyond numerical noise")
-    elif identical < 0.95:
+    elif not identical >= 0.95:  # written so that NaN warns
         out["identical_output_warning"] = (
             "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts (no floor measured)")
     preds = [r["predicted_speedup"] for r in reps if r["predicted_speedup"] is not None]
@@ -819,6 +826,7 @@ def run(cfg, rp: RunPaths) -> dict:
     problems = test_problems(cfg, rp)
     thinking = models.enable_thinking(cfg)
     prompts = [models.prompt_text(tok_t, cfg["style"], p["question"], thinking) for p in problems]
+    engine.check_prompt_lengths(cfg, tok_t, prompts, [p["id"] for p in problems], rp.test_problems)
     requested, calibration, ks = cfg["benchmark"]["k"], None, list(cfg["benchmark"]["k_sweep"])
     if requested == "auto":
         calibration = calibrate(cfg, pair, prompts, problems)
@@ -854,12 +862,15 @@ def run(cfg, rp: RunPaths) -> dict:
         "batch1": batch1_summary(base_info, spec_info, k),
         "versions": engine.versions(), "hardware": hardware(), "seed": seed, "params": dict(cfg),
     }
+    # merged checkpoints are large; the adapters stay. Said in the metrics, so that the merge stays
+    # done while this benchmark stands (`record.outputs_missing`)
+    metrics["merged_deleted"] = bool(cfg["merge"]["delete_after_benchmark"] and rp.style != "base")
     frame = pd.DataFrame(base_samples + spec_samples + floor_samples + sweep_samples)
     frame.insert(0, "run", rp.name)
     rp.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(rp.samples_csv, frame.to_csv(index=False))
     io.write_json(rp.metrics_json, metrics)
-    if cfg["merge"]["delete_after_benchmark"]:  # merged checkpoints are large; the adapters stay
+    if metrics["merged_deleted"]:
         merge.delete_merged(rp)
     return metrics
 

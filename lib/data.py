@@ -7,9 +7,12 @@ with their reason. Resumable: problems already answered are never asked again.
 from __future__ import annotations
 
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 
-from . import answers, io
+from . import answers, fingerprints, io
+from .record import OPERATIONAL, flat
+from .styles import system_prompt
 from .paths import RunPaths
 from .splits import PROBLEM_COLUMNS
 from .teachers import reference
@@ -19,6 +22,12 @@ def shared_table(rp: RunPaths):
     """Training rows dropped because the test split holds the same question (with the ids
     of their test twins)."""
     return preview(rp.shared_questions, columns=["id", "test_id", "question"], n=None)
+
+
+def duplicates_table(rp: RunPaths):
+    """Rows dropped because an earlier row of the same source asks the same question (with the
+    id of the row kept)."""
+    return preview(rp.duplicate_questions, columns=["id", "kept_id", "question"], n=None)
 
 
 def _teach(problem: dict, style: str, teacher: str) -> str:
@@ -72,12 +81,15 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
     if style == "base":
         return {"requested": 0, "skipped_done": 0, "wall_s": 0.0, "note": "base style: nothing to teach"}
     train = io.require_jsonl(rp.train_problems, required=PROBLEM_COLUMNS)
-    set_aside = _set_aside_other_teacher(rp, teacher)
+    # the rejected rows and a pending batch job go with the solutions: the same teacher's answers
+    set_aside = fingerprints.resume_guard(rp.teacher_output, teacher_settings(cfg), [rp.teacher_rejected, rp.teacher_state])
     done_ids, repairs = set(), []
     for path in (rp.teacher_output, rp.teacher_rejected):
         # A killed run may leave half a line; two writers or a replayed batch, a repeated id.
         repairs += [f"{path.name}: {_where(r)}{r['reason']}"
                     for r in io.repair_jsonl(path, required=("id",), key="id")]
+    set_aside += _set_aside_changed_rows(rp, train)
+    for path in (rp.teacher_output, rp.teacher_rejected):
         if path.exists():
             done_ids |= {r["id"] for r in io.read_jsonl(path).rows if "id" in r}
     todo = [p for p in train if p["id"] not in done_ids]
@@ -106,21 +118,33 @@ def _where(bad: dict) -> str:
     return f"line {bad['line']}: " if bad.get("line") else ""
 
 
-def _set_aside_other_teacher(rp: RunPaths, teacher: str) -> list[str]:
-    """Solutions resume only under the same teacher: another teacher's files are renamed aside
-    (kept, never mixed in, never deleted)."""
-    if not rp.teacher_output.exists():
-        return []
-    teachers = {r.get("teacher") for r in io.read_jsonl(rp.teacher_output).rows} - {None}  # unlabelled rows: kept
-    if teachers <= {teacher}:
-        return []
-    stamp = int(time.time())
+def teacher_settings(cfg) -> dict:
+    """What a teacher's solutions are made with: the teacher, its own settings (not how it is
+    polled or reached), the style and its prompt. Resumed only under the same (see
+    `fingerprints.resume_guard`); problem text is checked row by row (`_set_aside_changed_rows`)."""
+    teacher = cfg["data"]["teacher"]
+    own = {"gemini": "gemini", "local": "local_teacher", "file": "teacher_file"}.get(teacher)
+    spec = {k: v for k, v in flat({own: cfg["data"][own]} if own else {}).items()
+            if not any(fnmatchcase(f"data.{k}", pat) for pat in OPERATIONAL)}
+    return {"teacher": teacher, "spec": spec, "keep_wrong": cfg["data"]["keep_wrong"], "style": cfg["style"],
+            "prompt": system_prompt(cfg["style"]), "thinking": cfg["prompt"]["enable_thinking"].get(cfg["style"])}
+
+
+def _set_aside_changed_rows(rp: RunPaths, train: list[dict]) -> list[str]:
+    """Rows answered for a problem whose question or answer is no longer the one under its id
+    (or whose id is gone) are moved to a set-aside file, kept, and answered again."""
+    current = {p["id"]: (p["question"], p["answer"]) for p in train}
     moved = []
     for path in (rp.teacher_output, rp.teacher_rejected):
-        if path.exists():
-            target = path.with_name(f"{path.stem}.{'-'.join(sorted(map(str, teachers)))}-{stamp}{path.suffix}")
-            path.rename(target)
-            moved.append(str(target))
+        if not path.exists():
+            continue
+        rows = io.read_jsonl(path).rows
+        keep = [r for r in rows if "question" not in r or current.get(r.get("id")) == (r["question"], r.get("answer"))]
+        if len(keep) < len(rows):
+            aside = path.with_name(f"{path.stem}.changed-problems-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+            io.write_jsonl(aside, [r for r in rows if r not in keep])
+            io.write_jsonl(path, keep)
+            moved.append(f"{aside} ({len(rows) - len(keep)} rows)")
     return moved
 
 

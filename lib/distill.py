@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import answers, device, engine, io, merge, models
+from . import answers, device, engine, fingerprints, io, merge, models, record
 from .paths import RunPaths
 
 
@@ -93,21 +93,17 @@ def served_target(cfg, rp: RunPaths, needed: bool = True):
         yield str(merged), None, {"as": "base with the adapter merged in (checked)", **check}
 
 
-def _check_source(cfg, rp: RunPaths) -> str | None:
-    """Resume only answers of the same adapter and settings: after the target is retrained,
-    earlier rows are set aside (renamed, not deleted) instead of being mixed in."""
-    import hashlib
-
-    weights = rp.adapter("target") / "adapter_model.safetensors"
-    source = {"adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None,
-              "max_tokens": cfg["distill"]["max_tokens"]}
-    sidecar = rp.distilled.with_name(rp.distilled.stem + ".source.json")
-    aside = None
-    if rp.distilled.exists() and sidecar.exists() and io.read_json(sidecar) != source:
-        aside = str(rp.distilled.with_name(rp.distilled.stem + f".stale-{int(time.time())}.jsonl"))
-        rp.distilled.rename(aside)
-    io.write_json(sidecar, source)
-    return aside
+def _check_source(cfg, rp: RunPaths) -> list[str]:
+    """Resume only answers made under the current settings: the distillation's parameters (and
+    every earlier stage's), the adapter's and the base model's bytes. After the target is
+    retrained, or `distill.max_tokens` or an engine setting changes, earlier rows are set aside
+    (renamed, not deleted) instead of being mixed in."""
+    base = models.base_model(cfg, rp, "target")
+    made_with = {"params": {k: v for k, v in record.stage_params(cfg, "03_distill").items()
+                            if not k.startswith("distill.gate")},  # the gate judges, it does not generate
+                 "adapter": fingerprints.of_path(rp.adapter("target")),
+                 "base": fingerprints.of_path(Path(base)) if Path(base).exists() else base}
+    return fingerprints.resume_guard(rp.distilled, made_with)
 
 
 def check_gate(cfg, accuracy: float) -> dict:

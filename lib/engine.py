@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import logs
+from . import logs, params
 from .device import on_cuda
 
 SPEC_COUNTERS = {
@@ -191,6 +191,11 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
     `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more);
     `profile_dir`: vLLM's own torch profiler, inside the engine core (wherever that runs), idle
     until `profiled` starts it, its traces written there."""
+    from . import models
+
+    for name in (model, (speculative or {}).get("model")):  # a missing folder named, with its stage
+        if name:
+            models.require_model(str(name))
     configure(cfg)
     t0, first = time.perf_counter(), "vllm" not in sys.modules
     from vllm import LLM
@@ -209,7 +214,7 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         model=str(model),
         tokenizer=str(model),
         dtype=cfg["models"]["dtype"],
-        seed=cfg["seed"],
+        seed=params.training_seed(cfg),
         gpu_memory_utilization=eng["gpu_memory_utilization"],
         tensor_parallel_size=eng["tensor_parallel_size"],
         max_model_len=eng["max_model_len"],
@@ -322,18 +327,33 @@ def answer_problems(cfg, model: str, problems: list[dict], style: str, max_token
     from . import models
 
     tokenizer = models.load_tokenizer(model)
+    prompts = [models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in problems]
+    check_prompt_lengths(cfg, tokenizer, prompts, [p["id"] for p in problems], f"{desc} ({model})")
     lora_args = dict(enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"]) if adapter else {}
     with running(cfg, model, eager=True, max_num_seqs=cfg["distill"]["max_num_seqs"], **lora_args) as eng:
-        params = sampling(cfg, max_tokens)
-        params.temperature = 0.0  # greedy whatever the benchmark samples
+        greedy = sampling(cfg, max_tokens)
+        greedy.temperature = 0.0  # greedy whatever the benchmark samples
         extra = {"lora_request": lora_request(adapter)} if adapter else {}
         for start in tqdm(range(0, len(problems), batch_size), desc=desc, disable=not progress):
             batch = problems[start : start + batch_size]
-            prompts = [models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in batch]
-            yield batch, eng.llm.generate(prompts, params, use_tqdm=False, **extra)
+            yield batch, eng.llm.generate(prompts[start : start + batch_size], greedy, use_tqdm=False, **extra)
 
 
-def profiled(engine: Engine, prompt: str, params) -> tuple[object, list[dict]]:
+def check_prompt_lengths(cfg, tokenizer, prompts: list[str], ids: list[str], where) -> None:
+    """Refuse, before any engine starts, prompts the engine would refuse: vLLM raises for a
+    prompt of engine.max_model_len tokens or more (prompt plus at least one output token must
+    fit), and that fails the whole `generate` call, every other prompt with it, naming none."""
+    limit = cfg["engine"]["max_model_len"]
+    lengths = [len(x) for x in tokenizer(list(prompts))["input_ids"]] if prompts else []  # special tokens added, as vLLM does
+    long = [(i, n) for i, n in zip(ids, lengths) if n >= limit]
+    if long:
+        shown = ", ".join(f"{i} ({n} tokens)" for i, n in long[:10]) + (" ..." if len(long) > 10 else "")
+        raise ValueError(f"{where}: {len(long)} problem(s) too long for the engine (a prompt of "
+                         f"engine.max_model_len={limit} tokens or more leaves no room for an answer): {shown}; "
+                         f"shorten or remove them, or raise engine.max_model_len")
+
+
+def profiled(engine: Engine, prompt: str, sampling_params) -> tuple[object, list[dict]]:
     """`prompt` generated under vLLM's profiler (the engine started with `profile_dir`): the
     output, and the trace's events (Chrome trace format, as torch writes it; the device's have
     `cat` kernel, gpu_memcpy or gpu_memset). The engine core writes the trace before
@@ -342,7 +362,7 @@ def profiled(engine: Engine, prompt: str, params) -> tuple[object, list[dict]]:
     before = set(directory.glob("*.json"))
     engine.llm.start_profile()
     try:
-        out = engine.llm.generate([prompt], params, use_tqdm=False)[0]
+        out = engine.llm.generate([prompt], sampling_params, use_tqdm=False)[0]
     finally:
         engine.llm.stop_profile()
     written = sorted(set(directory.glob("*.json")) - before, key=lambda f: f.stat().st_mtime)
@@ -359,7 +379,7 @@ def reset_prefix_cache(engine: Engine) -> None:
 def sampling(cfg, max_tokens: int):
     from vllm import SamplingParams
 
-    return SamplingParams(temperature=cfg["benchmark"]["temperature"], max_tokens=max_tokens, seed=cfg["seed"])
+    return SamplingParams(temperature=cfg["benchmark"]["temperature"], max_tokens=max_tokens, seed=params.training_seed(cfg))
 
 
 def lora_request(adapter_dir) -> object:

@@ -5,13 +5,14 @@ workbook's own grader; what was read and what was skipped, each with its file an
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from . import answers
+from . import answers, io
 from .benchmark import PASSES
 from .formats import scenario_order
 from .paths import REPO, analysis_dir
@@ -125,7 +126,7 @@ def _sample(rec: dict, schema: str, fixed: dict, names_from: list[dict], mapping
         return "no ground truth"
     try:
         tokens = float(tokens_raw)
-        if not (tokens >= 0) or tokens != int(tokens):
+        if not 0 <= tokens < math.inf or tokens != int(tokens):  # NaN fails it; inf would overflow int()
             raise ValueError
     except ValueError:
         return f"tokens {tokens_raw!r} is not a non-negative integer"
@@ -168,7 +169,7 @@ def read_external(spec, mapping: dict | None = None) -> tuple[list[dict], list[d
     names_from = [parse_config(path.stem)]
     samples, bad, assumed = [], [], 0
     csv.field_size_limit(1 << 30)
-    with open(path, encoding="utf-8", newline="") as fh:
+    with io.named_decode_errors(path), open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         schema = _schema(path, header)

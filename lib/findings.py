@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import analysis
+from . import analysis, trainings
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
 from .stats import (NOISE_ALPHA, TOLERANCE_TEXT, excess_mismatch_p, holm, least_rank_test_p, placement_p, quantiles,
@@ -30,16 +30,21 @@ def _interval(lo, hi, fmt) -> str:
 def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> list[str]:
     """Plain sentences written from the numbers (never typed in), each with the interval it
     rests on and what that interval is of."""
+    frame = frame if "replicate" in frame else frame.assign(replicate=0)  # a frame from before replicates
     have = frame[frame["present"]]
+    first = have[have["replicate"] == 0]  # one training per style, as the study had
     tally: dict = {"acceptance": {}, "speedup": {}, "accuracy": {}}
-    out, methods = _styles_compared(frame, have, n_boot, seed, tally)
-    out += _accuracy_by_style(have, tally)
-    out[:0] = _answer(tally)
+    out, methods = _styles_compared(frame, first, n_boot, seed, tally)
+    out += _accuracy_by_style(first, tally, one_training=not (have["replicate"] > 0).any())
+    compared = trainings.compare(frame, n_boot, seed)
+    out += _across_trainings(compared, tally)
+    out[:0] = _answer(tally, compared)
     out += _accuracy_moves(have)
     out += _cost_model(have)
     out += _noise_and_crosscheck(have)
     out += _intervals_said(methods)
     out += _external_notes(external)
+    out += _settings_differ(have)
     missing = frame[~frame["present"] & (frame["source"] == WORKBOOK)]
     if len(missing):
         states = missing.groupby("state")["run"].apply(lambda s: ", ".join(s)).to_dict()
@@ -47,12 +52,44 @@ def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int 
     return out
 
 
-def _answer(tally: dict) -> list[str]:
+def _settings_differ(have: pd.DataFrame) -> list[str]:
+    """Runs made with different settings are never set side by side unsaid."""
+    made = have[have["source"] == WORKBOOK]
+    kinds = made["settings"].fillna("(not recorded)").replace("", "the profile's")
+    if kinds.nunique() <= 1:
+        return []
+    by = kinds.groupby(kinds).apply(lambda s: ", ".join(made.loc[s.index, "run"])).to_dict()
+    return ["These runs were not all made with the same settings, so their numbers are not like for like: "
+            + "; ".join(f"{k}: {v}" for k, v in sorted(by.items())) + "."]
+
+
+def _across_trainings(compared: pd.DataFrame, tally: dict) -> list[str]:
+    """CoD against CoT across replicated trainings (`trainings`): where each style has two or
+    more, the interval across trainings decides the scenario's verdicts in the answer."""
+    replicated = compared[(compared["n_cot"] > 1) & (compared["n_cod"] > 1)] if len(compared) else compared
+    if not len(replicated):
+        return []
+    for _, r in replicated.iterrows():
+        apart, higher = (r["lo"] > 0 or r["hi"] < 0), r["delta"] > 0
+        if r["quantity"] == "accuracy":
+            tally["accuracy"][r["scenario"]] = ("CoD higher" if higher else "CoD lower") if apart else "unclear"
+        elif r["quantity"] == "acceptance":
+            tally["acceptance"][r["scenario"]] = (("CoD" if higher else "CoT") + " higher") if apart else "unclear"
+        elif r["quantity"] == "speed-up":
+            tally["speedup"][r["scenario"]] = (("CoD" if higher else "CoT") + " faster") if apart else "unclear"
+    return (["Across trainings (each style trained more than once, `grid.replicates`): the intervals resample the "
+             "trainings and, within each, the prompts (speed-up: the repetitions), so they hold the spread between "
+             "trainings; these decide the answer above."] + trainings.sentences(replicated))
+
+
+def _answer(tally: dict, compared: pd.DataFrame | None = None) -> list[str]:
     """The study's question in one sentence, from the per-scenario verdicts the sentences below
     state with their intervals: which style led where the interval or the repetitions' ranges
-    tell them apart, and where they do not."""
+    tell them apart, and where they do not; how many trainings of each style it rests on."""
     if not any(tally.values()):
         return []
+    n = (int(min(compared["n_cot"].min(), compared["n_cod"].min())) if compared is not None and len(compared) else 1)
+    trained = "one training per style" if n < 2 else f"{n} or more trainings per style"
 
     def part(what: str, verdicts: dict, unclear: str) -> str:
         by = {}
@@ -60,7 +97,7 @@ def _answer(tally: dict) -> list[str]:
             by.setdefault(v, []).append(scenario)
         return f"{what}: " + "; ".join(f"{v if v != 'unclear' else unclear} in {', '.join(sc)}" for v, sc in by.items())
 
-    said = [part(*x) for x in (("Accuracy (one training per style)", tally["accuracy"], "no clear difference"),
+    said = [part(*x) for x in ((f"Accuracy ({trained})", tally["accuracy"], "no clear difference"),
                                ("Acceptance", tally["acceptance"], "no clear difference"),
                                ("Throughput speed-up", tally["speedup"], "not resolved by the repetitions"))
             if x[1]]
@@ -162,7 +199,7 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
     return out
 
 
-def _accuracy_by_style(have: pd.DataFrame, tally: dict) -> list[str]:
+def _accuracy_by_style(have: pd.DataFrame, tally: dict, one_training: bool = True) -> list[str]:
     """Per scenario, each style's held-out accuracy (the target alone, the baseline pass) with
     its interval, and whether CoD's differs from CoT's: the study's "without costing accuracy",
     decided by the paired interval over the prompts both answered where the per-sample files
@@ -202,7 +239,7 @@ def _accuracy_by_style(have: pd.DataFrame, tally: dict) -> list[str]:
                 line += f"; CoD − CoT {pts(cod - cot)} points (no per-sample files to pair them), {verdict}"
             tally["accuracy"][scenario] = "CoD lower" if lower else "CoD higher" if higher else "unclear"
         out.append(line + ".")
-    if tally["accuracy"]:
+    if tally["accuracy"] and one_training:
         out.append("These accuracy intervals resample the held-out prompts answered by one trained target per style: "
                    "they do not hold the spread between trainings (another seed, or GPU training, which is not "
                    "bit-reproducible), which only a second training of each style measures.")
@@ -459,6 +496,8 @@ def _clean(value):
         return [_clean(v) for v in value]
     if isinstance(value, np.bool_):
         return bool(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
     return value
 
 
@@ -481,7 +520,10 @@ def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int =
     wb = frame[frame["source"] == WORKBOOK]
     regrade = analysis.regrade_table(external)
     return {
-        "runs": _records(frame[["source", "style", "scenario", "run", "state", "error"]]),
+        "runs": _records(frame[["source", "style", "scenario", "run", "state", "error"]
+                               + (["replicate"] if "replicate" in frame else [])]),
+        # CoD − CoT per scenario and quantity, across trainings and over prompts (`trainings.compare`)
+        "trainings": _records(trainings.compare(frame, n_boot, seed)),
         "runs_present": sorted(wb.loc[wb["present"], "run"]),
         "runs_missing": sorted(wb.loc[~wb["present"], "run"]),
         "runs_failed": sorted(wb.loc[wb["state"] == "failed", "run"]),

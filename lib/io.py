@@ -71,9 +71,34 @@ def write_json(path: Path, obj: Any) -> Path:
     return _atomic_write(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=True, default=str))
 
 
+def decode_message(path: Path, exc: UnicodeDecodeError) -> str:
+    """A file that is not UTF-8, as a message naming the file and the line and column of its
+    first bad byte: Python's own names only a position in the chunk it was decoding."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+        start = exc.start  # the file decodes whole: the error came from a part of it
+    except UnicodeDecodeError as whole:
+        start = whole.start
+    line = data.count(b"\n", 0, start) + 1
+    column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+    byte = f"byte 0x{data[start]:02x}" if start < len(data) else "the end of the file"
+    return f"{path}: line {line} column {column}: {byte} is not UTF-8 ({exc.reason}); save the file as UTF-8"
+
+
+@contextlib.contextmanager
+def named_decode_errors(path: Path, error: type[Exception] = ValueError):
+    """Within the block, `path` is read as UTF-8 text: a byte that is not one is an `error`
+    naming the file, the line and the column (`decode_message`)."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise error(decode_message(path, exc)) from None
+
+
 def read_json(path: Path) -> Any:
     """Parse a JSON file; a malformed one is an error naming the file, line and column."""
-    with open(path, encoding="utf-8") as fh:
+    with named_decode_errors(path), open(path, encoding="utf-8") as fh:
         text = fh.read()
     try:
         return json.loads(text)
@@ -133,7 +158,7 @@ def read_jsonl(path: Path, required: Iterable[str] = ()) -> JsonlRead:
         raise FileNotFoundError(f"no such JSONL file: {path}")
     required = tuple(required)
     out = JsonlRead()
-    with open(path, encoding="utf-8") as fh:
+    with named_decode_errors(path), open(path, encoding="utf-8") as fh:
         for lineno, row, error, text in parse_lines(fh):
             if error:
                 # A line cut short by a killed writer ends up here too.

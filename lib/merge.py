@@ -41,8 +41,8 @@ def merge_checked(model, adapter: str = "default") -> dict:
             module.merge(adapter_names=[adapter])
             err = (module.get_base_layer().weight.float() - expected).abs()
             bound = 4 * eps * (expected.abs() + delta.abs().max()) + torch.finfo(torch.float32).tiny
-            ratio = float((err / bound).max())
-        if ratio > 1:
+            ratio = float((err / bound).max())  # NaN where a merged weight is NaN (torch's max keeps it)
+        if not ratio <= 1:  # written so that NaN fails it
             raise ValueError(
                 f"merged weight of {name} differs from W + scale·B·A by up to {float(err.max()):.3e} "
                 f"({ratio:.1f}x the rounding bound of its dtype): refusing to benchmark a wrong merge"
@@ -67,6 +67,7 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
     m = cfg["merge"]
     dev = "cuda" if on_cuda(cfg) else "cpu"
     tokenizer = models.load_tokenizer(str(adapter_dir))
+    models.require_model(base)
     base_model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(cfg["models"]["dtype"]), device_map={"": dev})
     model = PeftModel.from_pretrained(base_model, str(adapter_dir))
     model.eval()
@@ -80,7 +81,7 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
         after = merged(**batch).logits[mask].float().cpu()
     max_diff = float((before - after).abs().max())
     tol = m["atol"] + m["rtol"] * float(before.abs().max())
-    if max_diff > tol:
+    if not max_diff <= tol:  # written so that NaN (a NaN logit on either side) fails it
         raise ValueError(
             f"merged model differs from base + adapter by {max_diff:.2e} in the logits (> merge.atol={m['atol']} + "
             f"merge.rtol={m['rtol']} x max |logit| = {tol:.2e}) for {adapter_dir}: refusing to benchmark a wrong merge"
@@ -111,7 +112,10 @@ def delete_merged(rp) -> list[str]:
 def probe_texts(cfg, rp) -> list[str]:
     """A few held-out prompts for the merge-equivalence check."""
 
-    rows = io.read_jsonl(rp.test_problems).rows[: cfg["merge"]["check_inputs"]]
+    rows = io.require_jsonl(rp.test_problems, required=("question",))
+    if not rows:
+        raise ValueError(f"{rp.test_problems}: no held-out problem to check the merge on; run 01_generate_data again")
+    rows = rows[: cfg["merge"]["check_inputs"]]
     tok = models.load_tokenizer(str(rp.adapter("target")))
     return [models.prompt_text(tok, cfg["style"], r["question"], models.enable_thinking(cfg)) for r in rows]
 

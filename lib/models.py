@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import paths
 from .paths import RunPaths
 
 ROLES = ("target", "draft")
@@ -31,9 +32,48 @@ def uses_base_pair(cfg) -> bool:
     return not (cfg["models"]["target"] and cfg["models"]["draft"])
 
 
+def _looks_local(name: str) -> bool:
+    """A hub id is `name` or `org/name`: anything absolute, starting with `.` or `~`, or with
+    more than one `/` is a path on this machine (Hugging Face would call it a bad repo id)."""
+    return Path(name).expanduser().is_absolute() or name.startswith((".", "~")) or name.count("/") > 1
+
+
+def made_by(path: Path) -> str | None:
+    """The stage, run and profile whose output `path` is (the base pair, an adapter, a merged
+    model), as words; None for any other path."""
+    path = Path(path).expanduser().absolute()
+    data = paths.data_root("any").parent.absolute()  # every profile's data root is in here
+    if not path.is_relative_to(data) or path == data:
+        return None
+    profile = path.relative_to(data).parts[0]
+    style, _, scenario = path.name.partition("_")  # a run's folders are named <style>_<scenario>
+    rp = RunPaths(profile, style, scenario)
+    outputs = {rp.base_models: "00_base_models", rp.tokenizer: "00_base_models",
+               **{rp.base_model(role): "00_base_models" for role in ROLES},
+               rp.adapter("target"): "02_train_target", rp.adapter("draft"): "04_train_draft",
+               **{rp.merged(role): "05_merge" for role in ROLES}}
+    stage = next((s for p, s in outputs.items() if p.absolute() == path), None)
+    if stage is None:
+        return None
+    run = "" if stage == "00_base_models" else f" of run {rp.name}"
+    return f"stage {stage}{run} (profile {profile}) makes it"
+
+
+def require_model(name_or_path: str) -> None:
+    """Refuse a local model or tokenizer path that does not exist, naming it and the stage that
+    makes it (a deleted merged draft, say), before Hugging Face reads it as a malformed repo id."""
+    name = str(name_or_path)
+    if not _looks_local(name) or Path(name).expanduser().exists():
+        return
+    maker = made_by(Path(name))
+    raise FileNotFoundError(f"model folder {name} does not exist" + (
+        f": {maker}; run that stage again" if maker else "; check models.target / models.draft or the path given"))
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
+    require_model(name_or_path)
     return AutoTokenizer.from_pretrained(name_or_path)
 
 
@@ -94,7 +134,11 @@ def token_counter(name_or_path: str):
         return lambda texts: count_tokens(tokenizer, texts)
     from tokenizers import Tokenizer
 
-    fast = Tokenizer.from_file(str(file))
+    try:
+        fast = Tokenizer.from_file(str(file))
+    except Exception as exc:  # the tokenizers library raises a bare Exception naming no file
+        maker = made_by(Path(name_or_path))
+        raise ValueError(f"{file}: not a readable tokenizer ({exc})" + (f"; {maker}: run it again" if maker else "")) from None
     return lambda texts: [len(e.ids) for e in fast.encode_batch(list(texts), add_special_tokens=False)]
 
 

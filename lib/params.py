@@ -11,12 +11,14 @@ outside a key's choices, is an error naming the valid ones — before any notebo
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from . import paths
+from . import io, paths
 from .choices import choose
 from .styles import STYLES
 
@@ -26,6 +28,7 @@ CHOICES: dict[str, tuple] = {
     "data.source": ("embedded", "hub", "local"),
     "data.teacher": ("reference", "gemini", "local", "file"),
     "train.backend": ("auto", "unsloth", "trl"),
+    "train.report_to": ("none", "wandb"),
     "distill.gate_mode": ("stop", "warn"),
     "distill.serve": ("auto", "adapter", "merged"),
     "benchmark.method": ("draft_model", "ngram", "eagle3"),
@@ -65,6 +68,7 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("*_steps", 1, None, False),
     ("*temperature", 0, None, False),
     ("seed", 0, None, False),
+    ("grid.replicates", 1, None, False),
     ("merge.*", 0, None, False),
     ("*_s", 0, None, False),
     ("*retry_attempts", 1, None, False),
@@ -82,18 +86,32 @@ class ParamsError(ValueError):
     pass
 
 
+def _numbers(value: Any):
+    """Every number in a value, inside lists and mappings too (a boolean is not a number here)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield value
+
+
 def _range_error(dotted: str, value: Any) -> str | None:
-    """Why `value` is out of range for `dotted`, or None (numbers only; lists element-wise)."""
+    """Why `value` is out of range for `dotted`, or None (numbers only; lists element-wise).
+    No parameter takes NaN or an infinity (none in base.yaml means "unbounded" by one: 0 does),
+    and every bound is written so that NaN fails it (NaN compares False both ways)."""
     from fnmatch import fnmatchcase
 
-    values = value if isinstance(value, list) else [value]
+    numbers = list(_numbers(value))
+    if not all(math.isfinite(v) for v in numbers):
+        return "must be a finite number"
     for low, high, exclusive in (r[1:] for r in RANGES if fnmatchcase(dotted, r[0])):
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                continue
-            if low is not None and (v < low or (exclusive and v == low)):
+        for v in numbers:
+            if low is not None and not (v > low if exclusive else v >= low):
                 return f"must be {'>' if exclusive else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-            if high is not None and v > high:
+            if high is not None and not v <= high:
                 return f"must be in [{low:g}, {high:g}]"
         return None
     return None
@@ -136,11 +154,33 @@ def scenarios() -> tuple[str, ...]:
 
 
 def _load_yaml(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    """A params layer (a fresh copy: callers merge into it); parsed once per version of the file,
+    since every check of a run's lineage resolves its parameters again."""
+    path = Path(path)
+    st = path.stat() if path.exists() else None
+    return copy.deepcopy(_parsed(str(path), st.st_mtime_ns if st else None, st.st_size if st else None))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(name: str, mtime_ns, size) -> dict:
+    """A params layer; a file that is not UTF-8 or not YAML is an error naming it and the line."""
+    path = Path(name)
+    try:
+        with io.named_decode_errors(path, ParamsError), open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(_yaml_message(path, exc)) from None
     if not isinstance(data, dict):
-        raise ParamsError(f"{path.name}: expected a mapping at the top level")
+        raise ParamsError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def _yaml_message(path: Path, exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: the file, the line and column of the problem, and what it is."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+    what = ", ".join(x for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+    return f"{path}: {where}not valid YAML ({what or exc})"
 
 
 def _expand_dotted(overrides: Mapping[str, Any]) -> dict:
@@ -194,7 +234,7 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
             raise ParamsError(
                 f"{source}: parameter {dotted!r} must be {type(default).__name__}, got {value!r}"
             )
-        if dotted in AT_LEAST_ONE and value < 1:
+        if dotted in AT_LEAST_ONE and not value >= 1:
             words = "".join(f"{w!r} or " for w in WORDS.get(dotted, ()))
             raise ParamsError(f"{source}: parameter {dotted!r} must be {words}an integer >= 1, got {value!r}")
         if dotted in CHOICES and value not in CHOICES[dotted]:
@@ -209,8 +249,10 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
     return out
 
 
-def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any] | None = None) -> Params:
-    """The merged, validated parameters of one run."""
+def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any] | None = None,
+            replicate: int = 0) -> Params:
+    """The merged, validated parameters of one run (`replicate`: which training of the (style,
+    scenario), 0 to `grid.replicates` - 1; the untrained base style has only 0)."""
     root = paths.params_dir()
     choose("profile", profile, profiles(), ParamsError)
     choose("scenario", scenario, scenarios(), ParamsError)
@@ -227,8 +269,21 @@ def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any
         if required or source.exists():
             cfg = _merge(cfg, _load_yaml(source), f"{source.parent.name}/{source.name}")
     cfg = _merge(cfg, _expand_dotted(overrides or {}), "overrides")
-    cfg.update(profile=profile, style=style, scenario=scenario)
+    n = cfg["grid"]["replicates"]
+    if isinstance(replicate, bool) or not isinstance(replicate, int) or not 0 <= replicate < n:
+        raise ParamsError(f"replicate {replicate!r}: grid.replicates is {n}, so a replicate is 0 to {n - 1}")
+    if style == "base" and replicate:
+        raise ParamsError(f"replicate {replicate}: the base style is the untrained pair, one run whatever "
+                          f"grid.replicates says (only replicate 0)")
+    cfg.update(profile=profile, style=style, scenario=scenario, replicate=replicate)
     return Params(cfg)
+
+
+def training_seed(cfg) -> int:
+    """The seed of a run's training and sampling: `seed` itself for replicate 0 (the run as it
+    always was), another derived from `seed` and the replicate for each later one. Splits keep
+    `seed`: every replicate trains and is tested on the same problems."""
+    return (cfg["seed"] + 1_000_003 * cfg["replicate"]) % 2**31
 
 
 def dump(cfg: Mapping) -> str:

@@ -21,6 +21,11 @@ def params_dir() -> Path:
     return Path(os.environ.get("WORKBOOK_PARAMS", REPO / "params"))
 
 
+def repo_path(path: str) -> Path:
+    """A path named in params: absolute, or relative to the repository (never to the cwd)."""
+    return Path(path) if Path(path).is_absolute() else REPO / path
+
+
 def home() -> Path:
     return Path(os.environ.get("WORKBOOK_HOME", REPO))
 
@@ -33,21 +38,35 @@ def reports_root(profile: str) -> Path:
     return home() / "reports" / profile
 
 
-def run_name(style: str, scenario: str) -> str:
-    return f"{style}_{scenario}"
+def run_name(style: str, scenario: str, replicate: int = 0) -> str:
+    """`cot_easy`; replicate r > 0 of it (another training, `grid.replicates`) `cot_easy_r<r>`, so
+    that replicate 0 is the run as it always was."""
+    return f"{style}_{scenario}" + (f"_r{replicate}" if replicate else "")
 
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run (profile, style, scenario); stages pass only these names around."""
+    """The files of one run (profile, style, scenario, replicate); stages pass only these names
+    around. The teacher's solutions belong to the (style, scenario), shared by its replicates."""
 
     profile: str
     style: str
     scenario: str
+    replicate: int = 0
 
     @property
     def name(self) -> str:
+        return run_name(self.style, self.scenario, self.replicate)
+
+    @property
+    def family(self) -> str:
+        """The (style, scenario) every replicate of this run belongs to."""
         return run_name(self.style, self.scenario)
+
+    @property
+    def first(self) -> "RunPaths":
+        """Replicate 0 of this run, whose data stage (01) every replicate reads."""
+        return RunPaths(self.profile, self.style, self.scenario)
 
     @property
     def root(self) -> Path:
@@ -83,20 +102,25 @@ class RunPaths:
         """Training rows dropped because their question is also in an explicit test split."""
         return self.problems_dir / "shared_with_test.jsonl"
 
+    @property
+    def duplicate_questions(self) -> Path:
+        """Rows dropped because an earlier row of their source asks the same (normalized) question."""
+        return self.problems_dir / "duplicates.jsonl"
+
     # --- per (style, scenario) --------------------------------------------------------
     @property
     def teacher_output(self) -> Path:
-        return self.root / "teacher" / f"{self.name}.jsonl"
+        return self.root / "teacher" / f"{self.family}.jsonl"
 
     @property
     def teacher_rejected(self) -> Path:
-        return self.root / "teacher" / f"{self.name}.rejected.jsonl"
+        return self.root / "teacher" / f"{self.family}.rejected.jsonl"
 
     @property
     def teacher_state(self) -> Path:
         """The Gemini batch job of this run (name, submitted ids; never the key), so a re-run
         picks the job up instead of paying for a new one."""
-        return self.root / "teacher" / f"{self.name}.gemini_state.json"
+        return self.root / "teacher" / f"{self.family}.gemini_state.json"
 
     @property
     def distilled(self) -> Path:

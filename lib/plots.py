@@ -288,3 +288,41 @@ def training_losses(losses: pd.DataFrame):
                        facet_kws={"sharex": False, "sharey": False})
     grid.figure.suptitle(title, y=1.02)
     return grid.figure
+
+
+def trainings(compared: pd.DataFrame, points: pd.DataFrame):
+    """CoD against CoT across trainings (`trainings.compare` and `.points`): top, each
+    replicate's value as a point per style (the bar is the style's mean over its trainings);
+    bottom, CoD − CoT with its 95% interval across trainings (thick) and over prompts alone
+    (thin). One column per quantity; the dashed line is no difference."""
+    title = "CoD against CoT across trainings"
+    if not len(compared):
+        return _no_data(title, "CoT and CoD are not both measured in any scenario yet")
+    quantities = list(dict.fromkeys(compared["quantity"]))
+    fig, axes = plt.subplots(2, len(quantities), figsize=(3.4 * len(quantities), 5.6), squeeze=False)
+    colors = _palette(["cot", "cod"])
+    for col, quantity in enumerate(quantities):
+        rows = compared[compared["quantity"] == quantity].reset_index(drop=True)
+        top, bottom = axes[0][col], axes[1][col]
+        for j, style in enumerate(("cot", "cod")):
+            dx = -0.15 + 0.3 * j
+            for i, r in rows.iterrows():
+                values = r[style]["per_replicate"]
+                top.scatter([i + dx] * len(values), values, color=colors[style], s=28, alpha=0.8,
+                            label=style if i == 0 else None)
+                top.hlines(r[style]["value"], i + dx - 0.12, i + dx + 0.12, color=colors[style], lw=2)
+        for i, r in rows.iterrows():
+            bottom.vlines(i, r["lo"], r["hi"], color="#333", lw=4, alpha=0.45)
+            bottom.vlines(i, r["within_lo"], r["within_hi"], color="#333", lw=1.2)
+            bottom.plot([i], [r["delta"]], "o", color="#333")
+        bottom.axhline(0, color="gray", ls="--", lw=1)
+        for ax in (top, bottom):
+            ax.set_xticks(range(len(rows)), list(rows["scenario"]))
+            ax.set_xlim(-0.6, len(rows) - 0.4)
+        top.set(title=quantity)
+        bottom.set(ylabel="CoD − CoT" if col == 0 else None)
+        if col == 0:
+            top.legend(title="style", fontsize=8, title_fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -884,6 +884,22 @@ def drop_shared(train: list[dict], test: list[dict]) -> tuple[list[dict], list[d
     return kept, dropped
 
 
+def drop_duplicates(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(rows with each normalized question once, the first kept; the later copies), each dropped
+    row listed as `{id, kept_id, question}`: a question twice in one source would be trained on
+    twice, or held out twice (and counted twice in every benchmark figure)."""
+    first: dict[str, str] = {}
+    kept, dropped = [], []
+    for r in rows:
+        key = normalize_question(_question(r))
+        if key in first:
+            dropped.append({"id": str(r.get("id", "?")), "kept_id": first[key], "question": _question(r)})
+        else:
+            first[key] = str(r.get("id", "?"))
+            kept.append(r)
+    return kept, dropped
+
+
 def check_no_leakage(train: list[dict], test: list[dict]) -> None:
     """Raise ValueError naming every row whose question appears in both splits."""
     test_keys = {normalize_question(_question(r)) for r in test}

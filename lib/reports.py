@@ -107,21 +107,6 @@ def _fmt_x(value) -> str:
     return "–" if _missing(value) else f"{value:.2f}x"
 
 
-def _alive(entry: dict) -> bool:
-    """Whether the process that recorded a "running" entry still runs (on another host: assumed)."""
-    import socket
-
-    if entry.get("host") not in (None, socket.gethostname()):
-        return True
-    try:
-        os.kill(int(entry.get("pid")), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True
-
-
 def stage_state(entry: dict | None, rp, stage: str, cfg) -> tuple[str, str | None]:
     """A stage's state as the files behind it bear out: "running" only while its runner lives
     (else "interrupted"), "finished"/"cached" only while its record and outputs are whole
@@ -131,10 +116,10 @@ def stage_state(entry: dict | None, rp, stage: str, cfg) -> tuple[str, str | Non
     state = entry.get("status") or "missing"
     if state == "running":
         since = time.strftime("%H:%M:%S", time.localtime(entry.get("started") or entry.get("at") or 0))
-        if _alive(entry):
+        if record.alive(entry):
             return "running", f"since {since}, PID {entry.get('pid')} on {entry.get('host')}"
         return "interrupted", f"started {since} by PID {entry.get('pid')}, which is gone: the stage did not finish"
-    if state in ("finished", "cached"):
+    if state in ("finished", "cached") and stage not in stage_names.POST_STAGES:
         try:
             figures = record.load(rp, stage)
             missing = "its record is missing" if figures is None else record.outputs_missing(rp, stage, figures, cfg)
@@ -142,15 +127,19 @@ def stage_state(entry: dict | None, rp, stage: str, cfg) -> tuple[str, str | Non
             missing = f"unreadable: {exc}"
         if missing:
             return "incomplete", f"recorded {state}, but {missing}"
+        # judged on the settings it records (a run made with --set is not stale for that)
+        stale = record.current(rp, stage)
+        if stale:
+            return "outdated", f"recorded {state}, but not current: {stale}"
     return state, entry.get("error")
 
 
 def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None]:
-    """A run's overall state from its stages' entries: failed (and the first error), running
-    or interrupted, finished (every stage done), measured (metrics on disk but no stage
+    """A run's overall state from its stages' entries: failed (and the first error), running,
+    interrupted or outdated (a stage no longer current), finished (every stage done), measured (metrics on disk but no stage
     recorded, e.g. copied from another machine), incomplete (some), or missing (none, and no
     metrics)."""
-    for wanted in ("failed", "interrupted", "running"):
+    for wanted in ("failed", "interrupted", "running", "outdated"):
         for stage in stages:
             e = entries.get(stage) or {}
             if e.get("status") == wanted:
@@ -165,10 +154,13 @@ def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None
     return "missing", None
 
 
-def _grid_runs(profile: str, runs) -> list[tuple[str, str]]:
-    """Every (style, scenario) of the profile's grid, then any other run asked for."""
-    grid = [(style, scenario) for scenario in scenario_order() for style in STYLES]
-    return grid + [r for r in (runs or []) if tuple(r) not in grid]
+def _grid_runs(profile: str, runs) -> list[tuple[str, str, int]]:
+    """Every run of the profile's grid, each (style, scenario) followed by its replicates, then
+    any other run asked for."""
+    grid = [(style, scenario, r) for scenario in scenario_order() for style in STYLES
+            for r in record.replicates_of(profile, style, scenario)]
+    asked = [tuple(r) + (0,) * (3 - len(r)) for r in (runs or [])]
+    return grid + [r for r in asked if r not in grid]
 
 
 def compare_pages(profile: str) -> list[Path]:
@@ -183,7 +175,7 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;colo
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.st{padding:1px 4px;border-radius:3px;margin-right:3px;white-space:nowrap;font-size:.9em}
 .finished,.cached,.measured{background:#d4f4d4}.failed{background:#f8d0d0}.missing,.skipped{background:#eee}
-.incomplete,.unreadable,.interrupted,.overridden{background:#fff1c4}.running,.locked{background:#d8e8ff}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
+.incomplete,.unreadable,.interrupted,.overridden,.outdated{background:#fff1c4}.running,.locked{background:#d8e8ff}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
 td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums}.stale{color:#999;text-decoration:line-through}.side{display:flex;gap:2em;flex-wrap:wrap}
 .side>div{flex:1 1 560px;min-width:0;overflow-x:auto}.side table{font-size:.85em}.side td,.side th{padding:3px 5px}small{color:#666}"""
 
@@ -232,11 +224,11 @@ def _run_numbers(rp: RunPaths) -> tuple[dict, str | None]:
     return nums, metrics_error
 
 
-def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -> str:
+def _run_row(profile: str, style: str, scenario: str, replicate: int, status: dict, stages_of) -> str:
     """One run's row of the index: state, stage badges, settings and headline numbers."""
-    rp = RunPaths(profile, style, scenario)
-    cfg = params.resolve(profile, style, scenario)
-    stages = list(stages_of(style))
+    rp = RunPaths(profile, style, scenario, replicate)
+    cfg = params.resolve(profile, style, scenario, {"grid.replicates": replicate + 1} if replicate else None, replicate)
+    stages = list(stages_of(style, replicate) if replicate else stages_of(style))
     entries, cells = {}, []
     for stage in stages:
         state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
@@ -252,10 +244,10 @@ def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -
     if metrics_error:
         state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
     # a stage's latest attempt did not finish: metrics on disk are an earlier attempt's, not current
-    stale = bool(nums) and state in ("failed", "interrupted", "running")
+    stale = bool(nums) and state in ("failed", "interrupted", "running", "outdated")
     if stale:
-        why = f"{why}; the numbers shown are from an earlier attempt"
-    num = '<td class="num stale" title="from an earlier attempt, not the current one">' if stale else '<td class="num">'
+        why = f"{why}; the numbers shown are not current"
+    num = '<td class="num stale" title="not current: see the run\'s state">' if stale else '<td class="num">'
     if state == "failed":
         why_html = f'<div class="err">{html.escape(why)}</div>'
     else:  # a note, not an alarm
@@ -264,7 +256,7 @@ def _run_row(profile: str, style: str, scenario: str, status: dict, stages_of) -
     ci = nums.get("speedup_latency_ci") or [None, None]
     lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
     return (
-        f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td>'
+        f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td><td class="num">{replicate}</td>'
         f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
         f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
         f'{num}{_fmt(nums.get("accuracy_baseline"), True)}</td>{num}{_fmt(nums.get("accuracy_speculative"), True)}</td>'
@@ -326,7 +318,7 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
     profile_stages = list(stage_names.PROFILE_STAGES) if profile_stages is None else profile_stages
     root = reports_root(profile)
     status = record.load_status(profile)
-    rows = [_run_row(profile, style, scenario, status, stages_of) for style, scenario in _grid_runs(profile, runs)]
+    rows = [_run_row(profile, *run, status, stages_of) for run in _grid_runs(profile, runs)]
     prof_links = _profile_items(profile, status, profile_stages)
     failed = [
         f"<li><b>{html.escape(run)} / {html.escape(stage)}</b>: <code>{html.escape(e.get('error') or '')}</code></li>"
@@ -353,7 +345,7 @@ Across all runs: {analysis_link}.</p>
 <h2>Profile-wide</h2><ul>{''.join(prof_links)}</ul>
 <h2>Runs</h2><p><small>Settings: <span class="st overridden">overrides</span> marks a run some stage of which ran
 with parameters other than the profile's (listed); compare such runs with the others knowingly.</small></p>
-<table><tr><th>style</th><th>scenario</th><th>state</th><th>stages</th><th>settings</th><th>accuracy (baseline)</th>
+<table><tr><th>style</th><th>scenario</th><th title="which training of the (style, scenario): grid.replicates">replicate</th><th>state</th><th>stages</th><th>settings</th><th>accuracy (baseline)</th>
 <th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up (throughput)</th>
 <th>speed-up (latency) [95% CI]</th><th>tokens / answer</th></tr>
 {''.join(rows)}</table>

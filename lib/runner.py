@@ -279,11 +279,13 @@ def run_grid(
     gpus=None,
     jobs=1,
     top=True,
+    replicates=None,
 ) -> GridResult:
     """The grid, one stage at a time; with `gpus` (or `jobs` > 1), the profile-wide stages still
     run here and each (style, scenario) chain runs in its own `python -m lib run` on a free GPU
     slot (or CPU job slot, see `parse_jobs`). `top`: the runner a person started, which records
-    the grid's wall time and writes the index (a placed run leaves both to it)."""
+    the grid's wall time and writes the index (a placed run leaves both to it). `replicates`:
+    which trainings of each trained (style, scenario) to run (default: all `grid.replicates`)."""
     # one write per line: runs placed side by side log from several threads
     log = log or (lambda msg: print(f"{msg}\n", end="", flush=True))
     overrides = dict(overrides or {})
@@ -294,23 +296,25 @@ def run_grid(
     slots = parse_gpus(gpus)
     per_slot = min((len(s.split(",")) for s in slots), default=None)
     # Validate every run's merged parameters before anything runs.
-    cfgs = []
+    cfgs, runs = [], []
     for scenario in scenarios:
         for style in styles:
-            cfg = params.resolve(profile, style, scenario, overrides)
-            cfgs.append(cfg)
-            tp = cfg["engine"]["tensor_parallel_size"]
-            if slots and tp > per_slot:
-                raise params.ParamsError(
-                    f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
-                )
-            try:  # problems made with other data params: refused here, before any stage's record is touched
-                splits.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
-            except ValueError as exc:
-                raise params.ParamsError(str(exc)) from None
-    runs = [(style, scenario) for scenario in scenarios for style in styles]
+            for replicate in _replicates(profile, style, scenario, overrides, replicates):
+                cfg = params.resolve(profile, style, scenario, overrides, replicate)
+                cfgs.append(cfg)
+                runs.append((style, scenario, replicate))
+    for cfg, (style, scenario, _) in zip(cfgs, runs):
+        tp = cfg["engine"]["tensor_parallel_size"]
+        if slots and tp > per_slot:
+            raise params.ParamsError(
+                f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
+            )
+        try:  # problems made with other data params: refused here, before any stage's record is touched
+            splits.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
+        except ValueError as exc:
+            raise params.ParamsError(str(exc)) from None
     pre = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
-    chains = [[((style, scenario), s) for s in stages_of(style) if s in stages] for style, scenario in runs]
+    chains = [[(run, s) for s in stages_of(run[0], run[2]) if s in stages] for run in runs]
     chains = [c for c in chains if c]
     post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
     n_jobs = 1 if slots else parse_jobs(jobs, cfgs)
@@ -322,9 +326,13 @@ def run_grid(
                       result, t_start, render)
         else:
             _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
+            # Later replicates train on their first replicate's data (01): placed once the first
+            # replicates are done, in a second round.
+            for round_ in ([c for c in chains if not c[0][0][2]], [c for c in chains if c[0][0][2]]):
+                if round_ and not result.interrupted:
+                    result.outcomes += _place(round_, placed, profile, overrides, redo, hide_input, log,
+                                              short_first=not slots)
             if not result.interrupted:
-                result.outcomes += _place(chains, placed, profile, overrides, redo, hide_input, log,
-                                          short_first=not slots)
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if top:
         whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
@@ -346,11 +354,12 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
             cfg = params.resolve(profile, "base", params.scenarios()[0], overrides)  # as notebook 00 resolves it
             parameters = {"profile": profile, "overrides": overrides}
         else:
-            style, scenario = run
-            rp = paths.RunPaths(profile, style, scenario)
-            cfg = params.resolve(profile, style, scenario, overrides)
+            style, scenario, replicate = run
+            rp = paths.RunPaths(profile, style, scenario, replicate)
+            cfg = params.resolve(profile, style, scenario, overrides, replicate)
             label, out_dir = rp.name, rp.report_dir
-            parameters = {"profile": profile, "style": style, "scenario": scenario, "overrides": overrides}
+            parameters = {"profile": profile, "style": style, "scenario": scenario, "replicate": replicate,
+                          "overrides": overrides}
         head = f"[{i}/{len(plan)} {time.perf_counter() - t_start:6.0f}s] {label} {stage}"
         if label in broken:
             outcome = Outcome(label, stage, "skipped", error="an earlier stage of this run failed")
@@ -358,7 +367,7 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
             try:
                 outcome = _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render)
             except KeyboardInterrupt:
-                outcome = Outcome(label, stage, "interrupted", error="stopped by Ctrl-C (SIGINT); re-run to resume")
+                outcome = Outcome(label, stage, "interrupted", error=f"stopped by {STOPPED_BY[0]}; re-run to resume")
                 _record(profile, label, stage, outcome)
                 log(f"{head} interrupted")
                 result.outcomes.append(outcome)
@@ -376,6 +385,11 @@ def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_i
             why = "always runs" if stage in POST_STAGES else ("--redo" if redo else record.why_not_done(rp, stage, cfg))
             if why is None:
                 return Outcome(label, stage, "cached")
+            # A stage never runs on stale results: a partial run whose earlier stages are not
+            # current refuses, naming them (docs/reliability.md), and leaves this stage's record.
+            stale = None if stage in POST_STAGES else record.stale_upstream(rp, stage, cfg)
+            if stale:
+                return Outcome(label, stage, "failed", error=stale)
             log(f"{head} ... ({why})")
             record.forget(rp, stage)
             _record(profile, label, stage, Outcome(label, stage, "running"), started=time.time())
@@ -420,6 +434,21 @@ def _record_wall(profile: str, result: GridResult, started: float, seconds: floa
 JOB_ENV = "WORKBOOK_JOB"  # set in a run placed on a CPU job slot: the slot's number
 
 
+def _replicates(profile: str, style: str, scenario: str, overrides: dict, asked) -> list[int]:
+    """The replicates of one (style, scenario) to run: those asked for (`--replicates`) among the
+    `grid.replicates` it has; the untrained base style has one run, replicate 0."""
+    n = 1 if style == "base" else params.resolve(profile, style, scenario, overrides)["grid"]["replicates"]
+    if asked is None:
+        return list(range(n))
+    wrong = [r for r in asked if isinstance(r, bool) or not isinstance(r, int) or r < 0]
+    if wrong:
+        raise params.ParamsError(f"--replicates takes replicate numbers 0, 1, ...; got {wrong[0]!r}")
+    if style != "base" and any(r >= n for r in asked):
+        raise params.ParamsError(f"--replicates {' '.join(map(str, asked))}: grid.replicates is {n} for {style} "
+                                 f"{scenario}, so replicates are 0 to {n - 1} (raise it with --set grid.replicates=N)")
+    return [r for r in asked if r < n]
+
+
 def parse_jobs(jobs, cfgs) -> int:
     """`--jobs N`: N (style, scenario) runs side by side on this machine's CPUs. `auto` (the
     command line's default): 2 where every run's params say `device: cpu` and there are at
@@ -444,9 +473,10 @@ def job_slots(n: int) -> list[tuple[str, dict]]:
 
 
 def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
-    (style, scenario), _ = chain[0]
+    (style, scenario, replicate), _ = chain[0]
     cmd = [sys.executable, "-m", "lib", "run", "--profile", profile, "--styles", style, "--scenarios", scenario,
-           "--stages", *[stage for _, stage in chain], "--jobs", "1", "--outcomes", str(outcomes_file)]
+           "--replicates", str(replicate), "--stages", *[stage for _, stage in chain], "--jobs", "1",
+           "--outcomes", str(outcomes_file)]
     if overrides:
         cmd += ["--set", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]]  # JSON is YAML
     return cmd + ["--redo"] * redo + ["--hide-input"] * hide_input
@@ -470,8 +500,8 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
         free.put(slot)
 
     def run_chain(chain) -> list[Outcome]:
-        (style, scenario), _ = chain[0]
-        rp = paths.RunPaths(profile, style, scenario)
+        (style, scenario, replicate), _ = chain[0]
+        rp = paths.RunPaths(profile, style, scenario, replicate)
         rp.report_dir.mkdir(parents=True, exist_ok=True)
         outcomes_file = rp.report_dir / "runner.outcomes.json"
         outcomes_file.unlink(missing_ok=True)
@@ -517,8 +547,33 @@ def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
     return done
 
 
+STOPPED_BY = ["Ctrl-C (SIGINT)"]  # what ended the grid early, for the summary
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's cancel, `kill`, a machine going down) ends the grid as Ctrl-C does:
+    the stage recorded interrupted, what ran rendered, the summary printed. Runs placed in
+    child processes are passed a SIGINT, so that each records its own stage the same way."""
+    import signal
+
+    def stop(signum, frame):
+        import psutil
+
+        STOPPED_BY[0] = "SIGTERM"
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if "lib" in child.cmdline() and "run" in child.cmdline():
+                    child.send_signal(signal.SIGINT)
+        raise KeyboardInterrupt("SIGTERM")
+
+    with contextlib.suppress(ValueError):  # not the main thread (a test calling main_run): leave it
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main_run(args) -> int:
     import yaml
+
+    _stop_on_sigterm()
 
     try:
         overrides = {}
@@ -534,7 +589,7 @@ def main_run(args) -> int:
             raise params.ParamsError("--gpus and --jobs both place runs side by side: give one of them")
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
-            gpus=args.gpus, jobs=args.jobs or "auto", top=not args.outcomes,
+            gpus=args.gpus, jobs=args.jobs or "auto", top=not args.outcomes, replicates=args.replicates,
         )
         if args.outcomes:  # a run placed on a GPU reports back to its parent
             io.write_json(args.outcomes, [dataclasses.asdict(o) for o in result.outcomes])
@@ -542,7 +597,7 @@ def main_run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside any stage (validation, the index)
-        print("interrupted (Ctrl-C) outside a stage; nothing was left half-written", file=sys.stderr)
+        print(f"interrupted ({STOPPED_BY[0]}) outside a stage; nothing was left half-written", file=sys.stderr)
         return 130
     except OSError as exc:  # e.g. the disk filled while writing the index
         print(f"error: {_short_error(exc)}", file=sys.stderr)

@@ -27,11 +27,11 @@ def _from_records(records, spec: dict, section: str, id_prefix: str, test: bool 
     if test:  # a held-out file may name its columns differently
         q, s = spec.get("test_question_field") or q, spec.get("test_solution_field") or s
     levels, types = set(spec.get("levels") or []), set(spec.get("types") or [])
+    source = spec.get("test_path" if test else "path") or id_prefix
     rows = []
     for i, rec in enumerate(records):
         missing = [c for c in (q, s) if c not in rec]
         if missing:
-            source = spec.get("test_path" if test else "path") or id_prefix
             raise KeyError(
                 f"{source}: record {i} has no column(s) {missing}; columns present: {sorted(rec)}. "
                 f"Set data.{section}.question_field / solution_field."
@@ -44,12 +44,25 @@ def _from_records(records, spec: dict, section: str, id_prefix: str, test: bool 
             "id": f"{id_prefix}-{i:05d}",
             "question": rec[q],
             "reference": rec[s],
-            "answer": reference.final_answer_from_reference(rec[s]),
+            "answer": _final_answer(rec, q, s, f"{source}: record {i}"),
             "level": rec.get("level", ""),
             "type": rec.get("type", ""),
             "source": id_prefix,
         })
     return rows
+
+
+def _final_answer(rec: dict, q: str, s: str, where: str) -> str:
+    """The final answer of a record's solution; an empty question or solution, or one without a
+    final answer, is an error naming the file and the record (not a row that can never be graded)."""
+    empty = [c for c in (q, s) if not isinstance(rec[c], str) or not rec[c].strip()]
+    if empty:
+        raise ValueError(f"{where}: column(s) {empty} empty or not text; every problem needs a question and "
+                         f"a solution: fix or remove the record")
+    try:
+        return reference.final_answer_from_reference(rec[s])
+    except ValueError as exc:
+        raise ValueError(f"{where}: column {s!r}: {exc}") from None
 
 
 def _load_hub(spec: dict) -> tuple[list[dict], list[dict]]:
@@ -74,7 +87,10 @@ def _load_file(path: str) -> list[dict]:
     if p.suffix == ".parquet":
         import pandas as pd
 
-        return pd.read_parquet(p).to_dict("records")
+        try:
+            return pd.read_parquet(p).to_dict("records")
+        except (OSError, ValueError) as exc:  # pyarrow's own errors name a buffer, not the file
+            raise ValueError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
     read = io.read_jsonl(p)
     if read.bad:
         first = read.bad[0]
@@ -106,7 +122,18 @@ def _read_problems(path: Path) -> list[dict]:
             f"{path} has {len(read.bad)} unusable row(s); first at line {first['line']}: {first['reason']}. "
             f"Fix the file or delete it to regenerate the split."
         )
+    if not read.rows:  # emptied: every later stage would train or benchmark on nothing
+        raise ValueError(f"{path} holds no problem. Delete it to regenerate the split.")
     return read.rows
+
+
+def _drop_duplicates(pool: list[dict], test: list[dict] | None) -> tuple[list[dict], list[dict] | None, list[dict]]:
+    """Each source's rows with every question once (the first kept), and the later copies."""
+    pool, dropped = problems.drop_duplicates(pool)
+    if test is not None:
+        test, dropped_test = problems.drop_duplicates(test)
+        dropped += dropped_test
+    return pool, test, dropped
 
 
 def ensure_problems(cfg, rp: RunPaths) -> dict:
@@ -116,7 +143,7 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         train = _read_problems(rp.train_problems)
         test = _read_problems(rp.test_problems)
     else:
-        pool, test = load_source(cfg)
+        pool, test, duplicates = _drop_duplicates(*load_source(cfg))
         n_train, n_test, seed = cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["seed"]
         if test is None:
             train, test = problems.split_train_test(pool, n_test, seed)
@@ -132,7 +159,8 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         if not train or not test:
             raise ValueError(f"data params give {len(train)} training and {len(test)} held-out problems for "
                              f"{cfg['scenario']}; both must be at least 1 (data.n_train, data.n_test)")
-        io.write_jsonl(rp.shared_questions, shared)  # first: the split files mark the step done
+        io.write_jsonl(rp.duplicate_questions, duplicates)  # first: the split files mark the step done
+        io.write_jsonl(rp.shared_questions, shared)
         io.write_jsonl(rp.train_problems, train)
         io.write_jsonl(rp.test_problems, test)
     problems.check_no_leakage(train, test)
@@ -140,8 +168,10 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
     if not meta.exists():
         io.write_json(meta, _fingerprint(cfg))
     shared = io.read_jsonl(rp.shared_questions).rows if rp.shared_questions.exists() else []
+    duplicates = io.read_jsonl(rp.duplicate_questions).rows if rp.duplicate_questions.exists() else []
     return {"n_train": len(train), "n_test": len(test), "shared_dropped": len(shared),
-            "shared_ids": [r["id"] for r in shared]}
+            "shared_ids": [r["id"] for r in shared], "duplicates_dropped": len(duplicates),
+            "duplicate_ids": [r["id"] for r in duplicates]}
 
 
 def _fingerprint(cfg) -> dict:

@@ -12,17 +12,22 @@ PROFILE_STAGES = PRE_STAGES + POST_STAGES
 ALL_STAGES = PRE_STAGES + RUN_STAGES + POST_STAGES
 
 # The parameter sections each stage reads. A stage's fingerprint covers its own sections and
-# those of every stage numbered before it (a changed `data.n_train` re-runs training too).
+# those of every stage numbered before it (a changed `data.n_train` re-runs training too). The
+# base models read the problems, whose content their record holds (`record.input_files`), not
+# the data params: a teacher setting does not rebuild them.
 STAGE_SECTIONS = {
-    "00_base_models": ("seed", "device", "data", "models"),
-    "01_generate_data": ("seed", "device", "data", "models"),
-    "02_train_target": ("train",),
+    "00_base_models": ("seed", "device", "models"),
+    "01_generate_data": ("data", "prompt"),
+    "02_train_target": ("train", "replicate"),  # each replicate trains with its own seed
     "03_distill": ("distill", "engine"),
     "04_train_draft": ("train",),
     "05_merge": ("merge",),
     "06_benchmark": ("benchmark", "engine"),
     "07_analysis": (),
 }
+# Sections no stage's result depends on: how many replicates a grid has (each is its own run),
+# the report's time budget.
+NOT_RESULTS = ("grid", "report")
 
 
 # Raised when lib changes what a stage computes from the same parameters and notebook: a record
@@ -37,7 +42,7 @@ STAGE_REVISIONS = {
 # Keys added after records were made, each with the value that computes what those records did:
 # a record made before the key existed stays current while the key keeps that value (a new
 # option at its neutral default re-runs no benchmark).
-ADDED_KEYS = {"benchmark.warmup_repetitions": 0}
+ADDED_KEYS = {"benchmark.warmup_repetitions": 0, "replicate": 0}
 
 
 def revision(stage: str) -> tuple[int, str]:
@@ -45,6 +50,9 @@ def revision(stage: str) -> tuple[int, str]:
     return STAGE_REVISIONS.get(stage, FIRST_REVISION)
 
 
-def stages_of(style: str) -> tuple[str, ...]:
-    """The stages of one run of `style` (the untrained base pair has nothing to train)."""
-    return BASE_STAGES if style == "base" else RUN_STAGES
+def stages_of(style: str, replicate: int = 0) -> tuple[str, ...]:
+    """The stages of one run of `style` (the untrained base pair has nothing to train); a
+    replicate after the first trains on the first one's data (its 01), shared, not made again."""
+    if style == "base":
+        return BASE_STAGES
+    return RUN_STAGES if not replicate else RUN_STAGES[1:]

@@ -202,3 +202,198 @@ def holm(pvalues) -> list[float]:
         running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
         out[i] = running
     return out
+
+
+# --- replicate trainings: a hierarchical bootstrap ---------------------------------------------
+# A style trained N times (replicates, each its own training seed) answers the same held-out
+# prompts every time. Two sources of chance then stand behind a CoD − CoT difference: which
+# prompts were drawn (the held-out split) and which trainings were drawn (the seeds). The
+# prompt bootstrap alone measures only the first, so a training that happened to land well can
+# look like a style effect. Here each draw resamples trainings within each style (level 1),
+# then prompts (level 2, one resample shared by both styles: both answered the same prompts, so
+# a prompt's own difficulty cancels, as in `analysis.paired_correct_delta`). Trainings are drawn
+# from a generator stream of their own, so the prompt draws are the same whatever the
+# trainings: one replicate per style gives exactly the paired prompt bootstrap of the same seed,
+# and identical replicates give the same draws as replicates held fixed (no added width).
+
+def _replicates(reps, side: str, ratio: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """One style's replicates as arrays (replicate × prompt): values, or numerators and
+    denominators in ratio mode. Raises ValueError naming the replicate that does not fit."""
+    if len(reps) == 0:
+        raise ValueError(f"{side}: no replicate given")
+    rows, dens = [], []
+    for r, rep in enumerate(reps):
+        if ratio:
+            if len(rep) != 2:
+                raise ValueError(f"{side} replicate {r}: ratio mode takes a (numerator, denominator) pair per replicate")
+            num, den = (np.asarray(x, dtype=float) for x in rep)
+            if num.shape != den.shape:
+                raise ValueError(f"{side} replicate {r}: {num.size} numerators but {den.size} denominators")
+            dens.append(den)
+        else:
+            num = np.asarray(rep, dtype=float)
+        if num.ndim != 1 or num.size == 0:
+            raise ValueError(f"{side} replicate {r}: expected a non-empty 1-D array of per-prompt values, got shape {num.shape}")
+        if not (np.isfinite(num).all() and (not ratio or np.isfinite(dens[-1]).all())):
+            raise ValueError(f"{side} replicate {r}: values must be finite (a prompt with no value belongs to no replicate)")
+        if rows and num.size != rows[0].size:
+            raise ValueError(f"{side} replicate {r} has {num.size} prompts, {side} replicate 0 has {rows[0].size}: "
+                             "every replicate must answer the same prompts, in the same order")
+        rows.append(num)
+    return np.stack(rows), (np.stack(dens) if ratio else None)
+
+
+def _replicate_counts(rng, n: int, count: int) -> np.ndarray:
+    """How often each of `count` replicates is drawn in each of `n` resamples (n × count)."""
+    picks = rng.integers(0, count, size=(n, count))
+    return (picks[:, :, None] == np.arange(count)).sum(axis=1).astype(float)
+
+
+def _split_inputs(first, second, ratio: bool):
+    a, a_den = _replicates(first, "first", ratio)
+    b, b_den = _replicates(second, "second", ratio)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"second replicate 0 has {b.shape[1]} prompts, first replicate 0 has {a.shape[1]}: "
+                         "both styles must answer the same prompts, in the same order")
+    return a, a_den, b, b_den
+
+
+def hierarchical_draws(first, second, n: int = 2000, seed: int = 0, ratio: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap draws of second − first: (across trainings, within training).
+
+    `first` and `second` hold one entry per replicate of each style (their counts may differ):
+    a per-prompt array over the same prompts in the same order, or in ratio mode a
+    (numerator, denominator) pair of such arrays. A style's figure is the mean over its
+    replicates of each replicate's own figure (its mean over prompts, or its ratio of sums):
+    every training counts once, as a training is the unit level 1 draws. Across trainings,
+    each draw resamples replicates with replacement within each style, then prompts (one
+    resample for both styles); within training, the replicates are held fixed at all of
+    them and only prompts are resampled (the same prompt resamples). Ratio draws whose
+    denominator sums to zero are dropped, as `analysis.acceptance_draws` does."""
+    a, a_den, b, b_den = _split_inputs(first, second, ratio)
+    prompts = a.shape[1]
+    idx = np.random.default_rng(seed).integers(0, prompts, size=(n, prompts))  # as resampled_means draws them
+    rep_rng = np.random.default_rng([seed, 1])  # trainings: a stream of their own
+    counts = {"first": _replicate_counts(rep_rng, n, len(a)), "second": _replicate_counts(rep_rng, n, len(b))}
+    fixed = {"first": np.ones((n, len(a))), "second": np.ones((n, len(b)))}
+    if not ratio:
+        def draws(w: dict) -> np.ndarray:
+            # per prompt, each style's mean over the drawn replicates; then the paired difference
+            diff = w["second"] @ b / len(b) - w["first"] @ a / len(a)
+            return np.take_along_axis(diff, idx, axis=1).mean(axis=1)
+        return draws(counts), draws(fixed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_rep = {side: num[:, idx].sum(axis=2) / den[:, idx].sum(axis=2)  # replicate × draw
+                   for side, num, den in (("first", a, a_den), ("second", b, b_den))}
+
+    def ratio_draws(w: dict) -> np.ndarray:
+        value = {}
+        for side, r in per_rep.items():
+            used = w[side] > 0
+            bad = (used & ~np.isfinite(r.T)).any(axis=1)  # a drawn replicate whose resample drafted nothing
+            value[side] = np.where(bad, np.nan, np.nan_to_num(w[side] * r.T, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=1))
+            value[side] = value[side] / len(r)
+        out = value["second"] - value["first"]
+        return out[np.isfinite(out)]
+    return ratio_draws(counts), ratio_draws(fixed)
+
+
+def _spread(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"value": float(values.mean()), "per_replicate": values.tolist(), "min": float(values.min()),
+            "max": float(values.max()), "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+            "replicates": int(len(values))}
+
+
+def hierarchical_delta(first, second, n: int = 2000, seed: int = 0, level: float = 0.95, ratio: bool = False) -> dict:
+    """second − first over replicate trainings answering the same prompts (see
+    `hierarchical_draws` for the inputs and the two levels): the point estimate `delta`, the
+    interval across trainings (`lo`, `hi`: trainings and prompts resampled), the interval
+    within training (`within_lo`, `within_hi`: prompts only, every replicate held fixed; with
+    one replicate per style it is exactly `analysis.paired_correct_delta`'s, same seed), each
+    style's spread over its replicates (`first`, `second`: value, per_replicate, min, max, sd),
+    `n_prompts` and `verdict` (`replicate_verdict`). The interval across trainings is the one
+    that speaks for the style rather than for these trainings."""
+    a, a_den, b, b_den = _split_inputs(first, second, ratio)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = ({"first": a.mean(axis=1), "second": b.mean(axis=1)} if not ratio else
+               {"first": a.sum(axis=1) / a_den.sum(axis=1), "second": b.sum(axis=1) / b_den.sum(axis=1)})
+    # per prompt first, as paired_correct_delta takes it: with one replicate the same float
+    delta = float((b.mean(axis=0) - a.mean(axis=0)).mean()) if not ratio else float(own["second"].mean() - own["first"].mean())
+    across, within = hierarchical_draws(first, second, n, seed, ratio)
+    lo, hi = quantiles(across, level)
+    within_lo, within_hi = quantiles(within, level)
+    return {"delta": delta, "lo": lo, "hi": hi, "within_lo": within_lo, "within_hi": within_hi,
+            "first": _spread(own["first"]), "second": _spread(own["second"]), "n_prompts": int(a.shape[1]),
+            "verdict": replicate_verdict((within_lo, within_hi), (lo, hi), (len(a), len(b)))}
+
+
+def replicate_draws(first, second, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap draws of second − first for a figure with no per-prompt structure, measured as
+    repetitions within each replicate (a throughput speed-up: one figure per fresh engine pair):
+    (across trainings, within training). A replicate's figure is the median of its repetitions,
+    as a run reports its speed-up (`benchmark`: median over repetitions); a style's, the mean of
+    its replicates' medians. Across trainings, each draw resamples replicates within each style,
+    then each drawn replicate's repetitions; within training, replicates are held fixed and only
+    repetitions are resampled. The two styles' repetitions are separate engine pairs, not paired,
+    so they are resampled independently. With three repetitions a replicate's median has only a
+    few values to take: the within interval is coarse, and says little more than the range."""
+    sides = []
+    for side, reps in (("first", first), ("second", second)):
+        if len(reps) == 0:
+            raise ValueError(f"{side}: no replicate given")
+        arrays = [np.asarray(r, dtype=float) for r in reps]
+        for r, x in enumerate(arrays):
+            if x.ndim != 1 or x.size == 0 or not np.isfinite(x).all():
+                raise ValueError(f"{side} replicate {r}: expected a non-empty 1-D array of finite repetition values")
+        sides.append(arrays)
+    rng, rep_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    out = {"across": 0.0, "within": 0.0}
+    for sign, arrays in zip((-1.0, 1.0), sides):
+        count, width = len(arrays), max(len(x) for x in arrays)
+        sizes = np.array([len(x) for x in arrays])
+        padded = np.full((count, width), np.nan)
+        for r, x in enumerate(arrays):
+            padded[r, : len(x)] = x
+        u = rng.random((n, count, width))  # the repetition draws of each replicate slot
+        picked = {"across": rep_rng.integers(0, count, size=(n, count)), "within": np.broadcast_to(np.arange(count), (n, count))}
+        for key, rep in picked.items():
+            m = sizes[rep][:, :, None]
+            values = padded[rep[:, :, None], np.floor(u * m).astype(int)]
+            values = np.where(np.arange(width) < m, values, np.nan)  # a slot draws as many repetitions as its replicate has
+            out[key] = out[key] + sign * np.nanmedian(values, axis=2).mean(axis=1)
+    return out["across"], out["within"]
+
+
+def replicate_delta(first, second, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """second − first for a figure measured per replicate as repetitions (`replicate_draws`):
+    `delta` (difference of the styles' means of replicate medians), `lo`, `hi` across trainings,
+    `within_lo`, `within_hi` with replicates held fixed, each style's spread over its replicates'
+    medians (`first`, `second`) and `verdict`."""
+    across, within = replicate_draws(first, second, n, seed)
+    own = {side: np.array([np.median(np.asarray(r, dtype=float)) for r in reps]) for side, reps in (("first", first), ("second", second))}
+    lo, hi = quantiles(across, level)
+    within_lo, within_hi = quantiles(within, level)
+    return {"delta": float(own["second"].mean() - own["first"].mean()), "lo": lo, "hi": hi,
+            "within_lo": within_lo, "within_hi": within_hi, "first": _spread(own["first"]), "second": _spread(own["second"]),
+            "verdict": replicate_verdict((within_lo, within_hi), (lo, hi), (len(first), len(second)), "repetitions")}
+
+
+def replicate_verdict(within, across, replicates, unit: str = "prompts") -> str:
+    """Which interval decided, in a few plain words: the one across trainings when each style has
+    two replicates or more; with one, the training spread is not measured and only the `unit`
+    resampled within training (prompts, or repetitions) speaks. `within` and `across` are
+    (lo, hi); `replicates` a count, or one per style."""
+    counts = replicates if isinstance(replicates, (list, tuple)) else (replicates,)
+    (w_lo, w_hi), (a_lo, a_hi) = within, across
+    if any(pd.isna(x) for x in (w_lo, w_hi, a_lo, a_hi)):
+        return "no interval"
+    inside, spans = (w_lo > 0 or w_hi < 0), (a_lo > 0 or a_hi < 0)
+    if min(counts) < 2:
+        what = "1 replicate" if max(counts) < 2 else "1 replicate of one style"
+        return ("excludes zero" if inside else "includes zero") + f" over {unit} only — training spread not measured ({what})"
+    if spans:
+        return "excludes zero across trainings" + ("" if inside else f" (not over {unit} alone)")
+    if inside:
+        return f"excludes zero over {unit} but not across trainings"
+    return f"includes zero over {unit} and across trainings"

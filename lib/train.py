@@ -6,12 +6,12 @@ TRL + PEFT otherwise — the same trainer either way.
 from __future__ import annotations
 
 import json
-import os
+import math
 import shutil
 import time
 from pathlib import Path
 
-from . import device, io, models, paths
+from . import device, fingerprints, io, models, params, paths
 from .styles import chat_messages
 
 
@@ -73,7 +73,7 @@ def _load_model(cfg, base: str, backend: str):
         )
         model = FastLanguageModel.get_peft_model(
             model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-            target_modules=list(lora["target_modules"]), random_state=cfg["seed"],
+            target_modules=list(lora["target_modules"]), random_state=params.training_seed(cfg),
             # Unsloth's own kind offloads the saved activations to host memory.
             use_gradient_checkpointing="unsloth" if cfg["train"]["gradient_checkpointing"] else False,
         )
@@ -149,10 +149,47 @@ def _sft_config(cfg, role: str, backend: str, ckpt_dir: Path, max_steps: int, ha
         gradient_checkpointing=cfg["train"]["gradient_checkpointing"] and backend != "unsloth",
         bf16=cuda and cfg["models"]["dtype"] == "bfloat16",
         use_cpu=not cuda,
-        seed=cfg["seed"],
-        report_to="wandb" if os.environ.get("WANDB_API_KEY") else "none",
+        seed=params.training_seed(cfg),
+        # From params only: transformers would otherwise pick reporters from what is installed
+        # and from the environment (WANDB_API_KEY), and crash where wandb is absent.
+        report_to=cfg["train"]["report_to"],
+        # The Trainer otherwise logs a NaN or infinite step loss as the running mean of the
+        # earlier ones: a diverged run would look fine and `StopOnNonFiniteLoss` never see it.
+        logging_nan_inf_filter=False,
         dataloader_num_workers=0,
     )
+
+
+def check_reporting(cfg) -> None:
+    """`train.report_to: wandb` needs wandb importable: refused before the model loads, naming
+    the parameter (TRL's own error comes after the model is loaded and the data tokenized)."""
+    import importlib.util
+
+    if cfg["train"]["report_to"] == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise RuntimeError("train.report_to=wandb, but wandb is not installed here; install it "
+                           "(environment.yml lists it) or set train.report_to to none")
+
+
+# Logged values that must stay finite: a NaN or infinite loss means the weights are lost.
+LOSS_KEYS = ("loss", "eval_loss", "train_loss")
+
+
+def stop_on_non_finite_loss(role: str):
+    """A TrainerCallback that stops training with an error naming the role, the step and the
+    loss when a logged loss is NaN or infinite (a learning rate too high, bf16 overflow): the
+    error leaves `trainer.train`, so no adapter is saved as if training had gone well."""
+    from transformers import TrainerCallback
+
+    class StopOnNonFiniteLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key in LOSS_KEYS:
+                value = (logs or {}).get(key)
+                if value is not None and not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"{role} training diverged: {key} = {value} at step {state.global_step}; no adapter saved. "
+                        f"Lower train.{role}.lr (now {args.learning_rate:g}) or check the training data")
+
+    return StopOnNonFiniteLoss()
 
 
 def _resume_point(cfg, role: str, base: str, rows: list[dict], ckpt_dir: Path) -> tuple[str | None, Path]:
@@ -160,8 +197,14 @@ def _resume_point(cfg, role: str, base: str, rows: list[dict], ckpt_dir: Path) -
     checkpoints were set aside (deleted once the new adapter is saved)."""
     # Resume only a run of the same recipe: checkpoints of other params or data would silently
     # stand in for the training asked for (a finished one would not train at all).
-    recipe = {"base": base, "role": role, "style": cfg["style"], "train": cfg["train"], "seed": cfg["seed"],
-              "rows": [r["id"] for r in rows]}
+    # The rows' text and the base model's bytes count, not only their names: a re-distilled
+    # file or a rebuilt base pair under the same ids and path is another training.
+    # Where losses are reported (train.report_to) is not the recipe: turning W&B on resumes.
+    train = {k: v for k, v in cfg["train"].items() if k != "report_to"}
+    recipe = {"base": base, "role": role, "style": cfg["style"], "train": train, "seed": params.training_seed(cfg),
+              "rows": [r["id"] for r in rows], "rows_sha": fingerprints.of_value(rows),
+              "base_sha": fingerprints.of_path(Path(base)) if Path(base).exists() else None,
+              "models": {k: cfg["models"][k] for k in ("dtype",)}}
     # Another recipe's checkpoints are moved aside, not deleted, until this training has
     # saved its adapter: a run that fails on its new settings loses nothing.
     ckpt_dir, previous = Path(ckpt_dir), Path(ckpt_dir).with_name(Path(ckpt_dir).name + ".previous")
@@ -185,12 +228,14 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
     temporary folder and renamed, so a present adapter is always a complete one.
     """
     backend = resolve_backend(cfg)
+    check_reporting(cfg)
+    models.require_model(base)
     model, tokenizer, peft_config = _load_model(cfg, base, backend)
     from transformers import set_seed
 
     # SFTTrainer draws the LoRA init before Trainer seeds anything: without this, two runs of
     # one recipe in one process start from different adapters.
-    set_seed(cfg["seed"])
+    set_seed(params.training_seed(cfg))
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -199,12 +244,12 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         raise ValueError(f"{role}: every sample is longer than train.max_length={cfg['train']['max_length']}")
     ds = Dataset.from_list(examples)
     n_val = int(len(ds) * cfg["train"]["val_fraction"])
-    split = ds.train_test_split(test_size=n_val, seed=cfg["seed"]) if n_val >= 1 else {"train": ds, "test": None}
+    split = ds.train_test_split(test_size=n_val, seed=params.training_seed(cfg)) if n_val >= 1 else {"train": ds, "test": None}
     cuda = device.on_cuda(cfg)
     args = _sft_config(cfg, role, backend, ckpt_dir, max_steps, has_val=split["test"] is not None)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=split["train"], eval_dataset=split["test"],
-        processing_class=tokenizer, peft_config=peft_config,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[stop_on_non_finite_loss(role)],
     )
     resume, previous = _resume_point(cfg, role, base, rows, ckpt_dir)
     resumed_state = io.read_json(Path(resume) / "trainer_state.json") if resume else {}

@@ -26,22 +26,26 @@ class Row:
     @property
     def state(self) -> str:
         """The run's state: the class of its state badge other than `st`."""
-        [(classes, _)] = self.cells[2].badges
+        [(classes, _)] = self.cells[3].badges
         [state] = classes - {"st"}
         return state
 
     @property
     def note(self) -> str:
-        return self.cells[2].text
+        return self.cells[3].text
 
     @property
     def stages(self) -> dict[str, str]:
         """Stage number ("01") -> the state its badge shows."""
-        return {text.split()[0]: next(iter(classes - {"st"})) for classes, text in self.cells[3].badges}
+        return {text.split()[0]: next(iter(classes - {"st"})) for classes, text in self.cells[4].badges}
 
     @property
     def numbers(self) -> dict[str, Cell]:
-        return dict(zip(NUMBER_COLUMNS, self.cells[5:]))
+        return dict(zip(NUMBER_COLUMNS, self.cells[6:]))
+
+    @property
+    def replicate(self) -> int:
+        return int(self.cells[2].text)
 
 
 class _Parser(HTMLParser):

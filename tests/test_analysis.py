@@ -7,6 +7,7 @@ import re
 import shutil
 
 import index_page
+import lineage
 import nbformat
 import pandas as pd
 import papermill as pm
@@ -16,7 +17,7 @@ from fixtures import synthetic as syn
 from lib import analysis, externals, io, params, paths, record, reports, runner, stats
 
 PROFILE = syn.PROFILE
-N_PLOTS = 7  # acceptance by position, speed-up, tokens, accuracy, predicted vs measured, K sweep, losses
+N_PLOTS = 8  # CoD vs CoT across trainings, acceptance by position, speed-up, tokens, accuracy, predicted vs measured, K sweep, losses
 STUDY = "external:study_cot"
 
 
@@ -374,11 +375,12 @@ def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypat
     """A run that once finished every stage; `--redo` of its benchmark then fails (or is
     stopped with Ctrl-C). Its metrics on disk are the earlier attempt's: the index must not show
     them as the run's current numbers, nor the analysis count the run as measured."""
+    lineage.stage_done(PROFILE, "00_base_models", lineage.profile_cfg(PROFILE))
     for style in ("cot", "cod"):
         rp = syn.write_run(PROFILE, style, "easy")
         cfg = params.resolve(PROFILE, style, "easy")
-        for stage in runner.stages_of(style):
-            record.save(rp, stage, {}, cfg)
+        for stage in runner.stages_of(style):  # every earlier stage's files by hand, the benchmark's synthetic
+            lineage.stage_done(rp, stage, cfg) if stage != "06_benchmark" else record.save(rp, stage, {}, cfg)
             record.record_status(PROFILE, rp.name, stage, status="finished")
     monkeypatch.setattr(runner, "execute", attempt)
     result = runner.run_grid(PROFILE, ["cot"], ["easy"], ["06_benchmark"], redo=True, log=lambda msg: None)
@@ -388,7 +390,7 @@ def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypat
 
     rows = index_page.runs((paths.reports_root(PROFILE) / "index.html").read_text())
     redone, other = rows["cot_easy"], rows["cod_easy"]
-    assert redone.state == ended and cause in redone.note and "earlier attempt" in redone.note
+    assert redone.state == ended and cause in redone.note and "not current" in redone.note
     assert redone.stages["06"] == ended
     assert all("stale" in c.classes for c in redone.numbers.values())  # shown struck through, not as current
     assert redone.numbers["accuracy (baseline)"].text == f"{syn.accuracy('cot', 'easy', 'baseline'):.1%}"
@@ -397,7 +399,7 @@ def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypat
 
     runs = analysis.collect(PROFILE, n_boot=50).set_index("run")
     assert runs.loc["cot_easy", "state"] == ended and not runs.loc["cot_easy", "present"]
-    assert cause in runs.loc["cot_easy", "error"] and "earlier attempt" in runs.loc["cot_easy", "error"]
+    assert cause in runs.loc["cot_easy", "error"] and "not current" in runs.loc["cot_easy", "error"]
     assert runs.loc["cod_easy", "state"] == "measured"
     table = analysis.table_accuracy(runs.reset_index())
     assert pd.isna(table.loc[("easy", "workbook"), "cot baseline"])  # a gap, not the old number

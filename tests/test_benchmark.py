@@ -261,20 +261,32 @@ N, CHECK, MAX_TOKENS, SWEEP, REPS, WARMUPS = 6, 3, 40, [2, K], 2, 1
 
 
 @pytest.fixture(scope="module")
-def bench(tiny_pair, tmp_path_factory):
+def partial_pair(tiny_pair, tmp_path_factory):
+    """A pair whose draft is accepted at some positions only (tests/fixtures/partial_pair.py:
+    a target reciting the benchmark's N problems, the draft a noisy copy of it; 8-18 s on CPU).
+    The tiny pair's own draft is accepted everywhere (both models answer ' 2222...'), where
+    drafted and accepted tokens cannot be told apart."""
+    from fixtures import partial_pair as pp
+
+    return pp.build(tmp_path_factory.mktemp("partial-pair"), tiny_pair["tokenizer"], tiny_pair["rows"][-N:],
+                    "base", models.enable_thinking(_cfg()))
+
+
+@pytest.fixture(scope="module")
+def bench(partial_pair, tmp_path_factory):
     """`benchmark.run` end to end for the untrained (`base`) style: the base pair from params
-    (here the tiny pair), the held-out problems where the stages put them."""
+    (here the partial pair), the held-out problems where the stages put them."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBOOK_HOME", str(tmp_path_factory.mktemp("home")))
         rp = RunPaths("tiny", "base", "easy")
         cfg = _cfg(**{
-            "models.target": tiny_pair["target"], "models.draft": tiny_pair["draft"],
+            "models.target": partial_pair["target"], "models.draft": partial_pair["draft"],
             "benchmark.k": K, "benchmark.k_sweep": SWEEP, "benchmark.crosscheck_samples": CHECK,
             "benchmark.max_tokens": MAX_TOKENS, "benchmark.n_samples": N, "benchmark.max_num_seqs": N,
             "benchmark.batch1_samples": 2, "benchmark.repetitions": REPS, "benchmark.floor_max_num_seqs": 1,
             "benchmark.warmup_repetitions": WARMUPS,
         })
-        io.write_jsonl(rp.test_problems, tiny_pair["rows"][-N:])
+        io.write_jsonl(rp.test_problems, partial_pair["rows"])
         returned = benchmark.run(cfg, rp)
         yield SimpleNamespace(cfg=cfg, rp=rp, returned=returned, metrics=io.read_json(rp.metrics_json),
                               csv=pd.read_csv(rp.samples_csv))
@@ -356,21 +368,43 @@ def test_metrics_json_schema(bench):
                                        "num_speculative_tokens": K}
 
 
+def _partly_accepted(spec, k=K):
+    """Counters of a pass of the partial pair: drafted, accepted and drafts are three different
+    numbers (a counter read in another's place, or two swapped, shows), and each derived figure
+    is the one its counters give."""
+    drafts, drafted, accepted, per_pos = (spec["drafts"], spec["draft_tokens"], spec["accepted_tokens"],
+                                          spec["accepted_per_pos"])
+    assert 0 < accepted < drafted == k * drafts, spec  # a draft model drafts K every step
+    assert len(per_pos) == k and sum(per_pos) == accepted
+    assert 0.0 < spec["acceptance_rate"] < 1.0 and spec["acceptance_rate"] == pytest.approx(accepted / drafted)
+    assert spec["mean_acceptance_length"] == pytest.approx(1 + accepted / drafts) and spec["mean_acceptance_length"] < k + 1
+    # position i is accepted only where every position before it was: per draft, falling
+    assert all(a >= b for a, b in zip(per_pos, per_pos[1:])) and per_pos[0] <= drafts
+    assert spec["acceptance_by_pos"] == pytest.approx([a / drafts for a in per_pos])
+    assert sum(spec["acceptance_by_pos"]) == pytest.approx(spec["mean_acceptance_length"] - 1)
+    assert sum(spec["acceptance_by_pos"]) == pytest.approx(k * spec["acceptance_rate"])
+
+
 @slow
 def test_acceptance_counts_are_consistent(bench):
     spec = bench.metrics["passes"]["speculative"]["spec"]
-    assert spec["drafts"] > 0 and len(spec["accepted_per_pos"]) == K
-    assert sum(spec["accepted_per_pos"]) == spec["accepted_tokens"] <= spec["draft_tokens"]
-    assert 0.0 <= spec["acceptance_rate"] <= 1.0
-    assert 1.0 <= spec["mean_acceptance_length"] <= K + 1
-    assert all(0.0 <= a <= 1.0 for a in spec["acceptance_by_pos"])
-    assert spec["acceptance_by_pos"] == sorted(spec["acceptance_by_pos"], reverse=True)
+    _partly_accepted(spec)
+    by_pos = spec["acceptance_by_pos"]
+    assert by_pos == sorted(by_pos, reverse=True)
+    # the partial pair loses acceptance along the draft (0.73, 0.54, 0.32 measured): the
+    # first position is rejected sometimes, the last more often than the first
+    assert 0.0 < by_pos[-1] < by_pos[0] < 1.0, by_pos
     # vLLM's per-request counts (CSV) add up to the pass's counters
     rows = bench.csv[bench.csv["pass"] == "speculative"]
     assert rows["spec_accepted_tokens"].sum() == spec["accepted_tokens"]
     assert rows["spec_draft_tokens"].sum() == spec["draft_tokens"]
     assert rows["spec_drafts"].sum() == spec["drafts"]
+    assert (rows["spec_accepted_tokens"] <= rows["spec_draft_tokens"]).all()
+    assert (rows["spec_accepted_tokens"] < rows["spec_draft_tokens"]).any()
     assert bench.csv[bench.csv["pass"] == "baseline"]["spec_drafts"].isna().all()
+    # with drafts rejected, a step yields fewer than K + 1 tokens: the cost model's tokens per
+    # step sit below its ceiling's (every draft accepted)
+    assert 1.0 < bench.metrics["comparison"]["cost_model"]["tokens_per_step"] < K + 1
 
 
 @slow
@@ -416,8 +450,11 @@ def test_crosscheck_reports_transformers_beside_vllm(bench):
     subset = bench.csv[(bench.csv["pass"] == "speculative") & bench.csv["id"].isin(cross["ids"])]
     assert vllm["accepted_tokens"] == subset["spec_accepted_tokens"].sum()
     for side in (vllm, tf, tf["vllm_comparable"]):
-        assert 0.0 <= side["acceptance_rate"] <= 1.0
-        assert sum(side["accepted_per_pos"]) == side["accepted_tokens"] <= side["draft_tokens"]
+        assert 0.0 < side["acceptance_rate"] < 1.0
+        assert sum(side["accepted_per_pos"]) == side["accepted_tokens"] < side["draft_tokens"]
+        assert side["acceptance_rate"] == pytest.approx(side["accepted_tokens"] / side["draft_tokens"])
+    _partly_accepted(vllm)
+    assert vllm["drafts"] == subset["spec_drafts"].sum() and vllm["draft_tokens"] == subset["spec_draft_tokens"].sum()
     # transformers drafts the first token too: one more draft per prompt than it counts for vLLM
     assert tf["drafts"] == tf["vllm_comparable"]["drafts"] + CHECK
     # the difference, from the raw counts: transformers' per prompt against vLLM's per request (CSV)
@@ -451,7 +488,18 @@ def test_k_sweep_has_one_entry_per_k(bench):
     assert fit["a"] + fit["b"] * SWEEP[0] + fit["residuals"][0] == pytest.approx(sweep[0]["r"])
     other = next(e for e in sweep if e["k"] != K)
     assert not other["reused_main_pass"] and len(other["acceptance_by_pos"]) == other["k"]
-    assert 0.0 <= other["acceptance_rate"] <= 1.0 and other["speedup_throughput"] > 0
+    assert other["speedup_throughput"] > 0
+    for e in sweep:  # each K's own counters: partly accepted, the figures from the counts
+        assert 0 < e["accepted_tokens"] < e["draft_tokens"] == e["k"] * e["drafts"], e
+        assert 0.0 < e["acceptance_rate"] < 1.0 and e["acceptance_rate"] == pytest.approx(e["accepted_tokens"] / e["draft_tokens"])
+        assert e["mean_acceptance_length"] == pytest.approx(1 + e["accepted_tokens"] / e["drafts"])
+        assert sum(e["acceptance_by_pos"]) == pytest.approx(e["accepted_tokens"] / e["drafts"])
+    main_spec = m["passes"]["speculative"]["spec"]
+    assert (main["drafts"], main["accepted_tokens"]) == (main_spec["drafts"], main_spec["accepted_tokens"])
+    # the pass of each K counted per request too: its CSV rows add up to its entry
+    rows = bench.csv[bench.csv["pass"] == other["pass"]]
+    assert rows["spec_accepted_tokens"].sum() == other["accepted_tokens"]
+    assert rows["spec_draft_tokens"].sum() == other["draft_tokens"] and rows["spec_drafts"].sum() == other["drafts"]
     assert set(bench.csv["pass"]) == {"baseline", "speculative", "baseline_floor", f"speculative_k{other['k']}"}
     assert list(benchmark.k_sweep_frame(m)["k"]) == SWEEP
     assert len(benchmark.k_sweep_long(m)) == 2 * len(SWEEP)
@@ -491,6 +539,7 @@ def test_headline_keys_are_stable(bench):
     assert h["accuracy_baseline"] == pytest.approx(base["correct"].mean())
     assert h["accuracy_speculative"] == pytest.approx(spec["correct"].mean())
     assert h["tokens_per_answer"] == pytest.approx(base["output_tokens"].mean())
+    assert 0.0 < h["acceptance_rate"] < 1.0
     assert h["acceptance_rate"] == pytest.approx(spec["spec_accepted_tokens"].sum() / spec["spec_draft_tokens"].sum())
     assert h["mean_acceptance_length"] == pytest.approx(1 + spec["spec_accepted_tokens"].sum() / spec["spec_drafts"].sum())
     measured = sorted(r["speedup_throughput"] for r in c["repetitions"])
@@ -514,6 +563,7 @@ def test_headline_keys_are_stable(bench):
     assert replay["tpot_in_call_s"] == pytest.approx(last["tpot_s"])
     assert h["lone_replay_slowdown"] == pytest.approx(replay["tpot_in_call_s"] / replay["tpot_alone_s"])
     assert 1 <= h["lone_replay_tokens_per_step"] <= K + 1 and replay["identical"] in (True, False)
+    assert replay["tokens_per_step_in_call"] < K + 1  # some of its drafts were rejected
     # vLLM counts this request's own acceptance in the call: its tokens per step there
     assert replay["tokens_per_step_in_call"] == pytest.approx(1 + last["spec_accepted_tokens"] / last["spec_drafts"])
     assert bench.metrics["passes"]["baseline"]["lone_replay"]["tokens_per_step_alone"] is None
@@ -577,23 +627,24 @@ def test_an_extra_speculative_field_reaches_the_engine(tiny_pair):
 
 
 @slow
-def test_subset_acceptance_without_per_request_counts_is_the_per_request_one(tiny_pair, monkeypatch):
+def test_subset_acceptance_without_per_request_counts_is_the_per_request_one(partial_pair, monkeypatch):
     """vLLM 0.26 (the GPU image) has no per-request counts: the cross-check subset is generated
     once more on the same engine, its counters read around that call. Forced here by starting
     the engine as on 0.26 (no `per_request_spec_decode_metrics`); the subset is the whole
-    batch, so both paths count the same requests and must agree."""
+    batch, so both paths count the same requests and must agree. On the partial pair, whose
+    drafts are partly rejected: a path that read drafted tokens as accepted would disagree."""
     cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 32})
-    prompts, problems = _prompts(tiny_pair, 3)
-    spec = engine.speculative_config(cfg, tiny_pair["draft"])
-    _, per_request = benchmark.run_pass(cfg, "speculative", tiny_pair["target"], prompts, problems, spec=spec,
+    prompts, problems = partial_pair["prompts"][:3], partial_pair["rows"][:3]
+    spec = engine.speculative_config(cfg, partial_pair["draft"])
+    _, per_request = benchmark.run_pass(cfg, "speculative", partial_pair["target"], prompts, problems, spec=spec,
                                         recount=3, extras=False)
     names = engine._engine_arg_names() - {"per_request_spec_decode_metrics"}
     monkeypatch.setattr(engine, "_engine_arg_names", lambda: names)
-    samples, rerun = benchmark.run_pass(cfg, "speculative", tiny_pair["target"], prompts, problems, spec=spec,
+    samples, rerun = benchmark.run_pass(cfg, "speculative", partial_pair["target"], prompts, problems, spec=spec,
                                         recount=3, extras=False)
     assert (per_request["subset_source"], rerun["subset_source"]) == ("per_request", "rerun")
     assert all(s["spec_drafts"] is None for s in samples)  # the engine really gave no per-request counts
-    assert per_request["subset_counters"]["drafts"] > 0
+    _partly_accepted(benchmark.spec_summary(per_request["subset_counters"], K))
     assert rerun["subset_counters"] == per_request["subset_counters"] == per_request["counters"]
     assert benchmark.spec_summary(rerun["subset_counters"], K) == benchmark.spec_summary(per_request["counters"], K)
 
@@ -653,6 +704,8 @@ def test_batch_size_one_is_measured_in_the_same_engines(bench):
     spec = b1["spec"]
     assert spec["drafts"] > 0 and spec["draft_tokens"] == K * spec["drafts"]  # a draft model drafts K every step
     assert sum(spec["accepted_per_pos"]) == spec["accepted_tokens"] <= spec["draft_tokens"]
+    _partly_accepted(spec)
+    assert 1.0 < b1["cost_model"]["tokens_per_step"] < K + 1
     assert b1["cost_model"]["r"] > 0 and b1["predicted_speedup"] > 0
 
 

@@ -21,7 +21,8 @@ def _write(path, rows):
 
 def test_embedded_split_has_no_shared_question(home):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
-    assert splits.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10, "shared_dropped": 0, "shared_ids": []}
+    assert splits.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10, "shared_dropped": 0, "shared_ids": [],
+                                               "duplicates_dropped": 0, "duplicate_ids": []}
     train, test = io.read_jsonl(rp.train_problems).rows, io.read_jsonl(rp.test_problems).rows
     assert not {problems.normalize_question(r["question"]) for r in train} & {
         problems.normalize_question(r["question"]) for r in test

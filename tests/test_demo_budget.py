@@ -5,6 +5,7 @@ by side on the CPUs. Fast: synthetic status files, no notebook runs."""
 import json
 import re
 
+import lineage
 import pytest
 
 from lib import params, paths, record, reports, runner
@@ -56,12 +57,14 @@ def test_no_budget_and_no_wall_time_are_said_so(home):
 
 
 def test_the_runner_records_the_grids_wall_time(home, monkeypatch):
-    monkeypatch.setattr(runner, "execute", lambda stage, label, *a, **k: runner.Outcome(label, stage, "finished", 0.5))
+    monkeypatch.setattr(runner, "execute", lineage.fake_execute(seconds=0.5))
+    lineage.stage_done("tiny", "00_base_models", lineage.profile_cfg("tiny", {"data.n_train": 20, "data.n_test": 6}))
     runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], {"data.n_train": 20, "data.n_test": 6})
     wall = record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]
     assert wall["status"] == "ended" and wall["jobs"] == 1 and wall["outcomes"] == {"finished": 1}
     assert wall["whole_grid"] is False  # one stage of one run
-    runner.run_grid("tiny")  # every style, scenario and stage (44 notebooks), each run here
+    record.forget("tiny", "00_base_models")  # now the whole grid, every stage run afresh
+    runner.run_grid("tiny", redo=True)  # every style, scenario and stage (44 notebooks), each run here
     wall = record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]
     assert wall["outcomes"] == {"finished": 44} and wall["whole_grid"] is True
     assert 0 < wall["seconds"] < 60
@@ -90,7 +93,7 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
     real, seen = runner._chain_command, []
 
     def command(chain, profile, overrides, redo, hide_input, outcomes_file):
-        (style, scenario), _ = chain[0]
+        (style, scenario, _), _ = chain[0]
         seen.append((f"{style}_{scenario}", real(chain, profile, overrides, redo, hide_input, outcomes_file)))
         outcomes = [{"run": f"{style}_{scenario}", "stage": s, "status": "finished"} for _, s in chain]
         code = (f"import json, os; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w')); "
@@ -112,7 +115,7 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
     assert record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]["jobs"] == 2
 
     seen.clear()
-    chains = [[(("base", "easy"), "01_generate_data")], [(("cod", "easy"), "01_generate_data"), (("cod", "easy"), "02_train_target")]]
+    chains = [[(("base", "easy", 0), "01_generate_data")], [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")]]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None)
     assert [run for run, _ in seen] == ["cod_easy", "base_easy"]  # GPU slots: longest first
 
@@ -126,13 +129,13 @@ def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
     seen, placed = [], []
 
     def command(chain, profile, overrides, redo, hide_input, outcomes_file):
-        (style, scenario), _ = chain[0]
+        (style, scenario, _), _ = chain[0]
         seen.append(f"{style}_{scenario}")
         outcomes = [{"run": f"{style}_{scenario}", "stage": s, "status": "finished"} for _, s in chain]
         return [sys.executable, "-c", f"import json; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w'))"]
 
     monkeypatch.setattr(runner, "_chain_command", command)
-    chains = [[(("base", "easy"), "01_generate_data")], [(("cod", "easy"), "01_generate_data"), (("cod", "easy"), "02_train_target")]]
+    chains = [[(("base", "easy", 0), "01_generate_data")], [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")]]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None, short_first=True)
     assert seen == ["base_easy", "cod_easy"]
 

@@ -10,7 +10,8 @@ kernel's process (`engine.in_process: false` stays), the analysis. Overridden, a
 - what this CPU cannot do: `models.dtype: float32` (no AVX512-BF16 on CI's CPUs),
   `optim: adamw_torch` (the profile's `adamw_8bit` is bitsandbytes, a GPU package not in the CPU
   environment), `engine.enforce_eager: true` (CUDA graphs / compilation do not apply on CPU),
-  `engine.gpu_memory_utilization` (on CPU: the share of host RAM vLLM may take);
+  `engine.gpu_memory_utilization` (on CPU: the share of host RAM vLLM may take),
+  `train.report_to: none` (the profile's W&B: wandb is in the GPU environment only, and no account here);
 - the gate mode (`warn`: random tiny models cannot pass the study's gates);
 - where the two services are, and the teacher's polling intervals (seconds, not minutes).
 """
@@ -41,6 +42,7 @@ def overrides(gemini_url: str) -> dict:
         "train.target": step,
         "train.draft": step,
         "train.save_steps": 50,
+        "train.report_to": "none",
         "distill.gate_mode": "warn",
         "distill.max_tokens": 16,
         "distill.batch_size": 32,

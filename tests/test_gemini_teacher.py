@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from lib import data, io, params, problems, styles
+from lib import data, fingerprints, io, params, problems, styles
 from lib.paths import RunPaths
 from lib.teachers import gemini, reference
 
@@ -251,6 +251,7 @@ def test_crash_while_appending_resumes_without_a_new_job(home, servers, monkeypa
 def test_answered_problems_are_never_requested_again(home, servers):
     fake = servers()
     cfg, rp = setup_run(home, fake)
+    fingerprints.resume_guard(rp.teacher_output, data.teacher_settings(cfg))  # rows of this teacher, as a first run marks them
     for pid in ("easy-00000", "easy-00003"):
         row, _ = data.validate(BY_ID[pid], reference.rewrite(BY_ID[pid], "cot"))
         io.append_jsonl(rp.teacher_output, [row])
@@ -352,6 +353,9 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
     class Tokenizer:
         def apply_chat_template(self, messages, tokenize, add_generation_prompt, enable_thinking):
             return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+        def __call__(self, texts):  # the prompt-length check before the engine: a token per word
+            return {"input_ids": [t.split() for t in texts]}
 
     seen = {}
 

@@ -71,6 +71,10 @@ def _corrupt_one_module(monkeypatch, how):
         weight = self.get_base_layer().weight
         if how == "skipped":
             self.merged_adapters.extend(self.active_adapters)  # claims a merge, changes nothing
+        elif how == "nan":
+            real(self, *args, **kwargs)
+            with torch.no_grad():
+                weight[0, 0] = float("nan")  # compares False both ways: `ratio > 1` let it through
         else:
             real(self, *args, **kwargs)
             with torch.no_grad():
@@ -80,7 +84,7 @@ def _corrupt_one_module(monkeypatch, how):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("how", ["skipped", "corrupted"])
+@pytest.mark.parametrize("how", ["skipped", "corrupted", "nan"])
 def test_a_wrong_merge_is_refused_naming_the_module(pair, tmp_path, monkeypatch, how, dtype):
     _corrupt_one_module(monkeypatch, how)
     cfg = _cfg(dtype, **{"merge.atol": 1e9})  # the logits check would let it through: the weight check may not
@@ -94,3 +98,30 @@ def test_logits_check_still_guards_the_whole_model(pair, tmp_path):
     cfg["merge"]["atol"] = -1.0  # no tolerance can pass (params refuse it; set after validation)
     with pytest.raises(ValueError, match="in the logits.*refusing to benchmark a wrong merge"):
         merge.merge_adapter(cfg, pair["base"], pair["adapter"], tmp_path / "m", pair["probes"])
+
+
+def _damage_after_the_weight_check(monkeypatch, damage):
+    """`damage(model)` between the per-weight check and the logits comparison: what only the
+    logits can show (the output layer is no LoRA module, so no weight check looks at it)."""
+    real = merge.merge_checked
+
+    def checked_then_damaged(model, *args, **kwargs):
+        out = real(model, *args, **kwargs)
+        with torch.no_grad():
+            damage(dict(model.named_parameters())["base_model.model.lm_head.weight"])
+        return out
+
+    monkeypatch.setattr(merge, "merge_checked", checked_then_damaged)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda w: w[5].add_(1.0),          # one token's logit moved: the largest difference shows it, the smallest not
+    lambda w: w[5].fill_(float("nan")),  # NaN logits: `max_diff > tol` was False for them
+], ids=["one_logit_moved", "nan_logits"])
+def test_the_logits_check_sees_damage_no_weight_check_sees(pair, tmp_path, monkeypatch, damage):
+    _damage_after_the_weight_check(monkeypatch, damage)
+    cfg = _cfg("float32")  # the tiny profile's own tolerance
+    assert (cfg["merge"]["atol"], cfg["merge"]["rtol"]) == (0.0001, 0.0)
+    with pytest.raises(ValueError, match="in the logits.*refusing to benchmark a wrong merge"):
+        merge.merge_adapter(cfg, pair["base"], pair["adapter"], tmp_path / "m", pair["probes"])
+    assert not (tmp_path / "m").exists()

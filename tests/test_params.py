@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -155,3 +156,47 @@ def test_a_bare_on_or_off_reaches_a_word_choice(word):
     # A boolean stays refused where the choices are not on/off.
     with pytest.raises(ParamsError, match="train.backend"):
         params.resolve("tiny", "cot", "easy", {"train.backend": value})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("train.target.lr", "1e999"),                 # inf, read from `--set` or YAML as a string
+    ("train.target.lr", "nan"),
+    ("train.draft.lr", float("inf")),
+    ("engine.kv_cache_gb", "nan"),
+    ("engine.gpu_memory_utilization", float("nan")),
+    ("merge.atol", float("nan")),                 # a NaN tolerance would pass every merge
+    ("merge.rtol", float("inf")),
+    ("distill.gate", float("nan")),
+    ("benchmark.temperature", float("nan")),
+    ("data.gemini.poll_timeout_s", float("inf")),  # 0 is its "never"
+    ("models.base_pair.pretrain.lr", "-inf"),
+    ("benchmark.k_sweep", [2, float("nan")]),
+    ("benchmark.speculative_extra", {"acceptance_threshold": float("nan")}),
+])
+def test_a_non_finite_number_is_refused_naming_the_key_and_the_value(key, value):
+    with pytest.raises(ParamsError, match=rf"parameter '{re.escape(key)}' = .*(nan|inf).* must be a finite number"):
+        params.resolve("tiny", "cot", "easy", {key: value})
+
+
+def test_a_non_finite_number_in_a_yaml_layer_names_the_layer(params_copy):
+    (params_copy / "scenarios" / "easy.yaml").write_text("train:\n  target: {lr: .nan}\n")
+    with pytest.raises(ParamsError, match=r"scenarios/easy.yaml: parameter 'train.target.lr' = nan must be a finite"):
+        params.resolve("tiny", "cot", "easy")
+
+
+@pytest.mark.parametrize("layer", ["base.yaml", "profiles/tiny.yaml", "scenarios/easy.yaml", "styles/cot.yaml",
+                                   "profiles/tiny/easy.yaml"])
+def test_a_yaml_syntax_error_names_the_file_and_the_line(params_copy, layer):
+    path = params_copy / layer
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("# a layer\nbenchmark: {k: [1, 2\nengine: {}\n")  # a list left open
+    with pytest.raises(ParamsError, match=re.escape(f"{path}: line 3 column ") + r"\d+: not valid YAML \(.*flow"):
+        params.resolve("tiny", "cot", "easy")
+
+
+def test_a_params_file_that_is_not_utf8_names_the_file_and_the_line(params_copy):
+    path = params_copy / "profiles" / "tiny.yaml"
+    path.write_bytes(path.read_bytes() + b"# caf\xe9 au lait\n")
+    line = path.read_bytes().count(b"\n")
+    with pytest.raises(ParamsError, match=re.escape(f"{path}: line {line} column 6: byte 0xe9 is not UTF-8")):
+        params.resolve("tiny", "cot", "easy")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import lineage
 from lib import data, io, params, paths, record, reports, runner, splits, stages, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +43,19 @@ def _repo_copy(tmp_path: Path, body: str, stage: str = "01_generate_data") -> Pa
     return copy
 
 
+def _base_models(home: Path) -> None:
+    """The profile's base models, recorded: stage 01 runs only on a current 00."""
+    old = os.environ.get("WORKBOOK_HOME")
+    os.environ["WORKBOOK_HOME"] = str(home)
+    try:
+        lineage.stage_done("tiny", "00_base_models", lineage.profile_cfg())
+    finally:
+        os.environ.pop("WORKBOOK_HOME") if old is None else os.environ.__setitem__("WORKBOOK_HOME", old)
+
+
 def _runner(copy: Path, home: Path, *args: str) -> subprocess.Popen:
+    if not (home / "data" / "tiny" / "runs" / "_profile" / "figures" / "00_base_models.json").exists():
+        _base_models(home)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WORKBOOK_PARAMS")}
     env["WORKBOOK_HOME"] = str(home)
     cmd = [sys.executable, "-m", "lib", "run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy",
@@ -109,6 +122,27 @@ def test_second_checkout_second_runner_and_ctrl_c(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_sigterm_ends_like_ctrl_c(tmp_path, monkeypatch):
+    """A scheduler's cancel or `kill`: the stage recorded interrupted, the summary printed, exit
+    130 (before: the runner died at once, no summary, the status left "running")."""
+    home = tmp_path / "home"
+    copy = _repo_copy(tmp_path, SLOW)
+    monkeypatch.setenv("STAND_IN_SLEEP", "600")
+    proc = _runner(copy, home)
+    try:
+        _wait_for(home / "started")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert out.rstrip().endswith("INTERRUPTED cot_easy / 01_generate_data: stopped by SIGTERM; re-run to resume")
+    status = json.loads((home / "reports" / "tiny" / "status.json").read_text())["cot_easy"]["01_generate_data"]
+    assert status["status"] == "interrupted"
+
+
+@pytest.mark.slow
 def test_a_killed_runner_leaves_no_running_stage_in_the_index(tmp_path, monkeypatch):
     """kill -9: the status still says "running", but the index checks the PID behind it; the
     lock dies with the process, so the next runner runs the stage again (it is not done)."""
@@ -140,10 +174,7 @@ def _stamp(rp, stage, cfg, **figures):
 def test_changed_params_notebook_or_upstream_make_a_stage_not_done(home, monkeypatch, tmp_path):
     cfg = params.resolve("tiny", "cot", "easy")
     rp = paths.RunPaths("tiny", "cot", "easy")
-    rp.samples_csv.parent.mkdir(parents=True)
-    rp.samples_csv.write_text("id\n1\n")
-    io.write_json(rp.metrics_json, {"ok": True})
-    _stamp(rp, "06_benchmark", cfg)
+    lineage.chain(rp, cfg)
     assert record.why_not_done(rp, "06_benchmark", cfg) is None
     k3 = params.resolve("tiny", "cot", "easy", {"benchmark.k": 3})
     assert "parameters changed (benchmark.k: 5 -> 3)" in record.why_not_done(rp, "06_benchmark", k3)
@@ -158,14 +189,17 @@ def test_changed_params_notebook_or_upstream_make_a_stage_not_done(home, monkeyp
     assert record.why_not_done(rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"engine.in_process": False})) is None
     # an earlier stage's parameter counts too (a changed split invalidates the benchmark)
     assert "data.n_test" in record.why_not_done(rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"data.n_test": 6}))
-    # an earlier stage that ran again since
-    _stamp(rp, "05_merge", cfg)
-    assert "earlier stage(s) 05_merge ran again" in record.why_not_done(rp, "06_benchmark", cfg)
-    _stamp(rp, "06_benchmark", cfg)
+    # an earlier stage that ran again with the same result changes nothing; with another, it does
+    record.save(rp, "05_merge", {}, cfg)
+    assert record.why_not_done(rp, "06_benchmark", cfg) is None
+    lineage._weights(rp.merged("draft"), value=1.0)
+    record.save(rp, "05_merge", {}, cfg)
+    assert "earlier stage 05_merge ran again since, with another result" in record.why_not_done(rp, "06_benchmark", cfg)
+    lineage.stage_done(rp, "06_benchmark", cfg)
     # its outputs: metrics gone
     rp.metrics_json.unlink()
     assert "metrics.json unreadable" in record.why_not_done(rp, "06_benchmark", cfg)
-    io.write_json(rp.metrics_json, {"ok": True})
+    lineage.make_outputs(rp, "06_benchmark")
     # a changed notebook
     nbs = tmp_path / "nbs"
     shutil.copytree(paths.NOTEBOOKS, nbs)
@@ -182,10 +216,8 @@ def test_a_record_made_before_lib_changed_a_stage_is_not_done(home, monkeypatch)
     # recorded before (no revision, read as 1) must run again, saying why.
     cfg = params.resolve("tiny", "cot", "easy")
     rp = paths.RunPaths("tiny", "cot", "easy")
-    rp.samples_csv.parent.mkdir(parents=True)
-    rp.samples_csv.write_text("id\n1\n")
-    io.write_json(rp.metrics_json, {"ok": True})
-    figures = _stamp(rp, "06_benchmark", cfg)
+    lineage.chain(rp, cfg)
+    figures = record.load(rp, "06_benchmark")
     assert figures["settings"]["revision"] == stages.revision("06_benchmark")[0] >= 2
     assert record.why_not_done(rp, "06_benchmark", cfg) is None
     del figures["settings"]["revision"]
@@ -193,15 +225,13 @@ def test_a_record_made_before_lib_changed_a_stage_is_not_done(home, monkeypatch)
     why = record.why_not_done(rp, "06_benchmark", cfg)
     assert why.startswith("lib's 06_benchmark changed since it ran (revision 1 -> 2: engine.async_scheduling")
     # a stage without a revision of its own is 1, and its old records stay done
-    _stamp(rp, "05_merge", cfg)
     assert record.load(rp, "05_merge")["settings"]["revision"] == 1
 
 
 def test_a_corrupted_distilled_file_is_not_done(home):
     cfg = params.resolve("tiny", "cot", "easy")
     rp = paths.RunPaths("tiny", "cot", "easy")
-    io.write_jsonl(rp.distilled, [{"id": f"p{i}", "solution": "x"} for i in range(3)])
-    _stamp(rp, "03_distill", cfg, n_rows=3)
+    lineage.chain(rp, cfg, upto="03_distill")
     assert record.done(rp, "03_distill", cfg)
     with open(rp.distilled, "a") as fh:
         fh.write('{"id": "p3", "solu')
@@ -221,12 +251,11 @@ def test_a_failed_stage_is_never_cached(home, monkeypatch):
         rp = paths.RunPaths("tiny", parameters["style"], parameters["scenario"])
         if len(calls) == 2:
             return runner.Outcome(label, stage, "failed", 1.0, "RuntimeError: boom")
-        for f in (rp.train_problems, rp.test_problems, rp.teacher_output):
-            io.write_jsonl(f, [{"id": "a"}])
-        record.save(rp, stage, {}, cfg)
+        lineage.stage_done(rp, stage, cfg)  # the problems as 00 left them, a teacher's rows
         return runner.Outcome(label, stage, "finished", 1.0)
 
     monkeypatch.setattr(runner, "execute", fake_execute)
+    lineage.stage_done("tiny", "00_base_models", lineage.profile_cfg())
     run = lambda **kw: [o.status for o in runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], **kw).outcomes]
     assert run() == ["finished"]
     assert run() == ["cached"]
@@ -296,7 +325,8 @@ def test_a_refused_split_writes_no_data_fingerprint(home, monkeypatch):
     assert not (rp.problems_dir / "meta.json").exists()
     monkeypatch.undo()
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
-    assert splits.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5, "shared_dropped": 0, "shared_ids": []}
+    assert splits.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5, "shared_dropped": 0, "shared_ids": [],
+                                                                                                           "duplicates_dropped": 0, "duplicate_ids": []}
 
 
 def test_only_complete_checkpoints_are_resumed(tmp_path):
@@ -341,6 +371,7 @@ def test_a_full_disk_ends_in_the_summary_naming_the_stage(home, monkeypatch, cap
         raise OSError(errno.ENOSPC, "No space left on device", "status.json")
 
     monkeypatch.setattr(runner, "execute", full)
+    lineage.stage_done("tiny", "00_base_models", lineage.profile_cfg())
     from lib import __main__ as cli
 
     assert cli.main(["run", "--styles", "cot", "--scenarios", "easy", "--stages", "01_generate_data"]) == 1

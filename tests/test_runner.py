@@ -16,13 +16,20 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     first = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL)
     assert [o.status for o in first.outcomes] == ["finished"]
 
-    # A malformed row in hard's problems: that run must fail with a clear error, easy must not.
+    # Solutions from files (the `file` teacher), hard's with a malformed line: that run must fail
+    # with a clear error, easy must not. (A changed problems file would make the base pair, which
+    # read it, not current: both runs would be refused before running, see test_lineage.)
     hard = paths.RunPaths("tiny", "cot", "hard")
-    with open(hard.train_problems, "a") as fh:
-        fh.write('{"id": "broken", "question": \n')
+    teacher = {"data.teacher": "file", "data.keep_wrong": True,
+               "data.teacher_file": {"path": str(home / "teacher_{scenario}.jsonl"), "question_field": "question",
+                                     "solution_field": "reference"}}
+    for scenario in ("easy", "hard"):
+        rows = paths.RunPaths("tiny", "cot", scenario).train_problems.read_text()
+        (home / f"teacher_{scenario}.jsonl").write_text(rows + ('{"question": "broken", "refer\n' if scenario == "hard" else ""))
 
+    over = {**SMALL, **teacher}
     argv = ["run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy", "hard",
-            "--stages", "01_generate_data", "--set"] + [f"{k}={json.dumps(v)}" for k, v in SMALL.items()]
+            "--stages", "01_generate_data", "--set"] + [f"{k}={json.dumps(v)}" for k, v in over.items()]
     code = cli.main(argv)
     out = capsys.readouterr().out
     assert code == 1
@@ -31,7 +38,7 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
 
     # The failed notebook is still saved and rendered, with the error in it.
     html = (hard.report_dir / "01_generate_data.html").read_text()
-    assert "unusable row" in html and "line" in html
+    assert "malformed JSON" in html and "teacher_hard.jsonl" in html and "line" in html
     easy = paths.RunPaths("tiny", "cot", "easy")
     assert (easy.report_dir / "01_generate_data.html").exists()
     assert easy.figures("01_generate_data").exists()
@@ -39,14 +46,14 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
 
     status = record.load_status("tiny")
     assert status["cot_hard"]["01_generate_data"]["status"] == "failed"
-    assert "unusable row" in status["cot_hard"]["01_generate_data"]["error"]
+    assert "malformed JSON" in status["cot_hard"]["01_generate_data"]["error"]
     rows = index_page.runs((paths.reports_root("tiny") / "index.html").read_text())
-    assert rows["cot_hard"].state == "failed" and "unusable row" in rows["cot_hard"].note
+    assert rows["cot_hard"].state == "failed" and "malformed JSON" in rows["cot_hard"].note
     assert rows["cot_hard"].stages["01"] == "failed" and rows["cot_easy"].stages["01"] == "finished"
     assert [run for run, row in rows.items() if row.state == "failed"] == ["cot_hard"]  # the grid's other rows too
 
     # A re-run skips what finished and tries the failed run again.
-    again = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["01_generate_data"], overrides=SMALL)
+    again = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["01_generate_data"], overrides=over)
     assert [(o.run, o.status) for o in again.outcomes] == [("cot_easy", "cached"), ("cot_hard", "failed")]
 
 

@@ -240,7 +240,7 @@ def test_distillation_resumes_without_duplicates_or_losses(trained, tiny_pair, m
     other = params.Params({**cfg, "distill": {**cfg["distill"], "max_tokens": 16}})
     again = distill.distill(other, rp, progress=False)
     assert again["set_aside"] and again["n_generated"] == 30 and again["n_resumed"] == 0
-    assert len(io.read_jsonl(again["set_aside"]).rows) == 30
+    assert len(again["set_aside"]) == 1 and len(io.read_jsonl(again["set_aside"][0]).rows) == 30
 
 
 def test_distillation_on_a_cpu_serves_the_checked_merge_and_gives_the_adapters_answers(trained, tiny_pair, monkeypatch):

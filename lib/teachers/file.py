@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from .. import io
-from ..paths import REPO, RunPaths
+from ..paths import RunPaths, repo_path
 from ..problems import normalize_question
 
 
@@ -17,14 +17,16 @@ def source_path(cfg) -> str:
         raise ValueError("data.teacher=file needs data.teacher_file.path (JSONL; {style} and {scenario} are filled in)")
     path = spec["path"].format(style=cfg["style"], scenario=cfg["scenario"])
     # Relative paths are relative to the repository, like every other path in params.
-    return str(REPO / path) if not path.startswith("/") else path
+    return str(repo_path(path))
 
 
 def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True) -> Iterator[tuple[str, str | None, str | None]]:
     spec = cfg["data"]["teacher_file"]
     path = source_path(cfg)
     rows = io.require_jsonl(path, required=(spec["question_field"], spec["solution_field"]))  # bad line: named
-    solutions = {normalize_question(r[spec["question_field"]]): r[spec["solution_field"]] for r in rows}
+    solutions = {}
+    for r in rows:  # a question given twice: the first solution is kept, as every data source keeps its first row
+        solutions.setdefault(normalize_question(r[spec["question_field"]]), r[spec["solution_field"]])
     for problem in problems:
         found = solutions.get(normalize_question(problem["question"]))
         if found is None:

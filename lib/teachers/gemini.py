@@ -65,7 +65,9 @@ class GeminiPollTimeout(TimeoutError):
 def _read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; `#` comments, blank lines, `export ` prefixes and quotes allowed."""
     out: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    with io.named_decode_errors(path):  # a stray byte names the file and line, never the key
+        text = Path(path).read_text(encoding="utf-8")
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
