@@ -12,15 +12,15 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a profile's grid of notebooks and render reports")
     run.add_argument("--profile", default="tiny")
-    run.add_argument("--styles", nargs="+", help="default: base cot cod")
-    run.add_argument("--scenarios", nargs="+", help="default: every scenario in params/scenarios")
-    run.add_argument("--stages", nargs="+", help="default: every stage (00_base_models ... 07_analysis)")
-    run.add_argument("--replicates", nargs="+", type=int, metavar="R",
+    run.add_argument("--styles", nargs="+", action="extend", help="default: base cot cod")
+    run.add_argument("--scenarios", nargs="+", action="extend", help="default: every scenario in params/scenarios")
+    run.add_argument("--stages", nargs="+", action="extend", help="default: every stage (00_base_models ... 07_analysis)")
+    run.add_argument("--replicates", nargs="+", action="extend", type=int, metavar="R",
                      help="which trainings of each trained (style, scenario): 0 1 ...; default: all grid.replicates")
-    run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
+    run.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
-    run.add_argument("--gpus", nargs="+", metavar="SLOT",
+    run.add_argument("--gpus", nargs="+", action="extend", metavar="SLOT",
                      help="run (style, scenario) runs side by side, one per GPU slot: 0 1 2 3, or 0,1 2,3 "
                           "for two GPUs each (tensor parallelism); default: one run at a time")
     run.add_argument("--jobs", metavar="N",

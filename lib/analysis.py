@@ -384,6 +384,12 @@ def collect(profile: str, external: External | None = None, n_boot: int = 2000, 
     return frame[RUN_COLUMNS].reset_index(drop=True)
 
 
+def one_training(frame: pd.DataFrame) -> pd.DataFrame:
+    """The first training of each (style, scenario) (replicate 0, the run the study had): what
+    the per-run plots draw, one mark per style; `trainings` shows every replicate."""
+    return frame[frame["replicate"] == 0] if "replicate" in frame else frame
+
+
 def gaps(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs without numbers and why (missing, the runner's error, an unreadable file)."""
     out = frame.loc[~frame["present"], ["source", "run", "state", "error"]]

@@ -131,21 +131,16 @@ def teacher_settings(cfg) -> dict:
 
 
 def _set_aside_changed_rows(rp: RunPaths, train: list[dict]) -> list[str]:
-    """Rows answered for a problem whose question or answer is no longer the one under its id
-    (or whose id is gone) are moved to a set-aside file, kept, and answered again."""
+    """Rows not resumed, each moved to a file beside its own (kept) and asked again: a row edited
+    since it was written (its `sha` no longer matches), and one answered for a problem whose
+    question or answer is no longer the one under its id (or whose id is gone)."""
     current = {p["id"]: (p["question"], p["answer"]) for p in train}
     moved = []
     for path in (rp.teacher_output, rp.teacher_rejected):
-        if not path.exists():
-            continue
-        rows = io.read_jsonl(path).rows
-        keep = [r for r in rows if "question" not in r or current.get(r.get("id")) == (r["question"], r.get("answer"))]
-        if len(keep) < len(rows):
-            aside = path.with_name(f"{path.stem}.changed-problems-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
-            io.write_jsonl(aside, [r for r in rows if r not in keep])
-            io.write_jsonl(path, keep)
-            moved.append(f"{aside} ({len(rows) - len(keep)} rows)")
-    return moved
+        moved.append(io.set_aside_rows(path, fingerprints.intact, "edited"))
+        moved.append(io.set_aside_rows(path, lambda r: "question" not in r or current.get(r.get("id")) == (
+            r["question"], r.get("answer")), "changed-problems"))
+    return [m for m in moved if m]
 
 
 def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None, extra: dict | None = None) -> None:
@@ -153,14 +148,15 @@ def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str |
     style, teacher = cfg["style"], cfg["data"]["teacher"]
     if error is not None or solution is None:
         reason = f"teacher error: {error or 'no solution returned'}"
-        io.append_jsonl(rp.teacher_rejected, [{"id": problem["id"], "reason": reason, "solution": "", **(extra or {})}])
+        io.append_jsonl(rp.teacher_rejected, [fingerprints.sealed(
+            {"id": problem["id"], "reason": reason, "solution": "", **(extra or {})})])
         return
     row, reason = validate(problem, solution)
     row.update(teacher=teacher, style=style, **(extra or {}))
     if reason and not (cfg["data"]["keep_wrong"] and row["extraction"] in ("hash", "boxed")):
-        io.append_jsonl(rp.teacher_rejected, [{**row, "reason": reason}])
+        io.append_jsonl(rp.teacher_rejected, [fingerprints.sealed({**row, "reason": reason})])
     else:
-        io.append_jsonl(rp.teacher_output, [row])
+        io.append_jsonl(rp.teacher_output, [fingerprints.sealed(row)])
 
 
 def _rows(path: Path) -> list[dict]:

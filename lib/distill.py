@@ -25,6 +25,8 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
     set_aside = _check_source(cfg, rp)
     # Resume: drop half-written lines and rows repeating an id (two writers, a replayed batch).
     repaired = io.repair_jsonl(rp.distilled, required=("id", "solution"), key="id")
+    edited = io.set_aside_rows(rp.distilled, fingerprints.intact, "edited")  # answers changed by hand
+    set_aside += [edited] if edited else []
     done = {r["id"] for r in io.read_jsonl(rp.distilled).rows} if rp.distilled.exists() else set()
     todo = [p for p in train if p["id"] not in done]
     t0, n_tokens = time.perf_counter(), 0
@@ -37,12 +39,12 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
                 text = out.outputs[0].text
                 graded = answers.grade(text, problem["answer"])
                 n_tokens += len(out.outputs[0].token_ids)
-                rows.append({
+                rows.append(fingerprints.sealed({
                     "id": problem["id"], "question": problem["question"], "solution": text,
                     "answer": problem["answer"], "pred": graded["pred"], "extraction": graded["method"],
                     "correct": graded["correct"], "output_tokens": len(out.outputs[0].token_ids),
                     "finish_reason": out.outputs[0].finish_reason,
-                })
+                }))
             io.append_jsonl(rp.distilled, rows)  # a crash loses at most this batch
     rows = io.require_jsonl(rp.distilled, required=("id", "solution", "correct")) if rp.distilled.exists() else []
     missing = sorted({p["id"] for p in train} - {r["id"] for r in rows})

@@ -93,16 +93,31 @@ def of_path(path: Path) -> str | None:
 
 
 def of_paths(files, root: Path) -> dict:
-    """{name relative to `root` (else absolute): fingerprint or None} for each path."""
+    """{name: fingerprint or None} for each path, named relative to `root` (the home), else to
+    the repository (`repo:data/embedded/easy.jsonl`: a second checkout reads the same file), else
+    absolute: a record stays valid where the home or the checkout moves."""
     out = {}
     for path in files:
-        path = Path(path)
-        try:
-            name = str(path.relative_to(root))
-        except ValueError:
+        path = Path(path).absolute()
+        for base, prefix in ((Path(root).absolute(), ""), (paths.REPO, "repo:")):
+            if path.is_relative_to(base):
+                name = prefix + str(path.relative_to(base))
+                break
+        else:
             name = str(path)
         out[name] = of_path(path)
     return out
+
+
+def sealed(row: dict) -> dict:
+    """A row of a resumable file with its own hash (`sha`): a row edited by hand (an answer marked
+    right, a solution changed) no longer matches it and is not resumed (`intact`)."""
+    body = {k: v for k, v in row.items() if k != "sha"}
+    return {**body, "sha": of_value(body)}
+
+
+def intact(row: dict) -> bool:
+    return row.get("sha") == sealed(row)["sha"]
 
 
 def changed(recorded: dict, now: dict) -> list[str]:

@@ -194,6 +194,24 @@ def require_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:
     return read.rows
 
 
+def set_aside_rows(path: Path, keep, why: str) -> str | None:
+    """Rows of an append-only file for which `keep(row)` is false are moved to a file beside it
+    (`<name>.<why>-<time>.jsonl`, kept) and the rest rewritten; what was moved, or None."""
+    import time
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    rows = read_jsonl(path).rows
+    kept = [r for r in rows if keep(r)]
+    if len(kept) == len(rows):
+        return None
+    aside = path.with_name(f"{path.stem}.{why}-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    write_jsonl(aside, [r for r in rows if not keep(r)])
+    write_jsonl(path, kept)
+    return f"{aside} ({len(rows) - len(kept)} rows)"
+
+
 def repair_jsonl(path: Path, required: Iterable[str] = (), key: str | None = None) -> list[dict]:
     """Before resuming an append-only file: drop unusable lines (e.g. the half-written last
     line of a killed run) and, with `key`, later rows repeating a key already present (two

@@ -161,13 +161,28 @@ def _load_yaml(path: Path) -> dict:
     return copy.deepcopy(_parsed(str(path), st.st_mtime_ns if st else None, st.st_size if st else None))
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML keeps the last of a key given twice in one mapping; a layer that sets one key twice
+    is a mistake to name, not a value to guess."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 @functools.lru_cache(maxsize=256)
 def _parsed(name: str, mtime_ns, size) -> dict:
     """A params layer; a file that is not UTF-8 or not YAML is an error naming it and the line."""
     path = Path(name)
     try:
         with io.named_decode_errors(path, ParamsError), open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+            data = yaml.load(fh, Loader=_UniqueKeys) or {}
     except yaml.YAMLError as exc:
         raise ParamsError(_yaml_message(path, exc)) from None
     if not isinstance(data, dict):
@@ -199,8 +214,10 @@ def _expand_dotted(overrides: Mapping[str, Any]) -> dict:
 
 
 def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
+    if default is None:
         return True
+    if value is None:  # `null` in a layer or `--set k=null` would reach a library as None
+        return False
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):

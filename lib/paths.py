@@ -27,7 +27,8 @@ def repo_path(path: str) -> Path:
 
 
 def home() -> Path:
-    return Path(os.environ.get("WORKBOOK_HOME", REPO))
+    # absolute: a relative WORKBOOK_HOME would mean another folder in a kernel (its cwd is notebooks/)
+    return Path(os.environ.get("WORKBOOK_HOME", REPO)).absolute()
 
 
 def data_root(profile: str) -> Path:

@@ -244,7 +244,7 @@ def _run_row(profile: str, style: str, scenario: str, replicate: int, status: di
     if metrics_error:
         state, why = "failed" if state == "failed" else "incomplete", why or metrics_error
     # a stage's latest attempt did not finish: metrics on disk are an earlier attempt's, not current
-    stale = bool(nums) and state in ("failed", "interrupted", "running", "outdated")
+    stale = bool(nums) and state in ("failed", "interrupted", "running", "outdated", "incomplete")
     if stale:
         why = f"{why}; the numbers shown are not current"
     num = '<td class="num stale" title="not current: see the run\'s state">' if stale else '<td class="num">'

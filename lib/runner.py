@@ -203,6 +203,8 @@ def use_this_checkout() -> None:
     editable install points at: the repository goes first on the kernel's PYTHONPATH."""
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(paths.REPO)]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(paths.REPO)] + rest)
+    if os.environ.get("WORKBOOK_HOME"):  # the kernel runs in notebooks/: a relative home would move
+        os.environ["WORKBOOK_HOME"] = str(paths.home())
 
 
 class RunLocked(RuntimeError):
@@ -383,8 +385,10 @@ def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_i
     try:
         with run_lock(profile, label):
             why = "always runs" if stage in POST_STAGES else ("--redo" if redo else record.why_not_done(rp, stage, cfg))
-            if why is None:
-                return Outcome(label, stage, "cached")
+            if why is None:  # recorded too: a status left "running" or lost is set right
+                outcome = Outcome(label, stage, "cached")
+                _record(profile, label, stage, outcome)
+                return outcome
             # A stage never runs on stale results: a partial run whose earlier stages are not
             # current refuses, naming them (docs/reliability.md), and leaves this stage's record.
             stale = None if stage in POST_STAGES else record.stale_upstream(rp, stage, cfg)

@@ -10,10 +10,11 @@ per scenario and profile, and shared by every style.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
-from . import io, problems
-from .paths import EMBEDDED, REPO, RunPaths
+from . import fingerprints, io, problems
+from .paths import EMBEDDED, RunPaths, repo_path
 from .teachers import reference
 
 PROBLEM_COLUMNS = ("id", "question", "reference", "answer")
@@ -81,7 +82,7 @@ def _load_hub(spec: dict) -> tuple[list[dict], list[dict]]:
 
 
 def _load_file(path: str) -> list[dict]:
-    p = Path(path) if Path(path).is_absolute() else REPO / path  # params paths are repo-relative
+    p = repo_path(path)  # params paths are repo-relative
     if not p.exists():
         raise FileNotFoundError(f"data.local path does not exist: {path}")
     if p.suffix == ".parquet":
@@ -139,6 +140,7 @@ def _drop_duplicates(pool: list[dict], test: list[dict] | None) -> tuple[list[di
 def ensure_problems(cfg, rp: RunPaths) -> dict:
     """Write the scenario's train and test problems once; later runs reuse them."""
     check_fingerprint(cfg, rp)  # compares only: written below once the split is accepted
+    edited = _set_aside_edited(rp)
     if rp.train_problems.exists() and rp.test_problems.exists():
         train = _read_problems(rp.train_problems)
         test = _read_problems(rp.test_problems)
@@ -163,15 +165,49 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         io.write_jsonl(rp.shared_questions, shared)
         io.write_jsonl(rp.train_problems, train)
         io.write_jsonl(rp.test_problems, test)
+        io.write_json(_made(rp), _split_hashes(rp))
+    if not _made(rp).exists():  # a split made before its hashes were kept: taken as it is
+        io.write_json(_made(rp), _split_hashes(rp))
     problems.check_no_leakage(train, test)
     meta = rp.problems_dir / "meta.json"
     if not meta.exists():
         io.write_json(meta, _fingerprint(cfg))
     shared = io.read_jsonl(rp.shared_questions).rows if rp.shared_questions.exists() else []
     duplicates = io.read_jsonl(rp.duplicate_questions).rows if rp.duplicate_questions.exists() else []
-    return {"n_train": len(train), "n_test": len(test), "shared_dropped": len(shared),
-            "shared_ids": [r["id"] for r in shared], "duplicates_dropped": len(duplicates),
-            "duplicate_ids": [r["id"] for r in duplicates]}
+    out = {"n_train": len(train), "n_test": len(test), "shared_dropped": len(shared),
+           "shared_ids": [r["id"] for r in shared], "duplicates_dropped": len(duplicates),
+           "duplicate_ids": [r["id"] for r in duplicates]}
+    return {**out, "edited_set_aside": edited} if edited else out
+
+
+def _made(rp: RunPaths) -> Path:
+    return rp.problems_dir / "split.sha.json"
+
+
+def _split_hashes(rp: RunPaths) -> dict:
+    return {p.name: fingerprints.of_path(p) for p in (rp.train_problems, rp.test_problems)}
+
+
+def _set_aside_edited(rp: RunPaths) -> list[str]:
+    """A split file changed since the split was made (edited by hand, cut short, emptied) is not
+    the split: both are renamed aside (kept) and the split is made again from its source, as it
+    was — never a held-out answer edited in place and graded against."""
+    if not _made(rp).exists() or not (rp.train_problems.exists() and rp.test_problems.exists()):
+        return []
+    try:
+        same = io.read_json(_made(rp)) == _split_hashes(rp)
+    except ValueError:  # the hashes file cut short: the split cannot be vouched for
+        same = False
+    if same:
+        return []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for path in (rp.train_problems, rp.test_problems):
+        aside = path.with_name(f"{path.stem}.edited-{stamp}{path.suffix}")
+        path.rename(aside)
+        moved.append(str(aside))
+    _made(rp).unlink()
+    return moved
 
 
 def _fingerprint(cfg) -> dict:

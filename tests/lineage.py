@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from safetensors.numpy import save_file
 
-from lib import io, params, paths, record
+from lib import fingerprints, io, params, paths, record
 from lib.stages import stages_of
 
 
@@ -46,14 +46,16 @@ def make_outputs(rp, stage: str, cfg=None) -> None:
     if stage == "01_generate_data":
         _split(rp)
         if rp.style != "base":
-            io.write_jsonl(rp.teacher_output, [{"id": p["id"], "question": p["question"], "solution": p["reference"],
-                                                "answer": p["answer"]} for p in _problems()])
+            io.write_jsonl(rp.teacher_output, [fingerprints.sealed({"id": p["id"], "question": p["question"],
+                                                                    "solution": p["reference"], "answer": p["answer"]})
+                                               for p in _problems()])
     elif stage in ("02_train_target", "04_train_draft"):
         role = "target" if stage == "02_train_target" else "draft"
         _weights(rp.adapter(role), "adapter_model.safetensors")
         io.write_json(rp.train_summary(role), {"train_loss": 1.0})
     elif stage == "03_distill":
-        io.write_jsonl(rp.distilled, [{"id": p["id"], "solution": "x", "correct": True} for p in _problems()])
+        io.write_jsonl(rp.distilled, [fingerprints.sealed({"id": p["id"], "solution": "x", "correct": True})
+                                      for p in _problems()])
     elif stage == "05_merge":
         for role in ("target", "draft"):
             _weights(rp.merged(role))

@@ -254,8 +254,8 @@ def test_answered_problems_are_never_requested_again(home, servers):
     fingerprints.resume_guard(rp.teacher_output, data.teacher_settings(cfg))  # rows of this teacher, as a first run marks them
     for pid in ("easy-00000", "easy-00003"):
         row, _ = data.validate(BY_ID[pid], reference.rewrite(BY_ID[pid], "cot"))
-        io.append_jsonl(rp.teacher_output, [row])
-    io.append_jsonl(rp.teacher_rejected, [{"id": "easy-00004", "reason": "earlier", "solution": ""}])
+        io.append_jsonl(rp.teacher_output, [fingerprints.sealed(row)])
+    io.append_jsonl(rp.teacher_rejected, [fingerprints.sealed({"id": "easy-00004", "reason": "earlier", "solution": ""})])
     out = data.generate_solutions(cfg, rp, progress=False)
     assert out == {**out, "requested": 3, "skipped_done": 3}
     (job,) = fake.created()

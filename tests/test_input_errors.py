@@ -5,6 +5,7 @@ makes a missing folder), never a late traceback or a run that "finishes" on noth
 The parameters' own checks are in test_params.py, the merge's in test_merge.py."""
 
 import json
+from pathlib import Path
 import os
 import re
 import shutil
@@ -164,9 +165,29 @@ def test_a_question_twice_in_an_explicit_test_split_is_held_out_once(home, tmp_p
 def test_an_emptied_split_is_an_error_at_01(home, which):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
     splits.ensure_problems(cfg, rp)
+    (rp.problems_dir / "split.sha.json").unlink()  # a split whose hashes were not kept: it cannot be made again
     getattr(rp, which).write_text("")
     with pytest.raises(ValueError, match=re.escape(f"{getattr(rp, which)} holds no problem")):
         splits.ensure_problems(cfg, rp)
+
+
+@pytest.mark.parametrize("edit", ["empty", "answer"])
+def test_a_split_changed_since_it_was_made_is_made_again_from_its_source(home, edit):
+    """An emptied split, or a held-out answer edited in place: set aside (kept), made again as it
+    was, never graded against (before: the edited answer stood, every stage re-ran on it)."""
+    cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
+    first = splits.ensure_problems(cfg, rp)
+    made = rp.test_problems.read_text()
+    if edit == "empty":
+        rp.test_problems.write_text("")
+    else:
+        rows = io.read_jsonl(rp.test_problems).rows
+        rows[0]["answer"] = "999999"
+        io.write_jsonl(rp.test_problems, rows)
+    again = splits.ensure_problems(cfg, rp)
+    assert rp.test_problems.read_text() == made and again["n_test"] == first["n_test"]
+    assert len(again["edited_set_aside"]) == 2 and all(Path(p).exists() for p in again["edited_set_aside"])
+    assert "edited_set_aside" not in splits.ensure_problems(cfg, rp)
 
 
 def test_the_benchmark_refuses_zero_prompts_naming_the_file(home):

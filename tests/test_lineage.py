@@ -123,7 +123,9 @@ def test_merges_deleted_after_their_benchmark_stay_done_while_it_stands(home):
     for role in ("target", "draft"):
         shutil.rmtree(rp.merged(role))
     assert record.why_not_done(rp, "05_merge", cfg) is None
-    assert record.why_not_done(rp, "06_benchmark", cfg) is None
+    assert record.why_not_done(rp, "06_benchmark", cfg) is None  # the benchmark stands
+    why = record.stale_upstream(rp, "06_benchmark", cfg)  # but --redo of it would need them
+    assert "05_merge (merged target, draft deleted after the last benchmark" in why
     # once the benchmark must run again, the merge must too (its checkpoints are gone)
     k3 = params.resolve("tiny", *RUN, {"merge.delete_after_benchmark": True, "benchmark.k": 3})
     assert "merged target, draft missing" in record.why_not_done(rp, "05_merge", k3)
@@ -262,19 +264,6 @@ def test_a_cached_file_hash_follows_an_edit(tmp_path):
     assert fingerprints.of_file(path) != first
 
 
-def test_a_benchmark_run_again_after_its_merges_were_deleted_asks_for_the_merge(home):
-    cfg = params.resolve("tiny", *RUN, {"merge.delete_after_benchmark": True})
-    rp = paths.RunPaths("tiny", *RUN)
-    lineage.chain(rp, cfg)
-    import shutil
-
-    for role in ("target", "draft"):
-        shutil.rmtree(rp.merged(role))
-    assert record.why_not_done(rp, "06_benchmark", cfg) is None  # the benchmark stands
-    why = record.stale_upstream(rp, "06_benchmark", cfg)  # but --redo of it would need them
-    assert "05_merge (merged target, draft deleted after the last benchmark" in why
-
-
 def test_every_parameter_section_counts_for_some_stage_or_is_named_as_not_a_result():
     """A section no stage's fingerprint holds re-runs nothing when changed: `prompt` was one."""
     from lib import stages
@@ -296,3 +285,25 @@ def test_a_changed_prompt_setting_makes_the_data_and_everything_after_it_stale(r
 def test_a_teacher_setting_does_not_rebuild_the_base_models(run):
     rp, cfg = run
     assert record.why_not_done(rp.profile, "00_base_models", lineage.profile_cfg(overrides={"data.keep_wrong": True})) is None
+
+
+def test_rows_edited_by_hand_are_not_resumed(home):
+    """A teacher's answer changed to another final answer, a distilled answer marked right: each row
+    carries its own hash; an edited one is set aside (kept) and made again, never adopted."""
+    cfg = params.resolve("tiny", *RUN)
+    rp = paths.RunPaths("tiny", *RUN)
+    problems = io.read_jsonl(paths.EMBEDDED / "easy.jsonl").rows[:4]
+    io.write_jsonl(rp.train_problems, problems)
+    data.generate_solutions(cfg, rp, progress=False)
+    rows = io.read_jsonl(rp.teacher_output).rows
+    rows[0]["solution"] = rows[0]["solution"].rsplit("####", 1)[0] + "#### 999"
+    io.write_jsonl(rp.teacher_output, rows)
+    again = data.generate_solutions(cfg, rp, progress=False)
+    assert again["requested"] == 1 and any("edited" in s and "(1 rows)" in s for s in again["set_aside"])
+    assert all(fingerprints.intact(r) and "#### 999" not in r["solution"] for r in io.read_jsonl(rp.teacher_output).rows)
+    kept = [fingerprints.sealed({"id": p["id"], "solution": "x", "correct": False}) for p in problems]
+    flipped = {**kept[0], "correct": True}
+    assert fingerprints.intact(kept[0]) and not fingerprints.intact(flipped)
+    io.write_jsonl(rp.distilled, [flipped] + kept[1:])
+    assert io.set_aside_rows(rp.distilled, fingerprints.intact, "edited").endswith("(1 rows)")
+    assert [r["id"] for r in io.read_jsonl(rp.distilled).rows] == [p["id"] for p in problems[1:]]

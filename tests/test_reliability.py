@@ -66,6 +66,23 @@ def _runner(copy: Path, home: Path, *args: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+def _stopped(proc: subprocess.Popen, sig, said: str, home: Path) -> str:
+    """Stop a runner with `sig`: it must end in its summary naming the interrupted stage (the last
+    line; the runner itself prints no traceback, the kernel shut down mid-cell may log its own
+    socket error), exit 130, and leave the stage recorded interrupted. Its output."""
+    try:
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert out.rstrip().endswith(f"INTERRUPTED cot_easy / 01_generate_data: stopped by {said}; re-run to resume")
+    status = json.loads((home / "reports" / "tiny" / "status.json").read_text())["cot_easy"]["01_generate_data"]
+    assert status["status"] == "interrupted"
+    return out
+
+
 def _wait_for(path: Path, seconds: float = 120) -> None:
     end = time.time() + seconds
     while not path.exists():
@@ -105,19 +122,10 @@ def test_second_checkout_second_runner_and_ctrl_c(tmp_path, monkeypatch):
         out2, _ = second.communicate(timeout=120)
         assert second.returncode == 1, out2
         assert f"LOCKED cot_easy / 01_generate_data: run cot_easy is being written by PID {first.pid}" in out2
-        # 5: Ctrl-C ends in the runner's summary naming the stage, exit 130, no traceback
-        first.send_signal(signal.SIGINT)
-        out1, _ = first.communicate(timeout=60)
     finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == 130, out1
-    # the summary closes the output; the runner itself prints no traceback (the kernel, shut down
-    # mid-cell, may still log its own socket error)
-    assert out1.rstrip().endswith("INTERRUPTED cot_easy / 01_generate_data: stopped by Ctrl-C (SIGINT); re-run to resume")
+        # 5: Ctrl-C ends in the runner's summary naming the stage, exit 130, no traceback
+        out1 = _stopped(first, signal.SIGINT, "Ctrl-C (SIGINT)", home)
     assert "lib/runner.py" not in out1 and "Task exception was never retrieved" not in out1
-    status = json.loads((home / old_html / "status.json").read_text())["cot_easy"]["01_generate_data"]
-    assert status["status"] == "interrupted"
     assert "OLD REPORT" not in (stale.read_text() if stale.exists() else "")
 
 
@@ -131,15 +139,8 @@ def test_sigterm_ends_like_ctrl_c(tmp_path, monkeypatch):
     proc = _runner(copy, home)
     try:
         _wait_for(home / "started")
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out
-    assert out.rstrip().endswith("INTERRUPTED cot_easy / 01_generate_data: stopped by SIGTERM; re-run to resume")
-    status = json.loads((home / "reports" / "tiny" / "status.json").read_text())["cot_easy"]["01_generate_data"]
-    assert status["status"] == "interrupted"
+        _stopped(proc, signal.SIGTERM, "SIGTERM", home)
 
 
 @pytest.mark.slow
