@@ -307,3 +307,44 @@ def test_rows_edited_by_hand_are_not_resumed(home):
     io.write_jsonl(rp.distilled, [flipped] + kept[1:])
     assert io.set_aside_rows(rp.distilled, fingerprints.intact, "edited").endswith("(1 rows)")
     assert [r["id"] for r in io.read_jsonl(rp.distilled).rows] == [p["id"] for p in problems[1:]]
+
+
+# --- found by the attack (docs/reliability.md, cases 79-99) ---------------------------------------
+def test_two_set_flags_add_up(home, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(runner, "run_grid", lambda *a, **k: seen.update(overrides=a[4]) or runner.GridResult())
+    from lib import __main__ as cli
+
+    assert cli.main(["run", "--set", "train.target.lr=2e-4", "--set", "benchmark.k=3", "--styles", "cot",
+                     "--styles", "cod"]) == 0
+    assert seen["overrides"] == {"train.target.lr": "2e-4", "benchmark.k": 3}
+
+
+def test_a_layer_giving_a_key_twice_or_null_is_refused(params_copy):
+    (params_copy / "styles" / "cot.yaml").write_text("benchmark: {k: 3}\nbenchmark: {k: 5}\n")
+    with pytest.raises(params.ParamsError, match=r"cot.yaml: line 2 column 1: .*key 'benchmark' given twice"):
+        params.resolve("tiny", "cot", "easy")
+    with pytest.raises(params.ParamsError, match="'train.target.lr' must be float, got None"):
+        params.resolve("tiny", "cod", "easy", {"train.target.lr": None})
+
+
+def test_a_relative_home_is_the_same_folder_in_every_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORKBOOK_HOME", "rel")
+    assert paths.home() == tmp_path / "rel"
+    runner.use_this_checkout()  # what a kernel (cwd notebooks/) is given
+    assert os.environ["WORKBOOK_HOME"] == str(tmp_path / "rel")
+
+
+def test_a_repository_file_is_named_by_its_place_in_the_repository(home):
+    names = fingerprints.of_paths([paths.EMBEDDED / "easy.jsonl", home / "x.json"], paths.home())
+    assert set(names) == {"repo:data/embedded/easy.jsonl", "x.json"} and names["x.json"] is None
+
+
+def test_a_cached_stage_sets_a_stale_running_status_right(run, monkeypatch):
+    rp, cfg = run
+    record.record_status("tiny", rp.name, "06_benchmark", status="running", pid=1, started=0)  # a reused PID
+    monkeypatch.setattr(runner, "execute", lineage.fake_execute())
+    [outcome] = runner.run_grid("tiny", ["cot"], ["easy"], ["06_benchmark"]).outcomes
+    assert outcome.status == "cached"
+    assert record.load_status("tiny")[rp.name]["06_benchmark"]["status"] == "cached"
