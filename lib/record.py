@@ -1,13 +1,13 @@
 """The figures a notebook records: its last cell writes them as JSON next to its outputs;
 the runner, the tests and the analysis read them back (never printed text).
 
-Each record carries the settings it was made with (`settings`): the parameters its stage
-depends on (its own sections and those of every stage before it), the overrides among them
-that differ from the profile's own values, a hash of the notebook that ran, the stage's revision
-(`stages.STAGE_REVISIONS`: raised when lib changes what the stage computes), and when each
-earlier stage of the run last finished. `done` compares those with the current ones and
-checks the stage's output files, so "finished" means complete *and* made with the current
-parameters, notebook and inputs.
+Each record carries what its result was made with and from (`settings`): the parameters its
+stage depends on (its own sections and those of every stage before it), the overrides among
+them, a hash of the notebook that ran, the stage's revision (`stages.STAGE_REVISIONS`), the
+content fingerprints of the files it read from outside the stages and of the files it made, and
+the digest of each earlier stage it read. `why_not_done` compares them with now and judges every
+earlier stage the same way, transitively: "done" means made from the current everything
+(docs/reliability.md).
 """
 
 from __future__ import annotations
