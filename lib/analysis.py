@@ -307,11 +307,11 @@ def _workbook_run(rp: RunPaths, status: dict, n_boot: int, seed: int) -> tuple[d
 def _per_prompt_answers(baseline: pd.DataFrame | None) -> dict:
     """Per prompt of the target alone, in id order: right or not, and tokens (the replicates'
     intervals pair them by prompt, `trainings`)."""
-    if baseline is None or not {"id", "correct", "tokens"} <= set(baseline.columns):
+    if baseline is None or not {"id", "correct", "output_tokens"} <= set(baseline.columns):
         return {}
     x = baseline.sort_values("id")
     return {"prompt_ids": x["id"].astype(str).tolist(), "prompt_correct": x["correct"].astype(float).tolist(),
-            "prompt_tokens": x["tokens"].astype(float).tolist()}
+            "prompt_tokens": x["output_tokens"].astype(float).tolist()}
 
 
 def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:

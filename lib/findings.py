@@ -88,7 +88,8 @@ def _answer(tally: dict, compared: pd.DataFrame | None = None) -> list[str]:
     tell them apart, and where they do not; how many trainings of each style it rests on."""
     if not any(tally.values()):
         return []
-    n = (int(min(compared["n_cot"].min(), compared["n_cod"].min())) if compared is not None and len(compared) else 1)
+    acc = compared[compared["quantity"] == "accuracy"] if compared is not None and len(compared) else None
+    n = int(min(acc["n_cot"].min(), acc["n_cod"].min())) if acc is not None and len(acc) else 1
     trained = "one training per style" if n < 2 else f"{n} or more trainings per style"
 
     def part(what: str, verdicts: dict, unclear: str) -> str:
