@@ -19,7 +19,7 @@ import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from . import fingerprints, io, params, paths
+from . import fingerprints, io, models, params, paths
 from .paths import RunPaths, profile_figures, reports_root
 from .stages import ADDED_KEYS, FIRST_REVISION, PROFILE_STAGES, STAGE_SECTIONS, revision, stages_of
 
@@ -155,15 +155,11 @@ def upstream(rp: RunPaths | str, stage: str) -> dict:
     return found
 
 
-def _base_pair(cfg) -> bool:
-    return not (cfg["models"]["target"] and cfg["models"]["draft"])
-
-
 def output_files(rp: RunPaths | str, stage: str, cfg) -> list[Path]:
     """The files and folders a stage's result is: fingerprinted when it is recorded, and
     compared with the disk whenever it is judged."""
     if isinstance(rp, str):
-        return [paths.data_root(rp) / "models" / "base"] if stage == "00_base_models" and _base_pair(cfg) else []
+        return [paths.data_root(rp) / "models" / "base"] if stage == "00_base_models" and models.uses_base_pair(cfg) else []
     role = {"02_train_target": "target", "04_train_draft": "draft"}.get(stage)
     if role:
         return [rp.adapter(role), rp.train_summary(role)]
@@ -180,7 +176,7 @@ def input_files(rp: RunPaths | str, stage: str, cfg) -> list[Path]:
     (01), the problems the base pair is pretrained on (00). Hub datasets and models are named
     by their parameters instead."""
     if isinstance(rp, str):
-        if stage != "00_base_models" or not _base_pair(cfg):
+        if stage != "00_base_models" or not models.uses_base_pair(cfg):
             return []
         return [paths.data_root(rp) / "problems" / s / f"{split}.jsonl"
                 for s in params.scenarios() for split in ("train", "test")]
@@ -200,7 +196,7 @@ def outputs_missing(rp: RunPaths | str, stage: str, figures: dict, cfg) -> str |
     """What is missing or broken among the files `stage` is known by, or None: present, of the
     shape a later stage reads (parsing rows, whole safetensors, a metrics object)."""
     if isinstance(rp, str):
-        if stage == "00_base_models" and _base_pair(cfg):
+        if stage == "00_base_models" and models.uses_base_pair(cfg):
             base = paths.data_root(rp) / "models" / "base"
             absent = [r for r in ("tokenizer", "target", "draft") if not any((base / r).glob("*"))]
             if absent:

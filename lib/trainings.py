@@ -128,7 +128,7 @@ def table(compared: pd.DataFrame) -> pd.DataFrame:
                     "trainings (CoT / CoD)": f"{r['n_cot']} / {r['n_cod']}",
                     "CoT [range over trainings]": style(r["cot"]), "CoD [range over trainings]": style(r["cod"]),
                     "CoD − CoT": diff(r["delta"]),
-                    f"95% over {'prompts'}": f"[{diff(r['within_lo'])}, {diff(r['within_hi'])}]"
+                    "95% over prompts": f"[{diff(r['within_lo'])}, {diff(r['within_hi'])}]"
                     + ("" if r["unit"] == "prompts" else " (repetitions)"),
                     "95% across trainings": f"[{diff(r['lo'])}, {diff(r['hi'])}]", "verdict": r["verdict"]})
     return pd.DataFrame(out, columns=COLUMNS).set_index(["scenario", "quantity"])

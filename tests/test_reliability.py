@@ -99,18 +99,36 @@ SLOW = "import os, signal, time, pathlib, lib\n" \
 
 
 # --- 6: a notebook imports the lib of the checkout that runs it; 1: one writer per run; 5: Ctrl-C ---
-@pytest.mark.slow
-def test_second_checkout_second_runner_and_ctrl_c(tmp_path, monkeypatch):
+def _slow_runner(tmp_path: Path, monkeypatch, before=None) -> tuple[subprocess.Popen, Path, Path]:
+    """A runner in a second checkout whose stage 01 sleeps (ignoring SIGINT and SIGTERM), once
+    its kernel has started: (process, home, checkout). `before(home)` runs before it starts."""
     home = tmp_path / "home"
     copy = _repo_copy(tmp_path, SLOW)
     monkeypatch.setenv("STAND_IN_SLEEP", "600")
-    old_html = Path("reports") / "tiny"
-    stale = home / old_html / "cot_easy" / "01_generate_data.html"
-    stale.parent.mkdir(parents=True)
-    stale.write_text("OLD REPORT of an earlier run")
-    first = _runner(copy, home)
+    if before:
+        before(home)
+    proc = _runner(copy, home)
     try:
         _wait_for(home / "started")
+    except BaseException:
+        proc.kill()
+        proc.communicate(timeout=60)
+        raise
+    return proc, home, copy
+
+
+@pytest.mark.slow
+def test_second_checkout_second_runner_and_ctrl_c(tmp_path, monkeypatch):
+    old_html = Path("reports") / "tiny"
+
+    def old_report(home):
+        stale = home / old_html / "cot_easy" / "01_generate_data.html"
+        stale.parent.mkdir(parents=True)
+        stale.write_text("OLD REPORT of an earlier run")
+
+    first, home, copy = _slow_runner(tmp_path, monkeypatch, old_report)
+    stale = home / old_html / "cot_easy" / "01_generate_data.html"
+    try:
         # 6: the kernel imported the clone's lib, not the one an editable install points at
         assert (home / "started").read_text().startswith(str(copy / "lib"))
         # 5: while it runs, the status says so, with its PID; no stale HTML beside the partial notebook
@@ -133,29 +151,17 @@ def test_second_checkout_second_runner_and_ctrl_c(tmp_path, monkeypatch):
 def test_sigterm_ends_like_ctrl_c(tmp_path, monkeypatch):
     """A scheduler's cancel or `kill`: the stage recorded interrupted, the summary printed, exit
     130 (before: the runner died at once, no summary, the status left "running")."""
-    home = tmp_path / "home"
-    copy = _repo_copy(tmp_path, SLOW)
-    monkeypatch.setenv("STAND_IN_SLEEP", "600")
-    proc = _runner(copy, home)
-    try:
-        _wait_for(home / "started")
-    finally:
-        _stopped(proc, signal.SIGTERM, "SIGTERM", home)
+    proc, home, _ = _slow_runner(tmp_path, monkeypatch)
+    _stopped(proc, signal.SIGTERM, "SIGTERM", home)
 
 
 @pytest.mark.slow
 def test_a_killed_runner_leaves_no_running_stage_in_the_index(tmp_path, monkeypatch):
     """kill -9: the status still says "running", but the index checks the PID behind it; the
     lock dies with the process, so the next runner runs the stage again (it is not done)."""
-    home = tmp_path / "home"
-    copy = _repo_copy(tmp_path, SLOW)
-    monkeypatch.setenv("STAND_IN_SLEEP", "600")
-    proc = _runner(copy, home)
-    try:
-        _wait_for(home / "started")
-    finally:
-        proc.kill()
-        proc.communicate(timeout=60)
+    proc, home, copy = _slow_runner(tmp_path, monkeypatch)
+    proc.kill()
+    proc.communicate(timeout=60)
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
     page = reports.write_index("tiny").read_text()
     row = page[page.index('<tr id="run-cot_easy">'):]
