@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason="chromium or chromedriver is not on PATH (Debian: apt-get install -y chromium chromium-driver)",
 )
 PROFILE = syn.PROFILE
-N_PLOTS = 7
+N_PLOTS = 8  # 07_analysis: seven per-run plots and the one across trainings
 
 
 class Page:
