@@ -20,9 +20,12 @@ def main(argv=None) -> int:
     run.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
-    run.add_argument("--gpus", nargs="+", action="extend", metavar="SLOT",
-                     help="run (style, scenario) runs side by side, one per GPU slot: 0 1 2 3, or 0,1 2,3 "
-                          "for two GPUs each (tensor parallelism); default: one run at a time")
+    run.add_argument("--gpus", nargs="+", action="extend", metavar="GPU",
+                     help="this machine's GPUs (0 1 2 3): a local Ray instance places the (style, scenario) runs "
+                          "on them, each on the GPUs it needs (engine.tensor_parallel_size); default: one run at a time")
+    run.add_argument("--cluster", metavar="ADDRESS",
+                     help="place the runs on a Ray cluster: auto (the one this host belongs to), host:port or "
+                          "ray://host:port; checkout, environment and WORKBOOK_HOME at the same path on every node")
     run.add_argument("--jobs", metavar="N",
                      help="(style, scenario) runs side by side on this machine's CPUs, the cores shared out; "
                           "default auto: 2 for a CPU profile (tiny) on 2 or more cores, else 1")

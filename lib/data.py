@@ -173,8 +173,8 @@ def preview(path: Path, columns: list[str] | None = None, n: int | None = 5):
 
 
 def validation_summary(cfg, rp: RunPaths) -> dict:
-    """Teacher accuracy over every answered problem, tokens per kept solution, and the
-    CoD/CoT token ratio once both styles' data exist for the scenario."""
+    """Teacher accuracy over every answered problem and tokens per kept solution, of this
+    run's own data only (what another run has written by then must not change its figures)."""
     kept, rejected = _rows(rp.teacher_output), _rows(rp.teacher_rejected)
     answered = len(kept) + len(rejected)
     out = {
@@ -187,31 +187,23 @@ def validation_summary(cfg, rp: RunPaths) -> dict:
     for style, group in tokens.groupby("style") if len(tokens) else []:
         out[f"tokens_mean_{style}"] = float(group["tokens"].mean())
         out[f"chars_mean_{style}"] = float(group["chars"].mean())
-    if "tokens_mean_cod" in out and "tokens_mean_cot" in out:
-        out["cod_cot_token_ratio"] = out["tokens_mean_cod"] / out["tokens_mean_cot"]
-        out["cod_cot_char_ratio"] = out["chars_mean_cod"] / out["chars_mean_cot"]
     return out
 
 
 def token_frame(cfg, rp: RunPaths):
-    """Tokens per kept teacher solution, for every style of this scenario written so far."""
+    """Tokens per kept teacher solution of this run (none for `base`). Only its own: another
+    style's file, read when it happened to exist, made this run's figures depend on the order
+    runs were placed in, from an input its record did not name."""
     import pandas as pd
 
     from . import models
-    from .styles import TRAINED_STYLES
 
-    frames = []
-    counter = None
-    for style in TRAINED_STYLES:
-        rows = _rows(RunPaths(rp.profile, style, rp.scenario).teacher_output)
-        if not rows:
-            continue
-        counter = counter or models.token_counter(models.base_model(cfg, rp, "target"))
-        counts = counter([r["solution"] for r in rows])
-        frames.append(pd.DataFrame({
-            "style": style, "id": [r["id"] for r in rows], "tokens": counts, "chars": [len(r["solution"]) for r in rows],
-        }))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["style", "id", "tokens", "chars"])
+    rows = _rows(rp.teacher_output)
+    if not rows:
+        return pd.DataFrame(columns=["style", "id", "tokens", "chars"])
+    counts = models.token_counter(models.base_model(cfg, rp, "target"))([r["solution"] for r in rows])
+    return pd.DataFrame({"style": rp.style, "id": [r["id"] for r in rows], "tokens": counts,
+                         "chars": [len(r["solution"]) for r in rows]})
 
 
 def rejected_table(rp: RunPaths):

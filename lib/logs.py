@@ -140,3 +140,9 @@ def phase(name: str, seconds: float) -> None:
     import time
 
     print(f"{PHASE_PREFIX} {time.time():.3f} {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
+
+
+def says_where(line: str) -> bool:
+    """A line of a placed run's output the grid's terminal shows (its stage lines, warnings and
+    errors), not the notebooks' chatter."""
+    return line.startswith(("[", "warning", "FAILED", "error"))

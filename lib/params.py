@@ -69,6 +69,8 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("*temperature", 0, None, False),
     ("seed", 0, None, False),
     ("grid.replicates", 1, None, False),
+    ("grid.gpus_per_run", 0, None, False),
+    ("grid.cpus_per_run", 1, None, False),
     ("merge.*", 0, None, False),
     ("*_s", 0, None, False),
     ("*retry_attempts", 1, None, False),

@@ -29,7 +29,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import heap, io, params, paths, record, reports, splits
+from . import cluster as ray_cluster
+from . import heap, io, logs, params, paths, record, reports, splits
 from .choices import choose, choose_all
 from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
 from .styles import STYLES
@@ -252,21 +253,29 @@ def _short_error(exc: Exception) -> str:
 
 
 def parse_gpus(gpus) -> list[str]:
-    """`--gpus 0 1` gives two slots of one GPU each, `--gpus 0,1 2,3` two of two (for a target
-    split with tensor parallelism); each slot runs one (style, scenario) at a time."""
-    slots = []
+    """`--gpus 0 1 2 3`: the GPUs of this machine the grid may use (`0,1 2,3` reads the same).
+    A local Ray instance hands them out: each run gets as many as it needs (`cluster.Chain`),
+    two for a target split with tensor parallelism."""
+    ids = []
     for slot in gpus or []:
-        ids = str(slot).split(",")
-        if not all(i.strip().isdigit() for i in ids):
-            raise params.ParamsError(
-                f"--gpus takes device numbers, one slot each, GPUs of a slot joined by commas "
-                f"(e.g. 0 1, or 0,1 2,3); got {slot!r}"
-            )
-        slots.append(",".join(i.strip() for i in ids))
-    used = [i for slot in slots for i in slot.split(",")]
-    if len(used) != len(set(used)):
-        raise params.ParamsError(f"--gpus: a GPU is in more than one slot: {' '.join(slots)}")
-    return slots
+        for i in str(slot).split(","):
+            if not i.strip().isdigit():
+                raise params.ParamsError(f"--gpus takes device numbers (e.g. 0 1 2 3); got {slot!r}")
+            ids.append(i.strip())
+    if len(ids) != len(set(ids)):
+        raise params.ParamsError(f"--gpus: a GPU is named twice: {' '.join(map(str, gpus))}")
+    return ids
+
+
+def gpus_of(cfg: dict) -> tuple[int, str]:
+    """How many GPUs one run asks of Ray, and why (named when no node has them):
+    `grid.gpus_per_run`, else `engine.tensor_parallel_size` unless the run is on the CPU."""
+    if cfg["grid"]["gpus_per_run"]:
+        return cfg["grid"]["gpus_per_run"], f"grid.gpus_per_run={cfg['grid']['gpus_per_run']}"
+    if cfg["device"] == "cpu":
+        return 0, "device: cpu"
+    tp = cfg["engine"]["tensor_parallel_size"]
+    return tp, f"engine.tensor_parallel_size={tp}"
 
 
 def run_grid(
@@ -282,12 +291,14 @@ def run_grid(
     jobs=1,
     top=True,
     replicates=None,
+    cluster: str | None = None,
 ) -> GridResult:
-    """The grid, one stage at a time; with `gpus` (or `jobs` > 1), the profile-wide stages still
-    run here and each (style, scenario) chain runs in its own `python -m lib run` on a free GPU
-    slot (or CPU job slot, see `parse_jobs`). `top`: the runner a person started, which records
-    the grid's wall time and writes the index (a placed run leaves both to it). `replicates`:
-    which trainings of each trained (style, scenario) to run (default: all `grid.replicates`)."""
+    """The grid, one stage at a time; the profile-wide stages always run here. With `cluster`
+    (a Ray address) or `gpus` (this machine's), each (style, scenario[, replicate]) chain is
+    one Ray task on the GPUs it needs (`cluster.place`); with `jobs` > 1, one process per CPU
+    job slot (`parse_jobs`). `top`: the runner a person started, which records the grid's wall
+    time and writes the index (a placed run leaves both to it). `replicates`: which trainings
+    of each trained (style, scenario) to run (default: all `grid.replicates`)."""
     # one write per line: runs placed side by side log from several threads
     log = log or (lambda msg: print(f"{msg}\n", end="", flush=True))
     overrides = dict(overrides or {})
@@ -295,8 +306,9 @@ def run_grid(
     styles = choose_all("style", styles, STYLES, params.ParamsError)
     scenarios = choose_all("scenario", scenarios, params.scenarios(), params.ParamsError)
     stages = choose_all("stage", stages, ALL_STAGES, params.ParamsError)
-    slots = parse_gpus(gpus)
-    per_slot = min((len(s.split(",")) for s in slots), default=None)
+    gpu_ids = parse_gpus(gpus)
+    if gpu_ids and cluster:
+        raise params.ParamsError("--gpus names this machine's GPUs and --cluster a Ray cluster's: give one of them")
     # Validate every run's merged parameters before anything runs.
     cfgs, runs = [], []
     for scenario in scenarios:
@@ -305,12 +317,7 @@ def run_grid(
                 cfg = params.resolve(profile, style, scenario, overrides, replicate)
                 cfgs.append(cfg)
                 runs.append((style, scenario, replicate))
-    for cfg, (style, scenario, _) in zip(cfgs, runs):
-        tp = cfg["engine"]["tensor_parallel_size"]
-        if slots and tp > per_slot:
-            raise params.ParamsError(
-                f"engine.tensor_parallel_size={tp} needs {tp} GPUs per slot; --gpus gave {' '.join(slots)}"
-            )
+    for cfg, (style, scenario, _) in zip(cfgs, runs, strict=True):
         try:  # problems made with other data params: refused here, before any stage's record is touched
             splits.check_fingerprint(cfg, paths.RunPaths(profile, style, scenario))
         except ValueError as exc:
@@ -319,11 +326,22 @@ def run_grid(
     chains = [[(run, s) for s in stages_of(run[0], run[2]) if s in stages] for run in runs]
     chains = [c for c in chains if c]
     post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
-    n_jobs = 1 if slots else parse_jobs(jobs, cfgs)
-    placed = [(f"gpu {s}", {"CUDA_VISIBLE_DEVICES": s}) for s in slots] or (job_slots(n_jobs) if len(chains) > 1 else [])
+    by_ray = bool(gpu_ids or cluster)
+    ray_chains = {id(c): _ray_chain(c, profile, overrides, redo, hide_input) for c in chains} if by_ray else {}
+    if gpu_ids:  # this machine: refused before a Ray instance is started for nothing
+        ray_cluster.refuse_unplaceable(list(ray_chains.values()),
+                                       [{"node": "local", "gpus": len(gpu_ids), "cpus": os.cpu_count() or 1}])
+    n_jobs = 1 if by_ray else parse_jobs(jobs, cfgs)
+    slots = job_slots(n_jobs) if len(chains) > 1 and not by_ray else []
     result, t_start, started = GridResult(), time.perf_counter(), time.time()
-    with Renderer() as render:  # the index below comes after the last render
-        if not placed:
+    placing = ray_cluster.connected(cluster, gpu_ids) if by_ray and chains else contextlib.nullcontext()
+    with Renderer() as render, placing:  # the index below comes after the last render
+        if by_ray and chains:
+            live = ray_cluster.nodes()
+            ray_cluster.refuse_unplaceable(list(ray_chains.values()), live)
+            log(f"ray: {len(live)} node(s), {sum(n['gpus'] for n in live)} GPU(s), "
+                f"{sum(n['cpus'] for n in live)} CPU(s)")
+        if not slots and not ray_chains:
             _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log,
                       result, t_start, render)
         else:
@@ -332,13 +350,16 @@ def run_grid(
             # replicates are done, in a second round.
             for round_ in ([c for c in chains if not c[0][0][2]], [c for c in chains if c[0][0][2]]):
                 if round_ and not result.interrupted:
-                    result.outcomes += _place(round_, placed, profile, overrides, redo, hide_input, log,
-                                              short_first=not slots)
+                    if ray_chains:
+                        result.outcomes += _place_by_ray(round_, ray_chains, profile, log)
+                    else:
+                        result.outcomes += _place(round_, slots, profile, overrides, redo, hide_input, log,
+                                                  short_first=True)
             if not result.interrupted:
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if top:
         whole = (set(styles), set(scenarios), set(stages)) == (set(STYLES), set(params.scenarios()), set(ALL_STAGES))
-        _record_wall(profile, result, started, time.perf_counter() - t_start, len(placed) or 1, whole)
+        _record_wall(profile, result, started, time.perf_counter() - t_start, len(slots) or len(gpu_ids) or 1, whole)
         try:
             reports.write_index(profile, runs, stages_of, list(PROFILE_STAGES))
             log(f"index: {paths.reports_root(profile) / 'index.html'}")
@@ -410,15 +431,20 @@ def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_i
 
 
 def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> None:
+    """A stage's status, with where it ran: host and PID, the GPUs and Ray node when placed, the
+    CPU job slot; `extra` has the last word (a chain that died is recorded by the driver, with
+    the node it ran on)."""
     entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error, pid=os.getpid(),
-                 host=socket.gethostname(), **extra)
+                 host=socket.gethostname())
     if outcome.cpu_seconds is not None:
         entry["cpu_s"] = outcome.cpu_seconds
-    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
         entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
+    if os.environ.get(ray_cluster.NODE_ENV):
+        entry["node"] = os.environ[ray_cluster.NODE_ENV]  # the Ray node (simulated nodes share a host name)
     if os.environ.get(JOB_ENV):
         entry["job"] = os.environ[JOB_ENV]  # a CPU job slot: it ran beside another run
-    record.record_status(profile, label, stage, **entry)
+    record.record_status(profile, label, stage, **{**entry, **extra})
 
 
 def _record_wall(profile: str, result: GridResult, started: float, seconds: float, jobs: int, whole: bool) -> None:
@@ -487,19 +513,20 @@ def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -
 
 
 def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first: bool = False) -> list[Outcome]:
-    """Each chain in its own process on a free slot (name, environment: `CUDA_VISIBLE_DEVICES`
-    for a GPU slot, thread counts for a CPU job); its output is relayed with the slot in front
-    and kept in the run's `runner.log`. Longest chains first: the untrained `base` runs (two
-    stages) fill the end instead of leaving a slot idle while a long run finishes.
-    `short_first` (CPU jobs): the `base` runs first instead. On two cores their 40-90 s were
-    what a slot idled at the end of the demo (one base run left alone, 44-55 s); placed first,
-    the six trained runs (115-160 s each) end close together (the stage times of three demos,
-    replayed: 18-22 s of wall time less, within 4 s of an even split of the work)."""
+    """CPU job slots: each chain in its own process on a free slot (thread counts shared out,
+    `job_slots`); its output is relayed with the slot in front and kept in the run's
+    `runner.log`. `short_first`: the untrained `base` runs (two stages) first. On two cores
+    their 40-90 s were what a slot idled at the end of the demo (one base run left alone,
+    44-55 s); placed first, the six trained runs (115-160 s each) end close together (the stage
+    times of three demos, replayed: 18-22 s of wall time less, within 4 s of an even split of
+    the work). Otherwise longest first."""
     import queue
+    import signal
     import subprocess
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    free = queue.Queue()
+    free, running, stopping = queue.Queue(), set(), threading.Event()
     for slot in slots:
         free.put(slot)
 
@@ -512,6 +539,8 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
         taken = free.get()
         slot, slot_env = taken
         try:
+            if stopping.is_set():  # the grid was stopped before this chain started: it is not begun
+                return []
             log(f"[{slot}] {rp.name}: {', '.join(stage for _, stage in chain)}")
             env = {**os.environ, **slot_env}
             with open(rp.report_dir / "runner.log", "w") as keep:
@@ -519,21 +548,85 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
                     _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file), env=env,
                     cwd=str(paths.REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 )
+                running.add(proc)
                 for line in proc.stdout:
                     keep.write(line)
                     keep.flush()
-                    if line.startswith(("[", "warning", "FAILED", "error")):  # not the notebooks' chatter
+                    if logs.says_where(line):
                         log(f"[{slot}] {line.rstrip()}")
                 code = proc.wait()
         finally:
             free.put(taken)
-        if outcomes_file.exists():
-            return [Outcome(**o) for o in io.read_json(outcomes_file)]
-        return [Outcome(rp.name, chain[0][1], "failed",
-                        error=f"the run's process ended with code {code} before reporting; see {rp.report_dir / 'runner.log'}")]
+        return _chain_outcomes(chain, profile, f"the run's process ended with code {code} before reporting")
 
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        return [o for outcomes in pool.map(run_chain, sorted(chains, key=len, reverse=not short_first)) for o in outcomes]
+        futures = [pool.submit(run_chain, c) for c in sorted(chains, key=len, reverse=not short_first)]
+        try:
+            return [o for f in futures for o in f.result()]
+        except KeyboardInterrupt:
+            # Ctrl-C (or SIGTERM, `_stop_on_sigterm`): no chain starts after it; each running one
+            # gets a SIGINT (a terminal sends it to them too), records its stage interrupted and
+            # reports, and the grid's summary says so.
+            stopping.set()
+            for proc in list(running):
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGINT)
+            return [o for f in futures for o in f.result()]
+
+
+def _ray_chain(chain, profile, overrides, redo, hide_input) -> ray_cluster.Chain:
+    """A chain as one Ray task: its command, the GPUs and CPUs its run asks for, its environment."""
+    (style, scenario, replicate), _ = chain[0]
+    rp = paths.RunPaths(profile, style, scenario, replicate)
+    cfg = params.resolve(profile, style, scenario, overrides, replicate)
+    gpus, reason = gpus_of(cfg)
+    cpus = cfg["grid"]["cpus_per_run"]
+    return ray_cluster.Chain(
+        name=rp.name, command=_chain_command(chain, profile, overrides, redo, hide_input, rp.report_dir / "runner.outcomes.json"),
+        gpus=gpus, cpus=cpus, report_dir=rp.report_dir, reason=reason, env=ray_cluster.chain_env(cpus))
+
+
+def _place_by_ray(chains, ray_chains: dict, profile: str, log) -> list[Outcome]:
+    """Every chain submitted at once, longest first (Ray starts them in that order as GPUs free
+    up, so the two-stage `base` runs fill the end); each one's outcomes when all have ended."""
+    chains = sorted(chains, key=len, reverse=True)
+    for c in chains:
+        rc = ray_chains[id(c)]
+        log(f"[ray] {rc.name}: {', '.join(stage for _, stage in c)} ({rc.gpus} GPU, {rc.cpus} CPU)")
+    ended = ray_cluster.place([ray_chains[id(c)] for c in chains], log)
+    outcomes = []
+    for c in chains:
+        rc = ray_chains[id(c)]
+        how = ended.get(rc.name)
+        place = ray_cluster.where(rc)
+        if how is None:
+            why = f"it was still running on {ray_cluster.describe(place)} when the grid stopped waiting"
+        elif isinstance(how, Exception):
+            why = f"{ray_cluster.describe(place)} was lost while it ran ({_short_error(how).splitlines()[0][:300]})"
+        else:
+            why = f"the run's process on {ray_cluster.describe(place)} ended with code {how['code']} before reporting"
+        outcomes += _chain_outcomes(c, profile, why, place)
+    return outcomes
+
+
+def _chain_outcomes(chain, profile: str, why: str, place: dict | None = None) -> list[Outcome]:
+    """A placed chain's outcomes as its process reported them; if it ended without reporting
+    (killed, its node lost), the stage it was running fails, recorded with `why` and where it
+    ran, and the rest of the chain is skipped (the next grid resumes it through the records)."""
+    (style, scenario, replicate), _ = chain[0]
+    rp = paths.RunPaths(profile, style, scenario, replicate)
+    outcomes_file = rp.report_dir / "runner.outcomes.json"
+    if outcomes_file.exists():
+        return [Outcome(**o) for o in io.read_json(outcomes_file)]
+    status = record.load_status(profile).get(rp.name, {})
+    names = [stage for _, stage in chain]
+    running = next((s for s in names if status.get(s, {}).get("status") == "running"), names[0])
+    failed = Outcome(rp.name, running, "failed", error=f"{why}; see {rp.report_dir / 'runner.log'}")
+    extra = {k: place[k] for k in ("node", "host", "gpus") if place and place.get(k)}
+    with contextlib.suppress(OSError):
+        _record(profile, rp.name, running, failed, **extra)
+    rest = names[names.index(running) + 1:]
+    return [failed] + [Outcome(rp.name, s, "skipped", error="an earlier stage of this run failed") for s in rest]
 
 
 def render_missing(profile: str, hide_input: bool = False, log=print) -> list:
@@ -556,18 +649,13 @@ STOPPED_BY = ["Ctrl-C (SIGINT)"]  # what ended the grid early, for the summary
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (a scheduler's cancel, `kill`, a machine going down) ends the grid as Ctrl-C does:
-    the stage recorded interrupted, what ran rendered, the summary printed. Runs placed in
-    child processes are passed a SIGINT, so that each records its own stage the same way."""
+    the stage recorded interrupted, what ran rendered, the summary printed. Placed runs are
+    passed a SIGINT by what placed them (`_place`, `cluster.place`), so that each records its
+    own stage the same way."""
     import signal
 
     def stop(signum, frame):
-        import psutil
-
         STOPPED_BY[0] = "SIGTERM"
-        for child in psutil.Process().children():
-            with contextlib.suppress(psutil.Error):
-                if "lib" in child.cmdline() and "run" in child.cmdline():
-                    child.send_signal(signal.SIGINT)
         raise KeyboardInterrupt("SIGTERM")
 
     with contextlib.suppress(ValueError):  # not the main thread (a test calling main_run): leave it
@@ -589,11 +677,13 @@ def main_run(args) -> int:
                 overrides[key] = yaml.safe_load(value)
             except yaml.YAMLError as exc:
                 raise params.ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
-        if args.gpus and args.jobs not in (None, "auto", "1"):
-            raise params.ParamsError("--gpus and --jobs both place runs side by side: give one of them")
+        if (args.gpus or args.cluster) and args.jobs not in (None, "auto", "1"):
+            raise params.ParamsError(f"{'--gpus' if args.gpus else '--cluster'} and --jobs both place runs side by "
+                                     f"side: give one of them")
         result = run_grid(
             args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
             gpus=args.gpus, jobs=args.jobs or "auto", top=not args.outcomes, replicates=args.replicates,
+            cluster=args.cluster,
         )
         if args.outcomes:  # a run placed on a GPU reports back to its parent
             io.write_json(args.outcomes, [dataclasses.asdict(o) for o in result.outcomes])

@@ -117,13 +117,13 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
     seen.clear()
     chains = [[(("base", "easy", 0), "01_generate_data")], [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")]]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None)
-    assert [run for run, _ in seen] == ["cod_easy", "base_easy"]  # GPU slots: longest first
+    assert [run for run, _ in seen] == ["cod_easy", "base_easy"]  # without short_first: longest first
 
 
 def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
     """On two cores, one `base` run (two stages, 40-90 s) placed last ran alone at the end of
     the demo while the other core idled 44-55 s; placed first, the trained runs end together.
-    GPU slots keep the longest runs first."""
+    Ray (GPUs) gets the longest runs first."""
     import sys
 
     seen, placed = [], []
@@ -143,8 +143,14 @@ def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
     monkeypatch.setattr(runner, "_place", lambda *a, **k: placed.append(k) or real(*a, **k))
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
     runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data"], jobs=2, log=lambda msg: None)
-    runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data"], gpus=["0", "1"], log=lambda msg: None)
-    assert [k["short_first"] for k in placed] == [True, False]
+    assert [k["short_first"] for k in placed] == [True]
+
+    # Placed by Ray (GPUs): submitted longest first
+    submitted = []
+    monkeypatch.setattr(runner.ray_cluster, "place", lambda ray_chains, log: submitted.extend(c.name for c in ray_chains) or {})
+    rays = {id(c): runner._ray_chain(c, "tiny", {}, False, False) for c in chains}
+    runner._place_by_ray(chains, rays, "tiny", lambda msg: None)
+    assert submitted == ["cod_easy", "base_easy"]
 
 
 def _small_tokenizer(folder):

@@ -156,6 +156,34 @@ def test_sigterm_ends_like_ctrl_c(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_sigterm_stops_runs_placed_side_by_side(tmp_path, monkeypatch):
+    """`--jobs 2`: the runner passes a SIGINT to each placed run, each records its stage
+    interrupted, and the summary names both, exit 130 (before: "interrupted (SIGTERM) outside a
+    stage", no summary)."""
+    home = tmp_path / "home"
+    copy = _repo_copy(tmp_path, SLOW)
+    monkeypatch.setenv("STAND_IN_SLEEP", "600")
+    proc = _runner(copy, home, "--styles", "cod", "--jobs", "2")
+    status = home / "reports" / "tiny" / "status.json"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (status.exists() and all(
+                json.loads(status.read_text()).get(run, {}).get("01_generate_data", {}).get("status") == "running"
+                for run in ("cot_easy", "cod_easy"))):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    for run in ("cot_easy", "cod_easy"):
+        assert f"INTERRUPTED {run} / 01_generate_data: stopped by" in out, out
+        assert json.loads(status.read_text())[run]["01_generate_data"]["status"] == "interrupted"
+    assert "outside a stage" not in out
+
+
+@pytest.mark.slow
 def test_a_killed_runner_leaves_no_running_stage_in_the_index(tmp_path, monkeypatch):
     """kill -9: the status still says "running", but the index checks the PID behind it; the
     lock dies with the process, so the next runner runs the stage again (it is not done)."""

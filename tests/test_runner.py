@@ -76,12 +76,14 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
     assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()
 
 
-@pytest.mark.slow  # pretrains the base pair (00_base_models)
-def test_runs_placed_on_gpu_slots_run_side_by_side(home):
-    """`--gpus 0 1`: the base pair here, then each run in its own process with its own
-    CUDA_VISIBLE_DEVICES (on this CPU machine the variable only labels the slot)."""
+@pytest.mark.slow  # pretrains the base pair (00_base_models); starts a local Ray instance
+def test_runs_placed_on_gpus_run_side_by_side(home):
+    """`--gpus 0 1`: the base pair here, then each run as a Ray task of a local instance, in its
+    own process with its own CUDA_VISIBLE_DEVICES (on this CPU machine a declared GPU is only a
+    count; the tiny runs ask for one with grid.gpus_per_run)."""
     result = runner.run_grid("tiny", styles=["cot", "cod"], scenarios=["easy"],
-                             stages=["00_base_models", "01_generate_data"], overrides=SMALL, gpus=["0", "1"])
+                             stages=["00_base_models", "01_generate_data"], overrides={**SMALL, "grid.gpus_per_run": 1},
+                             gpus=["0", "1"])
     assert sorted((o.run, o.stage, o.status) for o in result.outcomes) == [
         ("_profile", "00_base_models", "finished"),
         ("cod_easy", "01_generate_data", "finished"),
@@ -89,7 +91,8 @@ def test_runs_placed_on_gpu_slots_run_side_by_side(home):
     ]
     status = record.load_status("tiny")
     assert {status[r]["01_generate_data"]["gpus"] for r in ("cot_easy", "cod_easy")} == {"0", "1"}
-    assert "gpus" not in status["_profile"]["00_base_models"]
+    assert all(status[r]["01_generate_data"]["node"] for r in ("cot_easy", "cod_easy"))
+    assert "gpus" not in status["_profile"]["00_base_models"] and "node" not in status["_profile"]["00_base_models"]
     for run in ("cot_easy", "cod_easy"):
         rp = paths.RunPaths("tiny", run.split("_")[0], "easy")
         assert rp.figures("01_generate_data").exists()
@@ -100,24 +103,31 @@ def test_a_placed_run_that_dies_is_reported_with_its_log(home, monkeypatch):
     import sys
 
     monkeypatch.setattr(runner, "_chain_command", lambda *a: [sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
-    result = runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], stages=["01_generate_data"], gpus=["0"])
-    [failed] = result.failed
-    assert failed.run == "cot_easy" and "code 3" in failed.error and "runner.log" in failed.error
+    result = runner.run_grid("tiny", styles=["cot", "cod"], scenarios=["easy"], stages=["01_generate_data"], jobs=2)
+    assert {o.run for o in result.failed} == {"cot_easy", "cod_easy"}
+    assert all("code 3" in o.error and "runner.log" in o.error for o in result.failed)
     assert "boom" in (paths.RunPaths("tiny", "cot", "easy").report_dir / "runner.log").read_text()
 
 
-def test_bad_gpu_slots_are_refused_before_anything_runs(home, capsys):
+def test_bad_gpus_are_refused_before_anything_runs(home, capsys):
     import pytest
 
     from lib import params
 
     with pytest.raises(params.ParamsError, match="got 'a'"):
         runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0", "a"])
-    with pytest.raises(params.ParamsError, match="more than one slot"):
+    with pytest.raises(params.ParamsError, match="named twice"):
         runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0,1", "1"])
-    with pytest.raises(params.ParamsError, match="tensor_parallel_size=2 needs 2 GPUs per slot"):
-        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], overrides={"engine.tensor_parallel_size": 2}, gpus=["0", "1"])
+    # a run split over two GPUs on a machine given one: refused before Ray starts, both numbers named
+    with pytest.raises(params.ParamsError, match=r"cot_easy needs 2 GPU\(s\) \(engine.tensor_parallel_size=2\), "
+                                                 r"but no node of the cluster has more than 1"):
+        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"],
+                        overrides={"engine.tensor_parallel_size": 2, "device": "cuda"}, gpus=["0"])
+    with pytest.raises(params.ParamsError, match="give one of them"):
+        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0"], cluster="auto")
     assert cli.main(["run", "--profile", "tiny", "--gpus", "x"]) == 2
+    assert cli.main(["run", "--profile", "tiny", "--cluster", "auto", "--jobs", "2"]) == 2
+    assert "--cluster and --jobs" in capsys.readouterr().err
     assert not (home / "reports").exists()
 
 
