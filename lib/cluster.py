@@ -83,6 +83,7 @@ def connected(address: str | None = None, gpus: list[str] | None = None):
         return
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address:
+        _reachable(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -106,6 +107,36 @@ def connected(address: str | None = None, gpus: list[str] | None = None):
         yield
     finally:
         ray.shutdown()
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A `host:port` (or `ray://host:port`) that nothing answers is refused at once: Ray itself
+    retries such an address for minutes before it fails (measured: over 3 minutes). `auto` is
+    the address the last `ray start` on this host recorded, which may be a cluster gone since."""
+    if address == "auto":
+        try:  # Ray's own lookup (RAY_ADDRESS, then the record of the last `ray start`)
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+        except ImportError:  # another Ray: leave it to ray.init
+            return
+        try:
+            found = canonicalize_bootstrap_address_or_die("auto")
+        except ConnectionError as exc:
+            raise params.ParamsError(f"--cluster auto: no Ray cluster runs on this host ({exc})") from None
+        _reachable_at(address, found, timeout_s)
+    else:
+        _reachable_at(address, address.removeprefix("ray://"), timeout_s)
+
+
+def _reachable_at(asked: str, address: str, timeout_s: float) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        at = "" if asked == address else f" (its address: {address})"
+        raise params.ParamsError(f"--cluster {asked}{at}: nothing answers there ({exc}); start the head with "
+                                 f"`ray start --head` (docs/cluster.md) or give its address") from None
 
 
 def nodes() -> list[dict]:

@@ -191,3 +191,25 @@ def test_full_collections_freeze_their_survivors_in_the_runners_kernels(home, mo
         heap.stop_freezing()
     gc.collect()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_cluster_nothing_answers_at_is_refused_at_once(home, capsys, monkeypatch):
+    """Ray retries an address that nothing answers for minutes (over 3 measured); the runner
+    says so in a second, for an address given and for the one `auto` finds (RAY_ADDRESS, or the
+    last `ray start` on this host, which may be gone)."""
+    import re
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    t0 = time.perf_counter()
+    assert cli.main(["run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy", "--cluster", closed]) == 2
+    assert f"--cluster {closed}: nothing answers there" in capsys.readouterr().err
+    monkeypatch.setenv("RAY_ADDRESS", closed)
+    assert cli.main(["run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy", "--cluster", "auto"]) == 2
+    port = closed.rsplit(":", 1)[1]  # Ray gives a loopback address as this host's own
+    assert re.search(rf"--cluster auto \(its address: [^)]+:{port}\): nothing answers there", capsys.readouterr().err)
+    assert time.perf_counter() - t0 < 60
+    assert not (home / "reports" / "tiny" / "status.json").exists()
