@@ -76,7 +76,12 @@ def connected(address: str | None = None, gpus: list[str] | None = None):
     belongs to), else a local instance over `gpus` (device numbers of this machine), on
     loopback. A connection that exists already (a test's simulated cluster) is used as it is;
     what is started here is stopped at exit."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise params.ParamsError("--gpus and --cluster place runs through Ray, which is not installed here: "
+                                 "pip install ray==2.60.0 (requirements/cpu.txt), or run one run at a time "
+                                 "without them") from None
 
     if ray.is_initialized():
         yield
