@@ -26,7 +26,6 @@ from pathlib import Path
 from . import io, logs, params, paths
 
 LOOPBACK = "127.0.0.1"
-NODE_ENV = "WORKBOOK_NODE"  # set in a chain's process: the Ray node id it runs on, for its records
 # What a chain's process takes from the driver's environment: the workbook's own settings, the
 # Hub's and Gemini's, the libraries' switches. Not CUDA_VISIBLE_DEVICES: Ray sets it per chain.
 PASSED_PREFIXES = ("WORKBOOK_", "HF_", "HUGGING_FACE_", "GEMINI_", "GOOGLE_", "TRANSFORMERS_", "VLLM_",
@@ -190,7 +189,7 @@ def run_chain(command: list[str], env: dict, cwd: str, log: str, placed: str) ->
     where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
              "gpus": ",".join(str(g) for g in ray.get_gpu_ids()), "pid": os.getpid(), "since": time.time()}
     io.write_json(placed, where)
-    child = {**os.environ, **env, NODE_ENV: where["node"], "CUDA_VISIBLE_DEVICES": where["gpus"]}
+    child = {**os.environ, **env, paths.NODE_ENV: where["node"], "CUDA_VISIBLE_DEVICES": where["gpus"]}
     with open(log, "w") as keep:
         proc = subprocess.Popen(command, env=child, cwd=cwd, stdout=keep, stderr=subprocess.STDOUT,
                                 preexec_fn=_with_parent)
@@ -228,48 +227,61 @@ def describe(place: dict) -> str:
     return f"node {place.get('node')} ({place.get('host')}{gpus})"
 
 
-def place(chains: list[Chain], relay) -> dict[str, dict | Exception]:
-    """Submit every chain and wait for all: name -> what its task returned, or the exception
-    that ended it (a lost node, a crashed worker). Lines of the chains' logs that say where
-    they are (`relay_new_lines`) are passed to `relay` as they come. Ctrl-C cancels the tasks and
-    waits for them to record their stages interrupted."""
+def place(chains: list[Chain], relay, after: dict[str, str] | None = None) -> dict[str, dict | Exception]:
+    """Submit the chains and wait for all: name -> what its task returned, or the exception that
+    ended it (a lost node, a crashed worker). `after`: chain -> the chain it waits for (a later
+    replicate trains on its first replicate's data), submitted once that one has ended. Lines
+    of the chains' logs that say where they are (`relay_new_lines`) are passed to `relay` as
+    they come. Ctrl-C cancels the tasks, waits for them to record their stages interrupted, and
+    submits nothing more; a chain never submitted, or never started, has no entry."""
     import ray
 
     task = ray.remote(run_chain)
-    refs, ended, tails = {}, {}, {c.name: 0 for c in chains}
+    names = {c.name for c in chains}
+    after = {k: v for k, v in (after or {}).items() if v in names}  # one outside this grid has ended
+    refs, ended, tails, pending = {}, {}, {c.name: 0 for c in chains}, []
+    waiting = [c for c in chains if c.name in after]
+
+    def submit(c: Chain) -> None:
+        c.report_dir.mkdir(parents=True, exist_ok=True)
+        for f in (c.outcomes, c.placed):
+            f.unlink(missing_ok=True)
+        c.log.write_text("")
+        ref = task.options(num_gpus=c.gpus, num_cpus=c.cpus, max_retries=0,
+                           runtime_env={"env_vars": {"PYTHONPATH": c.env["PYTHONPATH"]}}).remote(
+            c.command, c.env, str(paths.REPO), str(c.log), str(c.placed))
+        refs[ref] = c
+        pending.append(ref)
 
     def collect(done) -> None:
         for ref in done:
+            pending.remove(ref)
             try:
                 ended[refs[ref].name] = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - Ray's errors for a lost node or worker vary
                 ended[refs[ref].name] = exc
 
     def follow() -> None:
-        for c in chains:
+        for c in refs.values():
             tails[c.name] = relay_new_lines(c, tails[c.name], relay)
 
-    pending = []
     try:
         for c in chains:
-            c.report_dir.mkdir(parents=True, exist_ok=True)
-            for f in (c.outcomes, c.placed):
-                f.unlink(missing_ok=True)
-            c.log.write_text("")
-            ref = task.options(num_gpus=c.gpus, num_cpus=c.cpus, max_retries=0,
-                               runtime_env={"env_vars": {"PYTHONPATH": c.env["PYTHONPATH"]}}).remote(
-                c.command, c.env, str(paths.REPO), str(c.log), str(c.placed))
-            refs[ref] = c
-            pending.append(ref)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            if c.name not in after:
+                submit(c)
+        while pending or waiting:
+            for c in [c for c in waiting if after[c.name] in ended]:
+                waiting.remove(c)
+                submit(c)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
             follow()
             collect(done)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)
-        done, pending = ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)
-        collect(done)
+        if pending:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
+            collect(done)
         follow()
     return ended
 

@@ -14,6 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 EMBEDDED = REPO / "data" / "embedded"
+NODE_ENV = "WORKBOOK_NODE"  # set in a placed run's process: the Ray node it runs on, for its records
 
 
 def params_dir() -> Path:

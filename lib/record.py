@@ -115,9 +115,20 @@ def save(rp: RunPaths | str, stage: str, figures: dict, cfg=None) -> dict:
         # what a later stage records as read from this one: changes when the result does
         made["digest"] = fingerprints.of_value({k: made[k] for k in ("params", "inputs", "input_files", "outputs")})
         stamp = {"settings": made}
-    figures = {"stage": stage, "run": name, "finished_at": time.time(), **figures, **stamp}
+    figures = {"stage": stage, "run": name, "finished_at": time.time(), "ran_on": ran_on(), **figures, **stamp}
     io.write_json(_path(rp, stage), figures)
     return figures
+
+
+def ran_on() -> dict:
+    """Where a stage ran: the host, the GPUs it was given (`CUDA_VISIBLE_DEVICES`, set where it
+    was placed) and the Ray node (`paths.NODE_ENV`: simulated nodes share a host name).
+    Not part of the digest: where a result was made does not change what it is."""
+    import os
+    import socket
+
+    return {"host": socket.gethostname(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES") or None,
+            "node": os.environ.get(paths.NODE_ENV) or None}
 
 
 def load(rp: RunPaths | str, stage: str) -> dict | None:

@@ -49,7 +49,7 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
     return io.write_text(out_html, body)
 
 
-_NOT_RESULTS = ("stage", "run", "finished_at", "settings")
+_NOT_RESULTS = ("stage", "run", "finished_at", "ran_on", "settings")
 _MAX_ROWS = 40
 
 

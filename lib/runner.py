@@ -346,15 +346,14 @@ def run_grid(
                       result, t_start, render)
         else:
             _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
-            # Later replicates train on their first replicate's data (01): placed once the first
-            # replicates are done, in a second round.
+            if ray_chains and not result.interrupted:
+                result.outcomes += _place_by_ray(chains, ray_chains, profile, log)
+            # CPU jobs: later replicates train on their first replicate's data (01), so they are
+            # placed once the first replicates are done, in a second round.
             for round_ in ([c for c in chains if not c[0][0][2]], [c for c in chains if c[0][0][2]]):
-                if round_ and not result.interrupted:
-                    if ray_chains:
-                        result.outcomes += _place_by_ray(round_, ray_chains, profile, log)
-                    else:
-                        result.outcomes += _place(round_, slots, profile, overrides, redo, hide_input, log,
-                                                  short_first=True)
+                if round_ and slots and not ray_chains and not result.interrupted:
+                    result.outcomes += _place(round_, slots, profile, overrides, redo, hide_input, log,
+                                              short_first=True)
             if not result.interrupted:
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if top:
@@ -440,8 +439,8 @@ def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> 
         entry["cpu_s"] = outcome.cpu_seconds
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
-    if os.environ.get(ray_cluster.NODE_ENV):
-        entry["node"] = os.environ[ray_cluster.NODE_ENV]  # the Ray node (simulated nodes share a host name)
+    if os.environ.get(paths.NODE_ENV):
+        entry["node"] = os.environ[paths.NODE_ENV]  # the Ray node (simulated nodes share a host name)
     if os.environ.get(JOB_ENV):
         entry["job"] = os.environ[JOB_ENV]  # a CPU job slot: it ran beside another run
     record.record_status(profile, label, stage, **{**entry, **extra})
@@ -588,17 +587,26 @@ def _ray_chain(chain, profile, overrides, redo, hide_input) -> ray_cluster.Chain
 
 def _place_by_ray(chains, ray_chains: dict, profile: str, log) -> list[Outcome]:
     """Every chain submitted at once, longest first (Ray starts them in that order as GPUs free
-    up, so the two-stage `base` runs fill the end); each one's outcomes when all have ended."""
+    up, so the two-stage `base` runs fill the end), but a later replicate only once its first
+    replicate's chain has ended (it trains on that one's data); each one's outcomes when all
+    have ended."""
     chains = sorted(chains, key=len, reverse=True)
+    after = {}
     for c in chains:
         rc = ray_chains[id(c)]
-        log(f"[ray] {rc.name}: {', '.join(stage for _, stage in c)} ({rc.gpus} GPU, {rc.cpus} CPU)")
-    ended = ray_cluster.place([ray_chains[id(c)] for c in chains], log)
+        (style, scenario, replicate), _ = c[0]
+        if replicate:
+            after[rc.name] = paths.RunPaths(profile, style, scenario).name
+        log(f"[ray] {rc.name}: {', '.join(stage for _, stage in c)} ({rc.gpus} GPU, {rc.cpus} CPU)"
+            + (f", after {after[rc.name]}" if rc.name in after else ""))
+    ended = ray_cluster.place([ray_chains[id(c)] for c in chains], log, after)
     outcomes = []
     for c in chains:
         rc = ray_chains[id(c)]
         how = ended.get(rc.name)
         place = ray_cluster.where(rc)
+        if how is None and not place:  # never started (the grid was stopped first): nothing to say
+            continue
         if how is None:
             why = f"it was still running on {ray_cluster.describe(place)} when the grid stopped waiting"
         elif isinstance(how, Exception):

@@ -36,7 +36,7 @@ LOOPBACK = dict(node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
 PLACE_OR_TIME = re.compile(r"(^|_)(s|seconds|time|times|wall|at|host|pid|node|gpus|started|finished|since|"
                            r"per_s|tps|rate_s|cpu|rss|peak|memory|mb|gb|speedup|occupancy|slowdown|ratio|"
                            r"step|steps_s|latency|ttft|tpot|throughput|prefill|decode|busy|ceiling|r|predicted|"
-                           r"floor|cost|passes|repetitions|warmup|lone|tflops|mfu|settings|findings)($|_)")
+                           r"floor|cost|passes|repetitions|warmup|lone|tflops|mfu|settings|findings|ran)($|_)")
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,10 @@ def test_the_chains_ran_on_both_nodes_each_with_its_own_gpu(grids, sim):
         assert {stages[s]["node"] for s in runner.stages_of(label.split("_")[0])} <= node_ids, label
         assert {stages[s]["gpus"] for s in runner.stages_of(label.split("_")[0])} == {"0"}, label  # Ray's, per task
     assert {stages["01_generate_data"]["node"] for stages in placed.values()} == node_ids  # one chain per node
+    for style in STYLES:  # the stage's own record says it too
+        ran_on = io.read_json(run["home"] / "data" / "tiny" / "runs" / f"{style}_{SCENARIO}" / "figures" /
+                              "06_benchmark.json")["ran_on"]
+        assert ran_on["node"] in node_ids and ran_on["gpus"] == "0", ran_on
     assert "node" not in status["_profile"]["00_base_models"]  # the profile-wide stages ran in the driver
     assert any(m.startswith("ray: 3 node(s), 2 GPU(s), 2 CPU(s)") for m in run["shown"]), run["shown"][:5]
     assert any("cod_easy 06_benchmark finished" in m for m in run["shown"])  # relayed from the chain's log
@@ -137,6 +141,24 @@ def test_a_chain_no_node_can_hold_is_refused_before_anything_is_submitted(grids,
         runner.run_grid("tiny", styles=["cot"], scenarios=[SCENARIO], overrides={**GRID, "grid.gpus_per_run": 2},
                         cluster="auto", log=lambda m: None)
     assert submitted == []
+
+
+def test_a_chain_handed_over_after_another_starts_when_that_one_ends(sim, tmp_path):
+    """`cluster.place(..., after=...)`: a later replicate waits for its own first replicate only;
+    a third chain with nothing to wait for runs beside the first."""
+    from lib import cluster
+
+    def chain(name, seconds):
+        code = (f"import time, pathlib; p = pathlib.Path({str(tmp_path)!r}); (p / '{name}.start').write_text(str(time.time())); "
+                f"time.sleep({seconds}); (p / '{name}.end').write_text(str(time.time()))")
+        return cluster.Chain(name=name, command=[sys.executable, "-c", code], gpus=1, cpus=1,
+                             report_dir=tmp_path / name, env=cluster.chain_env(1))
+
+    ended = cluster.place([chain("a", 3), chain("b", 0), chain("a_r1", 0)], lambda m: None, after={"a_r1": "a"})
+    assert {n: e["code"] for n, e in ended.items()} == {"a": 0, "b": 0, "a_r1": 0}
+    at = {p.name: float(p.read_text()) for p in tmp_path.glob("*.*") if p.suffix in (".start", ".end")}
+    assert at["a_r1.start"] >= at["a.end"]  # after its own first replicate
+    assert at["b.start"] < at["a.end"]  # the other ran beside it
 
 
 def _wait_running(stage: str, timeout: float = 600) -> dict:

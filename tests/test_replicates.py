@@ -3,6 +3,8 @@ times, each its own run (folder, records, fingerprints, reports) trained with it
 the teacher data generated once; the base style has one run. Replicate 0 is the run as it was.
 The analysis compares CoD with CoT across trainings (`lib.trainings`)."""
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,6 +106,22 @@ def test_placed_replicates_wait_for_the_first_ones_data(home, monkeypatch):
     monkeypatch.setattr(runner, "execute", lineage.fake_execute())
     runner.run_grid("tiny", ["cot", "cod"], ["easy"], None, TWO, jobs=2, log=lambda m: None)
     assert rounds == [[("cod", "easy", 0), ("cot", "easy", 0)], [("cod", "easy", 1), ("cot", "easy", 1)]]
+
+
+def test_replicates_placed_by_ray_wait_only_for_their_own_first(home, monkeypatch):
+    """Through Ray there are no rounds: every chain is handed over at once, a later replicate
+    waiting only for its own first replicate's chain (not for every first replicate)."""
+    handed = []
+    monkeypatch.setattr(runner.ray_cluster, "connected", lambda *a: contextlib.nullcontext())
+    monkeypatch.setattr(runner.ray_cluster, "nodes", lambda: [{"node": "n", "gpus": 2, "cpus": 2}])
+    monkeypatch.setattr(runner.ray_cluster, "place", lambda chains, log, after: handed.append(
+        ([c.name for c in chains], after)) or {})
+    monkeypatch.setattr(runner, "execute", lineage.fake_execute())
+    runner.run_grid("tiny", ["cot", "cod"], ["easy"], None, {**TWO, "grid.gpus_per_run": 1}, gpus=["0", "1"],
+                    log=lambda m: None)
+    [(names, after)] = handed
+    assert sorted(names) == ["cod_easy", "cod_easy_r1", "cot_easy", "cot_easy_r1"]
+    assert after == {"cot_easy_r1": "cot_easy", "cod_easy_r1": "cod_easy"}
 
 
 # --- the analysis across trainings ------------------------------------------------------------
