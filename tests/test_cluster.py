@@ -154,7 +154,7 @@ def test_a_chain_handed_over_after_another_starts_when_that_one_ends(sim, tmp_pa
         return cluster.Chain(name=name, command=[sys.executable, "-c", code], gpus=1, cpus=1,
                              report_dir=tmp_path / name, env=cluster.chain_env(1))
 
-    ended = cluster.place([chain("a", 3), chain("b", 0), chain("a_r1", 0)], lambda m: None, after={"a_r1": "a"})
+    ended = cluster.place([chain("a", 8), chain("b", 0), chain("a_r1", 0)], lambda m: None, after={"a_r1": "a"})
     assert {n: e["code"] for n, e in ended.items()} == {"a": 0, "b": 0, "a_r1": 0}
     at = {p.name: float(p.read_text()) for p in tmp_path.glob("*.*") if p.suffix in (".start", ".end")}
     assert at["a_r1.start"] >= at["a.end"]  # after its own first replicate
