@@ -47,11 +47,11 @@ class Chain:
 
     @property
     def log(self) -> Path:
-        return self.report_dir / "runner.log"
+        return self.report_dir / paths.RUNNER_LOG
 
     @property
     def outcomes(self) -> Path:
-        return self.report_dir / "runner.outcomes.json"
+        return self.report_dir / paths.RUNNER_OUTCOMES
 
     @property
     def placed(self) -> Path:
@@ -62,8 +62,7 @@ def chain_env(cpus: int) -> dict:
     """The environment a chain's process gets on any node: the checkout first on PYTHONPATH,
     an absolute home, the settings named by `PASSED_PREFIXES`, thread counts of its CPUs."""
     env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_PREFIXES)}
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(paths.REPO)]
-    env["PYTHONPATH"] = os.pathsep.join([str(paths.REPO)] + rest)
+    env["PYTHONPATH"] = paths.repo_first(os.environ.get("PYTHONPATH", ""))
     env["WORKBOOK_HOME"] = str(paths.home())
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cpus)
     return env
@@ -161,12 +160,11 @@ def refuse_unplaceable(chains: list[Chain], live: list[dict]) -> None:
             raise params.ParamsError(
                 f"run {c.name} needs {c.gpus} GPU(s) ({c.reason}), but no node of the cluster has more than "
                 f"{most_gpus} ({len(live)} node(s)); nothing was submitted")
-        fits = [n for n in live if n["gpus"] >= c.gpus]
-        if c.cpus > max((n["cpus"] for n in fits), default=0):
+        cpus_beside = max(n["cpus"] for n in live if n["gpus"] >= c.gpus)  # one node at least: checked above
+        if c.cpus > cpus_beside:
             raise params.ParamsError(
                 f"run {c.name} needs {c.cpus} CPU(s) (grid.cpus_per_run) beside {c.gpus} GPU(s), but no such node "
-                f"has more than {max((n['cpus'] for n in fits), default=0)} (the most any node has: {most_cpus}); "
-                f"nothing was submitted")
+                f"has more than {cpus_beside} (the most any node has: {most_cpus}); nothing was submitted")
 
 
 def _with_parent() -> None:

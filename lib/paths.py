@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 EMBEDDED = REPO / "data" / "embedded"
 NODE_ENV = "WORKBOOK_NODE"  # set in a placed run's process: the Ray node it runs on, for its records
+# A placed run's output and the outcomes it reports to the grid, beside its reports
+RUNNER_LOG, RUNNER_OUTCOMES = "runner.log", "runner.outcomes.json"
 
 
 def params_dir() -> Path:
@@ -25,6 +27,13 @@ def params_dir() -> Path:
 def repo_path(path: str) -> Path:
     """A path named in params: absolute, or relative to the repository (never to the cwd)."""
     return Path(path) if Path(path).is_absolute() else REPO / path
+
+
+def repo_first(pythonpath: str) -> str:
+    """A PYTHONPATH with this checkout first, so that a process imports its `lib`, not whichever
+    one an editable install points at."""
+    rest = [p for p in pythonpath.split(os.pathsep) if p and p != str(REPO)]
+    return os.pathsep.join([str(REPO)] + rest)
 
 
 def home() -> Path:
@@ -159,6 +168,14 @@ class RunPaths:
     @property
     def report_dir(self) -> Path:
         return reports_root(self.profile) / self.name
+
+    @property
+    def runner_log(self) -> Path:
+        return self.report_dir / RUNNER_LOG
+
+    @property
+    def runner_outcomes(self) -> Path:
+        return self.report_dir / RUNNER_OUTCOMES
 
     def log(self, stage: str) -> Path:
         """Engine and library logs of a stage (`lib.logs`), beside its report, which links to it."""

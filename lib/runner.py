@@ -202,8 +202,7 @@ class Renderer:
 def use_this_checkout() -> None:
     """Kernels import the `lib` of the checkout this runner belongs to, not whichever one an
     editable install points at: the repository goes first on the kernel's PYTHONPATH."""
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(paths.REPO)]
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(paths.REPO)] + rest)
+    os.environ["PYTHONPATH"] = paths.repo_first(os.environ.get("PYTHONPATH", ""))
     if os.environ.get("WORKBOOK_HOME"):  # the kernel runs in notebooks/: a relative home would move
         os.environ["WORKBOOK_HOME"] = str(paths.home())
 
@@ -327,7 +326,9 @@ def run_grid(
     chains = [c for c in chains if c]
     post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
     by_ray = bool(gpu_ids or cluster)
-    ray_chains = {id(c): _ray_chain(c, profile, overrides, redo, hide_input) for c in chains} if by_ray else {}
+    cfg_of = dict(zip(runs, cfgs, strict=True))
+    ray_chains = {id(c): _ray_chain(c, cfg_of[c[0][0]], profile, overrides, redo, hide_input)
+                  for c in chains} if by_ray else {}
     if gpu_ids:  # this machine: refused before a Ray instance is started for nothing
         ray_cluster.refuse_unplaceable(list(ray_chains.values()),
                                        [{"node": "local", "gpus": len(gpu_ids), "cpus": os.cpu_count() or 1}])
@@ -348,12 +349,13 @@ def run_grid(
             _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
             if ray_chains and not result.interrupted:
                 result.outcomes += _place_by_ray(chains, ray_chains, profile, log)
-            # CPU jobs: later replicates train on their first replicate's data (01), so they are
-            # placed once the first replicates are done, in a second round.
-            for round_ in ([c for c in chains if not c[0][0][2]], [c for c in chains if c[0][0][2]]):
-                if round_ and slots and not ray_chains and not result.interrupted:
-                    result.outcomes += _place(round_, slots, profile, overrides, redo, hide_input, log,
-                                              short_first=True)
+            elif not ray_chains:
+                # CPU jobs: later replicates train on their first replicate's data (01), so they
+                # are placed once the first replicates are done, in a second round.
+                for round_ in ([c for c in chains if not c[0][0][2]], [c for c in chains if c[0][0][2]]):
+                    if round_ and not result.interrupted:
+                        result.outcomes += _place(round_, slots, profile, overrides, redo, hide_input, log,
+                                                  short_first=True)
             if not result.interrupted:
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if top:
@@ -437,10 +439,8 @@ def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> 
                  host=socket.gethostname())
     if outcome.cpu_seconds is not None:
         entry["cpu_s"] = outcome.cpu_seconds
-    if os.environ.get("CUDA_VISIBLE_DEVICES"):
-        entry["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]  # where it ran, when placed
-    if os.environ.get(paths.NODE_ENV):
-        entry["node"] = os.environ[paths.NODE_ENV]  # the Ray node (simulated nodes share a host name)
+    # where it ran, when placed: its GPUs and Ray node, as its figures say (`record.ran_on`)
+    entry.update({k: v for k, v in record.ran_on().items() if k in ("gpus", "node") and v})
     if os.environ.get(JOB_ENV):
         entry["job"] = os.environ[JOB_ENV]  # a CPU job slot: it ran beside another run
     record.record_status(profile, label, stage, **{**entry, **extra})
@@ -533,8 +533,7 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
         (style, scenario, replicate), _ = chain[0]
         rp = paths.RunPaths(profile, style, scenario, replicate)
         rp.report_dir.mkdir(parents=True, exist_ok=True)
-        outcomes_file = rp.report_dir / "runner.outcomes.json"
-        outcomes_file.unlink(missing_ok=True)
+        rp.runner_outcomes.unlink(missing_ok=True)
         taken = free.get()
         slot, slot_env = taken
         try:
@@ -542,9 +541,9 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
                 return []
             log(f"[{slot}] {rp.name}: {', '.join(stage for _, stage in chain)}")
             env = {**os.environ, **slot_env}
-            with open(rp.report_dir / "runner.log", "w") as keep:
+            with open(rp.runner_log, "w") as keep:
                 proc = subprocess.Popen(
-                    _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file), env=env,
+                    _chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes), env=env,
                     cwd=str(paths.REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 )
                 running.add(proc)
@@ -573,15 +572,15 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
             return [o for f in futures for o in f.result()]
 
 
-def _ray_chain(chain, profile, overrides, redo, hide_input) -> ray_cluster.Chain:
-    """A chain as one Ray task: its command, the GPUs and CPUs its run asks for, its environment."""
+def _ray_chain(chain, cfg, profile, overrides, redo, hide_input) -> ray_cluster.Chain:
+    """A chain as one Ray task: its command, the GPUs and CPUs its run (`cfg`) asks for, its
+    environment."""
     (style, scenario, replicate), _ = chain[0]
     rp = paths.RunPaths(profile, style, scenario, replicate)
-    cfg = params.resolve(profile, style, scenario, overrides, replicate)
     gpus, reason = gpus_of(cfg)
     cpus = cfg["grid"]["cpus_per_run"]
     return ray_cluster.Chain(
-        name=rp.name, command=_chain_command(chain, profile, overrides, redo, hide_input, rp.report_dir / "runner.outcomes.json"),
+        name=rp.name, command=_chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes),
         gpus=gpus, cpus=cpus, report_dir=rp.report_dir, reason=reason, env=ray_cluster.chain_env(cpus))
 
 
@@ -594,9 +593,9 @@ def _place_by_ray(chains, ray_chains: dict, profile: str, log) -> list[Outcome]:
     after = {}
     for c in chains:
         rc = ray_chains[id(c)]
-        (style, scenario, replicate), _ = c[0]
-        if replicate:
-            after[rc.name] = paths.RunPaths(profile, style, scenario).name
+        rp = paths.RunPaths(profile, *c[0][0])
+        if rp.replicate:
+            after[rc.name] = rp.first.name
         log(f"[ray] {rc.name}: {', '.join(stage for _, stage in c)} ({rc.gpus} GPU, {rc.cpus} CPU)"
             + (f", after {after[rc.name]}" if rc.name in after else ""))
     ended = ray_cluster.place([ray_chains[id(c)] for c in chains], log, after)
@@ -623,13 +622,12 @@ def _chain_outcomes(chain, profile: str, why: str, place: dict | None = None) ->
     ran, and the rest of the chain is skipped (the next grid resumes it through the records)."""
     (style, scenario, replicate), _ = chain[0]
     rp = paths.RunPaths(profile, style, scenario, replicate)
-    outcomes_file = rp.report_dir / "runner.outcomes.json"
-    if outcomes_file.exists():
-        return [Outcome(**o) for o in io.read_json(outcomes_file)]
+    if rp.runner_outcomes.exists():
+        return [Outcome(**o) for o in io.read_json(rp.runner_outcomes)]
     status = record.load_status(profile).get(rp.name, {})
     names = [stage for _, stage in chain]
     running = next((s for s in names if status.get(s, {}).get("status") == "running"), names[0])
-    failed = Outcome(rp.name, running, "failed", error=f"{why}; see {rp.report_dir / 'runner.log'}")
+    failed = Outcome(rp.name, running, "failed", error=f"{why}; see {rp.runner_log}")
     extra = {k: place[k] for k in ("node", "host", "gpus") if place and place.get(k)}
     with contextlib.suppress(OSError):
         _record(profile, rp.name, running, failed, **extra)

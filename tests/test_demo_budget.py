@@ -149,7 +149,8 @@ def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
     submitted = []
     monkeypatch.setattr(runner.ray_cluster, "place",
                         lambda ray_chains, log, after: submitted.extend(c.name for c in ray_chains) or {})
-    rays = {id(c): runner._ray_chain(c, "tiny", {}, False, False) for c in chains}
+    rays = {id(c): runner._ray_chain(c, runner.params.resolve("tiny", c[0][0][0], "easy"), "tiny", {}, False, False)
+            for c in chains}
     runner._place_by_ray(chains, rays, "tiny", lambda msg: None)
     assert submitted == ["cod_easy", "base_easy"]
 
