@@ -1,5 +1,6 @@
 """`python -m lib run --profile tiny [--styles cot cod] [--scenarios easy] [--stages ...]`
-`python -m lib compare tiny gpu-small`"""
+`python -m lib compare tiny gpu-small`
+`python -m lib results docs/results/gpu-solve-h200/<set>`"""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def main(argv=None) -> int:
     cmp = sub.add_parser("compare", help="two profiles (or report folders) side by side in one HTML page")
     cmp.add_argument("a")
     cmp.add_argument("b")
+    res = sub.add_parser("results", help="render a committed result set (<run>/metrics.json and figures) through "
+                                          "the analysis: answer.md beside it, the page under reports/results/")
+    res.add_argument("set_dir")
+    res.add_argument("--profile", default="gpu-solve", help="the profile the set's runs were made with")
     args = parser.parse_args(argv)
     if args.command == "run":
         from .runner import main_run
@@ -49,6 +54,10 @@ def main(argv=None) -> int:
         from .reports import compare
 
         return _one_line_errors(lambda: print(compare(args.a, args.b)))
+    if args.command == "results":
+        from .results import render
+
+        return _one_line_errors(lambda: print(render(args.set_dir, args.profile)["answer_md"]))
     return 2
 
 

@@ -650,3 +650,4 @@ def training_losses(profile: str) -> pd.DataFrame:
 def styled(table: pd.DataFrame):
     """A table for display: percentages, speed-ups as `1.53x`, gaps as `–`."""
     return table.style.format({c: format_for(c) for c in table.columns})
+

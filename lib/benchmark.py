@@ -157,7 +157,7 @@ def lone_replay(cfg, eng, prompts: list[str], outputs, speculative: bool) -> dic
     """The timed call's last request to finish, answered once more, alone, on the same engine
     right after the call: its time per token (and, speculative, tokens per step) there against
     the one it had in the call. On the H200 a speculative pass's lone last request decoded 6-7x
-    slower per token than its batch (medium, session 5) at about one token per step: alone
+    slower per token than its batch (medium) at about one token per step: alone
     again, a prompt the draft cannot guess stays slow, while an engine state that slowed it in
     the batch does not. None with fewer than two requests or no request timestamps."""
     timings = [engine.request_timing(out) for out in outputs]

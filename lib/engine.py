@@ -257,7 +257,7 @@ def async_scheduling(cfg) -> bool | None:
     """engine.async_scheduling as vLLM's EngineArgs value: `on`/`off` for both passes, `auto` None
     (each engine vLLM's own default; the resolved one is recorded per pass). vLLM 0.26 keeps it
     off for draft_model speculation and on for the target alone; forcing it on for draft_model
-    (the default here until session 7 on the H200) left one late-admitted request decoding at about
+    (on the H200) left one late-admitted request decoding at about
     one token per step and made both the batch-16 and the batch-1 speculative passes slower
     (docs/results/gpu-solve-h200/README.md). The CPU build turns it off whatever is asked."""
     mode = cfg["engine"]["async_scheduling"]

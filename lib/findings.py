@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import analysis, trainings
+from . import analysis, answer, trainings
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
 from .stats import (NOISE_ALPHA, TOLERANCE_TEXT, excess_mismatch_p, holm, least_rank_test_p, placement_p, quantiles,
@@ -27,29 +27,55 @@ def _interval(lo, hi, fmt) -> str:
     return "" if lo is None or pd.isna(lo) or pd.isna(hi) else f" [{fmt(lo)}, {fmt(hi)}]"
 
 
+def _decide(tally: dict, quantity: str, scenario: str, said: str, delta, lo, hi, by: str) -> None:
+    """A scenario's verdict on one quantity: `said` for the answer sentence (`_answer`), and in
+    `tally["decided"]` the difference, the interval or test that decided it and the verdict in
+    CoD's terms, for the answer table (`answer.build`)."""
+    tally.setdefault(quantity if quantity != "speed-up" else "speedup", {})[scenario] = said
+    table = ("no clear difference" if said == "unclear" else
+             "CoD higher" if said in ("CoD higher", "CoD faster") else "CoD lower")
+    tally.setdefault("decided", {})[(quantity, scenario)] = {"delta": delta, "lo": lo, "hi": hi, "verdict": table,
+                                                             "by": by}
+
+
 def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> list[str]:
     """Plain sentences written from the numbers (never typed in), each with the interval it
-    rests on and what that interval is of."""
+    rests on and what that interval is of: every section's, in order."""
+    return [line for section in study(frame, external, n_boot, seed)["sections"] for line in section["lines"]]
+
+
+def study(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The analysis's reading of the runs, computed once: `answer` (the table, `answer.build`),
+    `compared` (`trainings.compare`) and `sections`, the findings under headings, each
+    {"heading", "lines", "table"}: sentences written from the numbers and, where the same
+    sentence would repeat per run, one table of the runs instead (`lines` keeps the sentences
+    for the records)."""
     frame = frame if "replicate" in frame else frame.assign(replicate=0)  # a frame from before replicates
     have = frame[frame["present"]]
     first = have[have["replicate"] == 0]  # one training per style, as the study had
     tally: dict = {"acceptance": {}, "speedup": {}, "accuracy": {}}
-    out, methods = _styles_compared(frame, first, n_boot, seed, tally)
-    out += _accuracy_by_style(first, tally, one_training=not (have["replicate"] > 0).any())
+    styles, methods = _styles_compared(frame, first, n_boot, seed, tally)
+    styles += _accuracy_by_style(first, tally, one_training=not (have["replicate"] > 0).any())
     compared = trainings.compare(frame, n_boot, seed)
-    out += _across_trainings(compared, tally)
-    out[:0] = _answer(tally, compared)
-    out += _accuracy_moves(have)
-    out += _cost_model(have)
-    out += _noise_and_crosscheck(have)
-    out += _intervals_said(methods)
-    out += _external_notes(external)
-    out += _settings_differ(have)
+    styles += _across_trainings(compared, tally)
+    notes = _intervals_said(methods) + _external_notes(external) + _settings_differ(have)
     missing = frame[~frame["present"] & (frame["source"] == WORKBOOK)]
     if len(missing):
         states = missing.groupby("state")["run"].apply(lambda s: ", ".join(s)).to_dict()
-        out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in sorted(states.items())) + ".")
-    return out
+        notes.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in sorted(states.items())) + ".")
+    noise, crosscheck = _noise_lines(have), _crosscheck_lines(have)
+    sections = [
+        {"heading": "The answer", "lines": _answer(tally, compared), "table": None},
+        {"heading": "CoD against CoT", "lines": styles, "table": None},
+        {"heading": "Did speculation change the answers?", "lines": _accuracy_moves(have) + noise,
+         "table": _lossless_table(have), "summary": _lossless_summary(have)},
+        {"heading": "Speed model: measured against predicted", "lines": _cost_model(have), "table": None},
+        {"heading": "Cross-check: transformers against vLLM", "lines": crosscheck, "table": _crosscheck_table(have),
+         "summary": _crosscheck_summary(have)},
+        {"heading": "Intervals, data and gaps", "lines": notes, "table": None},
+    ]
+    return {"answer": answer.build(frame, tally.get("decided", {}), compared), "compared": compared,
+            "sections": [s for s in sections if s["lines"]]}
 
 
 def _settings_differ(have: pd.DataFrame) -> list[str]:
@@ -71,12 +97,12 @@ def _across_trainings(compared: pd.DataFrame, tally: dict) -> list[str]:
         return []
     for _, r in replicated.iterrows():
         apart, higher = (r["lo"] > 0 or r["hi"] < 0), r["delta"] > 0
-        if r["quantity"] == "accuracy":
-            tally["accuracy"][r["scenario"]] = ("CoD higher" if higher else "CoD lower") if apart else "unclear"
-        elif r["quantity"] == "acceptance":
-            tally["acceptance"][r["scenario"]] = (("CoD" if higher else "CoT") + " higher") if apart else "unclear"
-        elif r["quantity"] == "speed-up":
-            tally["speedup"][r["scenario"]] = (("CoD" if higher else "CoT") + " faster") if apart else "unclear"
+        said = {"accuracy": "CoD higher" if higher else "CoD lower",
+                "acceptance": ("CoD" if higher else "CoT") + " higher",
+                "speed-up": ("CoD" if higher else "CoT") + " faster"}.get(r["quantity"])
+        if said:
+            _decide(tally, r["quantity"], r["scenario"], said if apart else "unclear", r["delta"], r["lo"], r["hi"],
+                    f"95 % across {min(r['n_cot'], r['n_cod'])} trainings each")
     return (["Across trainings (each style trained more than once, `grid.replicates`): the intervals resample the "
              "trainings and, within each, the prompts (speed-up: the repetitions), so they hold the spread between "
              "trainings; these decide the answer above."] + trainings.sentences(replicated))
@@ -136,7 +162,8 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
             compared += 1
             wins["cod" if diff > 0 else "cot"] += diff != 0
             verdict = ("the interval excludes zero" if (lo > 0 or hi < 0) else "the interval includes zero: no clear difference")
-            tally["acceptance"][scenario] = f"{winner} higher" if (lo > 0 or hi < 0) else "unclear"
+            _decide(tally, "acceptance", scenario, f"{winner} higher" if (lo > 0 or hi < 0) else "unclear", diff, lo, hi,
+                    "95 % over prompts")
             out.append(
                 f"{scenario}: {winner} had the higher acceptance — CoD {_pct(cod['acceptance_rate'])}"
                 f"{_interval(cod['acceptance_lo'], cod['acceptance_hi'], _pct)} vs CoT {_pct(cot['acceptance_rate'])}"
@@ -170,6 +197,7 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
         verdict = "unclear"
         if any(pd.isna(n) or n < 2 for n in reps) or pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]):
             spread = "fewer than two repetitions: the run-to-run spread is not measured, so this does not tell them apart"
+            test = "fewer than 2 repetitions: not tested"
         else:
             ranges = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
                       f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]")
@@ -177,8 +205,10 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
             if ranked:
                 p, least = rank_test_p(r_cod, r_cot), least_rank_test_p(len(r_cod), len(r_cot))
                 apart = p < NOISE_ALPHA
+                test = f"rank test over {len(r_cod)} + {len(r_cot)} repetitions, p = {p:.2f}"
             else:
                 apart = cod["speedup_lo"] > cot["speedup_hi"] or cot["speedup_lo"] > cod["speedup_hi"]
+                test = "ranges over repetitions " + ("apart" if apart else "overlap")
             if apart:
                 verdict = "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster"
             if ranked:
@@ -190,7 +220,7 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
                 spread = f"{ranges}: " + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions")
         out.append(f"{scenario}: throughput speed-up CoD {cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x ({spread}).")
         if tally is not None:
-            tally["speedup"][scenario] = verdict
+            _decide(tally, "speed-up", scenario, verdict, cod["speedup"] - cot["speedup"], None, None, test)
     s_cot, s_cod = cot["speedup_latency"], cod["speedup_latency"]
     if not (pd.isna(s_cot) or pd.isna(s_cod)):
         x = "{:.2f}x".format
@@ -231,6 +261,7 @@ def _accuracy_by_style(have: pd.DataFrame, tally: dict, one_training: bool = Tru
                 line += (f"; CoD − CoT {pts(d)}{_interval(lo, hi, pts)} points (95% paired bootstrap over the "
                          f"{int(paired['style_n_paired'])} prompts both answered: {int(paired['style_n_cod_only'])} right "
                          f"only with CoD, {int(paired['style_n_cot_only'])} only with CoT), {verdict}")
+                decided = (d, lo, hi, f"95 % paired over {int(paired['style_n_paired'])} prompts")
             else:  # no per-sample files to pair: two separate intervals, a weaker test
                 (cot, cot_lo, cot_hi), (cod, cod_lo, cod_hi) = bounds["cot"], bounds["cod"]
                 lower, higher = cod_hi < cot_lo, cod_lo > cot_hi
@@ -238,7 +269,9 @@ def _accuracy_by_style(have: pd.DataFrame, tally: dict, one_training: bool = Tru
                            else "CoD was more accurate (the intervals do not overlap)" if higher
                            else "the intervals overlap: no clear difference")
                 line += f"; CoD − CoT {pts(cod - cot)} points (no per-sample files to pair them), {verdict}"
-            tally["accuracy"][scenario] = "CoD lower" if lower else "CoD higher" if higher else "unclear"
+                decided = (cod - cot, None, None, "the styles' intervals " + ("apart" if lower or higher else "overlap"))
+            _decide(tally, "accuracy", scenario, "CoD lower" if lower else "CoD higher" if higher else "unclear",
+                    *decided)
         out.append(line + ".")
     if tally["accuracy"] and one_training:
         out.append("These accuracy intervals resample the held-out prompts answered by one trained target per style: "
@@ -274,8 +307,8 @@ def _accuracy_moves(have: pd.DataFrame) -> list[str]:
 # A lone tail longer than this share of the speculative pass is worth a sentence (on the H200:
 # 19-24 % where it happened, under 2 % for every baseline).
 LONE_TAIL_NOTABLE = 0.05
-# A benchmark's first repetitions: on the H200 (sessions 8-9, default scheduler) every notable
-# speculative lone tail, 9 of 72 repetitions, came in the first or second repetition.
+# A benchmark's first repetitions: on the H200 (default scheduler) every notable speculative
+# lone tail came in the first or second repetition (docs/results/gpu-solve-h200).
 EARLY_REPETITIONS = 2
 
 
@@ -433,12 +466,16 @@ def _span(values: pd.Series, fmt: str) -> str:
 
 def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:
     """Identical outputs against the numerical floor, and the transformers cross-check."""
-    out = []
+    return _noise_lines(have) + _crosscheck_lines(have)
+
+
+def _noise_tests(have: pd.DataFrame) -> list[tuple]:
+    """Per run with a numerical floor: (row, p alone, p Holm-adjusted over the runs tested, verdict)."""
     tested = analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share", "n"]))
     ps = [excess_mismatch_p(r["identical_output_share"], r["identical_output_floor"], int(r["n"])) for _, r in tested.iterrows()]
     # one test per run: over many runs, one p under the level is what chance alone gives
-    adjusted = holm(ps)
-    for (_, r), p, p_all in zip(tested.iterrows(), ps, adjusted):
+    out = []
+    for (_, r), p, p_all in zip(tested.iterrows(), ps, holm(ps)):
         over = f"; {p_all:.2f} over the {len(ps)} runs tested, Holm" if len(ps) > 1 else ""
         verdict = (f"a divergence beyond numerical noise (p = {p:.3f}{over})." if p_all < NOISE_ALPHA else
                    f"more than the floor in this run alone (p = {p:.3f}), not over the {len(ps)} runs tested (Holm-adjusted "
@@ -446,16 +483,97 @@ def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:
                    "within the floor: numerical noise, not a real divergence."
                    if r["identical_output_share"] >= r["identical_output_floor"] else
                    f"below it by no more than chance (p = {p:.2f}): numerical noise, not a real divergence.")
-        out.append(f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
-                   f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
-                   f"{_pct(r['identical_output_floor'])} (the numerical floor) — " + verdict)
-    cc = have.dropna(subset=["crosscheck_acceptance"])
-    for _, r in analysis.ordered(cc).iterrows():
+        out.append((r, p, p_all, verdict))
+    return out
+
+
+def _noise_lines(have: pd.DataFrame) -> list[str]:
+    return [f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
+            f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
+            f"{_pct(r['identical_output_floor'])} (the numerical floor) — " + verdict
+            for r, _, _, verdict in _noise_tests(have)]
+
+
+def _crosscheck_lines(have: pd.DataFrame) -> list[str]:
+    out = []
+    for _, r in analysis.ordered(have.dropna(subset=["crosscheck_acceptance"])).iterrows():
         vllm = r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"]
         on = f" on the same {int(r['crosscheck_n'])} prompts" if not pd.isna(r["crosscheck_n"]) and not pd.isna(r["crosscheck_acceptance_vllm"]) else ""
         out.append(f"{r['scenario']}/{r['style']}: transformers' assisted generation counted {_pct(r['crosscheck_acceptance'])} "
                    f"acceptance against vLLM's {_pct(vllm)}{on}.")
     return out
+
+
+def _run_label(r) -> str:
+    label = f"{r['scenario']} · {NAMES.get(r['style'], r['style'])}"
+    if r.get("replicate") and r["replicate"] > 0:
+        label += f" (training {int(r['replicate']) + 1})"
+    return label + ("" if r["source"] == WORKBOOK else f" ({r['source']})")
+
+
+def _count(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{int(x)}"
+
+
+def _lossless_table(have: pd.DataFrame) -> dict | None:
+    """Per run, what speculation did to its answers: the paired accuracy change, prompts turned
+    right and wrong, identical outputs against the numerical floor and that test's verdict."""
+    tested = {(r["source"], r["run"]): (p, p_all) for r, p, p_all, _ in _noise_tests(have)}
+    rows = []
+    for _, r in analysis.ordered(have).iterrows():
+        if pd.isna(r.get("spec_accuracy_delta")) and pd.isna(r.get("identical_output_share")):
+            continue
+        p = tested.get((r["source"], r["run"]))
+        if p is None:
+            verdict = "–"
+        else:
+            verdict = ("beyond noise" if p[1] < NOISE_ALPHA else "this run alone, not over all" if p[0] < NOISE_ALPHA
+                       else "within noise") + f" (p {p[0]:.2f}" + (f", Holm {p[1]:.2f})" if len(tested) > 1 else ")")
+        change = ("–" if pd.isna(r.get("spec_accuracy_delta")) else
+                  f"{pts(r['spec_accuracy_delta'])} pts" + _interval(r["spec_accuracy_delta_lo"], r["spec_accuracy_delta_hi"], pts))
+        rows.append([_run_label(r), _count(r.get("n_paired")), _count(r.get("n_gained")), _count(r.get("n_lost")), change,
+                     _pct(r.get("identical_output_share")), _pct(r.get("identical_output_floor")), verdict])
+    if not rows:
+        return None
+    return {"columns": ["run", "prompts", "turned right", "turned wrong", "accuracy change [95 %]",
+                        "identical outputs", "numerical floor", "identical vs floor"], "rows": rows}
+
+
+def _lossless_summary(have: pd.DataFrame) -> str:
+    moved = have.dropna(subset=["n_paired"])
+    changed = moved[(moved["n_gained"] > 0) | (moved["n_lost"] > 0)]
+    tests = _noise_tests(have)
+    beyond = [r["run"] for r, _, p_all, _ in tests if p_all < NOISE_ALPHA]
+    parts = []
+    if len(moved):
+        parts.append(f"speculation changed whether an answer was right in {len(changed)} of {len(moved)} run(s)"
+                     + (f", at most {int(max(changed['n_gained'].max(), changed['n_lost'].max()))} prompt(s) each way"
+                        if len(changed) else ""))
+    if tests:
+        parts.append(f"outputs diverged beyond the numerical floor in {len(beyond)} of {len(tests)} run(s) tested"
+                     + (f" ({', '.join(beyond)})" if beyond else ""))
+    return ("Speculation should not change the answers (it is lossless up to numerical noise): "
+            + "; ".join(parts) + ".") if parts else ""
+
+
+def _crosscheck_table(have: pd.DataFrame) -> dict | None:
+    cc = analysis.ordered(have.dropna(subset=["crosscheck_acceptance"]))
+    if not len(cc):
+        return None
+    rows = [[_run_label(r), _count(r.get("crosscheck_n")), _pct(r["crosscheck_acceptance"]),
+             _pct(r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"])]
+            for _, r in cc.iterrows()]
+    return {"columns": ["run", "prompts", "transformers' acceptance", "vLLM's acceptance"], "rows": rows}
+
+
+def _crosscheck_summary(have: pd.DataFrame) -> str:
+    cc = have.dropna(subset=["crosscheck_acceptance"])
+    if not len(cc):
+        return ""
+    vllm = cc["crosscheck_acceptance_vllm"].fillna(cc["acceptance_rate"])
+    gap = (cc["crosscheck_acceptance"] - vllm).abs().dropna()
+    return (f"transformers' assisted generation counted acceptance on the same prompts as vLLM in {len(cc)} run(s)"
+            + (f"; they differ by {_span(gap * 100, '{:.1f}')} points." if len(gap) else "."))
 
 
 def _intervals_said(methods: set) -> list[str]:
@@ -515,16 +633,20 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _clean(v) for k, v in r.items()} for r in flat.to_dict("records")]
 
 
-def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0,
+            read: dict | None = None) -> dict:
     """What the notebook records: the three tables ({source: {scenario: {column: value}}},
     gaps null), per-run states and intervals, the external files read, and the findings."""
     wb = frame[frame["source"] == WORKBOOK]
     regrade = analysis.regrade_table(external)
+    read = read or study(frame, external, n_boot, seed)  # `study`'s result, where the caller has it
     return {
         "runs": _records(frame[["source", "style", "scenario", "run", "state", "error"]
                                + (["replicate"] if "replicate" in frame else [])]),
         # CoD − CoT per scenario and quantity, across trainings and over prompts (`trainings.compare`)
-        "trainings": _records(trainings.compare(frame, n_boot, seed)),
+        "trainings": _records(read["compared"]),
+        "answer": read["answer"],  # the study's answer as a table (`answer.build`): what the pages open on
+        "sections": read["sections"],  # the findings under headings, repeated per-run sentences as tables
         "runs_present": sorted(wb.loc[wb["present"], "run"]),
         "runs_missing": sorted(wb.loc[~wb["present"], "run"]),
         "runs_failed": sorted(wb.loc[wb["state"] == "failed", "run"]),
@@ -540,5 +662,5 @@ def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int =
             "bad_rows": _records(external.bad.head(100)) if external else [],
             "regrade": _records(regrade),
         },
-        "findings": findings(frame, external, n_boot, seed),
+        "findings": [line for section in read["sections"] for line in section["lines"]],
     }

@@ -10,9 +10,9 @@ import re
 import time
 from pathlib import Path
 
-from . import io, params, record
+from . import answer, io, params, record
 from . import stages as stage_names
-from .formats import format_for, scenario_order, scenario_rank, source_rank
+from .formats import format_for, label, scenario_order, scenario_rank, show, source_rank
 from .paths import RunPaths, reports_root
 from .styles import STYLES
 
@@ -23,8 +23,11 @@ _TEMPLATE = "workbook_report.html.j2"
 _TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- if resources.workbook_math -%}{{ super() }}{%- endif -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_css -%}<link rel="icon" href="data:,">{%- endblock html_head_css -%}
+{%- block html_head_css -%}<link rel="icon" href="data:,"><style>{{ resources.workbook_css }}</style>{%- endblock html_head_css -%}
 """
+# Tables fit the page: cells wrap (long labels, paths, intervals) rather than widen the table.
+_PAGE_CSS = (".jp-RenderedHTMLCommon table{max-width:100%;table-layout:auto}"
+             ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:anywhere}")
 _MATH = re.compile(r"\$[^$\n]+\$|\\\(|\\\[|\$\$")
 
 
@@ -44,13 +47,17 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
     if summary:  # the page opens on what the stage found; the steps that found it follow
         nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, nbformat.v4.new_markdown_cell(summary))
     math_used = any(c.cell_type == "markdown" and _MATH.search(c.source) for c in nb.cells)
-    resources = {"workbook_math": math_used, "metadata": {"name": Path(ipynb).stem}}
+    resources = {"workbook_math": math_used, "workbook_css": _PAGE_CSS, "metadata": {"name": Path(ipynb).stem}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return io.write_text(out_html, body)
 
 
 _NOT_RESULTS = ("stage", "run", "finished_at", "ran_on", "settings")
-_MAX_ROWS = 40
+_MAX_ROWS = 12
+# A benchmark's figures a reader looks for first, in this order (the rest are a click away).
+_HEADLINE = ("accuracy_baseline", "accuracy_speculative", "acceptance_rate", "mean_acceptance_length", "k", "speedup",
+             "speedup_lo", "speedup_hi", "predicted_speedup", "tokens_per_answer", "identical_output_share",
+             "identical_output_floor")
 
 
 def results_markdown(nb, stage: str) -> str | None:
@@ -75,20 +82,34 @@ def results_markdown(nb, stage: str) -> str | None:
     if not figures or not start <= float(figures.get("finished_at") or 0) <= end + 1:
         return None
     head = f"## Results\n\n*What this execution recorded (`figures/{stage}.json`); the steps below produced it.*"
+    if isinstance(figures.get("answer"), dict):  # the analysis: the study's answer first, its findings at the end
+        return "\n\n".join([head, *_answer_lead(figures), answer.markdown(figures["answer"]),
+                              "*The findings under headings are at the end of the page; the plots and the study's "
+                              "three tables between.*"])
     notes = [n for n in figures.get("findings") or [] if isinstance(n, str)]
-    if notes:  # the analysis: its findings are the results, its tables follow below
+    if notes:  # an analysis recorded before the answer table: its findings are the results
         return head + "\n\n" + "\n".join(f"- {n}" for n in notes)
-    rows = []
+    rows = {}
     for key, value in record.flat({k: v for k, v in figures.items() if k not in _NOT_RESULTS}).items():
         if isinstance(value, bool) or isinstance(value, (int, float)) and not _missing(value):
-            shown = value if isinstance(value, bool) else f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-            rows.append(f"| {key} | {shown} |")
+            rows[key] = f"| {label(key)} | {show(key, value)} |"
         elif isinstance(value, str) and value and "/" not in value:  # a path is where, not what
-            rows.append(f"| {key} | {value.replace('|', '/')} |")
+            rows[key] = f"| {label(key)} | {value.replace('|', '/')} |"
     if not rows:
         return None
-    more = f"\n\n*{len(rows) - _MAX_ROWS} more in the figures file.*" if len(rows) > _MAX_ROWS else ""
-    return head + "\n\n| figure | value |\n|---|---|\n" + "\n".join(rows[:_MAX_ROWS]) + more
+    first = [rows.pop(k) for k in _HEADLINE if k in rows] or [rows.pop(k) for k in list(rows)[:_MAX_ROWS]]
+    table = "| figure | value |\n|---|---:|\n" + "\n".join(first)
+    if rows:  # the rest a click away, named and formatted alike; all of it in the figures file
+        table += (f"\n\n<details><summary>{len(rows)} more recorded figures</summary>\n\n| figure | value |\n|---|---:|\n"
+                  + "\n".join(rows.values()) + "\n\n</details>")
+    return head + "\n\n" + table
+
+
+def _answer_lead(figures: dict) -> list[str]:
+    """The answer in one sentence (the findings' first), above the table."""
+    sections = figures.get("sections") or []
+    lead = [line for sec in sections if sec.get("heading") == "The answer" for line in sec.get("lines") or []]
+    return lead[:1]
 
 
 def _missing(value) -> bool:
@@ -177,7 +198,10 @@ th{background:#f4f4f4}.st{padding:1px 4px;border-radius:3px;margin-right:3px;whi
 .finished,.cached,.measured{background:#d4f4d4}.failed{background:#f8d0d0}.missing,.skipped{background:#eee}
 .incomplete,.unreadable,.interrupted,.overridden,.outdated{background:#fff1c4}.running,.locked{background:#d8e8ff}.err{color:#900;font-family:monospace;font-size:.85em;white-space:pre-wrap}
 td.stages{min-width:15em}.num{text-align:right;font-variant-numeric:tabular-nums}.stale{color:#999;text-decoration:line-through}.side{display:flex;gap:2em;flex-wrap:wrap}
-.side>div{flex:1 1 560px;min-width:0;overflow-x:auto}.side table{font-size:.85em}.side td,.side th{padding:3px 5px}small{color:#666}"""
+.side>div{flex:1 1 560px;min-width:0;overflow-x:auto}.side table{font-size:.85em}.side td,.side th{padding:3px 5px}small{color:#666}
+table.answer td{white-space:nowrap}table.answer td:last-child{white-space:normal}.legend{font-size:.85em;color:#555;max-width:95em}
+table.runs{font-size:.9em;max-width:100%}table.runs td{overflow-wrap:break-word}table.runs td:first-child{white-space:nowrap}.stale-block{opacity:.6}
+details{margin:.5em 0}"""
 
 
 def _settings_cell(rp: RunPaths, stages) -> str:
@@ -256,7 +280,7 @@ def _run_row(profile: str, style: str, scenario: str, replicate: int, status: di
     ci = nums.get("speedup_latency_ci") or [None, None]
     lat_txt = _fmt_x(lat) + (f" <small>[{_fmt_x(ci[0])}, {_fmt_x(ci[1])}]</small>" if not _missing(ci[0]) else "")
     return (
-        f'<tr id="run-{rp.name}"><td>{style}</td><td>{scenario}</td><td class="num">{replicate}</td>'
+        f'<tr id="run-{rp.name}"><td>{style} · {scenario}</td><td class="num">{replicate + 1}</td>'
         f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
         f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
         f'{num}{_fmt(nums.get("accuracy_baseline"), True)}</td>{num}{_fmt(nums.get("accuracy_speculative"), True)}</td>'
@@ -308,6 +332,27 @@ def wall_time_html(status: dict, budget_s: float) -> str:
             f"cached cost nothing, so compare whole fresh runs only.</small></p>")
 
 
+def _answer_and_findings(profile: str, figs: dict | None, status: dict) -> tuple[str, str]:
+    """The answer table (with the answer in one sentence above it) and the findings under
+    headings, from the analysis's record; said to be not current where 07 is not."""
+    if not figs:
+        return "<p><small>The analysis (07) has not run yet: the answer table appears once it has.</small></p>", ""
+    cfg = params.resolve(profile, "base", params.scenarios()[0])
+    state, why = stage_state(status.get("_profile", {}).get("07_analysis"), profile, "07_analysis", cfg)
+    stale = "" if state in ("finished", "cached") else (
+        f'<p><span class="st {state}">{state}</span> <b>The analysis is not current</b> ({html.escape(why or state)}): '
+        "the table below is its last record; run 07 again for numbers made from the current runs.</p>")
+    lead = "".join(f"<p>{html.escape(line)}</p>" for line in _answer_lead(figs))
+    if isinstance(figs.get("answer"), dict):
+        table = answer.html(figs["answer"])
+        findings = answer.findings_html([s for s in figs.get("sections") or [] if s.get("heading") != "The answer"])
+    else:  # recorded before the answer table
+        table = ""
+        findings = "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in figs.get("findings", [])) + "</ul>"
+    wrap = f'<div class="{"stale-block" if stale else ""}">{lead}{table}</div>'
+    return stale + wrap, f"<h2>Findings</h2>{findings}" if findings else ""
+
+
 def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) -> Path:
     """One page per profile: a link to the analysis and its findings; every run of the grid
     (and any other run given) with its state (finished, failed with its error, incomplete,
@@ -330,25 +375,25 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
     analysis_html = root / "_profile" / "07_analysis.html"
     analysis_link = ('<a href="_profile/07_analysis.html">the analysis</a> (three tables, plots, findings)'
                      if analysis_html.exists() else "the analysis (not rendered yet)")
-    findings = "".join(f"<li>{html.escape(f)}</li>" for f in (analysis_figs or {}).get("findings", []))
-    findings_html = f"<h2>Findings</h2><ul>{findings}</ul>" if findings else ""
+    answer_html, findings_html = _answer_and_findings(profile, analysis_figs, status)
     compares = "".join(f'<li><a href="../{p.name}">{html.escape(p.stem)}</a></li>' for p in compare_pages(profile))
     compares_html = f"<h2>Comparisons</h2><ul>{compares}</ul>" if compares else ""
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(profile)} — CoD speculative decoding</title>
 <link rel="icon" href="data:,"><style>{_CSS}</style></head><body>
 <h1>Profile <code>{html.escape(profile)}</code></h1>
-<p>Does fine-tuning the target to reason in Chain of Draft make the draft's guesses accepted more often?
-Every run of the profile is listed (style, scenario) with its state; each badge links the rendered notebook of a stage.
-Across all runs: {analysis_link}.</p>
+<p>Does fine-tuning the target to reason in Chain of Draft (CoD) instead of Chain of Thought (CoT) make the draft's
+guesses accepted more often, and speculation faster, without costing accuracy? Per scenario, the untrained pair and
+both fine-tunes side by side ({analysis_link}); every run below, each badge linking a stage's rendered notebook.</p>
+{answer_html}
+<h2>Runs</h2><p><small>Settings: <span class="st overridden">overrides</span> marks a run some stage of which ran
+with parameters other than the profile's (listed); compare such runs with the others knowingly.</small></p>
+<table class="runs"><tr><th>run</th><th title="which training of the (style, scenario): grid.replicates">training</th><th>state</th><th>stages</th><th>settings</th><th>accuracy (baseline)</th>
+<th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up (throughput)</th>
+<th>speed-up (latency) [95 %]</th><th>tokens per answer</th></tr>
+{''.join(rows)}</table>
 {findings_html}
 <h2>Wall time</h2>{wall_time_html(status, params.resolve(profile, "base", params.scenarios()[0])["report"]["budget_s"])}
 <h2>Profile-wide</h2><ul>{''.join(prof_links)}</ul>
-<h2>Runs</h2><p><small>Settings: <span class="st overridden">overrides</span> marks a run some stage of which ran
-with parameters other than the profile's (listed); compare such runs with the others knowingly.</small></p>
-<table><tr><th>style</th><th>scenario</th><th title="which training of the (style, scenario): grid.replicates">replicate</th><th>state</th><th>stages</th><th>settings</th><th>accuracy (baseline)</th>
-<th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up (throughput)</th>
-<th>speed-up (latency) [95% CI]</th><th>tokens / answer</th></tr>
-{''.join(rows)}</table>
 <h2>Failures</h2><ul>{''.join(failed) or '<li>none</li>'}</ul>
 {compares_html}
 <p><small>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</small></p></body></html>"""

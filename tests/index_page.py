@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 NUMBER_COLUMNS = ["accuracy (baseline)", "accuracy (speculative)", "acceptance", "mean acceptance length",
-                  "speed-up (throughput)", "speed-up (latency) [95% CI]", "tokens / answer"]
+                  "speed-up (throughput)", "speed-up (latency) [95 %]", "tokens per answer"]
 
 
 @dataclass
@@ -26,26 +26,26 @@ class Row:
     @property
     def state(self) -> str:
         """The run's state: the class of its state badge other than `st`."""
-        [(classes, _)] = self.cells[3].badges
+        [(classes, _)] = self.cells[2].badges
         [state] = classes - {"st"}
         return state
 
     @property
     def note(self) -> str:
-        return self.cells[3].text
+        return self.cells[2].text
 
     @property
     def stages(self) -> dict[str, str]:
         """Stage number ("01") -> the state its badge shows."""
-        return {text.split()[0]: next(iter(classes - {"st"})) for classes, text in self.cells[4].badges}
+        return {text.split()[0]: next(iter(classes - {"st"})) for classes, text in self.cells[3].badges}
 
     @property
     def numbers(self) -> dict[str, Cell]:
-        return dict(zip(NUMBER_COLUMNS, self.cells[6:]))
+        return dict(zip(NUMBER_COLUMNS, self.cells[5:]))
 
     @property
     def replicate(self) -> int:
-        return int(self.cells[2].text)
+        return int(self.cells[1].text) - 1  # the page counts trainings from 1
 
 
 class _Parser(HTMLParser):

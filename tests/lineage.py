@@ -12,7 +12,7 @@ from lib.stages import stages_of
 
 
 # a real benchmark's metrics (the H200's, committed), so that the analysis reads them as it would
-METRICS = paths.REPO / "docs" / "results" / "gpu-solve-h200" / "session9" / "cot_hard" / "metrics.json"
+METRICS = paths.REPO / "docs" / "results" / "gpu-solve-h200" / "2026-11-30T0240-h200x2" / "cot_hard" / "metrics.json"
 
 
 def _weights(folder, name="model.safetensors", value=0.0):

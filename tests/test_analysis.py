@@ -14,7 +14,7 @@ import papermill as pm
 import pytest
 
 from fixtures import synthetic as syn
-from lib import analysis, externals, io, params, paths, record, reports, runner, stats
+from lib import analysis, answer, externals, io, params, paths, record, reports, runner, stats
 
 PROFILE = syn.PROFILE
 N_PLOTS = 8  # CoD vs CoT across trainings, acceptance by position, speed-up, tokens, accuracy, predicted vs measured, K sweep, losses
@@ -420,6 +420,7 @@ def test_page_opens_on_this_executions_results_never_an_earlier_attempts(execute
     io.write_json(paths.profile_figures(PROFILE, "07_analysis"), stale)
     assert reports.results_markdown(nb, "07_analysis") is None
     io.write_json(paths.profile_figures(PROFILE, "07_analysis"), executed["figs"])
-    assert "- " + first_finding in reports.results_markdown(nb, "07_analysis")
+    summary = reports.results_markdown(nb, "07_analysis")
+    assert first_finding in summary and "| " + " | ".join(answer.HEADER) + " |" in summary  # the answer, then its table
     nb.metadata.papermill["exception"] = True
     assert reports.results_markdown(nb, "07_analysis") is None

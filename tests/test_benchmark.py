@@ -250,7 +250,7 @@ def test_async_scheduling_setting(monkeypatch):
     assert engine.async_scheduling(_cfg(**{"engine.async_scheduling": "on"})) is True
     assert engine.async_scheduling(_cfg(**{"engine.async_scheduling": "off"})) is False
     # auto leaves each engine to vLLM, on a GPU too: forced on for draft_model (vLLM 0.26 keeps it
-    # off) it slowed the H200's speculative passes (session 7)
+    # off) it slowed the H200's speculative passes (2026-11-29T2125-h200x2)
     monkeypatch.setattr(engine, "on_cuda", lambda cfg: True)
     assert engine.async_scheduling(cpu) is None
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fixtures import synthetic as syn
-from lib import paths, record, reports, runner
+from lib import answer, paths, record, reports, runner
 from lib import plots as plots_module
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -90,7 +90,7 @@ def _browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-extensions", "--hide-scrollbars", "--window-size=1280,900"):
+                 "--disable-extensions", "--hide-scrollbars", "--window-size=1400,900"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, exceptions, failed loads
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -186,3 +186,40 @@ def test_a_broken_page_is_caught(site):
         "<html><body><img src='missing.png'><script>console.error('boom'); undefined_name();</script></body></html>")
     problems = " | ".join(Page(site["browser"], f"{site['url']}/broken.html").problems)
     assert "boom" in problems and "undefined_name" in problems and "404" in problems, problems
+
+
+# The answer table: the one whose header row is answer.HEADER; where its header sits, the widths
+# of every table against the page's, and every number each answer cell shows.
+_ANSWER_JS = """
+const want = arguments[0];
+const tables = [...document.querySelectorAll('table')];
+const answer = tables.find(t => { const h = [...t.querySelectorAll('tr')][0];
+  return h && JSON.stringify([...h.children].map(c => c.innerText.trim())) === JSON.stringify(want); });
+const page = document.documentElement.clientWidth;
+return {page: page, scroll: document.documentElement.scrollWidth,
+        wide: tables.map(t => t.getBoundingClientRect()).filter(r => r.right > page + 1).map(r => r.width),
+        header_top: answer ? [...answer.querySelectorAll('tr')][0].getBoundingClientRect().bottom : null,
+        cells: answer ? [...answer.querySelectorAll('tr')].slice(1).map(r => [...r.children].map(c => c.innerText)) : []};
+"""
+
+
+def _significant(number: str) -> int:
+    digits = number.lstrip("+-−").replace(",", "").replace(".", "").lstrip("0")
+    return len(digits) or 1
+
+
+@pytest.mark.parametrize("page_path", ["index.html", "_profile/07_analysis.hidden.html", "_profile/07_analysis.html"])
+def test_the_first_screen_holds_the_answer_and_tables_fit(site, page_path):
+    """Issue 33: at 1400 x 900 the answer table's header is on the first screen, no table is
+    wider than the page, and no answer cell shows a number of more than 4 significant digits."""
+    import re
+
+    page = Page(site["browser"], f"{site['url']}/{page_path}")
+    assert page.problems == []
+    got = site["browser"].execute_script(_ANSWER_JS, answer.HEADER)
+    assert got["header_top"] is not None, "no answer table on the page"
+    assert got["header_top"] <= 900, f"the answer table's header ends at {got['header_top']} px, below the first screen"
+    assert got["wide"] == [] and got["scroll"] <= got["page"], got
+    numbers = [n for row in got["cells"] for cell in row for n in re.findall(r"[-+−]?\d[\d,]*(?:\.\d+)?", cell)]
+    assert numbers, got["cells"]
+    assert max(map(_significant, numbers)) <= 4, [n for n in numbers if _significant(n) > 4]

@@ -218,7 +218,7 @@ def test_lone_tails_by_repetition_say_where_in_the_benchmark_they_fell():
     # the hypergeometric tail: all 3 drawn of 8 in the 4 marked positions is C(4,3)/C(8,3)
     assert placement_p(8, 4, 3, 3) == pytest.approx(4 / 56)
     assert placement_p(8, 4, 3, 0) == pytest.approx(1.0) and placement_p(10, 10, 3, 3) == pytest.approx(1.0)
-    assert placement_p(72, 28, 9, 9) < 1e-4  # the H200's sessions 8-9: 9 of 9 in the first two of 72
+    assert placement_p(72, 28, 9, 9) < 1e-4  # the H200's sets of 2026-11-29T2348 and 2026-11-30T0240: 9 of 9 in the first two of 72
     # each repetition's speculative share, in the order run; a repetition without one is None
     reps = [{"lone_tail_share": {"baseline": 0.01, "speculative": 0.2}}, {"lone_tail_share": 0.3}, {}]
     assert analysis.lone_tail_reps(reps) == [0.2, None, None]
@@ -256,8 +256,8 @@ def test_lone_tails_by_repetition_say_where_in_the_benchmark_they_fell():
 
 
 def test_a_runs_row_puts_its_warm_up_repetitions_first_and_counts_none_of_them():
-    # the H200's CoT medium (session 9, eight repetitions), its first two made warm-ups
-    m = io.read_json(paths.REPO / "docs/results/gpu-solve-h200/session9/reps8/cot_medium/metrics.json")
+    # the H200's CoT medium (2026-11-30T0240-h200x2, eight repetitions), its first two made warm-ups
+    m = io.read_json(paths.REPO / "docs/results/gpu-solve-h200/2026-11-30T0240-h200x2/reps8/cot_medium/metrics.json")
     reps = m["comparison"]["repetitions"]
     m["comparison"].update(warmup_repetitions=reps[:2], repetitions=reps[2:])
     row = analysis._metrics_row(m)
