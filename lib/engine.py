@@ -259,7 +259,7 @@ def async_scheduling(cfg) -> bool | None:
     off for draft_model speculation and on for the target alone; forcing it on for draft_model
     (on the H200) left one late-admitted request decoding at about
     one token per step and made both the batch-16 and the batch-1 speculative passes slower
-    (docs/results/gpu-solve-h200/README.md). The CPU build turns it off whatever is asked."""
+    (docs/results/gpu-solve-h200/NOTES.md). The CPU build turns it off whatever is asked."""
     mode = cfg["engine"]["async_scheduling"]
     return None if mode == "auto" else mode == "on"
 
