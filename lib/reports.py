@@ -92,16 +92,18 @@ def results_markdown(nb, stage: str) -> str | None:
     rows = {}
     for key, value in record.flat({k: v for k, v in figures.items() if k not in _NOT_RESULTS}).items():
         if isinstance(value, bool) or isinstance(value, (int, float)) and not _missing(value):
-            rows[key] = f"| {label(key)} | {show(key, value)} |"
+            rows[key] = (label(key), show(key, value))
         elif isinstance(value, str) and value and "/" not in value:  # a path is where, not what
-            rows[key] = f"| {label(key)} | {value.replace('|', '/')} |"
+            rows[key] = (label(key), value)
     if not rows:
         return None
     first = [rows.pop(k) for k in _HEADLINE if k in rows] or [rows.pop(k) for k in list(rows)[:_MAX_ROWS]]
-    table = "| figure | value |\n|---|---:|\n" + "\n".join(first)
-    if rows:  # the rest a click away, named and formatted alike; all of it in the figures file
-        table += (f"\n\n<details><summary>{len(rows)} more recorded figures</summary>\n\n| figure | value |\n|---|---:|\n"
-                  + "\n".join(rows.values()) + "\n\n</details>")
+    table = "| figure | value |\n|---|---:|\n" + "\n".join(f"| {k} | {v.replace('|', '/')} |" for k, v in first)
+    if rows:  # the rest a click away, named and formatted alike (HTML: markdown would end the block); all in the JSON
+        cells = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:right'>{html.escape(v)}</td></tr>"
+                        for k, v in rows.values())
+        table += (f"\n\n<details><summary>{len(rows)} more recorded figures</summary><table><tr><th>figure</th>"
+                  f"<th>value</th></tr>{cells}</table></details>")
     return head + "\n\n" + table
 
 
