@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= tiny
 UV      ?= uv
 
-.PHONY: setup demo test test-fast lab clean-runs browser gpu-wheels lock
+.PHONY: setup demo test test-fast lint lab clean-runs browser gpu-wheels lock
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ browser:
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# ruff, configured in pyproject.toml: the checks, then the formatting (which it would not change)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -158,7 +158,7 @@ def profile_home(home: Path, profile: str, render: bool) -> dict:
                     t0 = time.perf_counter()
                     rep.render_html(ipynb, Path(tmp) / "x.html")
                     row["render HTML (timed again)"] += time.perf_counter() - t0
-    for stage, row in per_stage.items():
+    for row in per_stage.values():
         known = sum(row.get(k, 0.0) for k in ROWS if k.startswith("  ") and k != "  rest of work (imports, model loads, data, saves)")
         row["  rest of work (imports, model loads, data, saves)"] = row.get("work cells", 0.0) - known
     wall = (status.get("_grid") or {}).get("wall") or {}

@@ -508,7 +508,7 @@ def intervals_display(frame: pd.DataFrame) -> pd.DataFrame:
 
     x, pct = (lambda v: f"{v:.2f}x"), (lambda v: f"{v:.1%}")
     rows = []
-    for key, r in t.iterrows():
+    for _, r in t.iterrows():
         rows.append({
             "acceptance [95%]": est(r["acceptance_rate"], r["acceptance_lo"], r["acceptance_hi"], pct),
             "interval over": {PER_PROMPT: "prompts", PER_DRAFT: "drafts", PER_TOKEN: "tokens"}.get(r["acceptance_ci_method"], "–"),

@@ -203,7 +203,7 @@ def _e_ages(rng: random.Random) -> _Item:
     rel = rng.choice(_RELATIVES)
     age, k, y = rng.randint(3, 15), rng.randint(2, 4), rng.randint(2, 12)
     s = _Gsm(rng)
-    b = s.step(f"{name}'s {rel} is", f"{age}*{k}", f" years old")
+    b = s.step(f"{name}'s {rel} is", f"{age}*{k}", " years old")
     now = s.step("Together they are", f"{age}+{b}", " years old now")
     s.step(f"In {y} years each is {y} years older, so the sum is", f"{now}+2*{y}", " years")
     return s.item(f"{name} is {age} years old. {his.capitalize()} {rel} is {k} times as old as {name}. "
@@ -356,7 +356,7 @@ def _e_fuel(rng: random.Random) -> _Item:
     v = rng.choice(_VEHICLES)
     s = _Gsm(rng)
     miles = s.step("There and back is", f"{trip}*2", " miles")
-    legs = s.step(f"That is", f"{miles}/{every}", f" stretches of {every} miles")
+    legs = s.step("That is", f"{miles}/{every}", f" stretches of {every} miles")
     s.step(f"The {v} needs", f"{legs}*{gallons}", " gallons of fuel")
     return s.item(f"A {v} uses {gallons} gallons of fuel for every {every} miles. How many gallons "
                   f"does it need for a trip of {trip} miles there and back?")

@@ -121,7 +121,7 @@ def table(compared: pd.DataFrame) -> pd.DataFrame:
     for _, r in compared.iterrows():
         value, diff = fmt[r["quantity"]]
 
-        def style(s: dict) -> str:
+        def style(s: dict, value=value) -> str:  # bound now: a closure would read the loop's last
             return value(s["value"]) + (f" [{value(s['min'])}–{value(s['max'])}]" if s["replicates"] > 1 else "")
 
         out.append({"scenario": r["scenario"], "quantity": r["quantity"],

@@ -17,7 +17,6 @@ kernel's process (`engine.in_process: false` stays), the analysis. Overridden, a
 """
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -20,7 +20,7 @@ def test_everything_written_inside_the_block_lands_in_the_log(tmp_path, capfd):
             print("python print")
             chatty.info("a library log line")
             last_resort.warning("a last-resort log line")
-            warnings.warn("a library warning")
+            warnings.warn("a library warning", stacklevel=2)
             import os
 
             os.write(1, b"fd-level stdout of a C extension\n")

@@ -72,7 +72,7 @@ def test_unknown_key_in_a_yaml_layer_is_caught(params_copy):
 def test_attribute_access_error_lists_keys():
     cfg = params.resolve("tiny", "cot", "easy")
     with pytest.raises(AttributeError, match="valid:"):
-        cfg.benchmark.nope
+        _ = cfg.benchmark.nope
 
 
 def test_a_stage_before_the_base_pair_says_which_stage_to_run(home):

@@ -462,7 +462,7 @@ def test_a_resumed_training_reports_the_whole_run_and_a_new_recipe_deletes_nothi
     assert whole["resumed_at_step"] == 2 and "resumed from step 2" in whole["speed_covers"]
     logged = [(e["step"], e["loss"]) for e in whole["log_history"] if "loss" in e]
     assert [s for s, _ in logged] == list(range(1, whole["steps"] + 1))  # one loss per step, both sessions
-    assert whole["train_loss"] == pytest.approx(sum(l for _, l in logged) / whole["steps"], rel=1e-3)
+    assert whole["train_loss"] == pytest.approx(sum(loss for _, loss in logged) / whole["steps"], rel=1e-3)
     # A new recipe that fails keeps the old checkpoints (aside); one that succeeds removes them.
     kept = sorted(p.name for p in ckpt.glob("checkpoint-*"))
     changed = params.resolve("tiny", "cod", "easy", {**SMALL, "train.save_steps": 2, "train.target": {"epochs": 1, "batch_size": 8, "lr": 0.001}})

@@ -49,9 +49,9 @@ def test_loss_mask_covers_exactly_the_assistant_tokens(tiny_pair, tmp_path, monk
         # the loader shuffles: find this row's example by its tokens
         prompt, full = next((p, f) for p, f in encoded if ids[: len(f)] == f)
         assert len(prompt) < len(full)
-        assert all(l == -100 for l in labels[: len(prompt)]), "a prompt token is trained"
+        assert all(t == -100 for t in labels[: len(prompt)]), "a prompt token is trained"
         assert labels[len(prompt) : len(full)] == full[len(prompt) :], "an assistant token is ignored"
-        assert all(l == -100 for l in labels[len(full) :]), "padding is trained"
+        assert all(t == -100 for t in labels[len(full) :]), "padding is trained"
 
 
 def test_training_resumes_from_its_last_checkpoint(tiny_pair, tmp_path, monkeypatch):
