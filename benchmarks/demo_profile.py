@@ -38,10 +38,22 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 PHASE = re.compile(r"^\[workbook phase\] (?P<at>[0-9.]+) (?P<name>.+): (?P<s>[0-9.]+) s$")
-ROWS = ("stage time (papermill)", "kernel CPU time (all threads)", "kernel start", "setup cell (imports, params)", "work cells", "  import vllm",
-        "  engine starts", "  training steps", "  generation (timed)", "  cross-check (transformers)",
-        "  rest of work (imports, model loads, data, saves)", "tables and plots cells", "kernel shutdown, papermill I/O",
-        "render HTML (timed again)")
+ROWS = (
+    "stage time (papermill)",
+    "kernel CPU time (all threads)",
+    "kernel start",
+    "setup cell (imports, params)",
+    "work cells",
+    "  import vllm",
+    "  engine starts",
+    "  training steps",
+    "  generation (timed)",
+    "  cross-check (transformers)",
+    "  rest of work (imports, model loads, data, saves)",
+    "tables and plots cells",
+    "kernel shutdown, papermill I/O",
+    "render HTML (timed again)",
+)
 
 
 def _t(stamp: str | None) -> float | None:
@@ -114,7 +126,9 @@ def figure_phases(home: Path, profile: str, run: str, stage: str) -> dict:
         m = json.loads((runs / "metrics.json").read_text())
         for rep in (m.get("comparison") or {}).get("repetitions") or []:
             out["  generation (timed)"] += (rep.get("baseline_wall_s") or 0.0) + (rep.get("speculative_wall_s") or 0.0)
-        out["  cross-check (transformers)"] += ((m.get("crosscheck") or {}).get("transformers") or {}).get("wall_s") or 0.0
+        out["  cross-check (transformers)"] += ((m.get("crosscheck") or {}).get("transformers") or {}).get(
+            "wall_s"
+        ) or 0.0
     return out
 
 
@@ -159,7 +173,11 @@ def profile_home(home: Path, profile: str, render: bool) -> dict:
                     rep.render_html(ipynb, Path(tmp) / "x.html")
                     row["render HTML (timed again)"] += time.perf_counter() - t0
     for row in per_stage.values():
-        known = sum(row.get(k, 0.0) for k in ROWS if k.startswith("  ") and k != "  rest of work (imports, model loads, data, saves)")
+        known = sum(
+            row.get(k, 0.0)
+            for k in ROWS
+            if k.startswith("  ") and k != "  rest of work (imports, model loads, data, saves)"
+        )
         row["  rest of work (imports, model loads, data, saves)"] = row.get("work cells", 0.0) - known
     wall = (status.get("_grid") or {}).get("wall") or {}
     return {"stages": per_stage, "engines": engines, "wall": wall}
@@ -185,12 +203,23 @@ def table(results: dict[str, dict]) -> str:
                 continue
             label = phase
             if phase == "stage time (papermill)":
-                runs = [int(sum(row.get("runs", 0) for row in (list(r["stages"].values()) if stage == "all stages"
-                                else [r["stages"].get(stage, {})]))) for r in results.values()]
+                runs = [
+                    int(
+                        sum(
+                            row.get("runs", 0)
+                            for row in (
+                                list(r["stages"].values()) if stage == "all stages" else [r["stages"].get(stage, {})]
+                            )
+                        )
+                    )
+                    for r in results.values()
+                ]
                 label += f" ({'/'.join(map(str, runs))} notebooks)"
             if phase == "  engine starts":
-                counts = [sum(r["engines"].values()) if stage == "all stages" else r["engines"].get(stage, 0)
-                          for r in results.values()]
+                counts = [
+                    sum(r["engines"].values()) if stage == "all stages" else r["engines"].get(stage, 0)
+                    for r in results.values()
+                ]
                 label += f" ({'/'.join(map(str, counts))})"
             lines.append(f"| {stage if phase == ROWS[0] else ''} | {label} | {' | '.join(_fmt(v) for v in vals)} |")
     walls = []

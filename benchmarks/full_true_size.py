@@ -35,16 +35,36 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from fake_gemini import FakeGemini, reference_teacher  # noqa: E402
 from local_hub import (  # noqa: E402
-    MODEL_CARD, TRUE_SIZES, TRUE_VOCAB, Blob, LocalHub, Repo, config_files, dataset_repos, hf_model,
-    model_card_files, qwen3_config, tokenizer_corpus, tokenizer_files,
+    MODEL_CARD,
+    TRUE_SIZES,
+    TRUE_VOCAB,
+    Blob,
+    LocalHub,
+    Repo,
+    config_files,
+    dataset_repos,
+    hf_model,
+    model_card_files,
+    qwen3_config,
+    tokenizer_corpus,
+    tokenizer_files,
 )
 
-STAGES = ("01_generate_data", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark", "07_analysis")
+STAGES = (
+    "01_generate_data",
+    "02_train_target",
+    "03_distill",
+    "04_train_draft",
+    "05_merge",
+    "06_benchmark",
+    "07_analysis",
+)
 KEY = "h200-stand-in-key"
 
 
-def true_size_repo(repo_id: str, tok, tok_files: dict, hub_cache: Path, seed: int, device: str = "cuda",
-                   sizes: dict = TRUE_SIZES) -> Repo:
+def true_size_repo(
+    repo_id: str, tok, tok_files: dict, hub_cache: Path, seed: int, device: str = "cuda", sizes: dict = TRUE_SIZES
+) -> Repo:
     """Random weights of the published shape, made on the GPU, saved as the real repository
     shards them, then moved into the Hub cache as its blobs (named by sha256)."""
     import torch
@@ -57,7 +77,7 @@ def true_size_repo(repo_id: str, tok, tok_files: dict, hub_cache: Path, seed: in
         model = hf_model(config)
     torch.set_default_dtype(torch.float32)
     with torch.no_grad():  # rows past the tokenizer: logit 0, never a greedy pick over random logits
-        model.get_output_embeddings().weight[len(tok):] = 0
+        model.get_output_embeddings().weight[len(tok) :] = 0
     stage = hub_cache / f"staging-{seed}"
     model.save_pretrained(stage, max_shard_size="4GB")
     del model
@@ -73,7 +93,9 @@ def true_size_repo(repo_id: str, tok, tok_files: dict, hub_cache: Path, seed: in
         target = blobs / blob.sha256
         path.rename(target)
         files[path.name] = Blob(target, blob.sha256, blob.size)
-    return Repo(repo_id, "model", {**tok_files, **files, **config_files(config), **model_card_files(repo_id)}, card=MODEL_CARD)
+    return Repo(
+        repo_id, "model", {**tok_files, **files, **config_files(config), **model_card_files(repo_id)}, card=MODEL_CARD
+    )
 
 
 class Monitor:
@@ -118,7 +140,11 @@ class Monitor:
         while not self._stop.is_set():
             gpu, host, shm = self.sample()
             p = self.peaks.setdefault(self.stage, {"gpu_used_mb": 0.0, "host_used_mb": 0.0, "shmem_mb": 0.0})
-            p["gpu_used_mb"], p["host_used_mb"], p["shmem_mb"] = max(p["gpu_used_mb"], gpu), max(p["host_used_mb"], host), max(p["shmem_mb"], shm)
+            p["gpu_used_mb"], p["host_used_mb"], p["shmem_mb"] = (
+                max(p["gpu_used_mb"], gpu),
+                max(p["host_used_mb"], host),
+                max(p["shmem_mb"], shm),
+            )
             self.trace.write(f"{time.time():.1f},{self.stage},{gpu:.0f},{host:.0f},{shm:.0f}\n")
             self._stop.wait(self.period)
 
@@ -141,10 +167,29 @@ def tree_bytes(*roots: Path) -> int:
 
 def make_models(args, hub_cache: Path) -> list[Repo]:
     tok_files, tok = tokenizer_files(tokenizer_corpus(), args.work / "tokenizer")
-    sizes = {r: ({**dims, "hidden_size": 64, "intermediate_size": 128, "layers": 2, "heads": 2, "kv_heads": 1,
-                  "head_dim": 32}, tie) for r, (dims, tie) in TRUE_SIZES.items()} if args.small else TRUE_SIZES
-    return [true_size_repo(repo_id, tok, tok_files, hub_cache, seed, args.device, sizes)
-            for seed, repo_id in enumerate(TRUE_SIZES)]
+    sizes = (
+        {
+            r: (
+                {
+                    **dims,
+                    "hidden_size": 64,
+                    "intermediate_size": 128,
+                    "layers": 2,
+                    "heads": 2,
+                    "kv_heads": 1,
+                    "head_dim": 32,
+                },
+                tie,
+            )
+            for r, (dims, tie) in TRUE_SIZES.items()
+        }
+        if args.small
+        else TRUE_SIZES
+    )
+    return [
+        true_size_repo(repo_id, tok, tok_files, hub_cache, seed, args.device, sizes)
+        for seed, repo_id in enumerate(TRUE_SIZES)
+    ]
 
 
 def main() -> int:
@@ -174,7 +219,7 @@ def main() -> int:
         repos += pickle.loads(made.read_bytes())
     else:
         repos += make_models(args, hub_cache)
-        made.write_bytes(pickle.dumps(repos[-len(TRUE_SIZES):]))
+        made.write_bytes(pickle.dumps(repos[-len(TRUE_SIZES) :]))
     setup_s = time.time() - t0
     print(f"repositories ready in {setup_s:.0f} s", flush=True)
 
@@ -183,27 +228,57 @@ def main() -> int:
     summary = json.loads(old.read_text()) if old.exists() else {"stages": {}}
     summary.update(setup_s=setup_s, sets=args.sets)
     with LocalHub(repos) as hub, FakeGemini(reference_teacher(hub.references()), api_key=KEY) as gemini:
-        env = {**os.environ, **hub.env(hf_home), "GEMINI_API_KEY": KEY, "WORKBOOK_HOME": str(args.home),
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-        sets = [f"data.gemini.base_url={gemini.url}", "data.gemini.poll_interval_s=1.0",
-                "data.gemini.poll_max_interval_s=2.0", *args.sets]
+        env = {
+            **os.environ,
+            **hub.env(hf_home),
+            "GEMINI_API_KEY": KEY,
+            "WORKBOOK_HOME": str(args.home),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
+        sets = [
+            f"data.gemini.base_url={gemini.url}",
+            "data.gemini.poll_interval_s=1.0",
+            "data.gemini.poll_max_interval_s=2.0",
+            *args.sets,
+        ]
 
         # --- stages, one runner call each, measured around it ---------------------------
         for stage in args.stages:
             monitor.stage = stage
             before, t = tree_bytes(args.home, hf_home), time.time()
-            cmd = [sys.executable, "-m", "lib", "run", "--profile", "full", "--styles", args.style,
-                   "--scenarios", args.scenario, "--stages", stage, "--set", *sets]
+            cmd = [
+                sys.executable,
+                "-m",
+                "lib",
+                "run",
+                "--profile",
+                "full",
+                "--styles",
+                args.style,
+                "--scenarios",
+                args.scenario,
+                "--stages",
+                stage,
+                "--set",
+                *sets,
+            ]
             with open(args.out / f"{stage}.runner.log", "w") as log:
                 code = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
             wall = time.time() - t
-            entry = {"rc": code, "wall_s": wall, "bytes_written": tree_bytes(args.home, hf_home) - before,
-                     **monitor.peaks.get(stage, {})}
+            entry = {
+                "rc": code,
+                "wall_s": wall,
+                "bytes_written": tree_bytes(args.home, hf_home) - before,
+                **monitor.peaks.get(stage, {}),
+            }
             fig = args.home / "data" / "full" / "runs" / f"{args.style}_{args.scenario}" / "figures" / f"{stage}.json"
             entry["figures"] = json.loads(fig.read_text()) if fig.exists() else None
             summary["stages"][stage] = entry
-            print(f"{stage}: rc {code}, {wall:.0f} s, GPU peak {entry.get('gpu_used_mb', 0):.0f} MiB, "
-                  f"host peak {entry.get('host_used_mb', 0):.0f} MiB, wrote {entry['bytes_written'] / 2**30:.2f} GiB", flush=True)
+            print(
+                f"{stage}: rc {code}, {wall:.0f} s, GPU peak {entry.get('gpu_used_mb', 0):.0f} MiB, "
+                f"host peak {entry.get('host_used_mb', 0):.0f} MiB, wrote {entry['bytes_written'] / 2**30:.2f} GiB",
+                flush=True,
+            )
             (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
             if code:
                 break

@@ -42,12 +42,19 @@ def main() -> int:
     ap.add_argument("--scenarios", nargs="*", default=["easy", "medium", "hard"])
     ap.add_argument("--set", nargs="*", default=[], dest="sets")
     ap.add_argument("--gpus", nargs="*", default=[], help="GPU slots for the runner's placement (`lib run --gpus`)")
-    ap.add_argument("--pack-every", type=float, default=30.0,
-                    help="seconds between packs while a phase runs (a placed phase holds several runs)")
+    ap.add_argument(
+        "--pack-every",
+        type=float,
+        default=30.0,
+        help="seconds between packs while a phase runs (a placed phase holds several runs)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "WORKBOOK_HOME": str(args.home),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "WORKBOOK_HOME": str(args.home),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     # placed runs: the busiest of the slots' GPUs (a slot may be several, "0,1")
     monitor = Monitor(args.out / "monitor.csv", devices=[int(d) for slot in args.gpus for d in slot.split(",")] or None)
     summary_path = args.out / "summary.json"
@@ -58,9 +65,24 @@ def main() -> int:
     def phase(name: str, styles: list[str], scenarios: list[str], stages: list[str]) -> int:
         """One `python -m lib run` call, measured; the results so far packed while it runs and after it."""
         monitor.stage, t = name, time.time()
-        cmd = [sys.executable, "-m", "lib", "run", "--profile", args.profile, "--styles", *styles,
-               "--scenarios", *scenarios, "--stages", *stages] + (["--set", *args.sets] if args.sets else []) \
+        cmd = (
+            [
+                sys.executable,
+                "-m",
+                "lib",
+                "run",
+                "--profile",
+                args.profile,
+                "--styles",
+                *styles,
+                "--scenarios",
+                *scenarios,
+                "--stages",
+                *stages,
+            ]
+            + (["--set", *args.sets] if args.sets else [])
             + (["--gpus", *args.gpus] if args.gpus else [])
+        )
         with open(args.out / f"{name}.runner.log", "a") as log:
             code = run_packing(cmd, env, log, args.pack_every, lambda: pack(args))
         entry = {"phase": name, "rc": code, "wall_s": round(time.time() - t, 1), **monitor.peaks.get(name, {})}
@@ -128,9 +150,21 @@ def pack(args) -> None:
 
     _tar(out / "samples.tar.gz", rel(data.rglob("benchmark_samples.csv")))
     _tar(out / "html.tar.gz", rel(reports.rglob("*.html")))
-    trace = [(p, f"trace/{p.name}") for p in [*out.glob("*.log"), out / "monitor.csv", out / "summary.json"] if p.exists()]
-    _tar(out / "results.tar.gz", rel([*data.rglob("figures/*.json"), *data.rglob("metrics.json"),
-                                      *reports.rglob("*.log"), *reports.rglob("status.json")]) + trace)
+    trace = [
+        (p, f"trace/{p.name}") for p in [*out.glob("*.log"), out / "monitor.csv", out / "summary.json"] if p.exists()
+    ]
+    _tar(
+        out / "results.tar.gz",
+        rel(
+            [
+                *data.rglob("figures/*.json"),
+                *data.rglob("metrics.json"),
+                *reports.rglob("*.log"),
+                *reports.rglob("status.json"),
+            ]
+        )
+        + trace,
+    )
 
 
 def _tar(path: Path, members: list[tuple[Path, str]]) -> None:

@@ -15,21 +15,42 @@ def main(argv=None) -> int:
     run.add_argument("--profile", default="tiny")
     run.add_argument("--styles", nargs="+", action="extend", help="default: base cot cod")
     run.add_argument("--scenarios", nargs="+", action="extend", help="default: every scenario in params/scenarios")
-    run.add_argument("--stages", nargs="+", action="extend", help="default: every stage (00_base_models ... 07_analysis)")
-    run.add_argument("--replicates", nargs="+", action="extend", type=int, metavar="R",
-                     help="which trainings of each trained (style, scenario): 0 1 ...; default: all grid.replicates")
-    run.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3")
+    run.add_argument(
+        "--stages", nargs="+", action="extend", help="default: every stage (00_base_models ... 07_analysis)"
+    )
+    run.add_argument(
+        "--replicates",
+        nargs="+",
+        action="extend",
+        type=int,
+        metavar="R",
+        help="which trainings of each trained (style, scenario): 0 1 ...; default: all grid.replicates",
+    )
+    run.add_argument(
+        "--set", nargs="+", action="extend", metavar="KEY=VALUE", help="parameter overrides, e.g. benchmark.k=3"
+    )
     run.add_argument("--redo", action="store_true", help="re-run stages that already finished")
     run.add_argument("--hide-input", action="store_true", help="render reports without code cells")
-    run.add_argument("--gpus", nargs="+", action="extend", metavar="GPU",
-                     help="this machine's GPUs (0 1 2 3): a local Ray instance places the (style, scenario) runs "
-                          "on them, each on the GPUs it needs (engine.tensor_parallel_size); default: one run at a time")
-    run.add_argument("--cluster", metavar="ADDRESS",
-                     help="place the runs on a Ray cluster: auto (the one this host belongs to), host:port or "
-                          "ray://host:port; checkout, environment and WORKBOOK_HOME at the same path on every node")
-    run.add_argument("--jobs", metavar="N",
-                     help="(style, scenario) runs side by side on this machine's CPUs, the cores shared out; "
-                          "default auto: 2 for a CPU profile (tiny) on 2 or more cores, else 1")
+    run.add_argument(
+        "--gpus",
+        nargs="+",
+        action="extend",
+        metavar="GPU",
+        help="this machine's GPUs (0 1 2 3): a local Ray instance places the (style, scenario) runs "
+        "on them, each on the GPUs it needs (engine.tensor_parallel_size); default: one run at a time",
+    )
+    run.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="place the runs on a Ray cluster: auto (the one this host belongs to), host:port or "
+        "ray://host:port; checkout, environment and WORKBOOK_HOME at the same path on every node",
+    )
+    run.add_argument(
+        "--jobs",
+        metavar="N",
+        help="(style, scenario) runs side by side on this machine's CPUs, the cores shared out; "
+        "default auto: 2 for a CPU profile (tiny) on 2 or more cores, else 1",
+    )
     run.add_argument("--outcomes", help=argparse.SUPPRESS)  # where a placed run reports to its parent
     ren = sub.add_parser("render", help="render executed notebooks that lack HTML and rewrite the index")
     ren.add_argument("--profile", default="tiny")
@@ -37,8 +58,11 @@ def main(argv=None) -> int:
     cmp = sub.add_parser("compare", help="two profiles (or report folders) side by side in one HTML page")
     cmp.add_argument("a")
     cmp.add_argument("b")
-    res = sub.add_parser("results", help="render a committed result set (<run>/metrics.json and figures) through "
-                                          "the analysis: answer.md beside it, the page under reports/results/")
+    res = sub.add_parser(
+        "results",
+        help="render a committed result set (<run>/metrics.json and figures) through "
+        "the analysis: answer.md beside it, the page under reports/results/",
+    )
     res.add_argument("set_dir")
     res.add_argument("--profile", default="gpu-solve", help="the profile the set's runs were made with")
     args = parser.parse_args(argv)

@@ -24,24 +24,89 @@ from .styles import STYLES, TRAINED_STYLES
 
 
 RUN_COLUMNS = [
-    "source", "style", "scenario", "replicate", "run", "state", "error", "present", "settings", "n",
-    "accuracy_baseline", "accuracy_speculative", "accuracy_baseline_ci95", "accuracy_speculative_ci95",
-    "acceptance_rate", "acceptance_lo", "acceptance_hi", "acceptance_ci_method", "mean_acceptance_length",
-    "acceptance_by_pos", "k", "drafts", "draft_tokens", "accepted_tokens", "accepted_per_pos",
-    "speedup", "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
-    "speedup_lo", "speedup_hi", "repetitions", "speedup_reps", "ceiling_speedup", "floor_speedup", "step_cost_r", "occupancy_ratio",
-    "predicted_speedup_decode", "predicted_speedup_busy", "prediction_basis", "busy_occupancy_ratio",
-    "identical_output_floor", "tokens_per_answer",
-    "r_floor", "gpu_busy_share", "order_effect", "lone_tail_share", "lone_tail_share_baseline", "lone_tail_reps", "warmup_repetitions",
-    "speedup_without_lone_tail", "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step",
-    "async_baseline", "async_speculative",
-    "tokens_per_answer_spec", "identical_output_share",
-    "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
-    "style_accuracy_delta", "style_accuracy_delta_lo", "style_accuracy_delta_hi", "style_n_paired", "style_n_cod_only",
+    "source",
+    "style",
+    "scenario",
+    "replicate",
+    "run",
+    "state",
+    "error",
+    "present",
+    "settings",
+    "n",
+    "accuracy_baseline",
+    "accuracy_speculative",
+    "accuracy_baseline_ci95",
+    "accuracy_speculative_ci95",
+    "acceptance_rate",
+    "acceptance_lo",
+    "acceptance_hi",
+    "acceptance_ci_method",
+    "mean_acceptance_length",
+    "acceptance_by_pos",
+    "k",
+    "drafts",
+    "draft_tokens",
+    "accepted_tokens",
+    "accepted_per_pos",
+    "speedup",
+    "speedup_latency",
+    "speedup_latency_lo",
+    "speedup_latency_hi",
+    "predicted_speedup",
+    "speedup_lo",
+    "speedup_hi",
+    "repetitions",
+    "speedup_reps",
+    "ceiling_speedup",
+    "floor_speedup",
+    "step_cost_r",
+    "occupancy_ratio",
+    "predicted_speedup_decode",
+    "predicted_speedup_busy",
+    "prediction_basis",
+    "busy_occupancy_ratio",
+    "identical_output_floor",
+    "tokens_per_answer",
+    "r_floor",
+    "gpu_busy_share",
+    "order_effect",
+    "lone_tail_share",
+    "lone_tail_share_baseline",
+    "lone_tail_reps",
+    "warmup_repetitions",
+    "speedup_without_lone_tail",
+    "lone_tail_tpot_ratio",
+    "lone_replay_slowdown",
+    "lone_replay_tokens_per_step",
+    "async_baseline",
+    "async_speculative",
+    "tokens_per_answer_spec",
+    "identical_output_share",
+    "spec_accuracy_delta",
+    "spec_accuracy_delta_lo",
+    "spec_accuracy_delta_hi",
+    "n_paired",
+    "n_gained",
+    "n_lost",
+    "style_accuracy_delta",
+    "style_accuracy_delta_lo",
+    "style_accuracy_delta_hi",
+    "style_n_paired",
+    "style_n_cod_only",
     "style_n_cot_only",
-    "study_accuracy_baseline", "study_accuracy_speculative",
-    "crosscheck_n", "crosscheck_acceptance", "crosscheck_acceptance_vllm", "k_sweep",
-    "prompt_draft_tokens", "prompt_accepted_tokens", "prompt_ids", "prompt_correct", "prompt_tokens", "spec_prompt_ids",
+    "study_accuracy_baseline",
+    "study_accuracy_speculative",
+    "crosscheck_n",
+    "crosscheck_acceptance",
+    "crosscheck_acceptance_vllm",
+    "k_sweep",
+    "prompt_draft_tokens",
+    "prompt_accepted_tokens",
+    "prompt_ids",
+    "prompt_correct",
+    "prompt_tokens",
+    "spec_prompt_ids",
 ]
 
 
@@ -117,18 +182,32 @@ def paired_correct_delta(first: pd.DataFrame, second: pd.DataFrame, key: str, n:
         return {}
     diff = (b.loc[both] - a.loc[both]).to_numpy()
     lo, hi = quantiles(resampled_means(diff, n, seed))
-    return {"delta": float(diff.mean()), "lo": lo, "hi": hi, "n": int(len(diff)),
-            "only_second": int((diff > 0).sum()), "only_first": int((diff < 0).sum())}
+    return {
+        "delta": float(diff.mean()),
+        "lo": lo,
+        "hi": hi,
+        "n": int(len(diff)),
+        "only_second": int((diff > 0).sum()),
+        "only_first": int((diff < 0).sum()),
+    }
 
 
 def paired_accuracy_delta(base: pd.DataFrame, spec: pd.DataFrame, key: str, n: int = 2000, seed: int = 0) -> dict:
     """Speculative minus baseline accuracy over the prompts both passes answered, with a
     95% paired bootstrap over prompts, and how many prompts turned right or wrong."""
     d = paired_correct_delta(base, spec, key, n, seed)
-    return {} if not d else {
-        "spec_accuracy_delta": d["delta"], "spec_accuracy_delta_lo": d["lo"], "spec_accuracy_delta_hi": d["hi"],
-        "n_paired": d["n"], "n_gained": d["only_second"], "n_lost": d["only_first"],
-    }
+    return (
+        {}
+        if not d
+        else {
+            "spec_accuracy_delta": d["delta"],
+            "spec_accuracy_delta_lo": d["lo"],
+            "spec_accuracy_delta_hi": d["hi"],
+            "n_paired": d["n"],
+            "n_gained": d["only_second"],
+            "n_lost": d["only_first"],
+        }
+    )
 
 
 def paired_style_delta(cot_baseline: pd.DataFrame, cod_baseline: pd.DataFrame, n: int = 2000, seed: int = 0) -> dict:
@@ -136,10 +215,18 @@ def paired_style_delta(cot_baseline: pd.DataFrame, cod_baseline: pd.DataFrame, n
     prompts both answered: both styles answer the same held-out split, so the prompt's own
     difficulty cancels, and the interval is far narrower than two separate ones overlapping."""
     d = paired_correct_delta(cot_baseline, cod_baseline, "id", n, seed)
-    return {} if not d else {
-        "style_accuracy_delta": d["delta"], "style_accuracy_delta_lo": d["lo"], "style_accuracy_delta_hi": d["hi"],
-        "style_n_paired": d["n"], "style_n_cod_only": d["only_second"], "style_n_cot_only": d["only_first"],
-    }
+    return (
+        {}
+        if not d
+        else {
+            "style_accuracy_delta": d["delta"],
+            "style_accuracy_delta_lo": d["lo"],
+            "style_accuracy_delta_hi": d["hi"],
+            "style_n_paired": d["n"],
+            "style_n_cod_only": d["only_second"],
+            "style_n_cot_only": d["only_first"],
+        }
+    )
 
 
 # --- the workbook's own runs ----------------------------------------------------------------
@@ -164,7 +251,9 @@ def _crosscheck(metrics: dict) -> dict:
     tf, vl = cc.get("transformers"), cc.get("vllm")
     return {
         "crosscheck_n": cc.get("n"),
-        "crosscheck_acceptance": _first(tf, "acceptance_rate") if isinstance(tf, dict) else _first(cc, "acceptance_rate"),
+        "crosscheck_acceptance": _first(tf, "acceptance_rate")
+        if isinstance(tf, dict)
+        else _first(cc, "acceptance_rate"),
         "crosscheck_acceptance_vllm": _first(vl, "acceptance_rate") if isinstance(vl, dict) else None,
     }
 
@@ -181,8 +270,10 @@ def order_effect(reps: list[dict]) -> float | None:
     the ratio of their speed-ups' geometric means (None unless both orders ran). The order
     alternates so that the median balances drift; this says how much the order itself moved it
     (on the H200 the speculative-first repetitions measured more in most runs)."""
-    by = {first: [r["speedup_throughput"] for r in reps if r["order"][0] == first and r.get("speedup_throughput")]
-          for first in ("speculative", "baseline")}
+    by = {
+        first: [r["speedup_throughput"] for r in reps if r["order"][0] == first and r.get("speedup_throughput")]
+        for first in ("speculative", "baseline")
+    }
     if not (by["speculative"] and by["baseline"]):
         return None
     return float(np.exp(np.mean(np.log(by["speculative"])) - np.mean(np.log(by["baseline"]))))
@@ -201,28 +292,30 @@ def _metrics_row(metrics: dict) -> dict:
     spec = spec_pass.get("spec") or {}
     lo, hi = ci_bounds(comp.get("speedup_latency_ci95"))
     reps, warmups = comp.get("repetitions") or [], comp.get("warmup_repetitions") or []
-    row.update({
-        "n": base.get("n"),
-        "accuracy_baseline_ci95": ci_bounds(base.get("accuracy_ci95")),
-        "accuracy_speculative_ci95": ci_bounds(spec_pass.get("accuracy_ci95")),
-        "acceptance_by_pos": spec.get("acceptance_by_pos"),
-        "accepted_per_pos": spec.get("accepted_per_pos"),
-        "k": spec.get("k", metrics.get("k")),
-        "drafts": spec.get("drafts"),
-        "draft_tokens": spec.get("draft_tokens"),
-        "accepted_tokens": spec.get("accepted_tokens"),
-        "speedup_latency": comp.get("speedup_latency"),
-        "repetitions": len(reps),  # fresh engine pairs behind the speed-up's range
-        "speedup_reps": [r["speedup_throughput"] for r in reps if r.get("speedup_throughput")],
-        "order_effect": order_effect(reps),
-        "lone_tail_reps": lone_tail_reps(warmups + reps),  # in the order run: the warm-ups (not counted) first
-        "warmup_repetitions": len(warmups),
-        "speedup_latency_lo": lo,
-        "speedup_latency_hi": hi,
-        "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),
-        "k_sweep": metrics.get("k_sweep"),
-        **_crosscheck(metrics),
-    })
+    row.update(
+        {
+            "n": base.get("n"),
+            "accuracy_baseline_ci95": ci_bounds(base.get("accuracy_ci95")),
+            "accuracy_speculative_ci95": ci_bounds(spec_pass.get("accuracy_ci95")),
+            "acceptance_by_pos": spec.get("acceptance_by_pos"),
+            "accepted_per_pos": spec.get("accepted_per_pos"),
+            "k": spec.get("k", metrics.get("k")),
+            "drafts": spec.get("drafts"),
+            "draft_tokens": spec.get("draft_tokens"),
+            "accepted_tokens": spec.get("accepted_tokens"),
+            "speedup_latency": comp.get("speedup_latency"),
+            "repetitions": len(reps),  # fresh engine pairs behind the speed-up's range
+            "speedup_reps": [r["speedup_throughput"] for r in reps if r.get("speedup_throughput")],
+            "order_effect": order_effect(reps),
+            "lone_tail_reps": lone_tail_reps(warmups + reps),  # in the order run: the warm-ups (not counted) first
+            "warmup_repetitions": len(warmups),
+            "speedup_latency_lo": lo,
+            "speedup_latency_hi": hi,
+            "tokens_per_answer_spec": spec_pass.get("output_tokens_mean"),
+            "k_sweep": metrics.get("k_sweep"),
+            **_crosscheck(metrics),
+        }
+    )
     if row.get("spec_accuracy_delta") is None:
         row["spec_accuracy_delta"] = comp.get("accuracy_delta")
     return row
@@ -234,8 +327,10 @@ def _per_prompt_counts(spec: pd.DataFrame | None) -> dict:
     cols = ("spec_draft_tokens", "spec_accepted_tokens")
     if spec is None or not set(cols) <= set(spec.columns) or spec[list(cols)].isna().any().any():
         return {}
-    out = {"prompt_draft_tokens": spec[cols[0]].astype(float).tolist(),
-           "prompt_accepted_tokens": spec[cols[1]].astype(float).tolist()}
+    out = {
+        "prompt_draft_tokens": spec[cols[0]].astype(float).tolist(),
+        "prompt_accepted_tokens": spec[cols[1]].astype(float).tolist(),
+    }
     if "id" in spec.columns:
         out["spec_prompt_ids"] = spec["id"].astype(str).tolist()
     return out
@@ -310,8 +405,11 @@ def _per_prompt_answers(baseline: pd.DataFrame | None) -> dict:
     if baseline is None or not {"id", "correct", "output_tokens"} <= set(baseline.columns):
         return {}
     x = baseline.sort_values("id")
-    return {"prompt_ids": x["id"].astype(str).tolist(), "prompt_correct": x["correct"].astype(float).tolist(),
-            "prompt_tokens": x["output_tokens"].astype(float).tolist()}
+    return {
+        "prompt_ids": x["id"].astype(str).tolist(),
+        "prompt_correct": x["correct"].astype(float).tolist(),
+        "prompt_tokens": x["output_tokens"].astype(float).tolist(),
+    }
 
 
 def _workbook_rows(profile: str, n_boot: int, seed: int) -> list[dict]:
@@ -338,8 +436,13 @@ def _external_rows(external: External | None, n_boot: int, seed: int) -> list[di
     rows = []
     for (source, style, scenario), g in external.samples.groupby(["source", "style", "scenario"], sort=False):
         by_pass = {p: x for p, x in g.groupby("pass")}
-        row = {"source": source, "style": style, "scenario": scenario, "run": f"{source}/{style}_{scenario}",
-               "state": "measured"}
+        row = {
+            "source": source,
+            "style": style,
+            "scenario": scenario,
+            "run": f"{source}/{style}_{scenario}",
+            "state": "measured",
+        }
         for p in PASSES:
             if p in by_pass:
                 x = by_pass[p]
@@ -373,12 +476,36 @@ def collect(profile: str, external: External | None = None, n_boot: int = 2000, 
         if len(draws):
             frame.at[i, "acceptance_lo"], frame.at[i, "acceptance_hi"] = quantiles(draws)
             frame.at[i, "acceptance_ci_method"] = method
-    numeric = [c for c in RUN_COLUMNS if c not in (
-        "source", "style", "scenario", "run", "state", "error", "present", "settings", "acceptance_ci_method",
-        "acceptance_by_pos", "prompt_ids", "prompt_correct", "prompt_tokens", "spec_prompt_ids",
-        "prediction_basis", "speedup_reps", "lone_tail_reps",
-        "accepted_per_pos", "accuracy_baseline_ci95", "accuracy_speculative_ci95", "k_sweep",
-        "prompt_draft_tokens", "prompt_accepted_tokens")]
+    numeric = [
+        c
+        for c in RUN_COLUMNS
+        if c
+        not in (
+            "source",
+            "style",
+            "scenario",
+            "run",
+            "state",
+            "error",
+            "present",
+            "settings",
+            "acceptance_ci_method",
+            "acceptance_by_pos",
+            "prompt_ids",
+            "prompt_correct",
+            "prompt_tokens",
+            "spec_prompt_ids",
+            "prediction_basis",
+            "speedup_reps",
+            "lone_tail_reps",
+            "accepted_per_pos",
+            "accuracy_baseline_ci95",
+            "accuracy_speculative_ci95",
+            "k_sweep",
+            "prompt_draft_tokens",
+            "prompt_accepted_tokens",
+        )
+    ]
     for col in numeric:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame[RUN_COLUMNS].reset_index(drop=True)
@@ -414,9 +541,17 @@ def _table(frame: pd.DataFrame, spec, numeric: bool = True) -> pd.DataFrame:
     data = []
     for key in keys:
         by_style = cells[key]
-        data.append({label: (_over_replicates(by_style[style], fld, numeric) if style in by_style else None)
-                     for label, style, fld in spec})
-    index = pd.MultiIndex.from_tuples(keys, names=["scenario", "source"]) if keys else pd.MultiIndex.from_tuples([], names=["scenario", "source"])
+        data.append(
+            {
+                label: (_over_replicates(by_style[style], fld, numeric) if style in by_style else None)
+                for label, style, fld in spec
+            }
+        )
+    index = (
+        pd.MultiIndex.from_tuples(keys, names=["scenario", "source"])
+        if keys
+        else pd.MultiIndex.from_tuples([], names=["scenario", "source"])
+    )
     out = pd.DataFrame(data, index=index, columns=[label for label, _, _ in spec])
     return out.apply(pd.to_numeric, errors="coerce") if numeric else out
 
@@ -436,7 +571,11 @@ TABLE_SPECS = {
     "speedup": [(f"{s} speed-up", s, "speedup") for s in TRAINED_STYLES]
     + [(f"{s} acceptance", s, "acceptance_rate") for s in TRAINED_STYLES],
     "accuracy": [("base (untrained)", "base", "accuracy_baseline")]
-    + [c for s in TRAINED_STYLES for c in ((f"{s} baseline", s, "accuracy_baseline"), (f"{s} + spec", s, "accuracy_speculative"))],
+    + [
+        c
+        for s in TRAINED_STYLES
+        for c in ((f"{s} baseline", s, "accuracy_baseline"), (f"{s} + spec", s, "accuracy_speculative"))
+    ],
     "tokens": [(f"{s} tokens", s, "tokens_per_answer") for s in STYLES],
 }
 TABLE_COLUMNS = {name: [c for c, _, _ in spec] for name, spec in TABLE_SPECS.items()}
@@ -458,11 +597,17 @@ def table_style_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     where both runs' per-sample files pair them."""
     have = frame[frame["present"] & (frame["style"] == "cod")]
     have = have[pd.to_numeric(have["style_accuracy_delta"], errors="coerce").notna()]
-    rows = [{"scenario": r["scenario"], "source": r["source"],
-             "CoD − CoT, points [95%, paired]": f"{pts(r['style_accuracy_delta'])} "
-                                                f"[{pts(r['style_accuracy_delta_lo'])}, {pts(r['style_accuracy_delta_hi'])}]",
-             "right only with CoD / only with CoT": f"{int(r['style_n_cod_only'])} / {int(r['style_n_cot_only'])}",
-             "prompts paired": int(r["style_n_paired"])} for _, r in ordered(have).iterrows()]
+    rows = [
+        {
+            "scenario": r["scenario"],
+            "source": r["source"],
+            "CoD − CoT, points [95%, paired]": f"{pts(r['style_accuracy_delta'])} "
+            f"[{pts(r['style_accuracy_delta_lo'])}, {pts(r['style_accuracy_delta_hi'])}]",
+            "right only with CoD / only with CoT": f"{int(r['style_n_cod_only'])} / {int(r['style_n_cot_only'])}",
+            "prompts paired": int(r["style_n_paired"]),
+        }
+        for _, r in ordered(have).iterrows()
+    ]
     cols = ["CoD − CoT, points [95%, paired]", "right only with CoD / only with CoT", "prompts paired"]
     return pd.DataFrame(rows, columns=["scenario", "source", *cols]).set_index(["scenario", "source"])
 
@@ -474,23 +619,58 @@ def table_tokens(frame: pd.DataFrame) -> pd.DataFrame:
 
 def ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in the study's order: source (workbook first), scenario, style."""
-    order = [(source_rank(r.source), scenario_rank(r.scenario), style_rank(r.style), getattr(r, "replicate", 0))
-             for r in frame.itertuples()]
+    order = [
+        (source_rank(r.source), scenario_rank(r.scenario), style_rank(r.style), getattr(r, "replicate", 0))
+        for r in frame.itertuples()
+    ]
     return frame.iloc[sorted(range(len(frame)), key=lambda i: order[i])]
 
 
 def table_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     """Per measured run: acceptance and latency speed-up with their 95% intervals, the
     predicted speed-up, and what speculation did to accuracy (paired over prompts)."""
-    cols = ["source", "scenario", "style", "acceptance_rate", "acceptance_lo", "acceptance_hi", "speedup",
-            "speedup_latency", "speedup_latency_lo", "speedup_latency_hi", "predicted_speedup",
-            "speedup_lo", "speedup_hi", "ceiling_speedup", "floor_speedup", "step_cost_r", "r_floor", "gpu_busy_share",
-            "occupancy_ratio", "identical_output_floor", "predicted_speedup_decode", "prediction_basis", "busy_occupancy_ratio",
-            "lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "lone_tail_tpot_ratio",
-            "lone_replay_slowdown", "lone_replay_tokens_per_step",
-            "spec_accuracy_delta", "spec_accuracy_delta_lo", "spec_accuracy_delta_hi", "n_paired", "n_gained", "n_lost",
-            "identical_output_share", "acceptance_ci_method", "crosscheck_n", "crosscheck_acceptance_vllm",
-            "crosscheck_acceptance"]
+    cols = [
+        "source",
+        "scenario",
+        "style",
+        "acceptance_rate",
+        "acceptance_lo",
+        "acceptance_hi",
+        "speedup",
+        "speedup_latency",
+        "speedup_latency_lo",
+        "speedup_latency_hi",
+        "predicted_speedup",
+        "speedup_lo",
+        "speedup_hi",
+        "ceiling_speedup",
+        "floor_speedup",
+        "step_cost_r",
+        "r_floor",
+        "gpu_busy_share",
+        "occupancy_ratio",
+        "identical_output_floor",
+        "predicted_speedup_decode",
+        "prediction_basis",
+        "busy_occupancy_ratio",
+        "lone_tail_share",
+        "lone_tail_share_baseline",
+        "speedup_without_lone_tail",
+        "lone_tail_tpot_ratio",
+        "lone_replay_slowdown",
+        "lone_replay_tokens_per_step",
+        "spec_accuracy_delta",
+        "spec_accuracy_delta_lo",
+        "spec_accuracy_delta_hi",
+        "n_paired",
+        "n_gained",
+        "n_lost",
+        "identical_output_share",
+        "acceptance_ci_method",
+        "crosscheck_n",
+        "crosscheck_acceptance_vllm",
+        "crosscheck_acceptance",
+    ]
     rows = ordered(frame[frame["present"]])
     # a later training of a style is its own row, named by its replicate
     rows = rows.assign(style=[s if not r else f"{s} r{r}" for s, r in zip(rows["style"], rows["replicate"])])
@@ -509,46 +689,78 @@ def intervals_display(frame: pd.DataFrame) -> pd.DataFrame:
     x, pct = (lambda v: f"{v:.2f}x"), (lambda v: f"{v:.1%}")
     rows = []
     for _, r in t.iterrows():
-        rows.append({
-            "acceptance [95%]": est(r["acceptance_rate"], r["acceptance_lo"], r["acceptance_hi"], pct),
-            "interval over": {PER_PROMPT: "prompts", PER_DRAFT: "drafts", PER_TOKEN: "tokens"}.get(r["acceptance_ci_method"], "–"),
-            "speed-up, latency [95%]": est(r["speedup_latency"], r["speedup_latency_lo"], r["speedup_latency_hi"], x),
-            "speed-up, throughput [range over repetitions]": est(r["speedup"], r["speedup_lo"], r["speedup_hi"], x),
-            "predicted": est(r["predicted_speedup"], None, None, x) + ("" if pd.isna(r["predicted_speedup"]) else f" ({r['prediction_basis']})"),
-            "predicted, decode only": est(r["predicted_speedup_decode"], None, None, x),
-            "ceiling (all accepted)": est(r["ceiling_speedup"], None, None, x),
-            "GPU floor": est(r["floor_speedup"], None, None, x),
-            "identical outputs (floor)": "–" if pd.isna(r["identical_output_share"]) else
-            f"{r['identical_output_share']:.0%}" + ("" if pd.isna(r["identical_output_floor"]) else f" ({r['identical_output_floor']:.0%})"),
-            "accuracy change by speculation, points [95%]": est(r["spec_accuracy_delta"], r["spec_accuracy_delta_lo"],
-                                                                 r["spec_accuracy_delta_hi"], pts),
-            "prompts turned right / wrong": "–" if pd.isna(r["n_paired"]) else f"{int(r['n_gained'])} / {int(r['n_lost'])} of {int(r['n_paired'])}",
-            "cross-check acceptance (transformers / vLLM)": "–" if pd.isna(r["crosscheck_acceptance"]) else
-            f"{r['crosscheck_acceptance']:.1%} / " + ("–" if pd.isna(r["crosscheck_acceptance_vllm"]) else f"{r['crosscheck_acceptance_vllm']:.1%}"),
-        })
+        rows.append(
+            {
+                "acceptance [95%]": est(r["acceptance_rate"], r["acceptance_lo"], r["acceptance_hi"], pct),
+                "interval over": {PER_PROMPT: "prompts", PER_DRAFT: "drafts", PER_TOKEN: "tokens"}.get(
+                    r["acceptance_ci_method"], "–"
+                ),
+                "speed-up, latency [95%]": est(
+                    r["speedup_latency"], r["speedup_latency_lo"], r["speedup_latency_hi"], x
+                ),
+                "speed-up, throughput [range over repetitions]": est(r["speedup"], r["speedup_lo"], r["speedup_hi"], x),
+                "predicted": est(r["predicted_speedup"], None, None, x)
+                + ("" if pd.isna(r["predicted_speedup"]) else f" ({r['prediction_basis']})"),
+                "predicted, decode only": est(r["predicted_speedup_decode"], None, None, x),
+                "ceiling (all accepted)": est(r["ceiling_speedup"], None, None, x),
+                "GPU floor": est(r["floor_speedup"], None, None, x),
+                "identical outputs (floor)": "–"
+                if pd.isna(r["identical_output_share"])
+                else f"{r['identical_output_share']:.0%}"
+                + ("" if pd.isna(r["identical_output_floor"]) else f" ({r['identical_output_floor']:.0%})"),
+                "accuracy change by speculation, points [95%]": est(
+                    r["spec_accuracy_delta"], r["spec_accuracy_delta_lo"], r["spec_accuracy_delta_hi"], pts
+                ),
+                "prompts turned right / wrong": "–"
+                if pd.isna(r["n_paired"])
+                else f"{int(r['n_gained'])} / {int(r['n_lost'])} of {int(r['n_paired'])}",
+                "cross-check acceptance (transformers / vLLM)": "–"
+                if pd.isna(r["crosscheck_acceptance"])
+                else f"{r['crosscheck_acceptance']:.1%} / "
+                + ("–" if pd.isna(r["crosscheck_acceptance_vllm"]) else f"{r['crosscheck_acceptance_vllm']:.1%}"),
+            }
+        )
     return pd.DataFrame(rows, index=t.index)
 
 
 def regrade_table(external: External | None) -> pd.DataFrame:
     """Per external (source, style, scenario, pass): accuracy as the study graded it against
     the workbook's checker, and outputs the study credited that the workbook does not."""
-    cols = ["source", "style", "scenario", "pass", "n", "accuracy (study's is_correct)", "accuracy (re-graded)",
-            "credited by study only", "credited by workbook only", "no explicit final answer"]
+    cols = [
+        "source",
+        "style",
+        "scenario",
+        "pass",
+        "n",
+        "accuracy (study's is_correct)",
+        "accuracy (re-graded)",
+        "credited by study only",
+        "credited by workbook only",
+        "no explicit final answer",
+    ]
     if external is None or not len(external.samples):
         return pd.DataFrame(columns=cols)
     rows = []
-    for (source, style, scenario, p), g in external.samples.groupby(["source", "style", "scenario", "pass"], sort=False):
+    for (source, style, scenario, p), g in external.samples.groupby(
+        ["source", "style", "scenario", "pass"], sort=False
+    ):
         study = g["study_correct"].map(lambda v: bool(v) if v is not None and v == v else None)
         known = study.dropna().astype(bool)
         corr = g["correct"].astype(bool)
-        rows.append({
-            "source": source, "style": style, "scenario": scenario, "pass": p, "n": len(g),
-            "accuracy (study's is_correct)": float(known.mean()) if len(known) else float("nan"),
-            "accuracy (re-graded)": float(corr.mean()),
-            "credited by study only": int((known & ~corr.loc[known.index]).sum()),
-            "credited by workbook only": int((~known & corr.loc[known.index]).sum()),
-            "no explicit final answer": int((~g["extraction"].isin(answers.CREDITED_METHODS)).sum()),
-        })
+        rows.append(
+            {
+                "source": source,
+                "style": style,
+                "scenario": scenario,
+                "pass": p,
+                "n": len(g),
+                "accuracy (study's is_correct)": float(known.mean()) if len(known) else float("nan"),
+                "accuracy (re-graded)": float(corr.mean()),
+                "credited by study only": int((known & ~corr.loc[known.index]).sum()),
+                "credited by workbook only": int((~known & corr.loc[known.index]).sum()),
+                "no explicit final answer": int((~g["extraction"].isin(answers.CREDITED_METHODS)).sum()),
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -558,7 +770,15 @@ def acceptance_positions(frame: pd.DataFrame) -> pd.DataFrame:
     for _, r in frame[frame["present"]].iterrows():
         by_pos = r.get("acceptance_by_pos")
         for pos, value in enumerate(by_pos if isinstance(by_pos, (list, tuple)) else [], 1):
-            rows.append({"source": r["source"], "style": r["style"], "scenario": r["scenario"], "position": pos, "acceptance": value})
+            rows.append(
+                {
+                    "source": r["source"],
+                    "style": r["style"],
+                    "scenario": r["scenario"],
+                    "position": pos,
+                    "acceptance": value,
+                }
+            )
     return pd.DataFrame(rows, columns=["source", "style", "scenario", "position", "acceptance"])
 
 
@@ -571,8 +791,14 @@ def accuracy_long(frame: pd.DataFrame) -> pd.DataFrame:
             if pd.isna(acc) or (r["style"] == "base" and p == "speculative"):
                 continue
             lo, hi = ci_bounds(r[f"accuracy_{p}_ci95"])
-            label = "base (untrained)" if r["style"] == "base" else f"{r['style']} {'baseline' if p == 'baseline' else '+ spec'}"
-            rows.append({"source": r["source"], "scenario": r["scenario"], "config": label, "accuracy": acc, "lo": lo, "hi": hi})
+            label = (
+                "base (untrained)"
+                if r["style"] == "base"
+                else f"{r['style']} {'baseline' if p == 'baseline' else '+ spec'}"
+            )
+            rows.append(
+                {"source": r["source"], "scenario": r["scenario"], "config": label, "accuracy": acc, "lo": lo, "hi": hi}
+            )
     return pd.DataFrame(rows, columns=["source", "scenario", "config", "accuracy", "lo", "hi"])
 
 
@@ -614,15 +840,27 @@ def k_sweep_frame(frame: pd.DataFrame) -> pd.DataFrame:
             if isinstance(spec, dict) and "spec" in spec:
                 spec = spec["spec"] or {}
             comp = item.get("comparison") or {}
-            rows.append({
-                "source": r["source"], "style": r["style"], "scenario": r["scenario"], "k": _num(item.get("k")),
-                "acceptance": _num(_either(_first(item, "acceptance_rate"), _first(spec, "acceptance_rate"))),
-                "speedup": _num(_either(_first(item, "speedup", "speedup_throughput", "speedup_latency"),
-                                        _first(comp, "speedup_throughput", "speedup_latency"))),
-                "mean_acceptance_length": _num(_either(_first(item, "mean_acceptance_length"),
-                                                       _first(spec, "mean_acceptance_length"))),
-            })
-    out = pd.DataFrame(rows, columns=["source", "style", "scenario", "k", "acceptance", "speedup", "mean_acceptance_length"])
+            rows.append(
+                {
+                    "source": r["source"],
+                    "style": r["style"],
+                    "scenario": r["scenario"],
+                    "k": _num(item.get("k")),
+                    "acceptance": _num(_either(_first(item, "acceptance_rate"), _first(spec, "acceptance_rate"))),
+                    "speedup": _num(
+                        _either(
+                            _first(item, "speedup", "speedup_throughput", "speedup_latency"),
+                            _first(comp, "speedup_throughput", "speedup_latency"),
+                        )
+                    ),
+                    "mean_acceptance_length": _num(
+                        _either(_first(item, "mean_acceptance_length"), _first(spec, "mean_acceptance_length"))
+                    ),
+                }
+            )
+    out = pd.DataFrame(
+        rows, columns=["source", "style", "scenario", "k", "acceptance", "speedup", "mean_acceptance_length"]
+    )
     return out.dropna(subset=["k"]).sort_values(["scenario", "style", "k"]).reset_index(drop=True)
 
 
@@ -650,4 +888,3 @@ def training_losses(profile: str) -> pd.DataFrame:
 def styled(table: pd.DataFrame):
     """A table for display: percentages, speed-ups as `1.53x`, gaps as `–`."""
     return table.style.format({c: format_for(c) for c in table.columns})
-

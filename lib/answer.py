@@ -21,10 +21,12 @@ QUANTITIES = (
 )
 STYLES = (("base", "base"), ("cot", "CoT"), ("cod", "CoD"))
 HEADER = ["scenario", "quantity", "base", "CoT", "CoD", "CoD − CoT", "verdict (decided by)"]
-LEGEND = ("A style's [ ]: its 95 % interval over prompts (speed-up: the range over repetitions); where a style "
-          "has several trainings, the mean over them and [their range]. CoD − CoT [ ]: the interval named in the "
-          "verdict column. Accuracy and acceptance in %, differences in percentage points (pts). "
-          "Throughput speed-up: speculative over baseline output tokens per second.")
+LEGEND = (
+    "A style's [ ]: its 95 % interval over prompts (speed-up: the range over repetitions); where a style "
+    "has several trainings, the mean over them and [their range]. CoD − CoT [ ]: the interval named in the "
+    "verdict column. Accuracy and acceptance in %, differences in percentage points (pts). "
+    "Throughput speed-up: speculative over baseline output tokens per second."
+)
 
 
 def _num(x) -> float | None:
@@ -42,8 +44,13 @@ def _style_cell(rows, column: str, bounds) -> dict | None:
     if not values:
         return None
     if len(values) > 1:
-        return {"value": sum(values) / len(values), "lo": min(values), "hi": max(values), "trainings": len(values),
-                "interval": "range over trainings"}
+        return {
+            "value": sum(values) / len(values),
+            "lo": min(values),
+            "hi": max(values),
+            "trainings": len(values),
+            "interval": "range over trainings",
+        }
     r = rows[0]
     if isinstance(bounds, str):
         pair = r.get(bounds)
@@ -52,8 +59,13 @@ def _style_cell(rows, column: str, bounds) -> dict | None:
         lo, hi = _num(r.get(bounds[0])), _num(r.get(bounds[1]))
     else:
         lo = hi = None
-    return {"value": values[0], "lo": lo, "hi": hi, "trainings": 1,
-            "interval": "range over repetitions" if column == "speedup" else "95 % over prompts"}
+    return {
+        "value": values[0],
+        "lo": lo,
+        "hi": hi,
+        "trainings": 1,
+        "interval": "range over repetitions" if column == "speedup" else "95 % over prompts",
+    }
 
 
 def _verdict(delta, lo, hi) -> str:
@@ -80,23 +92,39 @@ def build(frame, decided: dict, compared) -> dict:
         by_style = {s: [r for _, r in here[here["style"] == s].sort_values("replicate").iterrows()] for s, _ in STYLES}
         rows = []
         for key, label, column, bounds in QUANTITIES:
-            row = {"quantity": key, "label": label,
-                   **{s: _style_cell(by_style[s], column, bounds) if by_style[s] else None for s, _ in STYLES}}
+            row = {
+                "quantity": key,
+                "label": label,
+                **{s: _style_cell(by_style[s], column, bounds) if by_style[s] else None for s, _ in STYLES},
+            }
             got = decided.get((key, scenario))
             if got is not None:
-                row.update(diff={"value": _num(got["delta"]), "lo": _num(got["lo"]), "hi": _num(got["hi"])},
-                           verdict=got["verdict"], by=got["by"])
+                row.update(
+                    diff={"value": _num(got["delta"]), "lo": _num(got["lo"]), "hi": _num(got["hi"])},
+                    verdict=got["verdict"],
+                    by=got["by"],
+                )
             else:
-                c = compared[(compared["scenario"] == scenario) & (compared["quantity"] == key)] if len(compared) else []
+                c = (
+                    compared[(compared["scenario"] == scenario) & (compared["quantity"] == key)]
+                    if len(compared)
+                    else []
+                )
                 if len(c):
                     c = c.iloc[0]
                     n = min(int(c["n_cot"]), int(c["n_cod"]))
                     lo, hi = _num(c["lo"]), _num(c["hi"])
-                    row.update(diff={"value": _num(c["delta"]), "lo": lo, "hi": hi}, verdict=_verdict(c["delta"], lo, hi),
-                               by=f"95 % across {n} trainings each" if n > 1 else f"95 % over {c['unit']}")
+                    row.update(
+                        diff={"value": _num(c["delta"]), "lo": lo, "hi": hi},
+                        verdict=_verdict(c["delta"], lo, hi),
+                        by=f"95 % across {n} trainings each" if n > 1 else f"95 % over {c['unit']}",
+                    )
                 elif row["cot"] and row["cod"]:
-                    row.update(diff={"value": row["cod"]["value"] - row["cot"]["value"], "lo": None, "hi": None},
-                               verdict="no interval", by="no per-prompt figures")
+                    row.update(
+                        diff={"value": row["cod"]["value"] - row["cot"]["value"], "lo": None, "hi": None},
+                        verdict="no interval",
+                        by="no per-prompt figures",
+                    )
                 else:
                     row.update(diff=None, verdict="not compared", by="CoT and CoD not both measured")
             rows.append(row)
@@ -105,6 +133,7 @@ def build(frame, decided: dict, compared) -> dict:
 
 
 # --- reading ---------------------------------------------------------------------------------
+
 
 def _fmt(key: str, x: float, diff: bool = False, bare: bool = False) -> str:
     """A number as the table shows it, at most four significant digits."""
@@ -135,10 +164,15 @@ def cells(answer: dict) -> list[list[str]]:
     for block in (answer or {}).get("scenarios", []):
         for i, r in enumerate(block["rows"]):
             verdict = r.get("verdict", "")
-            out.append([block["scenario"] if i == 0 else "", r["label"],
-                        *(_cell(r["quantity"], r.get(s)) for s, _ in STYLES),
-                        _cell(r["quantity"], r.get("diff"), diff=True),
-                        f"{verdict} ({r['by']})" if r.get("by") else verdict])
+            out.append(
+                [
+                    block["scenario"] if i == 0 else "",
+                    r["label"],
+                    *(_cell(r["quantity"], r.get(s)) for s, _ in STYLES),
+                    _cell(r["quantity"], r.get("diff"), diff=True),
+                    f"{verdict} ({r['by']})" if r.get("by") else verdict,
+                ]
+            )
     return out
 
 
@@ -158,8 +192,10 @@ def html(answer: dict) -> str:
         return "<p class='answer-empty'>No run is measured yet: the answer table fills in as runs finish.</p>"
     head = "".join(f"<th>{_html.escape(h)}</th>" for h in HEADER)
     body = "".join("<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f"<table class='answer'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p class='legend'>{_html.escape(trainings_line(answer))} {_html.escape(LEGEND)}</p>")
+    return (
+        f"<table class='answer'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p class='legend'>{_html.escape(trainings_line(answer))} {_html.escape(LEGEND)}</p>"
+    )
 
 
 def markdown(answer: dict) -> str:
@@ -168,11 +204,19 @@ def markdown(answer: dict) -> str:
     if not rows:
         return "*No run is measured yet: the answer table fills in as runs finish.*"
     line = lambda cs: "| " + " | ".join(c.replace("|", "\\|") for c in cs) + " |"  # noqa: E731
-    return "\n".join([line(HEADER), line(["---", "---", "---:", "---:", "---:", "---:", "---"]), *map(line, rows), "",
-                      f"*{trainings_line(answer)} {LEGEND}*"])
+    return "\n".join(
+        [
+            line(HEADER),
+            line(["---", "---", "---:", "---:", "---:", "---:", "---"]),
+            *map(line, rows),
+            "",
+            f"*{trainings_line(answer)} {LEGEND}*",
+        ]
+    )
 
 
 # --- the findings under headings (`findings.study`'s sections) --------------------------------
+
 
 def _section_parts(section: dict) -> tuple[str, list[str], dict | None]:
     """(heading, the sentences to show, the table): where a section has a table, its per-run
@@ -207,11 +251,15 @@ def findings_html(sections: list[dict]) -> str:
         body = "<ul>" + "".join(f"<li>{_html.escape(line)}</li>" for line in lines) + "</ul>" if lines else ""
         if table:
             head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in table["columns"])
-            rows = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in r) + "</tr>" for r in table["rows"])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in r) + "</tr>" for r in table["rows"]
+            )
             body += f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
         if heading in COLLAPSED:
-            out.append(f"<details><summary><b>{_html.escape(heading)}</b> ({len(lines)} sentences behind the answer "
-                       f"table)</summary>{body}</details>")
+            out.append(
+                f"<details><summary><b>{_html.escape(heading)}</b> ({len(lines)} sentences behind the answer "
+                f"table)</summary>{body}</details>"
+            )
         else:
             out.append(f"<h3>{_html.escape(heading)}</h3>{body}")
     return "".join(out)

@@ -108,8 +108,10 @@ def packed_rows(ids: list[list[int]], seq_len: int, rng: random.Random):
     flat = np.fromiter(itertools.chain.from_iterable(ids[i] for i in order), dtype=np.int64)
     n_rows = len(flat) // seq_len
     if n_rows == 0:
-        raise ValueError(f"models.base_pair.pretrain.seq_len={seq_len} is longer than the whole pretraining "
-                         f"corpus ({len(flat)} tokens): lower it, or 0 to pad one example per row")
+        raise ValueError(
+            f"models.base_pair.pretrain.seq_len={seq_len} is longer than the whole pretraining "
+            f"corpus ({len(flat)} tokens): lower it, or 0 to pad one example per row"
+        )
     return torch.from_numpy(flat[: n_rows * seq_len].reshape(n_rows, seq_len))
 
 
@@ -133,8 +135,17 @@ def flops_per_token(config, context: float) -> float:
     return 6 * (layers * per_layer + d * config.vocab_size) + 12 * layers * q * context
 
 
-def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir: Path, label: str,
-             device: str = "cpu", dtype: str = "float32") -> dict:
+def pretrain(
+    config,
+    texts: list[str],
+    tokenizer,
+    spec: dict,
+    seed: int,
+    out_dir: Path,
+    label: str,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict:
     """A causal-LM pretraining with a plain torch loop (SFT is TRL's job). On CUDA the weights
     stay float32, the matmuls run in bf16 autocast, attention through PyTorch's SDPA, AdamW
     fused; `seq_len` > 0 packs examples into full rows, `compile` runs the model through
@@ -160,8 +171,10 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
         rows = packed_rows(ids, seq_len, rng)
         per_epoch, context = len(rows) // spec["batch_size"], seq_len
         if per_epoch == 0:
-            raise ValueError(f"models.base_pair.pretrain.batch_size={spec['batch_size']} is more than the "
-                             f"{len(rows)} packed rows of {seq_len} tokens: lower one of them")
+            raise ValueError(
+                f"models.base_pair.pretrain.batch_size={spec['batch_size']} is more than the "
+                f"{len(rows)} packed rows of {seq_len} tokens: lower one of them"
+            )
         batches = lambda: _packed_batches(rows, spec["batch_size"], rng)  # noqa: E731
     else:
         per_epoch, context = math.ceil(len(ids) / spec["batch_size"]), sum(map(len, ids)) / max(1, len(ids))
@@ -172,7 +185,12 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
     warmup = max(1, steps // 10)
     # linear warm-up, then cosine decay to 10 % (any number of steps, even a handful)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+        opt,
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+        ),
     )
     # Steady state starts after the first steps: compilation and allocator warm-up.
     skip = 3 if steps > 6 else 0
@@ -194,8 +212,10 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
                 n_tokens += tokens
                 losses.append(loss.item())  # also the step's sync point: the clock below is honest
                 if not math.isfinite(losses[-1]):
-                    raise FloatingPointError(f"{label} pretraining diverged: loss = {losses[-1]} at step {len(losses)}; "
-                                             f"lower models.base_pair.pretrain.lr")
+                    raise FloatingPointError(
+                        f"{label} pretraining diverged: loss = {losses[-1]} at step {len(losses)}; "
+                        f"lower models.base_pair.pretrain.lr"
+                    )
                 if len(losses) == skip:
                     t_steady, steady_tokens = time.perf_counter(), 0
                 elif t_steady is not None:
@@ -235,15 +255,32 @@ def pretrain(config, texts: list[str], tokenizer, spec: dict, seed: int, out_dir
     }
 
 
-def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tuple[str, str]], seed: int,
-          device: str = "cpu", dtype: str = "float32") -> dict:
+def build(
+    base_dir: Path,
+    spec: dict,
+    tokenizer_texts: list[str],
+    pairs: list[tuple[str, str]],
+    seed: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict:
     """Make tokenizer, target and draft under `base_dir` (skipped when already complete and made
     with these very settings and texts). `pairs` are (question, reference solution) chats to
     pretrain on. Another pair is built beside the old one, which it replaces only once whole."""
     done = base_dir / "summary.json"
-    made_with = json.loads(json.dumps({"spec": spec, "seed": seed, "device": device, "dtype": dtype,
-                                       "tokenizer_texts": fingerprints.of_value(tokenizer_texts),
-                                       "pairs": fingerprints.of_value(pairs)}, default=str))
+    made_with = json.loads(
+        json.dumps(
+            {
+                "spec": spec,
+                "seed": seed,
+                "device": device,
+                "dtype": dtype,
+                "tokenizer_texts": fingerprints.of_value(tokenizer_texts),
+                "pairs": fingerprints.of_value(pairs),
+            },
+            default=str,
+        )
+    )
     try:
         old = io.read_json(done) if done.exists() else None
     except ValueError:  # cut short: rebuilt
@@ -251,24 +288,41 @@ def build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs: list[tu
     if isinstance(old, dict) and old.get("made_with") == made_with:
         return old
     built = {}
-    io.write_folder(Path(base_dir), lambda tmp: built.update(
-        _build(Path(tmp), spec, tokenizer_texts, pairs, seed, device, dtype, made_with)))
+    io.write_folder(
+        Path(base_dir),
+        lambda tmp: built.update(_build(Path(tmp), spec, tokenizer_texts, pairs, seed, device, dtype, made_with)),
+    )
     return built
 
 
-def _build(base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs, seed: int, device: str, dtype: str,
-           made_with: dict) -> dict:
+def _build(
+    base_dir: Path, spec: dict, tokenizer_texts: list[str], pairs, seed: int, device: str, dtype: str, made_with: dict
+) -> dict:
     tokenizer = train_tokenizer(tokenizer_texts, spec["vocab_size"], base_dir / "tokenizer")
     pretrain_texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False
+        )
         for q, a in pairs
     ]
-    summary = {"vocab_size": len(tokenizer), "n_pretrain_texts": len(pretrain_texts), "roles": {}, "made_with": made_with}
+    summary = {
+        "vocab_size": len(tokenizer),
+        "n_pretrain_texts": len(pretrain_texts),
+        "roles": {},
+        "made_with": made_with,
+    }
     for role in ("target", "draft"):
         config = model_config(tokenizer, spec[role], spec["max_positions"])
         summary["roles"][role] = pretrain(
-            config, pretrain_texts, tokenizer, {**spec["pretrain"], **spec[role].get("pretrain", {})},
-            seed, base_dir / role, role, device=device, dtype=dtype,
+            config,
+            pretrain_texts,
+            tokenizer,
+            {**spec["pretrain"], **spec[role].get("pretrain", {})},
+            seed,
+            base_dir / role,
+            role,
+            device=device,
+            dtype=dtype,
         )
     io.write_json(base_dir / "summary.json", summary)  # written last: its presence means the pair is complete
     return summary
@@ -280,7 +334,11 @@ def solution(row: dict, i: int, solutions: str) -> str:
     from .styles import TRAINED_STYLES
     from .teachers import reference
 
-    return row["reference"] if solutions == "reference" else reference.rewrite(row, TRAINED_STYLES[i % len(TRAINED_STYLES)])
+    return (
+        row["reference"]
+        if solutions == "reference"
+        else reference.rewrite(row, TRAINED_STYLES[i % len(TRAINED_STYLES)])
+    )
 
 
 def _pool_chunk(job: tuple[str, int, int, str]) -> list[tuple[str, str, str]]:
@@ -288,12 +346,15 @@ def _pool_chunk(job: tuple[str, int, int, str]) -> list[tuple[str, str, str]]:
     from . import problems
 
     scenario, n, seed, solutions = job
-    return [(problems.normalize_question(row["question"]), row["question"], solution(row, i, solutions))
-            for i, row in enumerate(problems.generate(scenario, n, seed))]
+    return [
+        (problems.normalize_question(row["question"]), row["question"], solution(row, i, solutions))
+        for i, row in enumerate(problems.generate(scenario, n, seed))
+    ]
 
 
-def generated_pool(scenario: str, n: int, seed: int, solutions: str, held_out: set[str],
-                   chunk: int = 5000, workers: int | None = None) -> tuple[list[tuple[str, str]], dict]:
+def generated_pool(
+    scenario: str, n: int, seed: int, solutions: str, held_out: set[str], chunk: int = 5000, workers: int | None = None
+) -> tuple[list[tuple[str, str]], dict]:
     """`n` freshly generated problems of `scenario` as (question, solution) chats, in chunks
     drawn in parallel, each from its own seed (the same rows whatever the number of workers).
     A question also held out (normalized) or drawn twice is dropped and counted."""
@@ -302,8 +363,10 @@ def generated_pool(scenario: str, n: int, seed: int, solutions: str, held_out: s
     from multiprocessing import get_context
 
     # Seeds apart from the embedded set's (0) and from each other scenario's.
-    jobs = [(scenario, min(chunk, n - start), 1_000_003 * (seed + 1) + 7919 * (start // chunk + 1), solutions)
-            for start in range(0, n, chunk)]
+    jobs = [
+        (scenario, min(chunk, n - start), 1_000_003 * (seed + 1) + 7919 * (start // chunk + 1), solutions)
+        for start in range(0, n, chunk)
+    ]
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     if workers == 1:
         parts = map(_pool_chunk, jobs)
@@ -324,8 +387,12 @@ def generated_pool(scenario: str, n: int, seed: int, solutions: str, held_out: s
     finally:
         if workers > 1:
             pool.shutdown()
-    return chats, {"generated": n, "kept": len(chats), "dropped_held_out": dropped_held_out,
-                   "dropped_repeated": dropped_twice}
+    return chats, {
+        "generated": n,
+        "kept": len(chats),
+        "dropped_held_out": dropped_held_out,
+        "dropped_repeated": dropped_twice,
+    }
 
 
 def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list[str], dict]:
@@ -361,11 +428,18 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
             chats += [(row["question"], solution(row, i, spec["solutions"])) for i, row in enumerate(rows)]
             continue
         if cfg["data"]["source"] != "embedded":
-            raise ValueError(f"models.base_pair.corpus.n_problems={spec['n_problems']} generates problems of the "
-                             f"embedded set's kind; data.source is {cfg['data']['source']!r} (use 0 there)")
+            raise ValueError(
+                f"models.base_pair.corpus.n_problems={spec['n_problems']} generates problems of the "
+                f"embedded set's kind; data.source is {cfg['data']['source']!r} (use 0 there)"
+            )
         held_out = {problems.normalize_question(r["question"]) for r in io.read_jsonl(rp.test_problems).rows}
         pool, counts[f"{scenario}_generated"] = generated_pool(
-            scenario, spec["n_problems"], cfg["seed"] + 101 * problems.SCENARIOS.index(scenario), spec["solutions"], held_out)
+            scenario,
+            spec["n_problems"],
+            cfg["seed"] + 101 * problems.SCENARIOS.index(scenario),
+            spec["solutions"],
+            held_out,
+        )
         chats += pool
     return tokenizer_texts, chats, counts
 
@@ -383,7 +457,9 @@ def ensure(profile: str, overrides: dict | None = None) -> dict:
     from .device import on_cuda
 
     device = "cuda" if on_cuda(cfg) else "cpu"
-    summary = build(rp.base_models, cfg["models"]["base_pair"], texts, pairs, cfg["seed"], device, cfg["models"]["dtype"])
+    summary = build(
+        rp.base_models, cfg["models"]["base_pair"], texts, pairs, cfg["seed"], device, cfg["models"]["dtype"]
+    )
     return {"built": True, "training_problems": counts, **summary}
 
 
@@ -392,14 +468,17 @@ def summary_table(summary: dict):
 
     if not summary.get("roles"):
         return pd.DataFrame([{"role": r, "model": summary[r]} for r in ("target", "draft")])
-    return pd.DataFrame(
-        [{k: v for k, v in r.items() if k != "losses"} for r in summary["roles"].values()]
-    ).set_index("role")
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "losses"} for r in summary["roles"].values()]).set_index(
+        "role"
+    )
 
 
 def figures(summary: dict) -> dict:
-    out = {"built": summary.get("built", False), "corpus": summary.get("training_problems"),
-           "n_pretrain_texts": summary.get("n_pretrain_texts")}
+    out = {
+        "built": summary.get("built", False),
+        "corpus": summary.get("training_problems"),
+        "n_pretrain_texts": summary.get("n_pretrain_texts"),
+    }
     for role, r in (summary.get("roles") or {}).items():
         out[role] = {k: v for k, v in r.items() if k != "losses"}
     return out

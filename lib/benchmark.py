@@ -46,8 +46,10 @@ def test_problems(cfg, rp: RunPaths) -> list[dict]:
     n = cfg["benchmark"]["n_samples"]
     rows = rows[:n] if n else rows
     if not rows:
-        raise ValueError(f"{rp.test_problems}: no held-out problem to benchmark; run 01_generate_data again "
-                         f"(delete the split files in {rp.problems_dir} to write the split afresh)")
+        raise ValueError(
+            f"{rp.test_problems}: no held-out problem to benchmark; run 01_generate_data again "
+            f"(delete the split files in {rp.problems_dir} to write the split afresh)"
+        )
     return rows
 
 
@@ -67,18 +69,29 @@ def check(cfg) -> None:
         # Fewer prompts than the engine runs at once measure a half-empty batch, whose step cost is
         # not the main pass's: on the H200, 8 prompts at 16 gave r 1.4-3.6x too high and chose K=7
         # (measured 0.78x) over K=5 (1.20x).
-        raise ValueError(f"benchmark.k = 'auto' needs benchmark.calibration_samples ({bench['calibration_samples']}) "
-                         f">= benchmark.max_num_seqs ({bench['max_num_seqs']}): a calibration on fewer prompts than "
-                         f"the main pass runs at once measures another batch size")
+        raise ValueError(
+            f"benchmark.k = 'auto' needs benchmark.calibration_samples ({bench['calibration_samples']}) "
+            f">= benchmark.max_num_seqs ({bench['max_num_seqs']}): a calibration on fewer prompts than "
+            f"the main pass runs at once measures another batch size"
+        )
 
 
 def _k_ok(k) -> bool:
     return isinstance(k, int) and not isinstance(k, bool) and k >= 1
 
 
-def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict], spec: dict | None = None,
-             recount: int = 0, extras: bool = True, max_num_seqs: int | None = None,
-             floor: int = 0) -> tuple[list[dict], dict]:
+def run_pass(
+    cfg,
+    name: str,
+    model: str,
+    prompts: list[str],
+    problems: list[dict],
+    spec: dict | None = None,
+    recount: int = 0,
+    extras: bool = True,
+    max_num_seqs: int | None = None,
+    floor: int = 0,
+) -> tuple[list[dict], dict]:
     """One pass: fresh engine (speculative when `spec` is a vLLM speculative_config), one
     untimed warm-up request, then all prompts in one timed generate call; per-request timings
     and, where vLLM gives them, per-request acceptance counts.
@@ -95,8 +108,11 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
     # Out of process, the GPU-busy floor comes from vLLM's profiler inside the engine core, which
     # must be configured when the engine starts (idle until `gpu_busy` starts it).
     traces = tempfile.TemporaryDirectory(prefix="vllm-trace-") if extras and _floor_by_trace(cfg) else nullcontext()
-    with traces as profile_dir, device.GpuMemoryPeak() as gpu_mem, \
-            engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs, profile_dir=profile_dir) as eng:
+    with (
+        traces as profile_dir,
+        device.GpuMemoryPeak() as gpu_mem,
+        engine.running(cfg, model, speculative=spec, max_num_seqs=max_num_seqs, profile_dir=profile_dir) as eng,
+    ):
         # Untimed warm-up: a fresh engine's first call pays one-time costs that would
         # otherwise land on the timed call (a large share of a small pass). As many requests as
         # the timed call runs at once: the first batched draft proposal paid such a cost too
@@ -120,7 +136,9 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
                 subset, source = engine.add_counters(per_request[:recount]), "per_request"
             else:  # an older vLLM: no per-request counts
                 mark = engine.spec_counters(eng)
-                eng.llm.generate(prompts[:recount], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
+                eng.llm.generate(
+                    prompts[:recount], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False
+                )
                 subset, source = engine.counter_delta(engine.spec_counters(eng), mark), "rerun"
         replay = lone_replay(cfg, eng, prompts, outputs, spec is not None) if extras else None
         floor_outputs = _floor(cfg, eng, prompts, floor) if floor else None
@@ -128,11 +146,21 @@ def run_pass(cfg, name: str, model: str, prompts: list[str], problems: list[dict
         gpu = _gpu_busy_or_error(cfg, eng, prompts[0]) if extras and prompts else None
         async_used = engine.async_scheduling_used(eng)
     samples = _samples(name, problems, outputs, per_request)
-    info = {"wall_s": wall, "counters": counters, "peak_memory_mb": device.process_peak_mb(False),
-            "peak_gpu_memory_mb": gpu_mem.peak_mb,
-            "speculative_config": spec, "subset_counters": subset, "subset_source": source, "batch1": batch1,
-            "gpu_busy": gpu, "lone_replay": replay, "async_scheduling": async_used, "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"],
-            "floor_samples": _samples(f"{name}_floor", problems, floor_outputs, [None] * len(problems)) if floor else []}
+    info = {
+        "wall_s": wall,
+        "counters": counters,
+        "peak_memory_mb": device.process_peak_mb(False),
+        "peak_gpu_memory_mb": gpu_mem.peak_mb,
+        "speculative_config": spec,
+        "subset_counters": subset,
+        "subset_source": source,
+        "batch1": batch1,
+        "gpu_busy": gpu,
+        "lone_replay": replay,
+        "async_scheduling": async_used,
+        "max_num_seqs": max_num_seqs or cfg["benchmark"]["max_num_seqs"],
+        "floor_samples": _samples(f"{name}_floor", problems, floor_outputs, [None] * len(problems)) if floor else [],
+    }
     return samples, info
 
 
@@ -142,14 +170,23 @@ def _samples(name: str, problems: list[dict], outputs, per_request: list) -> lis
     for problem, out, req in zip(problems, outputs, per_request):
         text = out.outputs[0].text
         graded = answers.grade(text, problem["answer"])
-        samples.append({
-            "pass": name, "id": problem["id"], "question": problem["question"], "ground_truth": problem["answer"],
-            "output": text, "pred": graded["pred"], "extraction": graded["method"], "correct": graded["correct"],
-            "finish_reason": out.outputs[0].finish_reason, **engine.request_timing(out),
-            "spec_drafts": req["drafts"] if req else None,
-            "spec_draft_tokens": req["draft_tokens"] if req else None,
-            "spec_accepted_tokens": req["accepted_tokens"] if req else None,
-        })
+        samples.append(
+            {
+                "pass": name,
+                "id": problem["id"],
+                "question": problem["question"],
+                "ground_truth": problem["answer"],
+                "output": text,
+                "pred": graded["pred"],
+                "extraction": graded["method"],
+                "correct": graded["correct"],
+                "finish_reason": out.outputs[0].finish_reason,
+                **engine.request_timing(out),
+                "spec_drafts": req["drafts"] if req else None,
+                "spec_draft_tokens": req["draft_tokens"] if req else None,
+                "spec_accepted_tokens": req["accepted_tokens"] if req else None,
+            }
+        )
     return samples
 
 
@@ -169,11 +206,17 @@ def lone_replay(cfg, eng, prompts: list[str], outputs, speculative: bool) -> dic
     timing = engine.request_timing(out)
     alone = step_timing([timing], engine.counter_delta(engine.spec_counters(eng), before), 0.0) if speculative else None
     in_call = engine.request_spec(outputs[i])  # per-request counts where the engine has them
-    return {"index": i, "output_tokens": timings[i]["output_tokens"], "tpot_in_call_s": timings[i]["tpot_s"],
-            "tpot_alone_s": timing["tpot_s"],
-            "tokens_per_step_alone": alone["decode_tokens"] / alone["steps"] if alone and alone["steps"] else None,
-            "tokens_per_step_in_call": stats.mean_acceptance_length(in_call["drafts"], in_call["accepted_tokens"]) if in_call else None,
-            "identical": out.outputs[0].text == outputs[i].outputs[0].text}
+    return {
+        "index": i,
+        "output_tokens": timings[i]["output_tokens"],
+        "tpot_in_call_s": timings[i]["tpot_s"],
+        "tpot_alone_s": timing["tpot_s"],
+        "tokens_per_step_alone": alone["decode_tokens"] / alone["steps"] if alone and alone["steps"] else None,
+        "tokens_per_step_in_call": stats.mean_acceptance_length(in_call["drafts"], in_call["accepted_tokens"])
+        if in_call
+        else None,
+        "identical": out.outputs[0].text == outputs[i].outputs[0].text,
+    }
 
 
 def _floor(cfg, eng, prompts: list[str], width: int) -> list:
@@ -208,9 +251,15 @@ def _batch1(cfg, eng, prompts: list[str]) -> dict | None:
     wall = time.perf_counter() - t0
     tokens = sum(t["output_tokens"] for t in timings)
     counters = engine.counter_delta(engine.spec_counters(eng), before)
-    return {"n": len(prompts), "wall_s": wall, "output_tokens": tokens, "throughput_tok_s": tokens / wall,
-            "latency_s_mean": sum(latencies) / len(latencies), "counters": counters,
-            "step": step_timing(timings, counters, wall, slots=1)}  # one request at a time
+    return {
+        "n": len(prompts),
+        "wall_s": wall,
+        "output_tokens": tokens,
+        "throughput_tok_s": tokens / wall,
+        "latency_s_mean": sum(latencies) / len(latencies),
+        "counters": counters,
+        "step": step_timing(timings, counters, wall, slots=1),
+    }  # one request at a time
 
 
 def warm_up_sampling(cfg, width: int) -> list:
@@ -260,15 +309,23 @@ def gpu_busy(cfg, eng, prompt: str) -> dict | None:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             out = eng.llm.generate([prompt], engine.sampling(cfg, n), use_tqdm=False)[0]
             torch.cuda.synchronize()
-        spans = [(e.time_range.start, e.time_range.end) for e in prof.events()
-                 if e.device_type == torch.autograd.DeviceType.CUDA]
+        spans = [
+            (e.time_range.start, e.time_range.end)
+            for e in prof.events()
+            if e.device_type == torch.autograd.DeviceType.CUDA
+        ]
     timing = engine.request_timing(out)
     steps = step_timing([timing], engine.counter_delta(engine.spec_counters(eng), before), 0.0)["steps"]
     if not steps or not spans:
         return None
     busy_us = union_length(spans)
-    return {"tokens": timing["output_tokens"], "steps": steps, "busy_s": busy_us / 1e6, "busy_step_s": busy_us / 1e6 / steps,
-            "source": "vllm profiler trace" if eng.profile_dir else "torch profiler"}
+    return {
+        "tokens": timing["output_tokens"],
+        "steps": steps,
+        "busy_s": busy_us / 1e6,
+        "busy_step_s": busy_us / 1e6 / steps,
+        "source": "vllm profiler trace" if eng.profile_dir else "torch profiler",
+    }
 
 
 # The device's events in a torch Chrome trace: kernels, copies and memsets.
@@ -277,8 +334,11 @@ DEVICE_EVENT_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
 
 def device_spans(events: list[dict]) -> list[tuple[float, float]]:
     """(start, end) in µs of the device's events of a Chrome trace; host events are left out."""
-    return [(float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events
-            if e.get("cat") in DEVICE_EVENT_CATEGORIES and "ts" in e and "dur" in e]
+    return [
+        (float(e["ts"]), float(e["ts"]) + float(e["dur"]))
+        for e in events
+        if e.get("cat") in DEVICE_EVENT_CATEGORIES and "ts" in e and "dur" in e
+    ]
 
 
 def union_length(spans) -> float:
@@ -306,30 +366,46 @@ def step_timing(timings: list[dict], counters: dict | None, wall_s: float, slots
     decode_tokens = sum(max(t["output_tokens"] - 1, 0) for t in timings)
     c = counters or {}
     steps = max(int(c.get("drafts") or 0), decode_tokens - int(c.get("accepted_tokens") or 0))
-    decode = [0.0 if t["output_tokens"] <= 1 else (t["tpot_s"] * (t["output_tokens"] - 1) if t["tpot_s"] is not None else None)
-              for t in timings]
+    decode = [
+        0.0
+        if t["output_tokens"] <= 1
+        else (t["tpot_s"] * (t["output_tokens"] - 1) if t["tpot_s"] is not None else None)
+        for t in timings
+    ]
     if timings and all(d is not None for d in decode):
         total, source = float(sum(decode)), "request_timestamps"
     else:
         total, source = float(wall_s), "wall"
     prefill = [t.get("prefill_s") for t in timings]
-    prefill_s = float(sum(prefill)) if timings and source == "request_timestamps" and all(p is not None for p in prefill) else None
+    prefill_s = (
+        float(sum(prefill))
+        if timings and source == "request_timestamps" and all(p is not None for p in prefill)
+        else None
+    )
     step_s = total / steps if steps else None
-    return {"steps": int(steps), "decode_tokens": int(decode_tokens), "decode_s": total,
-            "step_s": step_s, "source": source,
-            # requests decoding at once, on average over the pass (at batch 1: the decode share of
-            # the wall time); the decode-only prediction assumes both passes keep the same
-            "occupancy": total / wall_s if source == "request_timestamps" and wall_s else None,
-            # scheduled to first token, summed; with decode, the time requests held a slot
-            "prefill_s": prefill_s,
-            "busy_occupancy": (prefill_s + total) / wall_s if prefill_s is not None and wall_s else None,
-            "output_tokens": int(sum(t["output_tokens"] for t in timings)),
-            "scheduled_s": scheduled_wall(timings, step_s, decode_tokens / steps if steps else 1.0, slots)
-            if prefill_s is not None else None,
-            **lone_tail(timings)}
+    return {
+        "steps": int(steps),
+        "decode_tokens": int(decode_tokens),
+        "decode_s": total,
+        "step_s": step_s,
+        "source": source,
+        # requests decoding at once, on average over the pass (at batch 1: the decode share of
+        # the wall time); the decode-only prediction assumes both passes keep the same
+        "occupancy": total / wall_s if source == "request_timestamps" and wall_s else None,
+        # scheduled to first token, summed; with decode, the time requests held a slot
+        "prefill_s": prefill_s,
+        "busy_occupancy": (prefill_s + total) / wall_s if prefill_s is not None and wall_s else None,
+        "output_tokens": int(sum(t["output_tokens"] for t in timings)),
+        "scheduled_s": scheduled_wall(timings, step_s, decode_tokens / steps if steps else 1.0, slots)
+        if prefill_s is not None
+        else None,
+        **lone_tail(timings),
+    }
 
 
-def scheduled_wall(timings: list[dict], step_s: float | None, tokens_per_step: float, slots: int | None) -> float | None:
+def scheduled_wall(
+    timings: list[dict], step_s: float | None, tokens_per_step: float, slots: int | None
+) -> float | None:
     """The pass's wall time as the cost model predicts it: each request holds a slot for its
     time to first token (measured) and then its decode steps at the pass's mean step cost, its
     steps being its decode tokens over its tokens per step (vLLM's per-request counts where the
@@ -386,8 +462,9 @@ def without_lone_tail(m: dict) -> float | None:
     return (m["output_tokens_total"] - tokens) / (m["wall_s"] - tail)
 
 
-def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu: dict | None = None,
-               base_gpu: dict | None = None) -> dict | None:
+def cost_model(
+    base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu: dict | None = None, base_gpu: dict | None = None
+) -> dict | None:
     """The speculative pass's step cost r (its time per step over the baseline's), what a step
     yields, and from them the predicted speed-up, the engine's ceiling (every draft accepted)
     and, where both passes' GPU-busy time was profiled (`gpu`, `base_gpu`), the hardware floor
@@ -413,10 +490,17 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
     # acceptance by position per step (steps without a draft count as nothing accepted)
     by_pos = [a / spec_step["steps"] for a in spec["accepted_per_pos"]]
     out = {
-        "k": k, "r": r, "step_s": spec_step["step_s"], "baseline_step_s": base_step["step_s"],
-        "step_source": spec_step["source"], "tokens_per_step": stats.tokens_per_step(by_pos),
-        "predicted_speedup_decode": stats.speedup_from_cost(by_pos, r), "ceiling_speedup": stats.ceiling_speedup(k, r),
-        "gpu_busy_step_s": None, "r_floor": None, "floor_speedup": None,
+        "k": k,
+        "r": r,
+        "step_s": spec_step["step_s"],
+        "baseline_step_s": base_step["step_s"],
+        "step_source": spec_step["source"],
+        "tokens_per_step": stats.tokens_per_step(by_pos),
+        "predicted_speedup_decode": stats.speedup_from_cost(by_pos, r),
+        "ceiling_speedup": stats.ceiling_speedup(k, r),
+        "gpu_busy_step_s": None,
+        "r_floor": None,
+        "floor_speedup": None,
     }
     out["predicted_speedup"], out["prediction_basis"] = out["predicted_speedup_decode"], "decode"
     if base_step.get("prefill_s") is not None and spec_step.get("prefill_s") is not None:
@@ -429,8 +513,9 @@ def cost_model(base_step: dict, spec_step: dict, spec: dict | None, k: int, gpu:
     out["predicted_speedup_busy"] = out["predicted_speedup"]
     if base_step.get("scheduled_s") and spec_step.get("scheduled_s"):
         # the same busy time, placed in the engine's slots request by request (`scheduled_wall`)
-        out["predicted_speedup"] = ((spec_step["output_tokens"] / spec_step["scheduled_s"])
-                                    / (base_step["output_tokens"] / base_step["scheduled_s"]))
+        out["predicted_speedup"] = (spec_step["output_tokens"] / spec_step["scheduled_s"]) / (
+            base_step["output_tokens"] / base_step["scheduled_s"]
+        )
         out["prediction_basis"] = "schedule"
     if _busy(gpu) and _busy(base_gpu):
         # kernels over kernels, not over the baseline's wall step: a small target's step is
@@ -458,13 +543,20 @@ def batch1_summary(base_info: dict, spec_info: dict, k: int) -> dict | None:
     acc = spec_summary(s["counters"], k)
     base_gpu = base_info.get("gpu_busy")
     model = cost_model(b["step"], s["step"], acc, k, spec_info.get("gpu_busy"), base_gpu)
-    return {"n": b["n"], "baseline_tok_s": b["throughput_tok_s"], "speculative_tok_s": s["throughput_tok_s"],
-            "speedup": s["throughput_tok_s"] / b["throughput_tok_s"],
-            "latency_speedup": b["latency_s_mean"] / s["latency_s_mean"], "spec": acc, "cost_model": model,
-            "predicted_speedup": model["predicted_speedup"] if model else None,
-            # the GPU-busy time was profiled on one prompt: like for like with this batch size's step
-            "gpu_busy_share": base_gpu["busy_step_s"] / b["step"]["step_s"]
-            if _busy(base_gpu) and b["step"].get("step_s") else None}
+    return {
+        "n": b["n"],
+        "baseline_tok_s": b["throughput_tok_s"],
+        "speculative_tok_s": s["throughput_tok_s"],
+        "speedup": s["throughput_tok_s"] / b["throughput_tok_s"],
+        "latency_speedup": b["latency_s_mean"] / s["latency_s_mean"],
+        "spec": acc,
+        "cost_model": model,
+        "predicted_speedup": model["predicted_speedup"] if model else None,
+        # the GPU-busy time was profiled on one prompt: like for like with this batch size's step
+        "gpu_busy_share": base_gpu["busy_step_s"] / b["step"]["step_s"]
+        if _busy(base_gpu) and b["step"].get("step_s")
+        else None,
+    }
 
 
 def spec_summary(c: dict, k: int) -> dict | None:
@@ -505,7 +597,8 @@ def summarize_pass(samples: list[dict], run_info: dict, k: int, n_boot: int, see
         "extraction": extraction,
         "extraction_warning": (
             "most answers were found only by the last-number fallback (no credit given)"
-            if extraction["last_number"] + extraction["none"] > len(samples) / 2 else None
+            if extraction["last_number"] + extraction["none"] > len(samples) / 2
+            else None
         ),
         "spec": spec_summary(c, k),
         "step": step_timing(samples, c, run_info["wall_s"], run_info.get("max_num_seqs")),
@@ -520,7 +613,11 @@ def summarize_pass(samples: list[dict], run_info: dict, k: int, n_boot: int, see
 def _dist(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {"mean": None, "p50": None, "p90": None}
-    return {"mean": float(values.mean()), "p50": float(np.quantile(values, 0.5)), "p90": float(np.quantile(values, 0.9))}
+    return {
+        "mean": float(values.mean()),
+        "p50": float(np.quantile(values, 0.5)),
+        "p90": float(np.quantile(values, 0.9)),
+    }
 
 
 def identical_share(a: list[dict], b: list[dict]) -> float:
@@ -533,23 +630,37 @@ def identical_share(a: list[dict], b: list[dict]) -> float:
 def repetition(m_base: dict, m_spec: dict, order: tuple[str, ...], k: int) -> dict:
     """One repetition's measured and predicted speed-up."""
     model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k)
-    return {"order": list(order), "baseline_tok_s": m_base["throughput_tok_s"],
-            "speculative_tok_s": m_spec["throughput_tok_s"], "baseline_wall_s": m_base["wall_s"],
-            "speculative_wall_s": m_spec["wall_s"], "baseline_step_s": m_base["step"]["step_s"],
-            "speculative_step_s": m_spec["step"]["step_s"],
-            "ttft_s": {"baseline": m_base["ttft_s"]["mean"], "speculative": m_spec["ttft_s"]["mean"]},
-            "speedup_throughput": m_spec["throughput_tok_s"] / m_base["throughput_tok_s"],
-            "r": model["r"] if model else None, "predicted_speedup": model["predicted_speedup"] if model else None,
-            "occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"]),
-            "predicted_speedup_decode": model["predicted_speedup_decode"] if model else None,
-            "predicted_speedup_busy": model["predicted_speedup_busy"] if model else None,
-            "busy_occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"], "busy_occupancy"),
-            "lone_tail_share": {name: (m["step"].get("lone_tail_s") / m["wall_s"]
-                                       if m["step"].get("lone_tail_s") is not None and m["wall_s"] else None)
-                                for name, m in (("baseline", m_base), ("speculative", m_spec))},
-            "speedup_without_lone_tail": (spec_rest / base_rest if (spec_rest := without_lone_tail(m_spec)) and
-                                          (base_rest := without_lone_tail(m_base)) else None),
-            "lone_tail_tpot_ratio": m_spec["step"].get("lone_tail_tpot_ratio")}
+    return {
+        "order": list(order),
+        "baseline_tok_s": m_base["throughput_tok_s"],
+        "speculative_tok_s": m_spec["throughput_tok_s"],
+        "baseline_wall_s": m_base["wall_s"],
+        "speculative_wall_s": m_spec["wall_s"],
+        "baseline_step_s": m_base["step"]["step_s"],
+        "speculative_step_s": m_spec["step"]["step_s"],
+        "ttft_s": {"baseline": m_base["ttft_s"]["mean"], "speculative": m_spec["ttft_s"]["mean"]},
+        "speedup_throughput": m_spec["throughput_tok_s"] / m_base["throughput_tok_s"],
+        "r": model["r"] if model else None,
+        "predicted_speedup": model["predicted_speedup"] if model else None,
+        "occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"]),
+        "predicted_speedup_decode": model["predicted_speedup_decode"] if model else None,
+        "predicted_speedup_busy": model["predicted_speedup_busy"] if model else None,
+        "busy_occupancy_ratio": occupancy_ratio(m_base["step"], m_spec["step"], "busy_occupancy"),
+        "lone_tail_share": {
+            name: (
+                m["step"].get("lone_tail_s") / m["wall_s"]
+                if m["step"].get("lone_tail_s") is not None and m["wall_s"]
+                else None
+            )
+            for name, m in (("baseline", m_base), ("speculative", m_spec))
+        },
+        "speedup_without_lone_tail": (
+            spec_rest / base_rest
+            if (spec_rest := without_lone_tail(m_spec)) and (base_rest := without_lone_tail(m_base))
+            else None
+        ),
+        "lone_tail_tpot_ratio": m_spec["step"].get("lone_tail_tpot_ratio"),
+    }
 
 
 def occupancy_ratio(base_step: dict, spec_step: dict, key: str = "occupancy") -> float | None:
@@ -562,8 +673,18 @@ def occupancy_ratio(base_step: dict, spec_step: dict, key: str = "occupancy") ->
     return s / b if b and s else None
 
 
-def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps: list[dict], k: int,
-            n_boot: int, seed: int, floor: list[dict] | None = None, warmups: list[dict] | None = None) -> dict:
+def compare(
+    base: list[dict],
+    spec: list[dict],
+    m_base: dict,
+    m_spec: dict,
+    reps: list[dict],
+    k: int,
+    n_boot: int,
+    seed: int,
+    floor: list[dict] | None = None,
+    warmups: list[dict] | None = None,
+) -> dict:
     """Speed-up (median over repetitions, their range as its interval), the cost model's
     prediction beside it, accuracy and token deltas, and lossless-ness against its floor.
     `warmups`: repetitions run before these, kept beside them and counted in none of it."""
@@ -572,7 +693,9 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
     identical = identical_share(base, spec) if base else float("nan")
     floor_share = identical_share(base, floor) if floor else None
     measured = [r["speedup_throughput"] for r in reps]
-    model = cost_model(m_base["step"], m_spec["step"], m_spec["spec"], k, m_spec.get("gpu_busy"), m_base.get("gpu_busy"))
+    model = cost_model(
+        m_base["step"], m_spec["step"], m_spec["spec"], k, m_spec.get("gpu_busy"), m_base.get("gpu_busy")
+    )
     out = {
         "speedup_throughput": float(np.median(measured)),
         "speedup_throughput_range": [float(min(measured)), float(max(measured))],
@@ -602,8 +725,9 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         "prediction_basis": model["prediction_basis"] if model else None,
         # medians over repetitions: each pass's lone last request (`lone_tail`), and the
         # speed-up measured without it
-        "lone_tail_share": {name: stats.median_present([(r.get("lone_tail_share") or {}).get(name) for r in reps])
-                            for name in PASSES},
+        "lone_tail_share": {
+            name: stats.median_present([(r.get("lone_tail_share") or {}).get(name) for r in reps]) for name in PASSES
+        },
         "speedup_without_lone_tail": stats.median_present([r.get("speedup_without_lone_tail") for r in reps]),
         "lone_tail_tpot_ratio": stats.median_present([r.get("lone_tail_tpot_ratio") for r in reps]),
     }
@@ -613,10 +737,12 @@ def compare(base: list[dict], spec: list[dict], m_base: dict, m_spec: dict, reps
         if p < stats.NOISE_ALPHA:
             out["identical_output_warning"] = (
                 f"speculative outputs equal the baseline's for {identical:.0%} of prompts, fewer than the baseline equals "
-                f"itself under other batching ({floor_share:.0%}; p = {p:.3f}): a divergence beyond numerical noise")
+                f"itself under other batching ({floor_share:.0%}; p = {p:.3f}): a divergence beyond numerical noise"
+            )
     elif not identical >= 0.95:  # written so that NaN warns
         out["identical_output_warning"] = (
-            "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts (no floor measured)")
+            "speculative outputs differ from baseline at temperature 0 for more than 5% of prompts (no floor measured)"
+        )
     preds = [r["predicted_speedup"] for r in reps if r["predicted_speedup"] is not None]
     if preds:  # medians over repetitions, like the measured speed-up
         out["step_cost_r"] = float(np.median([r["r"] for r in reps if r["r"] is not None]))
@@ -653,8 +779,9 @@ CROSSCHECK_NOTE = (
 )
 
 
-def crosscheck_pass(cfg, pair: dict, prompts: list[str], problems: list[dict], spec_samples: list[dict],
-                    spec_info: dict) -> dict | None:
+def crosscheck_pass(
+    cfg, pair: dict, prompts: list[str], problems: list[dict], spec_samples: list[dict], spec_info: dict
+) -> dict | None:
     """vLLM's acceptance on the first `benchmark.crosscheck_samples` prompts beside the one
     transformers' assisted generation counts on the same prompts (same pair, same K, greedy,
     batch size 1). None when disabled (0)."""
@@ -666,8 +793,13 @@ def crosscheck_pass(cfg, pair: dict, prompts: list[str], problems: list[dict], s
     if method == "eagle3":
         return {"n": 0, "skipped": "transformers has no EAGLE-3 proposer: no cross-check for method eagle3"}
     tf = crosscheck.acceptance(
-        pair["target"], pair["draft"] if method == "draft_model" else None, prompts[:n], k, bench["max_tokens"],
-        device="cuda" if device.on_cuda(cfg) else "cpu", dtype=cfg["models"]["dtype"],
+        pair["target"],
+        pair["draft"] if method == "draft_model" else None,
+        prompts[:n],
+        k,
+        bench["max_tokens"],
+        device="cuda" if device.on_cuda(cfg) else "cpu",
+        dtype=cfg["models"]["dtype"],
     )
     per_prompt = tf.pop("per_prompt")
     vllm_side = spec_summary(spec_info["subset_counters"], k) if spec_info["subset_counters"] else None
@@ -675,17 +807,25 @@ def crosscheck_pass(cfg, pair: dict, prompts: list[str], problems: list[dict], s
         vllm_side["source"] = spec_info["subset_source"]
     same = [pp["text"] == s["output"] for pp, s in zip(per_prompt, spec_samples[:n])]
     for pp, s, eq in zip(per_prompt, spec_samples[:n], same):
-        pp.update(id=s["id"], identical_to_vllm=eq, vllm_draft_tokens=s["spec_draft_tokens"],
-                  vllm_accepted_tokens=s["spec_accepted_tokens"])
+        pp.update(
+            id=s["id"],
+            identical_to_vllm=eq,
+            vllm_draft_tokens=s["spec_draft_tokens"],
+            vllm_accepted_tokens=s["spec_accepted_tokens"],
+        )
         pp.pop("text")
     notes = [CROSSCHECK_NOTE]
     if method == "ngram":
-        notes.append("method ngram: transformers' prompt lookup tries n-grams of "
-                     f"{crosscheck.NGRAM_MAX} tokens down to 1, vLLM's down to {engine.NGRAM_LOOKUP['prompt_lookup_min']}; "
-                     "the proposals differ, so compare loosely.")
+        notes.append(
+            "method ngram: transformers' prompt lookup tries n-grams of "
+            f"{crosscheck.NGRAM_MAX} tokens down to 1, vLLM's down to {engine.NGRAM_LOOKUP['prompt_lookup_min']}; "
+            "the proposals differ, so compare loosely."
+        )
     if bench["temperature"] != 0:
-        notes.append(f"the vLLM pass sampled at temperature {bench['temperature']}; the cross-check is greedy: "
-                     "the acceptance rates are not comparable.")
+        notes.append(
+            f"the vLLM pass sampled at temperature {bench['temperature']}; the cross-check is greedy: "
+            "the acceptance rates are not comparable."
+        )
     diff = None
     if vllm_side and tf["vllm_comparable"]["acceptance_rate"] is not None:
         diff = tf["vllm_comparable"]["acceptance_rate"] - vllm_side["acceptance_rate"]
@@ -704,8 +844,16 @@ def crosscheck_pass(cfg, pair: dict, prompts: list[str], problems: list[dict], s
     }
 
 
-def k_sweep(cfg, pair: dict, prompts: list[str], problems: list[dict], base_samples: list[dict], m_base: dict,
-            main: tuple[list[dict], dict], ks) -> tuple[list[dict], list[dict], dict | None]:
+def k_sweep(
+    cfg,
+    pair: dict,
+    prompts: list[str],
+    problems: list[dict],
+    base_samples: list[dict],
+    m_base: dict,
+    main: tuple[list[dict], dict],
+    ks,
+) -> tuple[list[dict], list[dict], dict | None]:
     """One speculative pass per K of `ks` (each a fresh engine; the main pass's K is reused,
     not re-run): acceptance, throughput and speed-up over the first baseline pass, each pass's
     step cost r and the speed-up predicted from it. Returns the entries, the passes' samples
@@ -720,31 +868,35 @@ def k_sweep(cfg, pair: dict, prompts: list[str], problems: list[dict], base_samp
             samples, m = main
         else:
             spec = engine.speculative_config(cfg, pair["draft"], k=k)
-            samples, info = run_pass(cfg, f"speculative_k{k}", pair["target"], prompts, problems, spec=spec, extras=False)
+            samples, info = run_pass(
+                cfg, f"speculative_k{k}", pair["target"], prompts, problems, spec=spec, extras=False
+            )
             m = summarize_pass(samples, info, k, n_boot, seed)
             all_samples += samples
         sp = m["spec"] or {}
         model = cost_model(m_base["step"], m["step"], m["spec"], k) or {}
-        entries.append({
-            "k": k,
-            "pass": "speculative" if reused else f"speculative_k{k}",
-            "reused_main_pass": reused,
-            "acceptance_rate": sp.get("acceptance_rate"),
-            "mean_acceptance_length": sp.get("mean_acceptance_length"),
-            "acceptance_by_pos": sp.get("acceptance_by_pos"),
-            "drafts": sp.get("drafts", 0),
-            "draft_tokens": sp.get("draft_tokens", 0),
-            "accepted_tokens": sp.get("accepted_tokens", 0),
-            "throughput_tok_s": m["throughput_tok_s"],
-            "wall_s": m["wall_s"],
-            "speedup_throughput": m["throughput_tok_s"] / m_base["throughput_tok_s"],
-            "r": model.get("r"),
-            "predicted_speedup": model.get("predicted_speedup"),
-            "ceiling_speedup": model.get("ceiling_speedup"),
-            "accuracy": m["accuracy"],
-            "output_tokens_mean": m["output_tokens_mean"],
-            "identical_output_share": identical_share(base_samples, samples),
-        })
+        entries.append(
+            {
+                "k": k,
+                "pass": "speculative" if reused else f"speculative_k{k}",
+                "reused_main_pass": reused,
+                "acceptance_rate": sp.get("acceptance_rate"),
+                "mean_acceptance_length": sp.get("mean_acceptance_length"),
+                "acceptance_by_pos": sp.get("acceptance_by_pos"),
+                "drafts": sp.get("drafts", 0),
+                "draft_tokens": sp.get("draft_tokens", 0),
+                "accepted_tokens": sp.get("accepted_tokens", 0),
+                "throughput_tok_s": m["throughput_tok_s"],
+                "wall_s": m["wall_s"],
+                "speedup_throughput": m["throughput_tok_s"] / m_base["throughput_tok_s"],
+                "r": model.get("r"),
+                "predicted_speedup": model.get("predicted_speedup"),
+                "ceiling_speedup": model.get("ceiling_speedup"),
+                "accuracy": m["accuracy"],
+                "output_tokens_mean": m["output_tokens_mean"],
+                "identical_output_share": identical_share(base_samples, samples),
+            }
+        )
     fitted = [e for e in entries if e["r"] is not None]
     fit = stats.fit_step_cost([e["k"] for e in fitted], [e["r"] for e in fitted]) if fitted else None
     return entries, all_samples, fit
@@ -768,19 +920,39 @@ def calibrate(cfg, pair: dict, prompts: list[str], problems: list[dict]) -> dict
         spec = engine.speculative_config(cfg, pair["draft"], k=k)
         samples, info = run_pass(cfg, f"calibration_k{k}", pair["target"], p, q, spec=spec, extras=False)
         sp = spec_summary(info["counters"], k)
-        model = cost_model(base_step, step_timing(samples, info["counters"], info["wall_s"], info["max_num_seqs"]), sp, k)
+        model = cost_model(
+            base_step, step_timing(samples, info["counters"], info["wall_s"], info["max_num_seqs"]), sp, k
+        )
         if model:
-            points.append({"k": k, "r": model["r"], "acceptance_by_pos": sp["acceptance_by_pos"],
-                           "predicted_speedup": model["predicted_speedup"]})
+            points.append(
+                {
+                    "k": k,
+                    "r": model["r"],
+                    "acceptance_by_pos": sp["acceptance_by_pos"],
+                    "predicted_speedup": model["predicted_speedup"],
+                }
+            )
     if not points:
         raise RuntimeError(f"benchmark.k auto: no calibration pass drafted anything (K {probes}, {n} prompts)")
     fit = stats.fit_step_cost([x["k"] for x in points], [x["r"] for x in points])
     if fit is None:  # a single candidate
-        fit = {"a": points[0]["r"], "b": 0.0, "k": [points[0]["k"]], "r": [points[0]["r"]], "residuals": [0.0],
-               "rms_residual": 0.0}
+        fit = {
+            "a": points[0]["r"],
+            "b": 0.0,
+            "k": [points[0]["k"]],
+            "r": [points[0]["r"]],
+            "residuals": [0.0],
+            "rms_residual": 0.0,
+        }
     chosen, predicted = stats.best_k(points[-1]["acceptance_by_pos"], fit, cands)
-    return {"n": n, "candidates": cands, "probes": points, "fit": fit, "k": chosen,
-            "predicted_speedup": {str(k): v for k, v in predicted.items()}}  # str keys: as JSON writes them
+    return {
+        "n": n,
+        "candidates": cands,
+        "probes": points,
+        "fit": fit,
+        "k": chosen,
+        "predicted_speedup": {str(k): v for k, v in predicted.items()},
+    }  # str keys: as JSON writes them
 
 
 def with_k(cfg, k: int):
@@ -800,9 +972,17 @@ def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spe
         order = PASSES if i % 2 == 0 else PASSES[::-1]  # alternate, so drift favours neither pass
         got = {}
         for name in order:
-            got[name] = run_pass(cfg, name, target, prompts, problems, spec=spec if name == "speculative" else None,
-                                 recount=n_check if name == "speculative" and i == 0 else 0, extras=i == 0,
-                                 floor=bench["floor_max_num_seqs"] if name == "baseline" and i == 0 else 0)
+            got[name] = run_pass(
+                cfg,
+                name,
+                target,
+                prompts,
+                problems,
+                spec=spec if name == "speculative" else None,
+                recount=n_check if name == "speculative" and i == 0 else 0,
+                extras=i == 0,
+                floor=bench["floor_max_num_seqs"] if name == "baseline" and i == 0 else 0,
+            )
         m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
         (warmups if i < 0 else reps).append(repetition(m["baseline"], m["speculative"], order, k))
         if i == 0:
@@ -844,23 +1024,38 @@ def run(cfg, rp: RunPaths) -> dict:
     sweep, sweep_samples, fit = k_sweep(cfg, pair, prompts, problems, base_samples, m_base, (spec_samples, m_spec), ks)
     check_result = crosscheck_pass(cfg, pair, prompts, problems, spec_samples, spec_info)
     metrics = {
-        "run": rp.name, "profile": cfg["profile"], "style": cfg["style"], "scenario": cfg["scenario"],
-        "models": pair, "method": method, "k": k, "k_requested": requested, "temperature": bench["temperature"],
+        "run": rp.name,
+        "profile": cfg["profile"],
+        "style": cfg["style"],
+        "scenario": cfg["scenario"],
+        "models": pair,
+        "method": method,
+        "k": k,
+        "k_requested": requested,
+        "temperature": bench["temperature"],
         "enable_thinking": thinking,
         "speculative_config": spec,
-        "engine_settings": {"async_scheduling": {n: p["async_scheduling"] for n, p in (("baseline", m_base), ("speculative", m_spec))},
-                            "async_scheduling_param": cfg["engine"]["async_scheduling"],
-                            "enforce_eager": cfg["engine"]["enforce_eager"], "repetitions": bench["repetitions"],
-                            "warmup_repetitions": bench["warmup_repetitions"],
-                            "floor_max_num_seqs": bench["floor_max_num_seqs"]},
+        "engine_settings": {
+            "async_scheduling": {n: p["async_scheduling"] for n, p in (("baseline", m_base), ("speculative", m_spec))},
+            "async_scheduling_param": cfg["engine"]["async_scheduling"],
+            "enforce_eager": cfg["engine"]["enforce_eager"],
+            "repetitions": bench["repetitions"],
+            "warmup_repetitions": bench["warmup_repetitions"],
+            "floor_max_num_seqs": bench["floor_max_num_seqs"],
+        },
         "passes": {"baseline": m_base, "speculative": m_spec},
-        "comparison": compare(base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples, warmups),
+        "comparison": compare(
+            base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples, warmups
+        ),
         "calibration": calibration,
         "crosscheck": check_result,
         "k_sweep": sweep,
         "k_sweep_fit": fit,
         "batch1": batch1_summary(base_info, spec_info, k),
-        "versions": engine.versions(), "hardware": hardware(), "seed": seed, "params": dict(cfg),
+        "versions": engine.versions(),
+        "hardware": hardware(),
+        "seed": seed,
+        "params": dict(cfg),
     }
     # merged checkpoints are large; the adapters stay. Said in the metrics, so that the merge stays
     # done while this benchmark stands (`record.outputs_missing`)
@@ -913,8 +1108,12 @@ def headline(metrics: dict) -> dict:
         # added: the cross-check subset, both engines (None when it did not run)
         "crosscheck_n": cross.get("n"),
         "crosscheck_acceptance_vllm": (cross.get("vllm") or {}).get("acceptance_rate"),
-        "crosscheck_acceptance_transformers": ((cross.get("transformers") or {}).get("vllm_comparable") or {}).get("acceptance_rate"),
-        "k_sweep_best_k": max(metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"] if metrics.get("k_sweep") else None,
+        "crosscheck_acceptance_transformers": ((cross.get("transformers") or {}).get("vllm_comparable") or {}).get(
+            "acceptance_rate"
+        ),
+        "k_sweep_best_k": max(metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"]
+        if metrics.get("k_sweep")
+        else None,
         # vLLM's resolved scheduler per pass (None where it does not say): with `auto` they may differ
         "async_baseline": b.get("async_scheduling"),
         "async_speculative": s.get("async_scheduling"),
@@ -925,8 +1124,12 @@ def lone_replay_columns(replay: dict | None) -> dict:
     """The speculative pass's lone-request replay (`lone_replay`) in the headline's terms: its
     time per token in the timed call over its time alone, and its tokens per step alone."""
     r = replay or {}
-    return {"lone_replay_slowdown": r["tpot_in_call_s"] / r["tpot_alone_s"] if r.get("tpot_in_call_s") and r.get("tpot_alone_s") else None,
-            "lone_replay_tokens_per_step": r.get("tokens_per_step_alone")}
+    return {
+        "lone_replay_slowdown": r["tpot_in_call_s"] / r["tpot_alone_s"]
+        if r.get("tpot_in_call_s") and r.get("tpot_alone_s")
+        else None,
+        "lone_replay_tokens_per_step": r.get("tokens_per_step_alone"),
+    }
 
 
 def pass_table(metrics: dict):
@@ -935,16 +1138,25 @@ def pass_table(metrics: dict):
     rows = []
     for name, m in metrics["passes"].items():
         spec = m["spec"] or {}
-        rows.append({
-            "pass": name, "n": m["n"], "accuracy": m["accuracy"],
-            "accuracy_ci95": tuple(round(x, 3) for x in m["accuracy_ci95"]),
-            "throughput_tok_s": m["throughput_tok_s"], "wall_s": m["wall_s"],
-            "tokens_mean": m["output_tokens_mean"], "ttft_mean_s": m["ttft_s"]["mean"], "tpot_mean_s": m["tpot_s"]["mean"],
-            "acceptance_rate": spec.get("acceptance_rate"), "mean_acceptance_length": spec.get("mean_acceptance_length"),
-            "peak_memory_mb": m["peak_memory_mb"], "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
-            "enable_thinking": metrics.get("enable_thinking"),
-            "async_scheduling": m.get("async_scheduling"),  # vLLM's resolved scheduler: `auto` may differ per pass
-        })
+        rows.append(
+            {
+                "pass": name,
+                "n": m["n"],
+                "accuracy": m["accuracy"],
+                "accuracy_ci95": tuple(round(x, 3) for x in m["accuracy_ci95"]),
+                "throughput_tok_s": m["throughput_tok_s"],
+                "wall_s": m["wall_s"],
+                "tokens_mean": m["output_tokens_mean"],
+                "ttft_mean_s": m["ttft_s"]["mean"],
+                "tpot_mean_s": m["tpot_s"]["mean"],
+                "acceptance_rate": spec.get("acceptance_rate"),
+                "mean_acceptance_length": spec.get("mean_acceptance_length"),
+                "peak_memory_mb": m["peak_memory_mb"],
+                "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
+                "enable_thinking": metrics.get("enable_thinking"),
+                "async_scheduling": m.get("async_scheduling"),  # vLLM's resolved scheduler: `auto` may differ per pass
+            }
+        )
     return pd.DataFrame(rows).set_index("pass")
 
 
@@ -966,23 +1178,44 @@ def cost_table(metrics: dict):
     model = c.get("cost_model") or {}
     runs = [(f"warm-up {i + 1}", r) for i, r in enumerate(c.get("warmup_repetitions") or [])]
     runs += [(str(i + 1), r) for i, r in enumerate(c.get("repetitions") or [])]
-    rows = [{"repetition": label, "order": " → ".join(r["order"]), "measured": r["speedup_throughput"],
-             "predicted": r["predicted_speedup"], "equal slots": r.get("predicted_speedup_busy"),
-             "decode only": r.get("predicted_speedup_decode"), "r": r["r"], **_tail_columns(r)}
-            for label, r in runs]
-    rows.append({"repetition": "median", "order": "", "measured": c["speedup_throughput"],
-                 "predicted": c["predicted_speedup"], "equal slots": c.get("predicted_speedup_busy"),
-                 "decode only": c.get("predicted_speedup_decode"),
-                 "r": c.get("step_cost_r"), **_tail_columns(c), "ceiling": c.get("ceiling_speedup"),
-                 "GPU floor": c.get("floor_speedup"), "tokens per step": model.get("tokens_per_step")})
+    rows = [
+        {
+            "repetition": label,
+            "order": " → ".join(r["order"]),
+            "measured": r["speedup_throughput"],
+            "predicted": r["predicted_speedup"],
+            "equal slots": r.get("predicted_speedup_busy"),
+            "decode only": r.get("predicted_speedup_decode"),
+            "r": r["r"],
+            **_tail_columns(r),
+        }
+        for label, r in runs
+    ]
+    rows.append(
+        {
+            "repetition": "median",
+            "order": "",
+            "measured": c["speedup_throughput"],
+            "predicted": c["predicted_speedup"],
+            "equal slots": c.get("predicted_speedup_busy"),
+            "decode only": c.get("predicted_speedup_decode"),
+            "r": c.get("step_cost_r"),
+            **_tail_columns(c),
+            "ceiling": c.get("ceiling_speedup"),
+            "GPU floor": c.get("floor_speedup"),
+            "tokens per step": model.get("tokens_per_step"),
+        }
+    )
     return pd.DataFrame(rows).set_index("repetition")
 
 
 def _tail_columns(r: dict) -> dict:
     """A repetition's (or the median's) lone-tail share of the speculative pass and the speed-up without it."""
-    return {"lone tail (speculative)": (r.get("lone_tail_share") or {}).get("speculative"),
-            "its time per token / median": r.get("lone_tail_tpot_ratio"),
-            "measured without it": r.get("speedup_without_lone_tail")}
+    return {
+        "lone tail (speculative)": (r.get("lone_tail_share") or {}).get("speculative"),
+        "its time per token / median": r.get("lone_tail_tpot_ratio"),
+        "measured without it": r.get("speedup_without_lone_tail"),
+    }
 
 
 def floor_note(metrics: dict) -> str:
@@ -998,10 +1231,12 @@ def floor_note(metrics: dict) -> str:
     spec, base, c = gpus["speculative"], gpus["baseline"], metrics["comparison"]
     r_floor = (c.get("cost_model") or {}).get("r_floor")  # cost_model's, the one definition of it
     share = (metrics.get("batch1") or {}).get("gpu_busy_share")
-    return (f"GPU-busy floor ({spec['source']}, one prompt each): a speculative step's kernels took "
-            f"{spec['busy_step_s'] * 1e3:.2f} ms, a target step's {base['busy_step_s'] * 1e3:.2f} ms: r could be "
-            f"{r_floor or float('nan'):.2f} against {c.get('step_cost_r') or float('nan'):.2f} measured"
-            + (f"; the GPU was busy for {share:.0%} of a target step at batch 1" if share is not None else ""))
+    return (
+        f"GPU-busy floor ({spec['source']}, one prompt each): a speculative step's kernels took "
+        f"{spec['busy_step_s'] * 1e3:.2f} ms, a target step's {base['busy_step_s'] * 1e3:.2f} ms: r could be "
+        f"{r_floor or float('nan'):.2f} against {c.get('step_cost_r') or float('nan'):.2f} measured"
+        + (f"; the GPU was busy for {share:.0%} of a target step at batch 1" if share is not None else "")
+    )
 
 
 def lone_note(metrics: dict) -> str:
@@ -1012,11 +1247,16 @@ def lone_note(metrics: dict) -> str:
         r = metrics["passes"][name].get("lone_replay")
         if not (r and r.get("tpot_in_call_s") and r.get("tpot_alone_s")):
             continue
-        per_step = "".join(f"; {label} {r[key]:.1f} tokens per step" for key, label in
-                           (("tokens_per_step_in_call", "in the call"), ("tokens_per_step_alone", "alone")) if r.get(key))
-        lines.append(f"{name}: last request (prompt {r['index']}, {r['output_tokens']} tokens) took "
-                     f"{r['tpot_in_call_s'] * 1e3:.2f} ms per token in the call, {r['tpot_alone_s'] * 1e3:.2f} ms alone on the "
-                     f"same engine ({lone_replay_columns(r)['lone_replay_slowdown']:.1f}x){per_step}")
+        per_step = "".join(
+            f"; {label} {r[key]:.1f} tokens per step"
+            for key, label in (("tokens_per_step_in_call", "in the call"), ("tokens_per_step_alone", "alone"))
+            if r.get(key)
+        )
+        lines.append(
+            f"{name}: last request (prompt {r['index']}, {r['output_tokens']} tokens) took "
+            f"{r['tpot_in_call_s'] * 1e3:.2f} ms per token in the call, {r['tpot_alone_s'] * 1e3:.2f} ms alone on the "
+            f"same engine ({lone_replay_columns(r)['lone_replay_slowdown']:.1f}x){per_step}"
+        )
     return "\n".join(lines) or "Lone last request: not replayed (recorded before it, or fewer than two requests)"
 
 
@@ -1025,10 +1265,20 @@ def speed_frame(metrics: dict):
     import pandas as pd
 
     h = headline(metrics)
-    return pd.DataFrame([{"style": metrics["style"], "scenario": metrics["scenario"], "speedup": h["speedup"],
-                          "predicted_speedup": h["predicted_speedup"], "speedup_lo": h["speedup_lo"],
-                          "speedup_hi": h["speedup_hi"], "ceiling_speedup": h["ceiling_speedup"],
-                          "floor_speedup": h["floor_speedup"]}])
+    return pd.DataFrame(
+        [
+            {
+                "style": metrics["style"],
+                "scenario": metrics["scenario"],
+                "speedup": h["speedup"],
+                "predicted_speedup": h["predicted_speedup"],
+                "speedup_lo": h["speedup_lo"],
+                "speedup_hi": h["speedup_hi"],
+                "ceiling_speedup": h["ceiling_speedup"],
+                "floor_speedup": h["floor_speedup"],
+            }
+        ]
+    )
 
 
 def calibration_table(metrics: dict):
@@ -1037,8 +1287,10 @@ def calibration_table(metrics: dict):
 
     cal = metrics.get("calibration") or {}
     pred = cal.get("predicted_speedup") or {}
-    return pd.DataFrame([{"k": int(k), "predicted": v, "chosen": int(k) == cal["k"]} for k, v in pred.items()],
-                        columns=["k", "predicted", "chosen"])
+    return pd.DataFrame(
+        [{"k": int(k), "predicted": v, "chosen": int(k) == cal["k"]} for k, v in pred.items()],
+        columns=["k", "predicted", "chosen"],
+    )
 
 
 def position_frame(metrics: dict):
@@ -1057,13 +1309,23 @@ def crosscheck_table(metrics: dict):
     import pandas as pd
 
     cross = metrics.get("crosscheck") or {}
-    cols = ["n", "drafts", "draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length", "held_back_steps"]
+    cols = [
+        "n",
+        "drafts",
+        "draft_tokens",
+        "accepted_tokens",
+        "acceptance_rate",
+        "mean_acceptance_length",
+        "held_back_steps",
+    ]
     sides = {
         "vllm": cross.get("vllm"),
         "transformers": cross.get("transformers"),
         "transformers (vllm-comparable)": (cross.get("transformers") or {}).get("vllm_comparable"),
     }
-    rows = [{"engine": name, "n": cross["n"], **{c: side.get(c) for c in cols[1:]}} for name, side in sides.items() if side]
+    rows = [
+        {"engine": name, "n": cross["n"], **{c: side.get(c) for c in cols[1:]}} for name, side in sides.items() if side
+    ]
     return pd.DataFrame(rows, columns=["engine"] + cols).set_index("engine")
 
 
@@ -1082,16 +1344,28 @@ def crosscheck_position_frame(metrics: dict):
     return pd.DataFrame(rows, columns=["engine", "position", "acceptance"])
 
 
-K_SWEEP_COLUMNS = ["k", "acceptance_rate", "mean_acceptance_length", "throughput_tok_s", "speedup_throughput", "r",
-                   "predicted_speedup", "ceiling_speedup", "accuracy", "identical_output_share", "reused_main_pass"]
+K_SWEEP_COLUMNS = [
+    "k",
+    "acceptance_rate",
+    "mean_acceptance_length",
+    "throughput_tok_s",
+    "speedup_throughput",
+    "r",
+    "predicted_speedup",
+    "ceiling_speedup",
+    "accuracy",
+    "identical_output_share",
+    "reused_main_pass",
+]
 
 
 def k_sweep_frame(metrics: dict):
     """One row per K of the sweep (empty when there was none)."""
     import pandas as pd
 
-    return pd.DataFrame([{c: e.get(c) for c in K_SWEEP_COLUMNS} for e in metrics.get("k_sweep") or []],
-                        columns=K_SWEEP_COLUMNS)
+    return pd.DataFrame(
+        [{c: e.get(c) for c in K_SWEEP_COLUMNS} for e in metrics.get("k_sweep") or []], columns=K_SWEEP_COLUMNS
+    )
 
 
 def k_sweep_long(metrics: dict):
@@ -1099,7 +1373,9 @@ def k_sweep_long(metrics: dict):
     speed-up), value."""
     frame = k_sweep_frame(metrics)
     long = frame.melt(id_vars="k", value_vars=["acceptance_rate", "speedup_throughput"], var_name="measure")
-    return long.replace({"measure": {"acceptance_rate": "acceptance rate", "speedup_throughput": "speed-up (throughput)"}})
+    return long.replace(
+        {"measure": {"acceptance_rate": "acceptance rate", "speedup_throughput": "speed-up (throughput)"}}
+    )
 
 
 def sample_preview(rp: RunPaths, n: int = 6):

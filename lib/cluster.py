@@ -28,8 +28,20 @@ from . import io, logs, params, paths
 LOOPBACK = "127.0.0.1"
 # What a chain's process takes from the driver's environment: the workbook's own settings, the
 # Hub's and Gemini's, the libraries' switches. Not CUDA_VISIBLE_DEVICES: Ray sets it per chain.
-PASSED_PREFIXES = ("WORKBOOK_", "HF_", "HUGGING_FACE_", "GEMINI_", "GOOGLE_", "TRANSFORMERS_", "VLLM_",
-                   "WANDB_", "TOKENIZERS_", "PYTORCH_", "NCCL_", "TRITON_")
+PASSED_PREFIXES = (
+    "WORKBOOK_",
+    "HF_",
+    "HUGGING_FACE_",
+    "GEMINI_",
+    "GOOGLE_",
+    "TRANSFORMERS_",
+    "VLLM_",
+    "WANDB_",
+    "TOKENIZERS_",
+    "PYTORCH_",
+    "NCCL_",
+    "TRITON_",
+)
 CANCEL_WAIT_S = 300  # after Ctrl-C: how long the driver waits for chains to record their stage interrupted
 
 
@@ -77,9 +89,11 @@ def connected(address: str | None = None, gpus: list[str] | None = None):
     try:
         import ray
     except ImportError:
-        raise params.ParamsError("--gpus and --cluster place runs through Ray, which is not installed here: "
-                                 "pip install ray==2.60.0 (requirements/cpu.txt), or run one run at a time "
-                                 "without them") from None
+        raise params.ParamsError(
+            "--gpus and --cluster place runs through Ray, which is not installed here: "
+            "pip install ray==2.60.0 (requirements/cpu.txt), or run one run at a time "
+            "without them"
+        ) from None
 
     if ray.is_initialized():
         yield
@@ -99,8 +113,15 @@ def connected(address: str | None = None, gpus: list[str] | None = None):
         try:
             # "local": a new instance, never one that a stale `ray start` record points at; on
             # loopback, it needs no network and opens nothing to it.
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, num_gpus=len(gpus or []),
-                     include_dashboard=False, _node_ip_address=LOOPBACK, object_store_memory=128 * 2**20, **quiet)
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                num_gpus=len(gpus or []),
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK,
+                object_store_memory=128 * 2**20,
+                **quiet,
+            )
         finally:
             if before is None:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -138,16 +159,26 @@ def _reachable_at(asked: str, address: str, timeout_s: float) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
         at = "" if asked == address else f" (its address: {address})"
-        raise params.ParamsError(f"--cluster {asked}{at}: nothing answers there ({exc}); start the head with "
-                                 f"`ray start --head` (docs/cluster.md) or give its address") from None
+        raise params.ParamsError(
+            f"--cluster {asked}{at}: nothing answers there ({exc}); start the head with "
+            f"`ray start --head` (docs/cluster.md) or give its address"
+        ) from None
 
 
 def nodes() -> list[dict]:
     """The cluster's live nodes: id, host address, GPUs and CPUs."""
     import ray
 
-    return [{"node": n["NodeID"], "host": n.get("NodeManagerAddress", "?"), "gpus": int(n["Resources"].get("GPU", 0)),
-             "cpus": int(n["Resources"].get("CPU", 0))} for n in ray.nodes() if n.get("Alive")]
+    return [
+        {
+            "node": n["NodeID"],
+            "host": n.get("NodeManagerAddress", "?"),
+            "gpus": int(n["Resources"].get("GPU", 0)),
+            "cpus": int(n["Resources"].get("CPU", 0)),
+        }
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
 
 
 def refuse_unplaceable(chains: list[Chain], live: list[dict]) -> None:
@@ -159,12 +190,14 @@ def refuse_unplaceable(chains: list[Chain], live: list[dict]) -> None:
         if c.gpus > most_gpus:
             raise params.ParamsError(
                 f"run {c.name} needs {c.gpus} GPU(s) ({c.reason}), but no node of the cluster has more than "
-                f"{most_gpus} ({len(live)} node(s)); nothing was submitted")
+                f"{most_gpus} ({len(live)} node(s)); nothing was submitted"
+            )
         cpus_beside = max(n["cpus"] for n in live if n["gpus"] >= c.gpus)  # one node at least: checked above
         if c.cpus > cpus_beside:
             raise params.ParamsError(
                 f"run {c.name} needs {c.cpus} CPU(s) (grid.cpus_per_run) beside {c.gpus} GPU(s), but no such node "
-                f"has more than {cpus_beside} (the most any node has: {most_cpus}); nothing was submitted")
+                f"has more than {cpus_beside} (the most any node has: {most_cpus}); nothing was submitted"
+            )
 
 
 def _with_parent() -> None:
@@ -184,13 +217,19 @@ def run_chain(command: list[str], env: dict, cwd: str, log: str, placed: str) ->
     driver's Ctrl-C), it passes a SIGINT on, so that the chain records its stage interrupted."""
     import ray
 
-    where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-             "gpus": ",".join(str(g) for g in ray.get_gpu_ids()), "pid": os.getpid(), "since": time.time()}
+    where = {
+        "node": ray.get_runtime_context().get_node_id(),
+        "host": socket.gethostname(),
+        "gpus": ",".join(str(g) for g in ray.get_gpu_ids()),
+        "pid": os.getpid(),
+        "since": time.time(),
+    }
     io.write_json(placed, where)
     child = {**os.environ, **env, paths.NODE_ENV: where["node"], "CUDA_VISIBLE_DEVICES": where["gpus"]}
     with open(log, "w") as keep:
-        proc = subprocess.Popen(command, env=child, cwd=cwd, stdout=keep, stderr=subprocess.STDOUT,
-                                preexec_fn=_with_parent)
+        proc = subprocess.Popen(
+            command, env=child, cwd=cwd, stdout=keep, stderr=subprocess.STDOUT, preexec_fn=_with_parent
+        )
         try:
             code = _wait(proc)
         except KeyboardInterrupt:
@@ -245,9 +284,12 @@ def place(chains: list[Chain], relay, after: dict[str, str] | None = None) -> di
         for f in (c.outcomes, c.placed):
             f.unlink(missing_ok=True)
         c.log.write_text("")
-        ref = task.options(num_gpus=c.gpus, num_cpus=c.cpus, max_retries=0,
-                           runtime_env={"env_vars": {"PYTHONPATH": c.env["PYTHONPATH"]}}).remote(
-            c.command, c.env, str(paths.REPO), str(c.log), str(c.placed))
+        ref = task.options(
+            num_gpus=c.gpus,
+            num_cpus=c.cpus,
+            max_retries=0,
+            runtime_env={"env_vars": {"PYTHONPATH": c.env["PYTHONPATH"]}},
+        ).remote(c.command, c.env, str(paths.REPO), str(c.log), str(c.placed))
         refs[ref] = c
         pending.append(ref)
 
@@ -295,7 +337,9 @@ def relay_new_lines(chain: Chain, offset: int, relay) -> int:
         return offset
     complete = new[: new.rfind(b"\n") + 1]
     place = where(chain)
-    tag = f"[{place.get('host', '?')} {place.get('node', '?')[:8]}{' gpu ' + place['gpus'] if place.get('gpus') else ''}]"
+    tag = (
+        f"[{place.get('host', '?')} {place.get('node', '?')[:8]}{' gpu ' + place['gpus'] if place.get('gpus') else ''}]"
+    )
     for line in complete.decode(errors="replace").splitlines():
         line = line.split("\r")[-1]
         if logs.says_where(line):

@@ -113,8 +113,14 @@ def counting_steps(model):
             emitted = input_ids[0, cur : cur + drafted]
             n = min(drafted, int(emitted.shape[0]))
             agreed = int((proposed[:n] == emitted[:n]).int().cumprod(0).sum()) if n else 0
-            steps.append({"drafted": drafted, "accepted": int(num_matches), "agreed": max(agreed, int(num_matches)),
-                          "first": state["first"]})
+            steps.append(
+                {
+                    "drafted": drafted,
+                    "accepted": int(num_matches),
+                    "agreed": max(agreed, int(num_matches)),
+                    "first": state["first"],
+                }
+            )
             state["first"] = False
             return update(input_ids, scores, num_matches)
 
@@ -160,7 +166,11 @@ def acceptance(
     tok = AutoTokenizer.from_pretrained(str(target_path))
     target = _load(target_path, device, dtype)
     gen = dict(
-        do_sample=False, temperature=None, top_p=None, top_k=None, max_new_tokens=max_new_tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        max_new_tokens=max_new_tokens,
         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
     )
     if draft_path:
@@ -182,11 +192,17 @@ def acceptance(
         n_out += len(new)
         all_steps += steps
         one, comparable = summarize_steps(steps, k), vllm_comparable(steps, k)
-        per_prompt.append({
-            "drafts": one["drafts"], "draft_tokens": one["draft_tokens"], "accepted_tokens": one["accepted_tokens"],
-            "comparable_draft_tokens": comparable["draft_tokens"], "comparable_accepted_tokens": comparable["accepted_tokens"],
-            "output_tokens": len(new), "text": tok.decode(new, skip_special_tokens=True),
-        })
+        per_prompt.append(
+            {
+                "drafts": one["drafts"],
+                "draft_tokens": one["draft_tokens"],
+                "accepted_tokens": one["accepted_tokens"],
+                "comparable_draft_tokens": comparable["draft_tokens"],
+                "comparable_accepted_tokens": comparable["accepted_tokens"],
+                "output_tokens": len(new),
+                "text": tok.decode(new, skip_special_tokens=True),
+            }
+        )
     wall = time.perf_counter() - t0
     import transformers
 

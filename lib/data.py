@@ -82,12 +82,13 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
         return {"requested": 0, "skipped_done": 0, "wall_s": 0.0, "note": "base style: nothing to teach"}
     train = io.require_jsonl(rp.train_problems, required=PROBLEM_COLUMNS)
     # the rejected rows and a pending batch job go with the solutions: the same teacher's answers
-    set_aside = fingerprints.resume_guard(rp.teacher_output, teacher_settings(cfg), [rp.teacher_rejected, rp.teacher_state])
+    set_aside = fingerprints.resume_guard(
+        rp.teacher_output, teacher_settings(cfg), [rp.teacher_rejected, rp.teacher_state]
+    )
     done_ids, repairs = set(), []
     for path in (rp.teacher_output, rp.teacher_rejected):
         # A killed run may leave half a line; two writers or a replayed batch, a repeated id.
-        repairs += [f"{path.name}: {_where(r)}{r['reason']}"
-                    for r in io.repair_jsonl(path, required=("id",), key="id")]
+        repairs += [f"{path.name}: {_where(r)}{r['reason']}" for r in io.repair_jsonl(path, required=("id",), key="id")]
     set_aside += _set_aside_changed_rows(rp, train)
     for path in (rp.teacher_output, rp.teacher_rejected):
         if path.exists():
@@ -110,8 +111,14 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
                 continue
             written.add(problem_id)
             _record(cfg, rp, by_id[problem_id], solution, error, *extra)
-    return {"requested": len(todo), "skipped_done": len(done_ids), "wall_s": time.perf_counter() - t0,
-            "set_aside": set_aside, "n_repairs": len(repairs), "repairs": repairs[:20]}
+    return {
+        "requested": len(todo),
+        "skipped_done": len(done_ids),
+        "wall_s": time.perf_counter() - t0,
+        "set_aside": set_aside,
+        "n_repairs": len(repairs),
+        "repairs": repairs[:20],
+    }
 
 
 def _where(bad: dict) -> str:
@@ -124,10 +131,19 @@ def teacher_settings(cfg) -> dict:
     `fingerprints.resume_guard`); problem text is checked row by row (`_set_aside_changed_rows`)."""
     teacher = cfg["data"]["teacher"]
     own = {"gemini": "gemini", "local": "local_teacher", "file": "teacher_file"}.get(teacher)
-    spec = {k: v for k, v in flat({own: cfg["data"][own]} if own else {}).items()
-            if not any(fnmatchcase(f"data.{k}", pat) for pat in OPERATIONAL)}
-    return {"teacher": teacher, "spec": spec, "keep_wrong": cfg["data"]["keep_wrong"], "style": cfg["style"],
-            "prompt": system_prompt(cfg["style"]), "thinking": cfg["prompt"]["enable_thinking"].get(cfg["style"])}
+    spec = {
+        k: v
+        for k, v in flat({own: cfg["data"][own]} if own else {}).items()
+        if not any(fnmatchcase(f"data.{k}", pat) for pat in OPERATIONAL)
+    }
+    return {
+        "teacher": teacher,
+        "spec": spec,
+        "keep_wrong": cfg["data"]["keep_wrong"],
+        "style": cfg["style"],
+        "prompt": system_prompt(cfg["style"]),
+        "thinking": cfg["prompt"]["enable_thinking"].get(cfg["style"]),
+    }
 
 
 def _set_aside_changed_rows(rp: RunPaths, train: list[dict]) -> list[str]:
@@ -138,18 +154,27 @@ def _set_aside_changed_rows(rp: RunPaths, train: list[dict]) -> list[str]:
     moved = []
     for path in (rp.teacher_output, rp.teacher_rejected):
         moved.append(io.set_aside_rows(path, fingerprints.intact, "edited"))
-        moved.append(io.set_aside_rows(path, lambda r: "question" not in r or current.get(r.get("id")) == (
-            r["question"], r.get("answer")), "changed-problems"))
+        moved.append(
+            io.set_aside_rows(
+                path,
+                lambda r: "question" not in r or current.get(r.get("id")) == (r["question"], r.get("answer")),
+                "changed-problems",
+            )
+        )
     return [m for m in moved if m]
 
 
-def _record(cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None, extra: dict | None = None) -> None:
+def _record(
+    cfg, rp: RunPaths, problem: dict, solution: str | None, error: str | None, extra: dict | None = None
+) -> None:
     """Validate one teacher answer and append it to the output or the rejected file."""
     style, teacher = cfg["style"], cfg["data"]["teacher"]
     if error is not None or solution is None:
         reason = f"teacher error: {error or 'no solution returned'}"
-        io.append_jsonl(rp.teacher_rejected, [fingerprints.sealed(
-            {"id": problem["id"], "reason": reason, "solution": "", **(extra or {})})])
+        io.append_jsonl(
+            rp.teacher_rejected,
+            [fingerprints.sealed({"id": problem["id"], "reason": reason, "solution": "", **(extra or {})})],
+        )
         return
     row, reason = validate(problem, solution)
     row.update(teacher=teacher, style=style, **(extra or {}))
@@ -181,7 +206,8 @@ def validation_summary(cfg, rp: RunPaths) -> dict:
         "kept": len(kept),
         "rejected": len(rejected),
         "teacher_accuracy": (sum(r["correct"] for r in kept) + sum(bool(r.get("correct")) for r in rejected)) / answered
-        if answered else None,
+        if answered
+        else None,
     }
     tokens = token_frame(cfg, rp)
     for style, group in tokens.groupby("style") if len(tokens) else []:
@@ -202,8 +228,14 @@ def token_frame(cfg, rp: RunPaths):
     if not rows:
         return pd.DataFrame(columns=["style", "id", "tokens", "chars"])
     counts = models.token_counter(models.base_model(cfg, rp, "target"))([r["solution"] for r in rows])
-    return pd.DataFrame({"style": rp.style, "id": [r["id"] for r in rows], "tokens": counts,
-                         "chars": [len(r["solution"]) for r in rows]})
+    return pd.DataFrame(
+        {
+            "style": rp.style,
+            "id": [r["id"] for r in rows],
+            "tokens": counts,
+            "chars": [len(r["solution"]) for r in rows],
+        }
+    )
 
 
 def rejected_table(rp: RunPaths):

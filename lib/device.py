@@ -140,8 +140,16 @@ class GpuMemoryPeak:
 
 # Dense bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets (without sparsity), matched
 # by a fragment of the device name, most specific first: the denominator of pretraining's MFU.
-BF16_PEAK_TFLOPS = (("H200 NVL", 835.5), ("H200", 989.4), ("H100 NVL", 835.5), ("H100 PCIe", 756.5),
-                    ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0))
+BF16_PEAK_TFLOPS = (
+    ("H200 NVL", 835.5),
+    ("H200", 989.4),
+    ("H100 NVL", 835.5),
+    ("H100 PCIe", 756.5),
+    ("H100", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("L4", 121.0),
+)
 
 
 def bf16_peak_tflops() -> float | None:

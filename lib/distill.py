@@ -31,26 +31,50 @@ def distill(cfg, rp: RunPaths, progress: bool = True) -> dict:
     todo = [p for p in train if p["id"] not in done]
     t0, n_tokens = time.perf_counter(), 0
     with served_target(cfg, rp, bool(todo)) as (model, adapter, served):
-        batches = engine.answer_problems(cfg, model, todo, cfg["style"], cfg["distill"]["max_tokens"],
-                                         cfg["distill"]["batch_size"], "distill", progress, adapter=adapter) if todo else []
+        batches = (
+            engine.answer_problems(
+                cfg,
+                model,
+                todo,
+                cfg["style"],
+                cfg["distill"]["max_tokens"],
+                cfg["distill"]["batch_size"],
+                "distill",
+                progress,
+                adapter=adapter,
+            )
+            if todo
+            else []
+        )
         for batch, outputs in batches:
             rows = []
             for problem, out in zip(batch, outputs):
                 text = out.outputs[0].text
                 graded = answers.grade(text, problem["answer"])
                 n_tokens += len(out.outputs[0].token_ids)
-                rows.append(fingerprints.sealed({
-                    "id": problem["id"], "question": problem["question"], "solution": text,
-                    "answer": problem["answer"], "pred": graded["pred"], "extraction": graded["method"],
-                    "correct": graded["correct"], "output_tokens": len(out.outputs[0].token_ids),
-                    "finish_reason": out.outputs[0].finish_reason,
-                }))
+                rows.append(
+                    fingerprints.sealed(
+                        {
+                            "id": problem["id"],
+                            "question": problem["question"],
+                            "solution": text,
+                            "answer": problem["answer"],
+                            "pred": graded["pred"],
+                            "extraction": graded["method"],
+                            "correct": graded["correct"],
+                            "output_tokens": len(out.outputs[0].token_ids),
+                            "finish_reason": out.outputs[0].finish_reason,
+                        }
+                    )
+                )
             io.append_jsonl(rp.distilled, rows)  # a crash loses at most this batch
     rows = io.require_jsonl(rp.distilled, required=("id", "solution", "correct")) if rp.distilled.exists() else []
     missing = sorted({p["id"] for p in train} - {r["id"] for r in rows})
     if missing:
-        raise RuntimeError(f"{rp.distilled}: {len(missing)} of {len(train)} training problems have no answer "
-                           f"(first: {missing[0]}); re-run the stage to fill them in")
+        raise RuntimeError(
+            f"{rp.distilled}: {len(missing)} of {len(train)} training problems have no answer "
+            f"(first: {missing[0]}); re-run the stage to fill them in"
+        )
     accuracy = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
     return {
         "n_rows": len(rows),
@@ -101,10 +125,13 @@ def _check_source(cfg, rp: RunPaths) -> list[str]:
     retrained, or `distill.max_tokens` or an engine setting changes, earlier rows are set aside
     (renamed, not deleted) instead of being mixed in."""
     base = models.base_model(cfg, rp, "target")
-    made_with = {"params": {k: v for k, v in record.stage_params(cfg, "03_distill").items()
-                            if not k.startswith("distill.gate")},  # the gate judges, it does not generate
-                 "adapter": fingerprints.of_path(rp.adapter("target")),
-                 "base": fingerprints.of_path(Path(base)) if Path(base).exists() else base}
+    made_with = {
+        "params": {
+            k: v for k, v in record.stage_params(cfg, "03_distill").items() if not k.startswith("distill.gate")
+        },  # the gate judges, it does not generate
+        "adapter": fingerprints.of_path(rp.adapter("target")),
+        "base": fingerprints.of_path(Path(base)) if Path(base).exists() else base,
+    }
     return fingerprints.resume_guard(rp.distilled, made_with)
 
 
@@ -117,6 +144,7 @@ def check_gate(cfg, accuracy: float) -> dict:
         f"{cfg['scenario']} gate {gate:.2f} (distill.gate_mode={mode})"
     )
     if not passed and mode == "stop":
-        raise GateError(message + ": the target is not good enough to teach the draft; train it longer "
-                        "or lower distill.gate")
+        raise GateError(
+            message + ": the target is not good enough to teach the draft; train it longer or lower distill.gate"
+        )
     return {"gate": gate, "passed": passed, "mode": mode, "message": message}

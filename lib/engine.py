@@ -104,11 +104,15 @@ def speculative_extra(cfg) -> dict:
     fields = {f.name for f in dataclasses.fields(SpeculativeConfig)}
     for key in extra:
         if key in {"method", "model", "num_speculative_tokens", *NGRAM_LOOKUP}:
-            raise ValueError(f"benchmark.speculative_extra.{key}: the workbook sets it (from benchmark.method, the "
-                             f"draft and benchmark.k); set those instead")
+            raise ValueError(
+                f"benchmark.speculative_extra.{key}: the workbook sets it (from benchmark.method, the "
+                f"draft and benchmark.k); set those instead"
+            )
         if key not in fields:
-            raise ValueError(f"benchmark.speculative_extra.{key}: not a field of vLLM {versions().get('vllm', '?')}'s "
-                             f"SpeculativeConfig; its fields: {', '.join(sorted(fields))}")
+            raise ValueError(
+                f"benchmark.speculative_extra.{key}: not a field of vLLM {versions().get('vllm', '?')}'s "
+                f"SpeculativeConfig; its fields: {', '.join(sorted(fields))}"
+            )
     return extra
 
 
@@ -184,8 +188,16 @@ def _guard_kernel_rebind() -> None:
     dispatcher._rebind_kernels = guarded
 
 
-def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = False, max_lora_rank: int = 8,
-          eager: bool | None = None, max_num_seqs: int | None = None, profile_dir: str | None = None) -> Engine:
+def start(
+    cfg,
+    model: str,
+    speculative: dict | None = None,
+    enable_lora: bool = False,
+    max_lora_rank: int = 8,
+    eager: bool | None = None,
+    max_num_seqs: int | None = None,
+    profile_dir: str | None = None,
+) -> Engine:
     """`eager` overrides engine.enforce_eager (distillation needs no CUDA graphs: its speed is
     not measured, and skipping compilation saves minutes of engine start on a GPU);
     `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more);
@@ -238,9 +250,13 @@ def start(cfg, model: str, speculative: dict | None = None, enable_lora: bool = 
         kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
     if profile_dir:
         # No stacks, gzip or kernel-time table (0.26 prints that table too): only the trace is read.
-        kwargs["profiler_config"] = {"profiler": "torch", "torch_profiler_dir": str(Path(profile_dir).resolve()),
-                                     "torch_profiler_with_stack": False, "torch_profiler_use_gzip": False,
-                                     "torch_profiler_dump_cuda_time_total": False}
+        kwargs["profiler_config"] = {
+            "profiler": "torch",
+            "torch_profiler_dir": str(Path(profile_dir).resolve()),
+            "torch_profiler_with_stack": False,
+            "torch_profiler_use_gzip": False,
+            "torch_profiler_dump_cuda_time_total": False,
+        }
     t0 = time.perf_counter()
     llm = LLM(**kwargs)
     logs.phase("engine start" + (" (speculative)" if speculative else ""), time.perf_counter() - t0)
@@ -316,8 +332,17 @@ def running(cfg, model: str, **kwargs):
         stop(engine)
 
 
-def answer_problems(cfg, model: str, problems: list[dict], style: str, max_tokens: int, batch_size: int,
-                    desc: str, progress: bool = True, adapter=None):
+def answer_problems(
+    cfg,
+    model: str,
+    problems: list[dict],
+    style: str,
+    max_tokens: int,
+    batch_size: int,
+    desc: str,
+    progress: bool = True,
+    adapter=None,
+):
     """Greedy answers of `model` (its LoRA `adapter` attached when given) to `problems`, one
     vLLM call per batch: yields (batch, outputs) so the caller saves each batch before the
     next (a crash loses at most the batch in flight). Bulk generation, not a measurement: an
@@ -327,7 +352,9 @@ def answer_problems(cfg, model: str, problems: list[dict], style: str, max_token
     from . import models
 
     tokenizer = models.load_tokenizer(model)
-    prompts = [models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in problems]
+    prompts = [
+        models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in problems
+    ]
     check_prompt_lengths(cfg, tokenizer, prompts, [p["id"] for p in problems], f"{desc} ({model})")
     lora_args = dict(enable_lora=True, max_lora_rank=cfg["train"]["lora"]["r"]) if adapter else {}
     with running(cfg, model, eager=True, max_num_seqs=cfg["distill"]["max_num_seqs"], **lora_args) as eng:
@@ -344,13 +371,17 @@ def check_prompt_lengths(cfg, tokenizer, prompts: list[str], ids: list[str], whe
     prompt of engine.max_model_len tokens or more (prompt plus at least one output token must
     fit), and that fails the whole `generate` call, every other prompt with it, naming none."""
     limit = cfg["engine"]["max_model_len"]
-    lengths = [len(x) for x in tokenizer(list(prompts))["input_ids"]] if prompts else []  # special tokens added, as vLLM does
+    lengths = (
+        [len(x) for x in tokenizer(list(prompts))["input_ids"]] if prompts else []
+    )  # special tokens added, as vLLM does
     long = [(i, n) for i, n in zip(ids, lengths) if n >= limit]
     if long:
         shown = ", ".join(f"{i} ({n} tokens)" for i, n in long[:10]) + (" ..." if len(long) > 10 else "")
-        raise ValueError(f"{where}: {len(long)} problem(s) too long for the engine (a prompt of "
-                         f"engine.max_model_len={limit} tokens or more leaves no room for an answer): {shown}; "
-                         f"shorten or remove them, or raise engine.max_model_len")
+        raise ValueError(
+            f"{where}: {len(long)} problem(s) too long for the engine (a prompt of "
+            f"engine.max_model_len={limit} tokens or more leaves no room for an answer): {shown}; "
+            f"shorten or remove them, or raise engine.max_model_len"
+        )
 
 
 def profiled(engine: Engine, prompt: str, sampling_params) -> tuple[object, list[dict]]:
@@ -379,7 +410,9 @@ def reset_prefix_cache(engine: Engine) -> None:
 def sampling(cfg, max_tokens: int):
     from vllm import SamplingParams
 
-    return SamplingParams(temperature=cfg["benchmark"]["temperature"], max_tokens=max_tokens, seed=params.training_seed(cfg))
+    return SamplingParams(
+        temperature=cfg["benchmark"]["temperature"], max_tokens=max_tokens, seed=params.training_seed(cfg)
+    )
 
 
 def lora_request(adapter_dir) -> object:
@@ -451,7 +484,14 @@ def request_timing(output) -> dict:
     m = getattr(output, "metrics", None)
     n = len(output.outputs[0].token_ids)
     if m is None:
-        return {"ttft_s": None, "tpot_s": None, "latency_s": None, "queue_s": None, "prefill_s": None, "output_tokens": n}
+        return {
+            "ttft_s": None,
+            "tpot_s": None,
+            "latency_s": None,
+            "queue_s": None,
+            "prefill_s": None,
+            "output_tokens": n,
+        }
     ttft = getattr(m, "first_token_latency", None)
     first, last = getattr(m, "first_token_ts", None), getattr(m, "last_token_ts", None)
     queued, scheduled = getattr(m, "queued_ts", None), getattr(m, "scheduled_ts", None)

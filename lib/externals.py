@@ -20,8 +20,15 @@ from .styles import STYLES
 
 # The original study's per-sample benchmark CSV (one row per prompt and pass).
 STUDY_COLUMNS = (
-    "run_id", "config_name", "question", "ground_truth", "prediction",
-    "gt_extracted", "pred_extracted", "is_correct", "tokens",
+    "run_id",
+    "config_name",
+    "question",
+    "ground_truth",
+    "prediction",
+    "gt_extracted",
+    "pred_extracted",
+    "is_correct",
+    "tokens",
 )
 # The workbook's own benchmark_samples.csv (benchmark.run), also accepted as an external input.
 WORKBOOK_COLUMNS = ("run", "pass", "question", "ground_truth", "output", "output_tokens")
@@ -34,11 +41,31 @@ _PASS_WORDS = {"baseline": "baseline", "speculative": "speculative", "spec": "sp
 class External:
     """Per-sample rows of CSVs from elsewhere, re-graded; what was read and what was skipped."""
 
-    samples: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[
-        "source", "file", "line", "style", "scenario", "pass", "question", "key", "gold",
-        "pred", "extraction", "correct", "study_correct", "tokens"]))
-    files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[
-        "source", "file", "schema", "rows", "used", "skipped", "pass_assumed"]))
+    samples: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=[
+                "source",
+                "file",
+                "line",
+                "style",
+                "scenario",
+                "pass",
+                "question",
+                "key",
+                "gold",
+                "pred",
+                "extraction",
+                "correct",
+                "study_correct",
+                "tokens",
+            ]
+        )
+    )
+    files: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["source", "file", "schema", "rows", "used", "skipped", "pass_assumed"]
+        )
+    )
     bad: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source", "file", "line", "reason", "raw"]))
 
     def __bool__(self) -> bool:
@@ -95,7 +122,7 @@ def _resolve_path(path) -> Path:
 
 
 def _schema(path: Path, header: list[str]) -> str:
-    """"workbook" (a benchmark_samples.csv) or "study"; a missing column is an error naming it."""
+    """ "workbook" (a benchmark_samples.csv) or "study"; a missing column is an error naming it."""
     if set(WORKBOOK_COLUMNS) <= set(header) and "config_name" not in header:
         return "workbook"
     missing = [c for c in STUDY_COLUMNS if c not in header]
@@ -119,7 +146,11 @@ def _sample(rec: dict, schema: str, fixed: dict, names_from: list[dict], mapping
         name, output, tokens_raw = rec["run"].strip(), rec["output"], rec["output_tokens"]
         gold = _gold(rec["ground_truth"], "")
         study_correct = _truthy(rec.get("correct", ""))
-        names = [mapping.get(name) or {}, {"pass": _PASS_WORDS.get(rec["pass"].strip().lower())}, parse_config(name)] + names_from
+        names = [
+            mapping.get(name) or {},
+            {"pass": _PASS_WORDS.get(rec["pass"].strip().lower())},
+            parse_config(name),
+        ] + names_from
     if not name:
         return "empty config name" if schema == "study" else "empty run name"
     if gold is None:
@@ -141,9 +172,16 @@ def _sample(rec: dict, schema: str, fixed: dict, names_from: list[dict], mapping
         return f"{name!r} names no scenario ({', '.join(scenario_order())}): give it in the entry or in external_map"
     graded = answers.grade(output, gold)
     return {
-        "style": meta["style"], "scenario": str(meta["scenario"]), "pass": meta.get("pass"),
-        "question": rec["question"], "gold": gold, "pred": graded["pred"], "extraction": graded["method"],
-        "correct": graded["correct"], "study_correct": study_correct, "tokens": int(tokens),
+        "style": meta["style"],
+        "scenario": str(meta["scenario"]),
+        "pass": meta.get("pass"),
+        "question": rec["question"],
+        "gold": gold,
+        "pred": graded["pred"],
+        "extraction": graded["method"],
+        "correct": graded["correct"],
+        "study_correct": study_correct,
+        "tokens": int(tokens),
     }
 
 
@@ -180,7 +218,9 @@ def read_external(spec, mapping: dict | None = None) -> tuple[list[dict], list[d
             except StopIteration:
                 break
             except csv.Error as exc:
-                bad.append({"source": source, "file": path.name, "line": start, "reason": f"unreadable CSV: {exc}", "raw": ""})
+                bad.append(
+                    {"source": source, "file": path.name, "line": start, "reason": f"unreadable CSV: {exc}", "raw": ""}
+                )
                 continue
             if not fields or all(not f.strip() for f in fields):
                 continue
@@ -189,14 +229,23 @@ def read_external(spec, mapping: dict | None = None) -> tuple[list[dict], list[d
             else:
                 got = _sample(dict(zip(header, fields)), schema, fixed, names_from, mapping or {})
             if isinstance(got, str):
-                bad.append({"source": source, "file": path.name, "line": start, "reason": got, "raw": ",".join(fields)[:200]})
+                bad.append(
+                    {"source": source, "file": path.name, "line": start, "reason": got, "raw": ",".join(fields)[:200]}
+                )
                 continue
             if got["pass"] not in PASSES:
                 got["pass"] = "baseline"
                 assumed += 1
             samples.append({"source": source, "file": path.name, "line": start, **got})
-    info = {"source": source, "file": path.name, "schema": schema, "rows": len(samples) + len(bad),
-            "used": len(samples), "skipped": len(bad), "pass_assumed": assumed}
+    info = {
+        "source": source,
+        "file": path.name,
+        "schema": schema,
+        "rows": len(samples) + len(bad),
+        "used": len(samples),
+        "skipped": len(bad),
+        "pass_assumed": assumed,
+    }
     return samples, bad, info
 
 
@@ -224,7 +273,10 @@ def load_externals(profile: str, csvs=(), mapping: dict | None = None, discover:
         if samples:
             frame = pd.DataFrame(samples)
             # Pair the two passes of a prompt: the question and its occurrence number.
-            frame["key"] = frame["question"] + "\x00" + frame.groupby(
-                ["source", "style", "scenario", "pass", "question"]).cumcount().astype(str)
+            frame["key"] = (
+                frame["question"]
+                + "\x00"
+                + frame.groupby(["source", "style", "scenario", "pass", "question"]).cumcount().astype(str)
+            )
             out.samples = frame[out.samples.columns]
     return out

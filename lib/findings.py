@@ -11,8 +11,17 @@ import pandas as pd
 from . import analysis, answer, trainings
 from .externals import External
 from .formats import WORKBOOK, pts, scenario_order, source_rank
-from .stats import (NOISE_ALPHA, TOLERANCE_TEXT, excess_mismatch_p, holm, least_rank_test_p, placement_p, quantiles,
-                    rank_test_p, within_tolerance)
+from .stats import (
+    NOISE_ALPHA,
+    TOLERANCE_TEXT,
+    excess_mismatch_p,
+    holm,
+    least_rank_test_p,
+    placement_p,
+    quantiles,
+    rank_test_p,
+    within_tolerance,
+)
 from .styles import TRAINED_STYLES
 
 
@@ -32,10 +41,20 @@ def _decide(tally: dict, quantity: str, scenario: str, said: str, delta, lo, hi,
     `tally["decided"]` the difference, the interval or test that decided it and the verdict in
     CoD's terms, for the answer table (`answer.build`)."""
     tally.setdefault(quantity if quantity != "speed-up" else "speedup", {})[scenario] = said
-    table = ("no clear difference" if said == "unclear" else
-             "CoD higher" if said in ("CoD higher", "CoD faster") else "CoD lower")
-    tally.setdefault("decided", {})[(quantity, scenario)] = {"delta": delta, "lo": lo, "hi": hi, "verdict": table,
-                                                             "by": by}
+    table = (
+        "no clear difference"
+        if said == "unclear"
+        else "CoD higher"
+        if said in ("CoD higher", "CoD faster")
+        else "CoD lower"
+    )
+    tally.setdefault("decided", {})[(quantity, scenario)] = {
+        "delta": delta,
+        "lo": lo,
+        "hi": hi,
+        "verdict": table,
+        "by": by,
+    }
 
 
 def findings(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0) -> list[str]:
@@ -67,15 +86,26 @@ def study(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2
     sections = [
         {"heading": "The answer", "lines": _answer(tally, compared), "table": None},
         {"heading": "CoD against CoT", "lines": styles, "table": None},
-        {"heading": "Did speculation change the answers?", "lines": _accuracy_moves(have) + noise,
-         "table": _lossless_table(have), "summary": _lossless_summary(have)},
+        {
+            "heading": "Did speculation change the answers?",
+            "lines": _accuracy_moves(have) + noise,
+            "table": _lossless_table(have),
+            "summary": _lossless_summary(have),
+        },
         {"heading": "Speed model: measured against predicted", "lines": _cost_model(have), "table": None},
-        {"heading": "Cross-check: transformers against vLLM", "lines": crosscheck, "table": _crosscheck_table(have),
-         "summary": _crosscheck_summary(have)},
+        {
+            "heading": "Cross-check: transformers against vLLM",
+            "lines": crosscheck,
+            "table": _crosscheck_table(have),
+            "summary": _crosscheck_summary(have),
+        },
         {"heading": "Intervals, data and gaps", "lines": notes, "table": None},
     ]
-    return {"answer": answer.build(frame, tally.get("decided", {}), compared), "compared": compared,
-            "sections": [s for s in sections if s["lines"]]}
+    return {
+        "answer": answer.build(frame, tally.get("decided", {}), compared),
+        "compared": compared,
+        "sections": [s for s in sections if s["lines"]],
+    }
 
 
 def _settings_differ(have: pd.DataFrame) -> list[str]:
@@ -85,8 +115,11 @@ def _settings_differ(have: pd.DataFrame) -> list[str]:
     if kinds.nunique() <= 1:
         return []
     by = kinds.groupby(kinds).apply(lambda s: ", ".join(made.loc[s.index, "run"])).to_dict()
-    return ["These runs were not all made with the same settings, so their numbers are not like for like: "
-            + "; ".join(f"{k}: {v}" for k, v in sorted(by.items())) + "."]
+    return [
+        "These runs were not all made with the same settings, so their numbers are not like for like: "
+        + "; ".join(f"{k}: {v}" for k, v in sorted(by.items()))
+        + "."
+    ]
 
 
 def _across_trainings(compared: pd.DataFrame, tally: dict) -> list[str]:
@@ -97,15 +130,27 @@ def _across_trainings(compared: pd.DataFrame, tally: dict) -> list[str]:
         return []
     for _, r in replicated.iterrows():
         apart, higher = (r["lo"] > 0 or r["hi"] < 0), r["delta"] > 0
-        said = {"accuracy": "CoD higher" if higher else "CoD lower",
-                "acceptance": ("CoD" if higher else "CoT") + " higher",
-                "speed-up": ("CoD" if higher else "CoT") + " faster"}.get(r["quantity"])
+        said = {
+            "accuracy": "CoD higher" if higher else "CoD lower",
+            "acceptance": ("CoD" if higher else "CoT") + " higher",
+            "speed-up": ("CoD" if higher else "CoT") + " faster",
+        }.get(r["quantity"])
         if said:
-            _decide(tally, r["quantity"], r["scenario"], said if apart else "unclear", r["delta"], r["lo"], r["hi"],
-                    f"95 % across {min(r['n_cot'], r['n_cod'])} trainings each")
-    return (["Across trainings (each style trained more than once, `grid.replicates`): the intervals resample the "
-             "trainings and, within each, the prompts (speed-up: the repetitions), so they hold the spread between "
-             "trainings; these decide the answer above."] + trainings.sentences(replicated))
+            _decide(
+                tally,
+                r["quantity"],
+                r["scenario"],
+                said if apart else "unclear",
+                r["delta"],
+                r["lo"],
+                r["hi"],
+                f"95 % across {min(r['n_cot'], r['n_cod'])} trainings each",
+            )
+    return [
+        "Across trainings (each style trained more than once, `grid.replicates`): the intervals resample the "
+        "trainings and, within each, the prompts (speed-up: the repetitions), so they hold the spread between "
+        "trainings; these decide the answer above."
+    ] + trainings.sentences(replicated)
 
 
 def _answer(tally: dict, compared: pd.DataFrame | None = None) -> list[str]:
@@ -124,16 +169,25 @@ def _answer(tally: dict, compared: pd.DataFrame | None = None) -> list[str]:
             by.setdefault(v, []).append(scenario)
         return f"{what}: " + "; ".join(f"{v if v != 'unclear' else unclear} in {', '.join(sc)}" for v, sc in by.items())
 
-    said = [part(*x) for x in ((f"Accuracy ({trained})", tally["accuracy"], "no clear difference"),
-                               ("Acceptance", tally["acceptance"], "no clear difference"),
-                               ("Throughput speed-up", tally["speedup"], "not resolved by the repetitions"))
-            if x[1]]
-    return ["The study's question (does CoD make speculation faster without costing accuracy?), for this pair — "
-            + ". ".join(said) + "."]
+    said = [
+        part(*x)
+        for x in (
+            (f"Accuracy ({trained})", tally["accuracy"], "no clear difference"),
+            ("Acceptance", tally["acceptance"], "no clear difference"),
+            ("Throughput speed-up", tally["speedup"], "not resolved by the repetitions"),
+        )
+        if x[1]
+    ]
+    return [
+        "The study's question (does CoD make speculation faster without costing accuracy?), for this pair — "
+        + ". ".join(said)
+        + "."
+    ]
 
 
-def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed: int,
-                     tally: dict) -> tuple[list[str], set]:
+def _styles_compared(
+    frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed: int, tally: dict
+) -> tuple[list[str], set]:
     """Per scenario, CoD against CoT: acceptance (with the interval of the difference) and
     speed-up; first, how often each style led. Also the interval methods the numbers rest on;
     each scenario's verdicts go into `tally` (for `_answer`)."""
@@ -161,9 +215,21 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
             winner, loser = ("CoD", "CoT") if diff > 0 else ("CoT", "CoD")
             compared += 1
             wins["cod" if diff > 0 else "cot"] += diff != 0
-            verdict = ("the interval excludes zero" if (lo > 0 or hi < 0) else "the interval includes zero: no clear difference")
-            _decide(tally, "acceptance", scenario, f"{winner} higher" if (lo > 0 or hi < 0) else "unclear", diff, lo, hi,
-                    "95 % over prompts")
+            verdict = (
+                "the interval excludes zero"
+                if (lo > 0 or hi < 0)
+                else "the interval includes zero: no clear difference"
+            )
+            _decide(
+                tally,
+                "acceptance",
+                scenario,
+                f"{winner} higher" if (lo > 0 or hi < 0) else "unclear",
+                diff,
+                lo,
+                hi,
+                "95 % over prompts",
+            )
             out.append(
                 f"{scenario}: {winner} had the higher acceptance — CoD {_pct(cod['acceptance_rate'])}"
                 f"{_interval(cod['acceptance_lo'], cod['acceptance_hi'], _pct)} vs CoT {_pct(cot['acceptance_rate'])}"
@@ -173,8 +239,11 @@ def _styles_compared(frame: pd.DataFrame, have: pd.DataFrame, n_boot: int, seed:
         out.extend(_speedup_by_style(scenario, cot, cod, tally))
     if compared:
         lead = "CoD" if wins["cod"] >= wins["cot"] else "CoT"
-        out.insert(0, f"Across the {compared} scenario(s) with both styles measured, {lead} had the higher acceptance in "
-                      f"{max(wins.values())} of {compared}.")
+        out.insert(
+            0,
+            f"Across the {compared} scenario(s) with both styles measured, {lead} had the higher acceptance in "
+            f"{max(wins.values())} of {compared}.",
+        )
     return out, methods
 
 
@@ -196,11 +265,15 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
         r_cot, r_cod = _reps(cot), _reps(cod)
         verdict = "unclear"
         if any(pd.isna(n) or n < 2 for n in reps) or pd.isna(cod["speedup_lo"]) or pd.isna(cot["speedup_lo"]):
-            spread = "fewer than two repetitions: the run-to-run spread is not measured, so this does not tell them apart"
+            spread = (
+                "fewer than two repetitions: the run-to-run spread is not measured, so this does not tell them apart"
+            )
             test = "fewer than 2 repetitions: not tested"
         else:
-            ranges = (f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
-                      f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]")
+            ranges = (
+                f"range over repetitions CoD [{cod['speedup_lo']:.2f}, {cod['speedup_hi']:.2f}], "
+                f"CoT [{cot['speedup_lo']:.2f}, {cot['speedup_hi']:.2f}]"
+            )
             ranked = len(r_cot) >= 2 and len(r_cod) >= 2
             if ranked:
                 p, least = rank_test_p(r_cod, r_cot), least_rank_test_p(len(r_cod), len(r_cot))
@@ -212,21 +285,32 @@ def _speedup_by_style(scenario: str, cot, cod, tally: dict | None = None) -> lis
             if apart:
                 verdict = "CoD faster" if cod["speedup"] > cot["speedup"] else "CoT faster"
             if ranked:
-                spread = (f"{ranges}; rank test over the {len(r_cod)} + {len(r_cot)} repetitions p = {p:.2f}: "
-                          + (verdict if apart else "not resolved by these repetitions")
-                          + ("" if least < NOISE_ALPHA else
-                             f"; with so few the test cannot go below p = {least:.2f}: four repetitions each can tell them apart"))
+                spread = (
+                    f"{ranges}; rank test over the {len(r_cod)} + {len(r_cot)} repetitions p = {p:.2f}: "
+                    + (verdict if apart else "not resolved by these repetitions")
+                    + (
+                        ""
+                        if least < NOISE_ALPHA
+                        else f"; with so few the test cannot go below p = {least:.2f}: four repetitions each can tell them apart"
+                    )
+                )
             else:
-                spread = f"{ranges}: " + ("the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions")
-        out.append(f"{scenario}: throughput speed-up CoD {cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x ({spread}).")
+                spread = f"{ranges}: " + (
+                    "the ranges do not overlap" if apart else "the ranges overlap, not resolved by these repetitions"
+                )
+        out.append(
+            f"{scenario}: throughput speed-up CoD {cod['speedup']:.2f}x vs CoT {cot['speedup']:.2f}x ({spread})."
+        )
         if tally is not None:
             _decide(tally, "speed-up", scenario, verdict, cod["speedup"] - cot["speedup"], None, None, test)
     s_cot, s_cod = cot["speedup_latency"], cod["speedup_latency"]
     if not (pd.isna(s_cot) or pd.isna(s_cod)):
         x = "{:.2f}x".format
-        out.append(f"{scenario}: latency speed-up CoD {s_cod:.2f}x{_interval(cod['speedup_latency_lo'], cod['speedup_latency_hi'], x)}"
-                   f" vs CoT {s_cot:.2f}x{_interval(cot['speedup_latency_lo'], cot['speedup_latency_hi'], x)}"
-                   " (95 % over the prompts of one pass: not the run-to-run spread).")
+        out.append(
+            f"{scenario}: latency speed-up CoD {s_cod:.2f}x{_interval(cod['speedup_latency_lo'], cod['speedup_latency_hi'], x)}"
+            f" vs CoT {s_cot:.2f}x{_interval(cot['speedup_latency_lo'], cot['speedup_latency_hi'], x)}"
+            " (95 % over the prompts of one pass: not the run-to-run spread)."
+        )
     return out
 
 
@@ -249,34 +333,59 @@ def _accuracy_by_style(have: pd.DataFrame, tally: dict, one_training: bool = Tru
             said.append(f"{NAMES[style]} {_pct(r['accuracy_baseline'])}{_interval(lo, hi, _pct)}")
         if not said:
             continue
-        line = f"{scenario}: held-out accuracy of the target alone — " + ", ".join(said) + " (95% bootstrap over prompts)"
+        line = (
+            f"{scenario}: held-out accuracy of the target alone — " + ", ".join(said) + " (95% bootstrap over prompts)"
+        )
         if "cot" in bounds and "cod" in bounds:
             paired = rows.loc["cod"]
             if not pd.isna(paired.get("style_accuracy_delta")):
                 # both styles answered the same prompts: the paired interval of the difference decides
-                d, lo, hi = paired["style_accuracy_delta"], paired["style_accuracy_delta_lo"], paired["style_accuracy_delta_hi"]
+                d, lo, hi = (
+                    paired["style_accuracy_delta"],
+                    paired["style_accuracy_delta_lo"],
+                    paired["style_accuracy_delta_hi"],
+                )
                 lower, higher = hi < 0, lo > 0
-                verdict = ("CoD cost accuracy" if lower else "CoD was more accurate" if higher
-                           else "the interval includes zero: no clear difference")
-                line += (f"; CoD − CoT {pts(d)}{_interval(lo, hi, pts)} points (95% paired bootstrap over the "
-                         f"{int(paired['style_n_paired'])} prompts both answered: {int(paired['style_n_cod_only'])} right "
-                         f"only with CoD, {int(paired['style_n_cot_only'])} only with CoT), {verdict}")
+                verdict = (
+                    "CoD cost accuracy"
+                    if lower
+                    else "CoD was more accurate"
+                    if higher
+                    else "the interval includes zero: no clear difference"
+                )
+                line += (
+                    f"; CoD − CoT {pts(d)}{_interval(lo, hi, pts)} points (95% paired bootstrap over the "
+                    f"{int(paired['style_n_paired'])} prompts both answered: {int(paired['style_n_cod_only'])} right "
+                    f"only with CoD, {int(paired['style_n_cot_only'])} only with CoT), {verdict}"
+                )
                 decided = (d, lo, hi, f"95 % paired over {int(paired['style_n_paired'])} prompts")
             else:  # no per-sample files to pair: two separate intervals, a weaker test
                 (cot, cot_lo, cot_hi), (cod, cod_lo, cod_hi) = bounds["cot"], bounds["cod"]
                 lower, higher = cod_hi < cot_lo, cod_lo > cot_hi
-                verdict = ("CoD cost accuracy (the intervals do not overlap)" if lower
-                           else "CoD was more accurate (the intervals do not overlap)" if higher
-                           else "the intervals overlap: no clear difference")
+                verdict = (
+                    "CoD cost accuracy (the intervals do not overlap)"
+                    if lower
+                    else "CoD was more accurate (the intervals do not overlap)"
+                    if higher
+                    else "the intervals overlap: no clear difference"
+                )
                 line += f"; CoD − CoT {pts(cod - cot)} points (no per-sample files to pair them), {verdict}"
-                decided = (cod - cot, None, None, "the styles' intervals " + ("apart" if lower or higher else "overlap"))
-            _decide(tally, "accuracy", scenario, "CoD lower" if lower else "CoD higher" if higher else "unclear",
-                    *decided)
+                decided = (
+                    cod - cot,
+                    None,
+                    None,
+                    "the styles' intervals " + ("apart" if lower or higher else "overlap"),
+                )
+            _decide(
+                tally, "accuracy", scenario, "CoD lower" if lower else "CoD higher" if higher else "unclear", *decided
+            )
         out.append(line + ".")
     if tally["accuracy"] and one_training:
-        out.append("These accuracy intervals resample the held-out prompts answered by one trained target per style: "
-                   "they do not hold the spread between trainings (another seed, or GPU training, which is not "
-                   "bit-reproducible), which only a second training of each style measures.")
+        out.append(
+            "These accuracy intervals resample the held-out prompts answered by one trained target per style: "
+            "they do not hold the spread between trainings (another seed, or GPU training, which is not "
+            "bit-reproducible), which only a second training of each style measures."
+        )
     return out
 
 
@@ -289,16 +398,26 @@ def _accuracy_moves(have: pd.DataFrame) -> list[str]:
             unchanged.append(f"{where} ({int(r['n_paired'])} prompts)")
         elif not pd.isna(r["n_paired"]):
             lo, hi = r["spec_accuracy_delta_lo"], r["spec_accuracy_delta_hi"]
-            moved = "speculation changed accuracy" if (lo > 0 or hi < 0) else "no evidence that speculation changed accuracy"
-            ident = "" if pd.isna(r["identical_output_share"]) else f"; outputs identical to baseline for {r['identical_output_share']:.0%} of prompts"
+            moved = (
+                "speculation changed accuracy"
+                if (lo > 0 or hi < 0)
+                else "no evidence that speculation changed accuracy"
+            )
+            ident = (
+                ""
+                if pd.isna(r["identical_output_share"])
+                else f"; outputs identical to baseline for {r['identical_output_share']:.0%} of prompts"
+            )
             out.append(
                 f"{where}: speculation moved accuracy by {pts(r['spec_accuracy_delta'])} points"
                 f"{_interval(lo, hi, pts)} (95% paired bootstrap over {int(r['n_paired'])} prompts; "
                 f"{int(r['n_gained'])} turned right, {int(r['n_lost'])} turned wrong{ident}) — {moved}."
             )
         elif not pd.isna(r["spec_accuracy_delta"]):
-            out.append(f"{where}: speculation moved accuracy by {pts(r['spec_accuracy_delta'])} points "
-                       f"(no per-sample file to put an interval on it).")
+            out.append(
+                f"{where}: speculation moved accuracy by {pts(r['spec_accuracy_delta'])} points "
+                f"(no per-sample file to put an interval on it)."
+            )
     if unchanged:
         out.append("Speculation did not change whether any answer was right in: " + ", ".join(unchanged) + ".")
     return out
@@ -320,88 +439,142 @@ def _cost_model(have: pd.DataFrame) -> list[str]:
         # One sentence per basis: runs recorded before per-request timestamps predict from decode
         # steps alone, and pooling them with the others would hide which model misses.
         basis = have.loc[ratio.index, "prediction_basis"].fillna("decode")
-        for name, what in (("schedule", "acceptance by draft position (per request where the engine counts it), the "
-                                        "measured step cost r and each request's time to its first token, the requests "
-                                        "placed in the engine's slots in the order sent"),
-                           ("decode + prefill", "acceptance by draft position, the measured step cost r and each "
-                                                "request's time to its first token (slots assumed equally busy in both "
-                                                "passes)"),
-                           ("decode", "acceptance by draft position and the measured step cost r (decode steps "
-                                      "only: these runs recorded no prefill timestamps)")):
+        for name, what in (
+            (
+                "schedule",
+                "acceptance by draft position (per request where the engine counts it), the "
+                "measured step cost r and each request's time to its first token, the requests "
+                "placed in the engine's slots in the order sent",
+            ),
+            (
+                "decode + prefill",
+                "acceptance by draft position, the measured step cost r and each "
+                "request's time to its first token (slots assumed equally busy in both "
+                "passes)",
+            ),
+            (
+                "decode",
+                "acceptance by draft position and the measured step cost r (decode steps "
+                "only: these runs recorded no prefill timestamps)",
+            ),
+        ):
             part = ratio[basis == name]
             if len(part):
                 within = int(within_tolerance(part).sum())
-                out.append(f"Measured throughput speed-up was {_span(part, '{:.2f}')} times the one predicted "
-                           f"from {what}, over {len(part)} run(s); within {TOLERANCE_TEXT} in {within} of {len(part)}.")
+                out.append(
+                    f"Measured throughput speed-up was {_span(part, '{:.2f}')} times the one predicted "
+                    f"from {what}, over {len(part)} run(s); within {TOLERANCE_TEXT} in {within} of {len(part)}."
+                )
         occ = have["occupancy_ratio"].dropna()
         if len(occ):
-            out.append(f"Decode steps alone: the speculative passes kept {_span(occ, '{:.2f}')} times as many "
-                       f"requests decoding at once as the baseline (occupancy), and measured = decode-only prediction x "
-                       f"that ratio: below 1, speculation spent more of its time outside decode steps (prefill, "
-                       f"scheduling, the batch emptying).")
+            out.append(
+                f"Decode steps alone: the speculative passes kept {_span(occ, '{:.2f}')} times as many "
+                f"requests decoding at once as the baseline (occupancy), and measured = decode-only prediction x "
+                f"that ratio: below 1, speculation spent more of its time outside decode steps (prefill, "
+                f"scheduling, the batch emptying)."
+            )
         busy = have["busy_occupancy_ratio"].dropna()
         if len(busy):
-            out.append(f"With each request's prefill counted as busy, the ratio is {_span(busy, '{:.2f}')}: "
-                       f"what a prediction with prefill alone misses is slots standing empty (the batch emptying, "
-                       f"scheduling gaps), which the schedule prediction places from each request's length and "
-                       f"acceptance.")
+            out.append(
+                f"With each request's prefill counted as busy, the ratio is {_span(busy, '{:.2f}')}: "
+                f"what a prediction with prefill alone misses is slots standing empty (the batch emptying, "
+                f"scheduling gaps), which the schedule prediction places from each request's length and "
+                f"acceptance."
+            )
         out += _lone_tail(have)
         out += _lone_tail_by_repetition(have)
     out += _schedulers(have)
     capped = have.dropna(subset=["ceiling_speedup", "step_cost_r"])
     if len(capped):
         floor = capped["floor_speedup"].dropna()
-        out.append(f"A speculative step cost {_span(capped['step_cost_r'], '{:.2f}')} baseline "
-                   f"steps (r), so even with every draft accepted the engine's ceiling is "
-                   f"{_span(capped['ceiling_speedup'], '{:.2f}x')}"
-                   + (f"; were each step only its kernels (r {_span(capped['r_floor'].dropna(), '{:.2f}')}: a speculative step's "
-                      f"GPU-busy time over a target step's), it would be {_span(floor, '{:.2f}x')}." if len(floor) else
-                      " (no GPU profile: no hardware floor)."))
+        out.append(
+            f"A speculative step cost {_span(capped['step_cost_r'], '{:.2f}')} baseline "
+            f"steps (r), so even with every draft accepted the engine's ceiling is "
+            f"{_span(capped['ceiling_speedup'], '{:.2f}x')}"
+            + (
+                f"; were each step only its kernels (r {_span(capped['r_floor'].dropna(), '{:.2f}')}: a speculative step's "
+                f"GPU-busy time over a target step's), it would be {_span(floor, '{:.2f}x')}."
+                if len(floor)
+                else " (no GPU profile: no hardware floor)."
+            )
+        )
         share = have["gpu_busy_share"].dropna()
         if len(share):
-            out.append(f"The GPU was busy for {_span(share, '{:.0%}')} of a target step at batch 1: the rest is "
-                       f"host work (scheduling, launches, sampling), so on a pair this small the measured speed-up speaks "
-                       f"of the engine's host overhead more than of the GPU.")
+            out.append(
+                f"The GPU was busy for {_span(share, '{:.0%}')} of a target step at batch 1: the rest is "
+                f"host work (scheduling, launches, sampling), so on a pair this small the measured speed-up speaks "
+                f"of the engine's host overhead more than of the GPU."
+            )
     order = have["order_effect"].dropna()
     if len(order):
-        out.append(f"Repetition order: in {int((order > 1).sum())} of {len(order)} run(s) the repetitions that ran the "
-                   f"speculative pass first measured the higher speed-up (speculative-first over baseline-first "
-                   f"{_span(order, '{:.2f}')}, median {order.median():.2f}). The order alternates, so the median "
-                   f"balances it; the range over repetitions includes it.")
+        out.append(
+            f"Repetition order: in {int((order > 1).sum())} of {len(order)} run(s) the repetitions that ran the "
+            f"speculative pass first measured the higher speed-up (speculative-first over baseline-first "
+            f"{_span(order, '{:.2f}')}, median {order.median():.2f}). The order alternates, so the median "
+            f"balances it; the range over repetitions includes it."
+        )
     return out
 
 
 def _lone_tail(have: pd.DataFrame) -> list[str]:
     """The speculative pass's last request decoding alone, and measured against predicted without it."""
-    cols = ["lone_tail_share", "lone_tail_share_baseline", "speedup_without_lone_tail", "predicted_speedup",
-            "lone_tail_tpot_ratio", "lone_replay_slowdown", "lone_replay_tokens_per_step", "predicted_speedup_busy"]
+    cols = [
+        "lone_tail_share",
+        "lone_tail_share_baseline",
+        "speedup_without_lone_tail",
+        "predicted_speedup",
+        "lone_tail_tpot_ratio",
+        "lone_replay_slowdown",
+        "lone_replay_tokens_per_step",
+        "predicted_speedup_busy",
+    ]
     tails = have.reindex(columns=cols).dropna(subset=cols[:2])  # runs recorded before it have none
     if not len(tails):
         return []
     long = tails[tails["lone_tail_share"] > LONE_TAIL_NOTABLE]
     slow = long["lone_tail_tpot_ratio"].dropna()
-    out = [f"The speculative pass's last request decoded alone for more than {LONE_TAIL_NOTABLE:.0%} of the pass in "
-           f"{len(long)} of {len(tails)} run(s)" + (f" ({_span(long['lone_tail_share'], '{:.0%}')}; the baseline's "
-                                                   f"{_span(tails['lone_tail_share_baseline'], '{:.0%}')})" if len(long) else "")
-           + (f", at {_span(slow, '{:.1f}')} times the pass's median time per token" if len(slow) else "")
-           + ": a prediction that prices a step from all requests together does not see that time; the schedule "
-             "prediction does, as far as the request's own length and acceptance explain it."]
-    replayed = long.reindex(columns=["lone_replay_slowdown", "lone_replay_tokens_per_step"]).dropna(subset=["lone_replay_slowdown"])
+    out = [
+        f"The speculative pass's last request decoded alone for more than {LONE_TAIL_NOTABLE:.0%} of the pass in "
+        f"{len(long)} of {len(tails)} run(s)"
+        + (
+            f" ({_span(long['lone_tail_share'], '{:.0%}')}; the baseline's "
+            f"{_span(tails['lone_tail_share_baseline'], '{:.0%}')})"
+            if len(long)
+            else ""
+        )
+        + (f", at {_span(slow, '{:.1f}')} times the pass's median time per token" if len(slow) else "")
+        + ": a prediction that prices a step from all requests together does not see that time; the schedule "
+        "prediction does, as far as the request's own length and acceptance explain it."
+    ]
+    replayed = long.reindex(columns=["lone_replay_slowdown", "lone_replay_tokens_per_step"]).dropna(
+        subset=["lone_replay_slowdown"]
+    )
     if len(replayed):
         # the same prompt once more, alone on the same engine: slow again, the prompt; fast, the batch's state
         ratio, per_step = replayed["lone_replay_slowdown"], replayed["lone_replay_tokens_per_step"].dropna()
-        cause = (": its slowness came from the engine's state late in the batch, not from the prompt" if (ratio > 2).all()
-                 else ": the prompt decodes slowly by itself" if (ratio < 1.5).all() else "")
-        out.append(f"Answered once more alone on the same engine, that request's time per token in its pass was "
-                   f"{_span(ratio, '{:.1f}')} times its time alone"
-                   + (f" ({_span(per_step, '{:.1f}')} tokens per step alone)" if len(per_step) else "") + cause + ".")
+        cause = (
+            ": its slowness came from the engine's state late in the batch, not from the prompt"
+            if (ratio > 2).all()
+            else ": the prompt decodes slowly by itself"
+            if (ratio < 1.5).all()
+            else ""
+        )
+        out.append(
+            f"Answered once more alone on the same engine, that request's time per token in its pass was "
+            f"{_span(ratio, '{:.1f}')} times its time alone"
+            + (f" ({_span(per_step, '{:.1f}')} tokens per step alone)" if len(per_step) else "")
+            + cause
+            + "."
+        )
     # without the tail, against the prediction that assumes no empty slots (the schedule one places the tail)
     equal_slots = tails["predicted_speedup_busy"].fillna(tails["predicted_speedup"])
     rest = (tails["speedup_without_lone_tail"] / equal_slots).dropna()
     if len(rest):
         within = int(within_tolerance(rest).sum())
-        out.append(f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times the prediction "
-                   f"with both passes' slots equally busy (within {TOLERANCE_TEXT} in {within} of {len(rest)}).")
+        out.append(
+            f"Without each pass's lone last request, measured was {_span(rest, '{:.2f}')} times the prediction "
+            f"with both passes' slots equally busy (within {TOLERANCE_TEXT} in {within} of {len(rest)})."
+        )
     return out
 
 
@@ -415,32 +588,46 @@ def _lone_tail_by_repetition(have: pd.DataFrame) -> list[str]:
     placed = []  # (among the first repetitions, a warm-up, a notable tail) per repetition
     for reps, warm in runs.itertuples(index=False, name=None):
         warm = int(warm) if pd.notna(warm) else 0
-        placed += [(i < EARLY_REPETITIONS, i < warm, share > LONE_TAIL_NOTABLE)
-                   for i, share in enumerate(reps) if share is not None]
+        placed += [
+            (i < EARLY_REPETITIONS, i < warm, share > LONE_TAIL_NOTABLE)
+            for i, share in enumerate(reps)
+            if share is not None
+        ]
     tails = sum(tail for *_, tail in placed)
     if not tails:
         return []
     early = sum(first for first, *_ in placed)
     early_tails = sum(first and tail for first, _, tail in placed)
-    out = (f"By repetition: the speculative pass's lone tail exceeded {LONE_TAIL_NOTABLE:.0%} of the pass in {tails} of "
-           f"{len(placed)} repetitions")
+    out = (
+        f"By repetition: the speculative pass's lone tail exceeded {LONE_TAIL_NOTABLE:.0%} of the pass in {tails} of "
+        f"{len(placed)} repetitions"
+    )
     if early == len(placed):  # nothing ran later to set them against
-        return [out + f"; no benchmark ran more than {EARLY_REPETITIONS} repetitions, so whether they belong to its start "
-                      f"cannot be told."]
-    out += (f", {early_tails} of them in a benchmark's first {EARLY_REPETITIONS} repetitions (which are {early} of "
-            f"the {len(placed)})")
+        return [
+            out + f"; no benchmark ran more than {EARLY_REPETITIONS} repetitions, so whether they belong to its start "
+            f"cannot be told."
+        ]
+    out += (
+        f", {early_tails} of them in a benchmark's first {EARLY_REPETITIONS} repetitions (which are {early} of "
+        f"the {len(placed)})"
+    )
     p = placement_p(len(placed), early, tails, early_tails)
     out += f"; placed at random, at least that many would fall there with probability {p:.2g}"
     warmups = sum(warm for _, warm, _ in placed)
     if p < NOISE_ALPHA:
-        out += (": a start-up effect that the untimed warm-up request does not remove, not the engine's steady state"
-                + ("" if warmups else "; the range over repetitions and the rank test between styles include it "
-                   "(benchmark.warmup_repetitions runs repetitions first without counting them)"))
+        out += ": a start-up effect that the untimed warm-up request does not remove, not the engine's steady state" + (
+            ""
+            if warmups
+            else "; the range over repetitions and the rank test between styles include it "
+            "(benchmark.warmup_repetitions runs repetitions first without counting them)"
+        )
     out += "."
     if warmups:
-        out += (f" {warmups} of the {len(placed)} were warm-up repetitions (benchmark.warmup_repetitions: run, "
-                f"recorded, counted in nothing) and held {sum(warm and tail for _, warm, tail in placed)} of the "
-                f"{tails} tails.")
+        out += (
+            f" {warmups} of the {len(placed)} were warm-up repetitions (benchmark.warmup_repetitions: run, "
+            f"recorded, counted in nothing) and held {sum(warm and tail for _, warm, tail in placed)} of the "
+            f"{tails} tails."
+        )
     return [out]
 
 
@@ -451,11 +638,22 @@ def _schedulers(have: pd.DataFrame) -> list[str]:
     split = both[both["async_baseline"] != both["async_speculative"]]
     if not len(split):
         return []
-    ahead = "baseline" if split["async_baseline"].all() else "speculative pass" if split["async_speculative"].all() else None
-    which = (f"for the {ahead} and not for the {'speculative pass' if ahead == 'baseline' else 'baseline'}" if ahead
-             else "for one pass and not the other")
-    return [f"In {len(split)} of {len(both)} run(s) vLLM overlapped scheduling with the GPU (async scheduling) {which}, "
-            f"each engine's default: r and the speed-up count that difference as part of speculating."]
+    ahead = (
+        "baseline"
+        if split["async_baseline"].all()
+        else "speculative pass"
+        if split["async_speculative"].all()
+        else None
+    )
+    which = (
+        f"for the {ahead} and not for the {'speculative pass' if ahead == 'baseline' else 'baseline'}"
+        if ahead
+        else "for one pass and not the other"
+    )
+    return [
+        f"In {len(split)} of {len(both)} run(s) vLLM overlapped scheduling with the GPU (async scheduling) {which}, "
+        f"each engine's default: r and the speed-up count that difference as part of speculating."
+    ]
 
 
 def _span(values: pd.Series, fmt: str) -> str:
@@ -472,35 +670,50 @@ def _noise_and_crosscheck(have: pd.DataFrame) -> list[str]:
 def _noise_tests(have: pd.DataFrame) -> list[tuple]:
     """Per run with a numerical floor: (row, p alone, p Holm-adjusted over the runs tested, verdict)."""
     tested = analysis.ordered(have.dropna(subset=["identical_output_floor", "identical_output_share", "n"]))
-    ps = [excess_mismatch_p(r["identical_output_share"], r["identical_output_floor"], int(r["n"])) for _, r in tested.iterrows()]
+    ps = [
+        excess_mismatch_p(r["identical_output_share"], r["identical_output_floor"], int(r["n"]))
+        for _, r in tested.iterrows()
+    ]
     # one test per run: over many runs, one p under the level is what chance alone gives
     out = []
     for (_, r), p, p_all in zip(tested.iterrows(), ps, holm(ps)):
         over = f"; {p_all:.2f} over the {len(ps)} runs tested, Holm" if len(ps) > 1 else ""
-        verdict = (f"a divergence beyond numerical noise (p = {p:.3f}{over})." if p_all < NOISE_ALPHA else
-                   f"more than the floor in this run alone (p = {p:.3f}), not over the {len(ps)} runs tested (Holm-adjusted "
-                   f"p = {p_all:.2f}): one such run among them is what chance gives." if p < NOISE_ALPHA else
-                   "within the floor: numerical noise, not a real divergence."
-                   if r["identical_output_share"] >= r["identical_output_floor"] else
-                   f"below it by no more than chance (p = {p:.2f}): numerical noise, not a real divergence.")
+        verdict = (
+            f"a divergence beyond numerical noise (p = {p:.3f}{over})."
+            if p_all < NOISE_ALPHA
+            else f"more than the floor in this run alone (p = {p:.3f}), not over the {len(ps)} runs tested (Holm-adjusted "
+            f"p = {p_all:.2f}): one such run among them is what chance gives."
+            if p < NOISE_ALPHA
+            else "within the floor: numerical noise, not a real divergence."
+            if r["identical_output_share"] >= r["identical_output_floor"]
+            else f"below it by no more than chance (p = {p:.2f}): numerical noise, not a real divergence."
+        )
         out.append((r, p, p_all, verdict))
     return out
 
 
 def _noise_lines(have: pd.DataFrame) -> list[str]:
-    return [f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
-            f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
-            f"{_pct(r['identical_output_floor'])} (the numerical floor) — " + verdict
-            for r, _, _, verdict in _noise_tests(have)]
+    return [
+        f"{r['scenario']}/{r['style']}: speculative outputs equal the baseline's for "
+        f"{_pct(r['identical_output_share'])} of prompts; the baseline equals itself under other batching for "
+        f"{_pct(r['identical_output_floor'])} (the numerical floor) — " + verdict
+        for r, _, _, verdict in _noise_tests(have)
+    ]
 
 
 def _crosscheck_lines(have: pd.DataFrame) -> list[str]:
     out = []
     for _, r in analysis.ordered(have.dropna(subset=["crosscheck_acceptance"])).iterrows():
         vllm = r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"]
-        on = f" on the same {int(r['crosscheck_n'])} prompts" if not pd.isna(r["crosscheck_n"]) and not pd.isna(r["crosscheck_acceptance_vllm"]) else ""
-        out.append(f"{r['scenario']}/{r['style']}: transformers' assisted generation counted {_pct(r['crosscheck_acceptance'])} "
-                   f"acceptance against vLLM's {_pct(vllm)}{on}.")
+        on = (
+            f" on the same {int(r['crosscheck_n'])} prompts"
+            if not pd.isna(r["crosscheck_n"]) and not pd.isna(r["crosscheck_acceptance_vllm"])
+            else ""
+        )
+        out.append(
+            f"{r['scenario']}/{r['style']}: transformers' assisted generation counted {_pct(r['crosscheck_acceptance'])} "
+            f"acceptance against vLLM's {_pct(vllm)}{on}."
+        )
     return out
 
 
@@ -527,16 +740,50 @@ def _lossless_table(have: pd.DataFrame) -> dict | None:
         if p is None:
             verdict = "–"
         else:
-            verdict = ("beyond noise" if p[1] < NOISE_ALPHA else "this run alone, not over all" if p[0] < NOISE_ALPHA
-                       else "within noise") + f" (p {p[0]:.2f}" + (f", Holm {p[1]:.2f})" if len(tested) > 1 else ")")
-        change = ("–" if pd.isna(r.get("spec_accuracy_delta")) else
-                  f"{pts(r['spec_accuracy_delta'])} pts" + _interval(r["spec_accuracy_delta_lo"], r["spec_accuracy_delta_hi"], pts))
-        rows.append([_run_label(r), _count(r.get("n_paired")), _count(r.get("n_gained")), _count(r.get("n_lost")), change,
-                     _pct(r.get("identical_output_share")), _pct(r.get("identical_output_floor")), verdict])
+            verdict = (
+                (
+                    "beyond noise"
+                    if p[1] < NOISE_ALPHA
+                    else "this run alone, not over all"
+                    if p[0] < NOISE_ALPHA
+                    else "within noise"
+                )
+                + f" (p {p[0]:.2f}"
+                + (f", Holm {p[1]:.2f})" if len(tested) > 1 else ")")
+            )
+        change = (
+            "–"
+            if pd.isna(r.get("spec_accuracy_delta"))
+            else f"{pts(r['spec_accuracy_delta'])} pts"
+            + _interval(r["spec_accuracy_delta_lo"], r["spec_accuracy_delta_hi"], pts)
+        )
+        rows.append(
+            [
+                _run_label(r),
+                _count(r.get("n_paired")),
+                _count(r.get("n_gained")),
+                _count(r.get("n_lost")),
+                change,
+                _pct(r.get("identical_output_share")),
+                _pct(r.get("identical_output_floor")),
+                verdict,
+            ]
+        )
     if not rows:
         return None
-    return {"columns": ["run", "prompts", "turned right", "turned wrong", "accuracy change [95 %]",
-                        "identical outputs", "numerical floor", "identical vs floor"], "rows": rows}
+    return {
+        "columns": [
+            "run",
+            "prompts",
+            "turned right",
+            "turned wrong",
+            "accuracy change [95 %]",
+            "identical outputs",
+            "numerical floor",
+            "identical vs floor",
+        ],
+        "rows": rows,
+    }
 
 
 def _lossless_summary(have: pd.DataFrame) -> str:
@@ -546,23 +793,43 @@ def _lossless_summary(have: pd.DataFrame) -> str:
     beyond = [r["run"] for r, _, p_all, _ in tests if p_all < NOISE_ALPHA]
     parts = []
     if len(moved):
-        parts.append(f"speculation changed whether an answer was right in {len(changed)} of {len(moved)} run(s)"
-                     + (f", at most {int(max(changed['n_gained'].max(), changed['n_lost'].max()))} prompt(s) each way"
-                        if len(changed) else ""))
+        parts.append(
+            f"speculation changed whether an answer was right in {len(changed)} of {len(moved)} run(s)"
+            + (
+                f", at most {int(max(changed['n_gained'].max(), changed['n_lost'].max()))} prompt(s) each way"
+                if len(changed)
+                else ""
+            )
+        )
     if tests:
-        parts.append(f"outputs diverged beyond the numerical floor in {len(beyond)} of {len(tests)} run(s) tested"
-                     + (f" ({', '.join(beyond)})" if beyond else ""))
-    return ("Speculation should not change the answers (it is lossless up to numerical noise): "
-            + "; ".join(parts) + ".") if parts else ""
+        parts.append(
+            f"outputs diverged beyond the numerical floor in {len(beyond)} of {len(tests)} run(s) tested"
+            + (f" ({', '.join(beyond)})" if beyond else "")
+        )
+    return (
+        ("Speculation should not change the answers (it is lossless up to numerical noise): " + "; ".join(parts) + ".")
+        if parts
+        else ""
+    )
 
 
 def _crosscheck_table(have: pd.DataFrame) -> dict | None:
     cc = analysis.ordered(have.dropna(subset=["crosscheck_acceptance"]))
     if not len(cc):
         return None
-    rows = [[_run_label(r), _count(r.get("crosscheck_n")), _pct(r["crosscheck_acceptance"]),
-             _pct(r["crosscheck_acceptance_vllm"] if not pd.isna(r["crosscheck_acceptance_vllm"]) else r["acceptance_rate"])]
-            for _, r in cc.iterrows()]
+    rows = [
+        [
+            _run_label(r),
+            _count(r.get("crosscheck_n")),
+            _pct(r["crosscheck_acceptance"]),
+            _pct(
+                r["crosscheck_acceptance_vllm"]
+                if not pd.isna(r["crosscheck_acceptance_vllm"])
+                else r["acceptance_rate"]
+            ),
+        ]
+        for _, r in cc.iterrows()
+    ]
     return {"columns": ["run", "prompts", "transformers' acceptance", "vLLM's acceptance"], "rows": rows}
 
 
@@ -572,8 +839,9 @@ def _crosscheck_summary(have: pd.DataFrame) -> str:
         return ""
     vllm = cc["crosscheck_acceptance_vllm"].fillna(cc["acceptance_rate"])
     gap = (cc["crosscheck_acceptance"] - vllm).abs().dropna()
-    return (f"transformers' assisted generation counted acceptance on the same prompts as vLLM in {len(cc)} run(s)"
-            + (f"; they differ by {_span(gap * 100, '{:.1f}')} points." if len(gap) else "."))
+    return f"transformers' assisted generation counted acceptance on the same prompts as vLLM in {len(cc)} run(s)" + (
+        f"; they differ by {_span(gap * 100, '{:.1f}')} points." if len(gap) else "."
+    )
 
 
 def _intervals_said(methods: set) -> list[str]:
@@ -581,8 +849,10 @@ def _intervals_said(methods: set) -> list[str]:
     for m in sorted(methods):
         out.append(f"Acceptance intervals are 95% {m}: {analysis.CI_CAVEAT.get(m, '')}.")
     if methods:
-        out.append("Speed-up intervals are the benchmark's 95% paired bootstrap over prompts of the per-request "
-                   "latency ratio (sum of baseline over sum of speculative latencies).")
+        out.append(
+            "Speed-up intervals are the benchmark's 95% paired bootstrap over prompts of the per-request "
+            "latency ratio (sum of baseline over sum of speculative latencies)."
+        )
     return out
 
 
@@ -633,16 +903,21 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _clean(v) for k, v in r.items()} for r in flat.to_dict("records")]
 
 
-def figures(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0,
-            read: dict | None = None) -> dict:
+def figures(
+    frame: pd.DataFrame, external: External | None = None, n_boot: int = 2000, seed: int = 0, read: dict | None = None
+) -> dict:
     """What the notebook records: the three tables ({source: {scenario: {column: value}}},
     gaps null), per-run states and intervals, the external files read, and the findings."""
     wb = frame[frame["source"] == WORKBOOK]
     regrade = analysis.regrade_table(external)
     read = read or study(frame, external, n_boot, seed)  # `study`'s result, where the caller has it
     return {
-        "runs": _records(frame[["source", "style", "scenario", "run", "state", "error"]
-                               + (["replicate"] if "replicate" in frame else [])]),
+        "runs": _records(
+            frame[
+                ["source", "style", "scenario", "run", "state", "error"]
+                + (["replicate"] if "replicate" in frame else [])
+            ]
+        ),
         # CoD − CoT per scenario and quantity, across trainings and over prompts (`trainings.compare`)
         "trainings": _records(read["compared"]),
         "answer": read["answer"],  # the study's answer as a table (`answer.build`): what the pages open on

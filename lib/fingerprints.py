@@ -87,8 +87,9 @@ def of_path(path: Path) -> str | None:
         return of_file(path)
     if not path.is_dir():
         return None
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                   and not p.name.endswith(_SKIP))
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and not p.name.endswith(_SKIP)
+    )
     return of_value([[str(p.relative_to(path)), of_file(p)] for p in files])
 
 

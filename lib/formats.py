@@ -65,14 +65,36 @@ def pts(x) -> str:
 # --- a recorded figure or a table column, for a reader -------------------------------------
 # Field names as words (`throughput_tok_s` -> "throughput (tokens/s)") and values with the digits
 # they deserve: the notebooks' tables and the pages' results blocks alike (`label`, `show`, `readable`).
-_WORDS = {"speedup": "speed-up", "ttft": "time to first token", "tpot": "time per output token", "ci95": "[95 %]",
-          "tok": "tokens", "mb": "(MB)", "gpu": "GPU", "vllm": "vLLM", "r": "r", "n": "n", "k": "K", "lo": "low",
-          "hi": "high", "sha": "hash", "pct": "%"}
+_WORDS = {
+    "speedup": "speed-up",
+    "ttft": "time to first token",
+    "tpot": "time per output token",
+    "ci95": "[95 %]",
+    "tok": "tokens",
+    "mb": "(MB)",
+    "gpu": "GPU",
+    "vllm": "vLLM",
+    "r": "r",
+    "n": "n",
+    "k": "K",
+    "lo": "low",
+    "hi": "high",
+    "sha": "hash",
+    "pct": "%",
+}
 
 
 # columns of the cost table, each a speed-up or a share
-_SPEEDUPS = ("measured", "predicted", "equal slots", "decode only", "ceiling", "gpu floor", "measured without it",
-             "chosen speed-up")
+_SPEEDUPS = (
+    "measured",
+    "predicted",
+    "equal slots",
+    "decode only",
+    "ceiling",
+    "gpu floor",
+    "measured without it",
+    "chosen speed-up",
+)
 
 
 def _kind(key: str) -> str:
@@ -87,12 +109,46 @@ def _kind(key: str) -> str:
         return "time"
     if "speedup" in k or "slowdown" in k or k.endswith("_x") or k in _SPEEDUPS:
         return "x"
-    if any(w in k for w in ("accuracy", "acceptance_rate", "share", "acceptance_transformers", "acceptance_vllm", "lone tail",
-                            "identical_output", "fraction")) or k in ("acceptance", "gate"):
+    if any(
+        w in k
+        for w in (
+            "accuracy",
+            "acceptance_rate",
+            "share",
+            "acceptance_transformers",
+            "acceptance_vllm",
+            "lone tail",
+            "identical_output",
+            "fraction",
+        )
+    ) or k in ("acceptance", "gate"):
         return "pct"
-    if k in ("n", "k", "drafts", "draft_tokens", "accepted_tokens", "rows", "steps", "held_back_steps", "n_test",
-             "n_train", "n_paired", "n_gained", "n_lost", "crosscheck_n", "epochs", "k_requested", "tokens") \
-            or k.startswith("n_") or k.endswith("_count") or k.endswith("_tokens") and "per" not in k:
+    if (
+        k
+        in (
+            "n",
+            "k",
+            "drafts",
+            "draft_tokens",
+            "accepted_tokens",
+            "rows",
+            "steps",
+            "held_back_steps",
+            "n_test",
+            "n_train",
+            "n_paired",
+            "n_gained",
+            "n_lost",
+            "crosscheck_n",
+            "epochs",
+            "k_requested",
+            "tokens",
+        )
+        or k.startswith("n_")
+        or k.endswith("_count")
+        or k.endswith("_tokens")
+        and "per" not in k
+    ):
         return "count"
     return "number"
 
@@ -113,8 +169,11 @@ def label(key: str) -> str:
 
 def show(key: str, value) -> str:
     """A value as a reader wants it: 68.6 %, 1.32x, 412 ms / 2.31 s, 1,624 tokens/s, 4 significant digits."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float, np.floating)) or v is None
-                                                                  for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float, np.floating)) or v is None for v in value)
+    ):
         return "[" + ", ".join(show(key, v) for v in value) + "]"
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return "–"

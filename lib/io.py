@@ -169,7 +169,9 @@ def read_jsonl(path: Path, required: Iterable[str] = ()) -> JsonlRead:
                 continue
             missing = [k for k in required if k not in row]
             if missing:
-                out.bad.append({"line": lineno, "reason": f"missing column(s): {', '.join(missing)}", "raw": text[:200]})
+                out.bad.append(
+                    {"line": lineno, "reason": f"missing column(s): {', '.join(missing)}", "raw": text[:200]}
+                )
                 continue
             out.rows.append(row)
     return out

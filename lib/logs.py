@@ -29,8 +29,10 @@ _OPEN: dict[Path, object] = {}  # one append handle per log file for the kernel'
 # Library bars that are no long step of ours ("Map", "Writing model shards", downloads): off in a
 # block. The environment switches are read when the library is first imported, the calls after.
 _BAR_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
-_BAR_CALLS = {"datasets": ("disable_progress_bars", "enable_progress_bars"),
-              "transformers.utils.logging": ("disable_progress_bar", "enable_progress_bar")}
+_BAR_CALLS = {
+    "datasets": ("disable_progress_bars", "enable_progress_bars"),
+    "transformers.utils.logging": ("disable_progress_bar", "enable_progress_bar"),
+}
 
 
 def _handle(path: Path):
@@ -52,8 +54,12 @@ def _stream_handlers():
     loggers = [logging.getLogger()] + [
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
-    return [h for lg in loggers for h in lg.handlers if isinstance(h, logging.StreamHandler)
-            and not isinstance(h, logging.FileHandler)]
+    return [
+        h
+        for lg in loggers
+        for h in lg.handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
 
 
 def _switch_bars(on: int) -> None:
@@ -95,7 +101,8 @@ class StageLog:
                     pass
         show = warnings.showwarning
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
-            warnings.formatwarning(message, category, filename, lineno, line))
+            warnings.formatwarning(message, category, filename, lineno, line)
+        )
         env = {name: os.environ.get(name) for name in _BAR_ENV}
         os.environ.update({name: "1" for name in _BAR_ENV})
         _switch_bars(0)

@@ -68,7 +68,9 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
     dev = "cuda" if on_cuda(cfg) else "cpu"
     tokenizer = models.load_tokenizer(str(adapter_dir))
     models.require_model(base)
-    base_model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(cfg["models"]["dtype"]), device_map={"": dev})
+    base_model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=torch_dtype(cfg["models"]["dtype"]), device_map={"": dev}
+    )
     model = PeftModel.from_pretrained(base_model, str(adapter_dir))
     model.eval()
     batch = tokenizer(probe_texts, return_tensors="pt", padding=True).to(dev)
@@ -86,16 +88,28 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
             f"merged model differs from base + adapter by {max_diff:.2e} in the logits (> merge.atol={m['atol']} + "
             f"merge.rtol={m['rtol']} x max |logit| = {tol:.2e}) for {adapter_dir}: refusing to benchmark a wrong merge"
         )
-    io.write_folder(out_dir, lambda tmp: (merged.save_pretrained(tmp, safe_serialization=True), tokenizer.save_pretrained(tmp)))
-    return {"max_abs_logit_diff": max_diff, "logit_tolerance": tol, "atol": m["atol"], "rtol": m["rtol"],
-            "dtype": cfg["models"]["dtype"], "device": dev, **weights, "size_mb": models.dir_size_mb(out_dir)}
+    io.write_folder(
+        out_dir, lambda tmp: (merged.save_pretrained(tmp, safe_serialization=True), tokenizer.save_pretrained(tmp))
+    )
+    return {
+        "max_abs_logit_diff": max_diff,
+        "logit_tolerance": tol,
+        "atol": m["atol"],
+        "rtol": m["rtol"],
+        "dtype": cfg["models"]["dtype"],
+        "device": dev,
+        **weights,
+        "size_mb": models.dir_size_mb(out_dir),
+    }
 
 
 def merge_run(cfg, rp, probe_texts: list[str]) -> dict:
     out = {}
     for role in models.ROLES:
         out[role] = merge_adapter(cfg, models.base_model(cfg, rp, role), rp.adapter(role), rp.merged(role), probe_texts)
-    models.assert_same_tokenizer(models.load_tokenizer(str(rp.merged("target"))), models.load_tokenizer(str(rp.merged("draft"))))
+    models.assert_same_tokenizer(
+        models.load_tokenizer(str(rp.merged("target"))), models.load_tokenizer(str(rp.merged("draft")))
+    )
     out["tokenizers_identical"] = True
     return out
 

@@ -48,10 +48,14 @@ def made_by(path: Path) -> str | None:
     profile = path.relative_to(data).parts[0]
     style, _, scenario = path.name.partition("_")  # a run's folders are named <style>_<scenario>
     rp = RunPaths(profile, style, scenario)
-    outputs = {rp.base_models: "00_base_models", rp.tokenizer: "00_base_models",
-               **{rp.base_model(role): "00_base_models" for role in ROLES},
-               rp.adapter("target"): "02_train_target", rp.adapter("draft"): "04_train_draft",
-               **{rp.merged(role): "05_merge" for role in ROLES}}
+    outputs = {
+        rp.base_models: "00_base_models",
+        rp.tokenizer: "00_base_models",
+        **{rp.base_model(role): "00_base_models" for role in ROLES},
+        rp.adapter("target"): "02_train_target",
+        rp.adapter("draft"): "04_train_draft",
+        **{rp.merged(role): "05_merge" for role in ROLES},
+    }
     stage = next((s for p, s in outputs.items() if p.absolute() == path), None)
     if stage is None:
         return None
@@ -66,8 +70,10 @@ def require_model(name_or_path: str) -> None:
     if not _looks_local(name) or Path(name).expanduser().exists():
         return
     maker = made_by(Path(name))
-    raise FileNotFoundError(f"model folder {name} does not exist" + (
-        f": {maker}; run that stage again" if maker else "; check models.target / models.draft or the path given"))
+    raise FileNotFoundError(
+        f"model folder {name} does not exist"
+        + (f": {maker}; run that stage again" if maker else "; check models.target / models.draft or the path given")
+    )
 
 
 def load_tokenizer(name_or_path: str):
@@ -138,7 +144,9 @@ def token_counter(name_or_path: str):
         fast = Tokenizer.from_file(str(file))
     except Exception as exc:  # the tokenizers library raises a bare Exception naming no file
         maker = made_by(Path(name_or_path))
-        raise ValueError(f"{file}: not a readable tokenizer ({exc})" + (f"; {maker}: run it again" if maker else "")) from None
+        raise ValueError(
+            f"{file}: not a readable tokenizer ({exc})" + (f"; {maker}: run it again" if maker else "")
+        ) from None
     return lambda texts: [len(e.ids) for e in fast.encode_batch(list(texts), add_special_tokens=False)]
 
 

@@ -112,7 +112,9 @@ def _range_error(dotted: str, value: Any) -> str | None:
     for low, high, exclusive in (r[1:] for r in RANGES if fnmatchcase(dotted, r[0])):
         for v in numbers:
             if low is not None and not (v > low if exclusive else v >= low):
-                return f"must be {'>' if exclusive else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+                return f"must be {'>' if exclusive else '>='} {low:g}" + (
+                    f" and <= {high:g}" if high is not None else ""
+                )
             if high is not None and not v <= high:
                 return f"must be in [{low:g}, {high:g}]"
         return None
@@ -173,7 +175,8 @@ class _UniqueKeys(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first at line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"key {key!r} given twice (first at line {seen[key] + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -233,9 +236,7 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
         if key not in base:
-            raise ParamsError(
-                f"{source}: unknown parameter {dotted!r}; valid keys here: {', '.join(sorted(base))}"
-            )
+            raise ParamsError(f"{source}: unknown parameter {dotted!r}; valid keys here: {', '.join(sorted(base))}")
         default = base[key]
         if isinstance(default, dict) and default and isinstance(value, dict):
             out[key] = _merge(default, value, source, dotted + ".")
@@ -250,9 +251,7 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
         if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(dotted, ())):
             value = "on" if value else "off"  # YAML 1.1 (PyYAML, --set) reads a bare on/off as a boolean
         if not _type_ok(default, value):
-            raise ParamsError(
-                f"{source}: parameter {dotted!r} must be {type(default).__name__}, got {value!r}"
-            )
+            raise ParamsError(f"{source}: parameter {dotted!r} must be {type(default).__name__}, got {value!r}")
         if dotted in AT_LEAST_ONE and not value >= 1:
             words = "".join(f"{w!r} or " for w in WORDS.get(dotted, ()))
             raise ParamsError(f"{source}: parameter {dotted!r} must be {words}an integer >= 1, got {value!r}")
@@ -268,8 +267,9 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
     return out
 
 
-def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any] | None = None,
-            replicate: int = 0) -> Params:
+def resolve(
+    profile: str, style: str, scenario: str, overrides: Mapping[str, Any] | None = None, replicate: int = 0
+) -> Params:
     """The merged, validated parameters of one run (`replicate`: which training of the (style,
     scenario), 0 to `grid.replicates` - 1; the untrained base style has only 0)."""
     root = paths.params_dir()
@@ -292,8 +292,10 @@ def resolve(profile: str, style: str, scenario: str, overrides: Mapping[str, Any
     if isinstance(replicate, bool) or not isinstance(replicate, int) or not 0 <= replicate < n:
         raise ParamsError(f"replicate {replicate!r}: grid.replicates is {n}, so a replicate is 0 to {n - 1}")
     if style == "base" and replicate:
-        raise ParamsError(f"replicate {replicate}: the base style is the untrained pair, one run whatever "
-                          f"grid.replicates says (only replicate 0)")
+        raise ParamsError(
+            f"replicate {replicate}: the base style is the untrained pair, one run whatever "
+            f"grid.replicates says (only replicate 0)"
+        )
     cfg.update(profile=profile, style=style, scenario=scenario, replicate=replicate)
     return Params(cfg)
 

@@ -33,7 +33,10 @@ def loss_curves(frame: pd.DataFrame, title: str):
 
 def pretrain_losses(summary: dict):
     frame = pd.concat(
-        [pd.DataFrame({"step": range(len(r["losses"])), "loss": r["losses"], "role": role}) for role, r in summary["roles"].items()]
+        [
+            pd.DataFrame({"step": range(len(r["losses"])), "loss": r["losses"], "role": role})
+            for role, r in summary["roles"].items()
+        ]
     )
     fig, ax = _fig()
     sns.lineplot(frame, x="step", y="loss", hue="role", ax=ax)
@@ -74,28 +77,62 @@ def predicted_vs_measured(frame: pd.DataFrame):
         if col not in frame:
             frame[col] = float("nan")
     fig, (ax, per_run) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.3]})
-    sns.scatterplot(frame, x="predicted_speedup", y="speedup", hue="style", style="scenario", s=80, ax=ax,
-                    hue_order=_present(frame["style"], STYLE_ORDER), palette=STYLE_COLORS)
+    sns.scatterplot(
+        frame,
+        x="predicted_speedup",
+        y="speedup",
+        hue="style",
+        style="scenario",
+        s=80,
+        ax=ax,
+        hue_order=_present(frame["style"], STYLE_ORDER),
+        palette=STYLE_COLORS,
+    )
     spread = frame.dropna(subset=["speedup_lo", "speedup_hi"])
-    ax.errorbar(spread["predicted_speedup"], spread["speedup"],
-                yerr=[spread["speedup"] - spread["speedup_lo"], spread["speedup_hi"] - spread["speedup"]],
-                fmt="none", ecolor="gray", lw=1, zorder=0)
+    ax.errorbar(
+        spread["predicted_speedup"],
+        spread["speedup"],
+        yerr=[spread["speedup"] - spread["speedup_lo"], spread["speedup_hi"] - spread["speedup"]],
+        fmt="none",
+        ecolor="gray",
+        lw=1,
+        zorder=0,
+    )
     lo = min(frame[["predicted_speedup", "speedup"]].min().min() * 0.8, 0.5)
     hi = max(frame[["predicted_speedup", "speedup"]].max().max() * 1.2, 1.5)
     ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1)
     band = [tolerance_band(x) for x in (lo, hi)]
-    ax.fill_between([lo, hi], [b[0] for b in band], [b[1] for b in band], color="gray", alpha=0.12, lw=0,
-                    label=TOLERANCE_TEXT)
-    ax.set(title="measured vs predicted speed-up", xlabel="predicted (acceptance by position / step cost r, prefill, slots)",
-           ylabel="measured (throughput)")
+    ax.fill_between(
+        [lo, hi], [b[0] for b in band], [b[1] for b in band], color="gray", alpha=0.12, lw=0, label=TOLERANCE_TEXT
+    )
+    ax.set(
+        title="measured vs predicted speed-up",
+        xlabel="predicted (acceptance by position / step cost r, prefill, slots)",
+        ylabel="measured (throughput)",
+    )
     labels = frame["scenario"].astype(str) + "/" + frame["style"].astype(str)
-    long = frame.assign(run=labels).melt(
-        id_vars="run", value_vars=["speedup", "predicted_speedup", "ceiling_speedup", "floor_speedup"], var_name="what"
-    ).dropna(subset=["value"]).replace({"what": {"speedup": "measured", "predicted_speedup": "predicted",
-                                                  "ceiling_speedup": "ceiling (all accepted)",
-                                                  "floor_speedup": "at GPU-busy floor"}})
-    sns.stripplot(long, x="value", y="run", hue="what", ax=per_run, size=8, jitter=False, dodge=False,
-                  marker="D", palette="deep")
+    long = (
+        frame.assign(run=labels)
+        .melt(
+            id_vars="run",
+            value_vars=["speedup", "predicted_speedup", "ceiling_speedup", "floor_speedup"],
+            var_name="what",
+        )
+        .dropna(subset=["value"])
+        .replace(
+            {
+                "what": {
+                    "speedup": "measured",
+                    "predicted_speedup": "predicted",
+                    "ceiling_speedup": "ceiling (all accepted)",
+                    "floor_speedup": "at GPU-busy floor",
+                }
+            }
+        )
+    )
+    sns.stripplot(
+        long, x="value", y="run", hue="what", ax=per_run, size=8, jitter=False, dodge=False, marker="D", palette="deep"
+    )
     per_run.axvline(1.0, color="gray", lw=1)
     per_run.set(title="per run", xlabel="speed-up", ylabel="")
     per_run.legend(fontsize=8, loc="best")
@@ -109,8 +146,13 @@ _PAL = sns.color_palette("deep")
 _LIGHT = sns.color_palette("pastel")
 # One colour per style in every analysis plot; a configuration's baseline in the light shade.
 STYLE_COLORS = {"base": _PAL[7], "cot": _PAL[1], "cod": _PAL[2]}
-CONFIG_COLORS = {"base (untrained)": _PAL[7], "cot baseline": _LIGHT[1], "cot + spec": _PAL[1],
-                 "cod baseline": _LIGHT[2], "cod + spec": _PAL[2]}
+CONFIG_COLORS = {
+    "base (untrained)": _PAL[7],
+    "cot baseline": _LIGHT[1],
+    "cot + spec": _PAL[1],
+    "cod baseline": _LIGHT[2],
+    "cod + spec": _PAL[2],
+}
 
 
 def _palette(levels) -> dict:
@@ -142,8 +184,19 @@ def _no_data(title: str, why: str) -> NoData:
     return plt.figure(FigureClass=NoData, figsize=(7, 1.2), title=title, why=why)
 
 
-def _dodged(ax, frame: pd.DataFrame, x: str, y: str, hue: str, x_order, hue_order, lo: str | None = None,
-            hi: str | None = None, bars: bool = True, fmt: str | None = None):
+def _dodged(
+    ax,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str,
+    x_order,
+    hue_order,
+    lo: str | None = None,
+    hi: str | None = None,
+    bars: bool = True,
+    fmt: str | None = None,
+):
     """Grouped bars (or points) with asymmetric error bars from columns `lo`/`hi`; gaps stay empty."""
     colors = _palette(hue_order)
     width = 0.8 / max(len(hue_order), 1)
@@ -168,7 +221,9 @@ def _dodged(ax, frame: pd.DataFrame, x: str, y: str, hue: str, x_order, hue_orde
             ax.errorbar(xs, ys, yerr=errs, fmt="o", color=colors[level], capsize=4, ms=7, label=str(level))
         if fmt:
             for xv, yv in zip(xs, ys):
-                ax.annotate(fmt.format(yv), (xv, yv), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+                ax.annotate(
+                    fmt.format(yv), (xv, yv), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8
+                )
     ax.set_xticks(range(len(x_order)), [str(c) for c in x_order])
     ax.set_xlim(-0.6, len(x_order) - 0.4)
     ax.legend(title=hue, fontsize=8, title_fontsize=9)
@@ -187,9 +242,19 @@ def acceptance_by_position_per_style(positions: pd.DataFrame):
     if not len(positions):
         return _no_data(title, "no speculative pass recorded acceptance by position")
     scenarios = list(dict.fromkeys(positions["scenario"]))
-    grid = sns.catplot(positions, x="position", y="acceptance", hue="style", col="scenario", col_order=scenarios,
-                       hue_order=_present(positions["style"], STYLE_ORDER), palette=STYLE_COLORS, kind="bar",
-                       height=3.2, aspect=1.1)
+    grid = sns.catplot(
+        positions,
+        x="position",
+        y="acceptance",
+        hue="style",
+        col="scenario",
+        col_order=scenarios,
+        hue_order=_present(positions["style"], STYLE_ORDER),
+        palette=STYLE_COLORS,
+        kind="bar",
+        height=3.2,
+        aspect=1.1,
+    )
     grid.set(ylim=(0, 1))
     grid.set_axis_labels("draft position", "P(accepted at position)")
     grid.figure.suptitle(title, y=1.03)
@@ -205,8 +270,19 @@ def speedup_intervals(runs: pd.DataFrame, scenarios):
         return _no_data(title, "no run measured both passes yet")
     fig, ax = _fig(7.5, 3.6)
     x_order = [s for s in scenarios if s in set(have["scenario"])]
-    _dodged(ax, have, "scenario", "speedup_latency", "style", x_order, _present(have["style"], STYLE_ORDER),
-            "speedup_latency_lo", "speedup_latency_hi", bars=False, fmt="{:.2f}x")
+    _dodged(
+        ax,
+        have,
+        "scenario",
+        "speedup_latency",
+        "style",
+        x_order,
+        _present(have["style"], STYLE_ORDER),
+        "speedup_latency_lo",
+        "speedup_latency_hi",
+        bars=False,
+        fmt="{:.2f}x",
+    )
     ax.axhline(1.0, color="gray", ls="--", lw=1)
     ax.set(title=title, ylabel="baseline / speculative latency", xlabel="scenario")
     fig.tight_layout()
@@ -222,8 +298,17 @@ def token_distributions(samples: pd.DataFrame, scenarios):
     fig, panels = _facets(base, "source", width=max(4.5, 2.2 * base["scenario"].nunique()), sharey=False)
     for source, ax in panels:
         sub = base[base["source"] == source]
-        sns.boxplot(sub, x="scenario", y="tokens", hue="style", order=[s for s in scenarios if s in set(sub["scenario"])],
-                    hue_order=_present(sub["style"], STYLE_ORDER), palette=STYLE_COLORS, ax=ax, fliersize=2)
+        sns.boxplot(
+            sub,
+            x="scenario",
+            y="tokens",
+            hue="style",
+            order=[s for s in scenarios if s in set(sub["scenario"])],
+            hue_order=_present(sub["style"], STYLE_ORDER),
+            palette=STYLE_COLORS,
+            ax=ax,
+            fliersize=2,
+        )
         ax.set(title=f"{title} — {source}", xlabel="scenario", ylabel="output tokens")
     fig.tight_layout()
     return fig
@@ -239,8 +324,17 @@ def accuracy_bars(accuracy: pd.DataFrame, scenarios):
     fig, panels = _facets(accuracy, "source", width=max(5.0, 2.6 * accuracy["scenario"].nunique()), height=3.6)
     for source, ax in panels:
         sub = accuracy[accuracy["source"] == source]
-        _dodged(ax, sub, "scenario", "accuracy", "config", [s for s in scenarios if s in set(sub["scenario"])],
-                _present(sub["config"], order), "lo", "hi")
+        _dodged(
+            ax,
+            sub,
+            "scenario",
+            "accuracy",
+            "config",
+            [s for s in scenarios if s in set(sub["scenario"])],
+            _present(sub["config"], order),
+            "lo",
+            "hi",
+        )
         ax.set(title=f"{title} — {source}", ylim=(0, 1.05), xlabel="scenario", ylabel="accuracy")
     fig.tight_layout()
     return fig
@@ -253,11 +347,29 @@ def k_sweep(sweep: pd.DataFrame):
         return _no_data(title, "no run's metrics carry a K sweep")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     hue_order = _present(sweep["style"], STYLE_ORDER)
-    sns.lineplot(sweep, x="k", y="acceptance", hue="style", hue_order=hue_order, palette=STYLE_COLORS, style="scenario",
-                 marker="o", ax=axes[0])
+    sns.lineplot(
+        sweep,
+        x="k",
+        y="acceptance",
+        hue="style",
+        hue_order=hue_order,
+        palette=STYLE_COLORS,
+        style="scenario",
+        marker="o",
+        ax=axes[0],
+    )
     axes[0].set(title="acceptance rate", ylim=(0, 1), xlabel="K")
-    sns.lineplot(sweep, x="k", y="speedup", hue="style", hue_order=hue_order, palette=STYLE_COLORS, style="scenario",
-                 marker="o", ax=axes[1])
+    sns.lineplot(
+        sweep,
+        x="k",
+        y="speedup",
+        hue="style",
+        hue_order=hue_order,
+        palette=STYLE_COLORS,
+        style="scenario",
+        marker="o",
+        ax=axes[1],
+    )
     axes[1].axhline(1.0, color="gray", ls="--", lw=1)
     axes[1].set(title="speed-up (throughput)", xlabel="K")
     fig.suptitle(title)
@@ -270,8 +382,9 @@ def k_sweep_one_run(long: pd.DataFrame):
     fig, ax = _fig()
     sns.lineplot(long, x="k", y="value", hue="measure", marker="o", ax=ax)
     ax.axhline(1.0, color="grey", linestyle=":")  # speed-up 1: no gain
-    ax.set(title="acceptance and speed-up against K", xlabel="K (draft tokens per step)",
-           xticks=sorted(long["k"].unique()))
+    ax.set(
+        title="acceptance and speed-up against K", xlabel="K (draft tokens per step)", xticks=sorted(long["k"].unique())
+    )
     return fig
 
 
@@ -281,11 +394,23 @@ def training_losses(losses: pd.DataFrame):
     title = "LoRA training loss"
     if not len(losses):
         return _no_data(title, "no training summary (<adapter>.train.json) found")
-    grid = sns.relplot(losses, x="step", y="loss", hue="style", hue_order=_present(losses["style"], STYLE_ORDER),
-                       palette=STYLE_COLORS,
-                       style="split", col="role", col_order=_present(losses["role"], ("target", "draft")),
-                       row="scenario", kind="line", marker="o", height=2.8, aspect=1.4,
-                       facet_kws={"sharex": False, "sharey": False})
+    grid = sns.relplot(
+        losses,
+        x="step",
+        y="loss",
+        hue="style",
+        hue_order=_present(losses["style"], STYLE_ORDER),
+        palette=STYLE_COLORS,
+        style="split",
+        col="role",
+        col_order=_present(losses["role"], ("target", "draft")),
+        row="scenario",
+        kind="line",
+        marker="o",
+        height=2.8,
+        aspect=1.4,
+        facet_kws={"sharex": False, "sharey": False},
+    )
     grid.figure.suptitle(title, y=1.02)
     return grid.figure
 
@@ -308,8 +433,14 @@ def trainings(compared: pd.DataFrame, points: pd.DataFrame):
             dx = -0.15 + 0.3 * j
             for i, r in rows.iterrows():
                 values = r[style]["per_replicate"]
-                top.scatter([i + dx] * len(values), values, color=colors[style], s=28, alpha=0.8,
-                            label=style if i == 0 else None)
+                top.scatter(
+                    [i + dx] * len(values),
+                    values,
+                    color=colors[style],
+                    s=28,
+                    alpha=0.8,
+                    label=style if i == 0 else None,
+                )
                 top.hlines(r[style]["value"], i + dx - 0.12, i + dx + 0.12, color=colors[style], lw=2)
         for i, r in rows.iterrows():
             bottom.vlines(i, r["lo"], r["hi"], color="#333", lw=4, alpha=0.45)

@@ -103,8 +103,9 @@ def _poly(coeffs: list[int], var: str = "x") -> str:
 def _subst(coeffs: list[int], value: int) -> str:
     """The polynomial with `value` substituted, in parentheses: `3(2)^2 - 4(2) + 1`."""
     degree = len(coeffs) - 1
-    return _combo([(c, {0: "", 1: f"({value})"}.get(degree - i, f"({value})^{degree - i}"))
-                   for i, c in enumerate(coeffs)])
+    return _combo(
+        [(c, {0: "", 1: f"({value})"}.get(degree - i, f"({value})^{degree - i}")) for i, c in enumerate(coeffs)]
+    )
 
 
 def _sum(values: list[int]) -> str:
@@ -125,17 +126,49 @@ def _nonzero(rng: random.Random, lo: int, hi: int) -> int:
 # ---------------------------------------------------------------------------------------
 
 _PEOPLE = (
-    ("Nadia", "she"), ("James", "he"), ("Maria", "she"), ("Omar", "he"), ("Priya", "she"),
-    ("Lucas", "he"), ("Aisha", "she"), ("Mateo", "he"), ("Hannah", "she"), ("Kenji", "he"),
-    ("Sofia", "she"), ("Daniel", "he"), ("Chloe", "she"), ("Ibrahim", "he"), ("Grace", "she"),
-    ("Leo", "he"), ("Fatima", "she"), ("Ethan", "he"), ("Mei", "she"), ("Noah", "he"),
-    ("Olivia", "she"), ("Samuel", "he"), ("Zara", "she"), ("Diego", "he"), ("Emma", "she"),
-    ("Ravi", "he"), ("Lena", "she"), ("Tomas", "he"), ("Yuki", "she"), ("Marcus", "he"),
+    ("Nadia", "she"),
+    ("James", "he"),
+    ("Maria", "she"),
+    ("Omar", "he"),
+    ("Priya", "she"),
+    ("Lucas", "he"),
+    ("Aisha", "she"),
+    ("Mateo", "he"),
+    ("Hannah", "she"),
+    ("Kenji", "he"),
+    ("Sofia", "she"),
+    ("Daniel", "he"),
+    ("Chloe", "she"),
+    ("Ibrahim", "he"),
+    ("Grace", "she"),
+    ("Leo", "he"),
+    ("Fatima", "she"),
+    ("Ethan", "he"),
+    ("Mei", "she"),
+    ("Noah", "he"),
+    ("Olivia", "she"),
+    ("Samuel", "he"),
+    ("Zara", "she"),
+    ("Diego", "he"),
+    ("Emma", "she"),
+    ("Ravi", "he"),
+    ("Lena", "she"),
+    ("Tomas", "he"),
+    ("Yuki", "she"),
+    ("Marcus", "he"),
 )
-_GOODS = (("notebook", "notebooks", 2, 6), ("pen", "pens", 1, 4), ("apple", "apples", 1, 3),
-          ("toy car", "toy cars", 3, 9), ("book", "books", 6, 15), ("shirt", "shirts", 8, 20),
-          ("candle", "candles", 2, 7), ("mug", "mugs", 4, 10), ("puzzle", "puzzles", 5, 12),
-          ("sandwich", "sandwiches", 3, 8))
+_GOODS = (
+    ("notebook", "notebooks", 2, 6),
+    ("pen", "pens", 1, 4),
+    ("apple", "apples", 1, 3),
+    ("toy car", "toy cars", 3, 9),
+    ("book", "books", 6, 15),
+    ("shirt", "shirts", 8, 20),
+    ("candle", "candles", 2, 7),
+    ("mug", "mugs", 4, 10),
+    ("puzzle", "puzzles", 5, 12),
+    ("sandwich", "sandwiches", 3, 8),
+)
 _BIG_GOODS = ("jacket", "bike helmet", "lamp", "backpack", "chair", "suitcase", "tent", "guitar case")
 _TREATS = ("stickers", "marbles", "stamps", "cards", "shells", "beads")
 _PLANTS = (("tomato", "tomatoes"), ("pepper", "peppers"), ("bean", "beans"), ("strawberry", "strawberries"))
@@ -143,8 +176,14 @@ _VEHICLES = ("car", "bus", "train", "truck", "motorcycle")
 _PLACES = ("zoo", "museum", "water park", "science fair", "aquarium")
 _HOBBIES = ("the piano", "the guitar", "the violin", "chess", "soccer drills", "drawing")
 _RELATIVES = ("brother", "sister", "cousin", "uncle", "aunt")
-_FRACTIONS = ((1, 2, "half"), (1, 3, "a third"), (1, 4, "a quarter"), (2, 5, "two fifths"),
-              (3, 4, "three quarters"), (2, 3, "two thirds"))
+_FRACTIONS = (
+    (1, 2, "half"),
+    (1, 3, "a third"),
+    (1, 4, "a quarter"),
+    (2, 5, "two fifths"),
+    (3, 4, "three quarters"),
+    (2, 3, "two thirds"),
+)
 
 
 class _Gsm:
@@ -194,8 +233,10 @@ def _e_shopping(rng: random.Random) -> _Item:
     a = s.step(f"{name} spends", f"{n}*{p}", f" on {many}", money=True)
     b = s.step(f"With the {other}, {he} spends", f"{a}+{q}", " in total", money=True)
     s.step(f"{he.capitalize()} gets", f"{bill}-{b}", " in change", money=True)
-    return s.item(f"{name} buys {n} {many} for ${p} each and {_a(other)} for ${q}. "
-                  f"{he.capitalize()} pays with a ${bill} bill. How much change does {he} get?")
+    return s.item(
+        f"{name} buys {n} {many} for ${p} each and {_a(other)} for ${q}. "
+        f"{he.capitalize()} pays with a ${bill} bill. How much change does {he} get?"
+    )
 
 
 def _e_ages(rng: random.Random) -> _Item:
@@ -206,8 +247,10 @@ def _e_ages(rng: random.Random) -> _Item:
     b = s.step(f"{name}'s {rel} is", f"{age}*{k}", " years old")
     now = s.step("Together they are", f"{age}+{b}", " years old now")
     s.step(f"In {y} years each is {y} years older, so the sum is", f"{now}+2*{y}", " years")
-    return s.item(f"{name} is {age} years old. {his.capitalize()} {rel} is {k} times as old as {name}. "
-                  f"What will the sum of their ages be in {y} years?")
+    return s.item(
+        f"{name} is {age} years old. {his.capitalize()} {rel} is {k} times as old as {name}. "
+        f"What will the sum of their ages be in {y} years?"
+    )
 
 
 def _e_speed(rng: random.Random) -> _Item:
@@ -218,8 +261,10 @@ def _e_speed(rng: random.Random) -> _Item:
     d1 = s.step("First it covers", f"{s1}*{h1}", " miles in the first part")
     d2 = s.step("Then it covers", f"{s2}*{h2}", " miles in the second part")
     s.step("In all it travels", f"{d1}+{d2}", " miles")
-    return s.item(f"A {v} travels at {s1} miles per hour for {h1} hours, then at {s2} miles per hour "
-                  f"for {h2} hours. How many miles does it travel in all?")
+    return s.item(
+        f"A {v} travels at {s1} miles per hour for {h1} hours, then at {s2} miles per hour "
+        f"for {h2} hours. How many miles does it travel in all?"
+    )
 
 
 def _e_sharing(rng: random.Random) -> _Item:
@@ -230,8 +275,10 @@ def _e_sharing(rng: random.Random) -> _Item:
     s = _Gsm(rng)
     left = s.step(f"After keeping {keep}, {name} has", f"{total}-{keep}", f" {thing} left")
     s.step("Each friend gets", f"{left}/{k}", f" {thing}")
-    return s.item(f"{name} has {total} {thing}. {he.capitalize()} keeps {keep} and shares the rest "
-                  f"equally among {k} friends. How many {thing} does each friend get?")
+    return s.item(
+        f"{name} has {total} {thing}. {he.capitalize()} keeps {keep} and shares the rest "
+        f"equally among {k} friends. How many {thing} does each friend get?"
+    )
 
 
 def _e_discount(rng: random.Random) -> _Item:
@@ -243,8 +290,10 @@ def _e_discount(rng: random.Random) -> _Item:
     off = s.step("The discount is", f"{price}*{pct}/100", f" per {one}", money=True)
     sale = s.step("The sale price is", f"{price}-{off}", f" per {one}", money=True)
     s.step(f"For {k} {many} {he} pays", f"{k}*{sale}", " in total", money=True)
-    return s.item(f"{_a(one).capitalize()} normally costs ${price}. It is on sale for {pct}% off. "
-                  f"How much does {name} pay for {k} {many} on sale?")
+    return s.item(
+        f"{_a(one).capitalize()} normally costs ${price}. It is on sale for {pct}% off. "
+        f"How much does {name} pay for {k} {many} on sale?"
+    )
 
 
 def _e_wages(rng: random.Random) -> _Item:
@@ -254,8 +303,10 @@ def _e_wages(rng: random.Random) -> _Item:
     weekday = s.step(f"On weekdays {he} works", f"{h}*{d}", " hours")
     hours = s.step("With the weekend, that is", f"{weekday}+{extra}", " hours in total")
     s.step(f"{he.capitalize()} earns", f"{hours}*{wage}", " in wages", money=True)
-    return s.item(f"{name} earns ${wage} an hour. {he.capitalize()} works {h} hours a day for {d} days, "
-                  f"then {extra} more hours on the weekend. How much does {he} earn?")
+    return s.item(
+        f"{name} earns ${wage} an hour. {he.capitalize()} works {h} hours a day for {d} days, "
+        f"then {extra} more hours on the weekend. How much does {he} earn?"
+    )
 
 
 def _e_recipe(rng: random.Random) -> _Item:
@@ -264,8 +315,10 @@ def _e_recipe(rng: random.Random) -> _Item:
     s = _Gsm(rng)
     b = s.step(f"{name} needs", f"{per * batches}/{per}", " batches")
     s.step(f"{he.capitalize()} uses", f"{b}*{cups}", " cups of flour")
-    return s.item(f"A recipe uses {cups} cups of flour to make {per} cookies. {name} wants to make "
-                  f"{per * batches} cookies. How many cups of flour does {he} need?")
+    return s.item(
+        f"A recipe uses {cups} cups of flour to make {per} cookies. {name} wants to make "
+        f"{per * batches} cookies. How many cups of flour does {he} need?"
+    )
 
 
 def _e_savings(rng: random.Random) -> _Item:
@@ -277,9 +330,11 @@ def _e_savings(rng: random.Random) -> _Item:
     saved = s.step(f"{name} saves", f"{save}*{weeks}", " in savings", money=True)
     have = s.step("With the gift, that is", f"{saved}+{gift}", " in total", money=True)
     s.step(f"After the {one}, {he} has", f"{have}-{cost}", " left", money=True)
-    return s.item(f"{name} saves ${save} every week for {weeks} weeks. {his.capitalize()} grandmother "
-                  f"gives {him} ${gift}. Then {he} spends ${cost} on {_a(one)}. "
-                  f"How much money does {he} have left?")
+    return s.item(
+        f"{name} saves ${save} every week for {weeks} weeks. {his.capitalize()} grandmother "
+        f"gives {him} ${gift}. Then {he} spends ${cost} on {_a(one)}. "
+        f"How much money does {he} have left?"
+    )
 
 
 def _e_reading(rng: random.Random) -> _Item:
@@ -292,8 +347,10 @@ def _e_reading(rng: random.Random) -> _Item:
     left = s.step("That leaves", f"{pages}-{done}", " pages")
     half = s.step(f"On the weekend {he} reads", f"{left}/2", " pages")
     s.step("Still unread are", f"{left}-{half}", " pages")
-    return s.item(f"A book has {pages} pages. {name} reads {r} pages a day for {d} days, then reads "
-                  f"half of the remaining pages on the weekend. How many pages are still unread?")
+    return s.item(
+        f"A book has {pages} pages. {name} reads {r} pages a day for {d} days, then reads "
+        f"half of the remaining pages on the weekend. How many pages are still unread?"
+    )
 
 
 def _e_garden(rng: random.Random) -> _Item:
@@ -306,8 +363,10 @@ def _e_garden(rng: random.Random) -> _Item:
     plants = s.step(f"{name} has", f"{rows}*{per_row}", " plants")
     got = s.step("They give", f"{plants}*{each}", f" {fruit}")
     s.step(f"{he.capitalize()} fills", f"{got}/{bag}", " bags")
-    return s.item(f"{name} plants {rows} rows of {per_row} {plant} plants. Each plant gives {each} {fruit}. "
-                  f"{he.capitalize()} packs them in bags of {bag}. How many bags does {he} fill?")
+    return s.item(
+        f"{name} plants {rows} rows of {per_row} {plant} plants. Each plant gives {each} {fruit}. "
+        f"{he.capitalize()} packs them in bags of {bag}. How many bags does {he} fill?"
+    )
 
 
 def _e_class(rng: random.Random) -> _Item:
@@ -317,8 +376,10 @@ def _e_class(rng: random.Random) -> _Item:
     girls = s.step("There are", f"{n}*{num}/{den}", " girls")
     boys = s.step("So there are", f"{n}-{girls}", " boys")
     s.step("The boys bring", f"{boys}*{k}", " pencils")
-    return s.item(f"There are {n} students in a class, and {words} of them are girls. "
-                  f"Each boy brings {k} pencils. How many pencils do the boys bring?")
+    return s.item(
+        f"There are {n} students in a class, and {words} of them are girls. "
+        f"Each boy brings {k} pencils. How many pencils do the boys bring?"
+    )
 
 
 def _e_collections(rng: random.Random) -> _Item:
@@ -330,9 +391,11 @@ def _e_collections(rng: random.Random) -> _Item:
     b = s.step(f"{b_name} has", f"{a}+{more}", f" {thing}")
     c = s.step(f"{c_name} has", f"{k}*{b}", f" {thing}")
     s.step("Altogether they have", f"{a}+{b}+{c}", f" {thing}")
-    return s.item(f"{a_name} has {a} {thing}. {b_name} has {more} more {thing} than {a_name}. "
-                  f"{c_name} has {times} as many {thing} as {b_name}. "
-                  f"How many {thing} do they have altogether?")
+    return s.item(
+        f"{a_name} has {a} {thing}. {b_name} has {more} more {thing} than {a_name}. "
+        f"{c_name} has {times} as many {thing} as {b_name}. "
+        f"How many {thing} do they have altogether?"
+    )
 
 
 def _e_practice(rng: random.Random) -> _Item:
@@ -344,8 +407,10 @@ def _e_practice(rng: random.Random) -> _Item:
     week = s.step(f"Each week {he} practices", f"{minutes}*{days}", " minutes")
     total = s.step(f"In {weeks} weeks that is", f"{week}*{weeks}", " minutes")
     s.step("In hours that is", f"{total}/60", " hours")
-    return s.item(f"{name} practices {hobby} for {minutes} minutes a day, {days} days a week. "
-                  f"How many hours does {he} practice in {weeks} weeks?")
+    return s.item(
+        f"{name} practices {hobby} for {minutes} minutes a day, {days} days a week. "
+        f"How many hours does {he} practice in {weeks} weeks?"
+    )
 
 
 def _e_fuel(rng: random.Random) -> _Item:
@@ -358,8 +423,10 @@ def _e_fuel(rng: random.Random) -> _Item:
     miles = s.step("There and back is", f"{trip}*2", " miles")
     legs = s.step("That is", f"{miles}/{every}", f" stretches of {every} miles")
     s.step(f"The {v} needs", f"{legs}*{gallons}", " gallons of fuel")
-    return s.item(f"A {v} uses {gallons} gallons of fuel for every {every} miles. How many gallons "
-                  f"does it need for a trip of {trip} miles there and back?")
+    return s.item(
+        f"A {v} uses {gallons} gallons of fuel for every {every} miles. How many gallons "
+        f"does it need for a trip of {trip} miles there and back?"
+    )
 
 
 def _e_tickets(rng: random.Random) -> _Item:
@@ -370,8 +437,10 @@ def _e_tickets(rng: random.Random) -> _Item:
     a = s.step("Adult tickets cost", f"{adults}*{adult}", " for the adults", money=True)
     c = s.step("Child tickets cost", f"{kids}*{kid}", " for the children", money=True)
     s.step("Together the tickets cost", f"{a}+{c}", " in total", money=True)
-    return s.item(f"{adults} adults and {kids} children visit the {place}. An adult ticket costs "
-                  f"${adult} and a child ticket costs ${kid}. How much do the tickets cost in total?")
+    return s.item(
+        f"{adults} adults and {kids} children visit the {place}. An adult ticket costs "
+        f"${adult} and a child ticket costs ${kid}. How much do the tickets cost in total?"
+    )
 
 
 def _e_spending(rng: random.Random) -> _Item:
@@ -384,8 +453,10 @@ def _e_spending(rng: random.Random) -> _Item:
     part = s.step(f"{name} spends", f"{money}*{num}/{den}", " on games", money=True)
     spent = s.step(f"With the {one}, {he} spends", f"{part}+{extra}", " in total", money=True)
     s.step(f"{he.capitalize()} has", f"{money}-{spent}", " left", money=True)
-    return s.item(f"{name} has ${money}. {he.capitalize()} spends {words} of it on games and ${extra} "
-                  f"on {_a(one)}. How much money does {name} have left?")
+    return s.item(
+        f"{name} has ${money}. {he.capitalize()} spends {words} of it on games and ${extra} "
+        f"on {_a(one)}. How much money does {name} have left?"
+    )
 
 
 def _e_bakery(rng: random.Random) -> _Item:
@@ -395,18 +466,37 @@ def _e_bakery(rng: random.Random) -> _Item:
     made = s.step(f"In {days} days the bakery makes", f"{per_day}*{days}", " muffins")
     boxes = s.step("That fills", f"{made}/{box}", " boxes")
     s.step("The bakery earns", f"{boxes}*{price}", " in sales", money=True)
-    return s.item(f"A bakery makes {per_day} muffins a day and packs them in boxes of {box}. "
-                  f"Each box sells for ${price}. How much does the bakery earn in {days} days?")
+    return s.item(
+        f"A bakery makes {per_day} muffins a day and packs them in boxes of {box}. "
+        f"Each box sells for ${price}. How much does the bakery earn in {days} days?"
+    )
 
 
-_EASY = (_e_shopping, _e_ages, _e_speed, _e_sharing, _e_discount, _e_wages, _e_recipe, _e_savings,
-         _e_reading, _e_garden, _e_class, _e_collections, _e_practice, _e_fuel, _e_tickets,
-         _e_spending, _e_bakery)
+_EASY = (
+    _e_shopping,
+    _e_ages,
+    _e_speed,
+    _e_sharing,
+    _e_discount,
+    _e_wages,
+    _e_recipe,
+    _e_savings,
+    _e_reading,
+    _e_garden,
+    _e_class,
+    _e_collections,
+    _e_practice,
+    _e_fuel,
+    _e_tickets,
+    _e_spending,
+    _e_bakery,
+)
 
 
 # ---------------------------------------------------------------------------------------
 # medium: MATH Level 1-2 Algebra
 # ---------------------------------------------------------------------------------------
+
 
 def _math(question: str, reference: str, answer: str, level: int, kind: str = "Algebra") -> _Item:
     return _Item(question, reference, answer, f"Level {level}", kind)
@@ -415,9 +505,12 @@ def _math(question: str, reference: str, answer: str, level: int, kind: str = "A
 def _m_evaluate(rng: random.Random) -> _Item:
     coeffs, a = [_nonzero(rng, -5, 5), _nonzero(rng, -9, 9), rng.randint(-10, 10)], _nonzero(rng, -4, 5)
     terms = [coeffs[0] * a * a, coeffs[1] * a, coeffs[2]]
-    return _math(f"What is the value of ${_poly(coeffs)}$ when $x = {a}$?",
-                 f"Substituting $x = {a}$ gives ${_subst(coeffs, a)} = {_sum(terms)} = \\boxed{{{sum(terms)}}}$.",
-                 str(sum(terms)), 1)
+    return _math(
+        f"What is the value of ${_poly(coeffs)}$ when $x = {a}$?",
+        f"Substituting $x = {a}$ gives ${_subst(coeffs, a)} = {_sum(terms)} = \\boxed{{{sum(terms)}}}$.",
+        str(sum(terms)),
+        1,
+    )
 
 
 def _m_two_vars(rng: random.Random) -> _Item:
@@ -426,10 +519,13 @@ def _m_two_vars(rng: random.Random) -> _Item:
     num = p * a * a + q * b
     value = Fraction(num, k)
     expr, substituted = _combo([(p, "x^2"), (q, "y")]), _combo([(p, f"({a})^2"), (q, f"({b})")])
-    return _math(f"If $x = {a}$ and $y = {b}$, what is the value of $\\frac{{{expr}}}{{{k}}}$?",
-                 f"We have $\\frac{{{substituted}}}{{{k}}} = "
-                 f"\\frac{{{_sum([p * a * a, q * b])}}}{{{k}}} = \\frac{{{num}}}{{{k}}} = \\boxed{{{_tex(value)}}}$.",
-                 _tex(value), 1 if value.denominator == 1 else 2)
+    return _math(
+        f"If $x = {a}$ and $y = {b}$, what is the value of $\\frac{{{expr}}}{{{k}}}$?",
+        f"We have $\\frac{{{substituted}}}{{{k}}} = "
+        f"\\frac{{{_sum([p * a * a, q * b])}}}{{{k}}} = \\frac{{{num}}}{{{k}}} = \\boxed{{{_tex(value)}}}$.",
+        _tex(value),
+        1 if value.denominator == 1 else 2,
+    )
 
 
 def _divide(a: int, x: Fraction) -> str:
@@ -443,18 +539,25 @@ def _m_linear(rng: random.Random) -> _Item:
     a, b, c = _nonzero(rng, -9, 9), _nonzero(rng, -20, 20), rng.randint(-30, 30)
     x = Fraction(c - b, a)
     verb = "Subtracting" if b > 0 else "Adding"
-    return _math(f"Solve for $x$: ${_poly([a, b])} = {c}$.",
-                 f"{verb} ${abs(b)}$ {'from' if b > 0 else 'to'} both sides gives ${_poly([a, 0])} = {c - b}$"
-                 + _divide(a, x), _tex(x), 1 if x.denominator == 1 else 2)
+    return _math(
+        f"Solve for $x$: ${_poly([a, b])} = {c}$.",
+        f"{verb} ${abs(b)}$ {'from' if b > 0 else 'to'} both sides gives ${_poly([a, 0])} = {c - b}$" + _divide(a, x),
+        _tex(x),
+        1 if x.denominator == 1 else 2,
+    )
 
 
 def _m_linear_both(rng: random.Random) -> _Item:
     a, c = rng.sample([v for v in range(-9, 10) if v], 2)
     b, d = rng.randint(-20, 20), rng.randint(-20, 20)
     x = Fraction(d - b, a - c)
-    return _math(f"Solve for $x$: ${_poly([a, b])} = {_poly([c, d])}$.",
-                 f"Collecting the $x$ terms on the left gives ${_poly([a - c, 0])} = {d} - {_par(b)} = {d - b}$"
-                 + _divide(a - c, x), _tex(x), 2)
+    return _math(
+        f"Solve for $x$: ${_poly([a, b])} = {_poly([c, d])}$.",
+        f"Collecting the $x$ terms on the left gives ${_poly([a - c, 0])} = {d} - {_par(b)} = {d - b}$"
+        + _divide(a - c, x),
+        _tex(x),
+        2,
+    )
 
 
 def _m_slope(rng: random.Random) -> _Item:
@@ -462,21 +565,27 @@ def _m_slope(rng: random.Random) -> _Item:
     if x1 == x2:
         raise _Redraw
     m = Fraction(y2 - y1, x2 - x1)
-    return _math(f"What is the slope of the line passing through $({x1}, {y1})$ and $({x2}, {y2})$?",
-                 f"The slope is $\\frac{{{y2} - {_par(y1)}}}{{{x2} - {_par(x1)}}} = \\frac{{{y2 - y1}}}{{{x2 - x1}}} "
-                 f"= \\boxed{{{_tex(m)}}}$.",
-                 _tex(m), 2)
+    return _math(
+        f"What is the slope of the line passing through $({x1}, {y1})$ and $({x2}, {y2})$?",
+        f"The slope is $\\frac{{{y2} - {_par(y1)}}}{{{x2} - {_par(x1)}}} = \\frac{{{y2 - y1}}}{{{x2 - x1}}} "
+        f"= \\boxed{{{_tex(m)}}}$.",
+        _tex(m),
+        2,
+    )
 
 
 def _m_midpoint(rng: random.Random) -> _Item:
     x1, y1 = rng.randint(-10, 10), rng.randint(-10, 10)
     x2, y2 = x1 + 2 * rng.randint(-6, 6), y1 + 2 * rng.randint(-6, 6)
     mx, my = (x1 + x2) // 2, (y1 + y2) // 2
-    return _math(f"What is the sum of the coordinates of the midpoint of the segment with endpoints "
-                 f"$({x1}, {y1})$ and $({x2}, {y2})$?",
-                 f"The midpoint is $\\left(\\frac{{{x1} + {_par(x2)}}}{{2}}, \\frac{{{y1} + {_par(y2)}}}{{2}}\\right) "
-                 f"= ({mx}, {my})$, so the sum of its coordinates is ${mx} + {_par(my)} = \\boxed{{{mx + my}}}$.",
-                 str(mx + my), 2)
+    return _math(
+        f"What is the sum of the coordinates of the midpoint of the segment with endpoints "
+        f"$({x1}, {y1})$ and $({x2}, {y2})$?",
+        f"The midpoint is $\\left(\\frac{{{x1} + {_par(x2)}}}{{2}}, \\frac{{{y1} + {_par(y2)}}}{{2}}\\right) "
+        f"= ({mx}, {my})$, so the sum of its coordinates is ${mx} + {_par(my)} = \\boxed{{{mx + my}}}$.",
+        str(mx + my),
+        2,
+    )
 
 
 def _m_simplify(rng: random.Random) -> _Item:
@@ -484,31 +593,39 @@ def _m_simplify(rng: random.Random) -> _Item:
     b, d = _nonzero(rng, -9, 9), _nonzero(rng, -9, 9)
     answer = _poly([a - c, b - d])
     opened = _combo([(a, "x"), (b, ""), (-c, "x"), (-d, "")])
-    return _math(f"Simplify $({_poly([a, b])}) - ({_poly([c, d])})$.",
-                 f"Distributing the minus sign, $({_poly([a, b])}) - ({_poly([c, d])}) = {opened}$. "
-                 f"Combining like terms gives $\\boxed{{{answer}}}$.",
-                 answer, 1)
+    return _math(
+        f"Simplify $({_poly([a, b])}) - ({_poly([c, d])})$.",
+        f"Distributing the minus sign, $({_poly([a, b])}) - ({_poly([c, d])}) = {opened}$. "
+        f"Combining like terms gives $\\boxed{{{answer}}}$.",
+        answer,
+        1,
+    )
 
 
 def _m_distribute(rng: random.Random) -> _Item:
     a, c = rng.randint(2, 7), rng.randint(2, 7)
     b, d = _nonzero(rng, -9, 9), _nonzero(rng, -9, 9)
     answer = _poly([a + c, a * b + c * d])
-    return _math(f"Simplify ${a}({_poly([1, b])}) + {c}({_poly([1, d])})$.",
-                 f"Distributing gives ${_poly([a, a * b])} + {_poly([c, c * d])}$. "
-                 f"Combining like terms, we get $\\boxed{{{answer}}}$.",
-                 answer, 2)
+    return _math(
+        f"Simplify ${a}({_poly([1, b])}) + {c}({_poly([1, d])})$.",
+        f"Distributing gives ${_poly([a, a * b])} + {_poly([c, c * d])}$. "
+        f"Combining like terms, we get $\\boxed{{{answer}}}$.",
+        answer,
+        2,
+    )
 
 
 def _m_sum_difference(rng: random.Random) -> _Item:
     x, y = rng.randint(5, 60), rng.randint(1, 50)
     if x <= y:
         x, y = y + x, x
-    return _math(f"The sum of two numbers is ${x + y}$ and their difference is ${x - y}$. "
-                 f"What is the larger number?",
-                 f"Let the numbers be $x$ and $y$ with $x > y$. Then $x + y = {x + y}$ and $x - y = {x - y}$. "
-                 f"Adding the equations gives $2x = {2 * x}$, so $x = \\boxed{{{x}}}$.",
-                 str(x), 2)
+    return _math(
+        f"The sum of two numbers is ${x + y}$ and their difference is ${x - y}$. What is the larger number?",
+        f"Let the numbers be $x$ and $y$ with $x > y$. Then $x + y = {x + y}$ and $x - y = {x - y}$. "
+        f"Adding the equations gives $2x = {2 * x}$, so $x = \\boxed{{{x}}}$.",
+        str(x),
+        2,
+    )
 
 
 def _m_consecutive(rng: random.Random) -> _Item:
@@ -516,18 +633,24 @@ def _m_consecutive(rng: random.Random) -> _Item:
     half = count // 2
     names = ", ".join(f"$n {'-' if k < 0 else '+'} {abs(k)}$" if k else "$n$" for k in range(-half, half + 1))
     word = {3: "three", 5: "five"}[count]
-    return _math(f"The sum of {word} consecutive integers is ${count * n}$. What is the largest of them?",
-                 f"Let the integers be {names}. Their sum is ${count}n = {count * n}$, so $n = {n}$ "
-                 f"and the largest is ${n} + {half} = \\boxed{{{n + half}}}$.",
-                 str(n + half), 1)
+    return _math(
+        f"The sum of {word} consecutive integers is ${count * n}$. What is the largest of them?",
+        f"Let the integers be {names}. Their sum is ${count}n = {count * n}$, so $n = {n}$ "
+        f"and the largest is ${n} + {half} = \\boxed{{{n + half}}}$.",
+        str(n + half),
+        1,
+    )
 
 
 def _m_function(rng: random.Random) -> _Item:
     coeffs, c = [_nonzero(rng, -4, 6), 0, rng.randint(-12, 12)], _nonzero(rng, -6, 6)
     terms = [coeffs[0] * c * c, coeffs[2]]
-    return _math(f"If $f(x) = {_poly(coeffs)}$, what is the value of $f({c})$?",
-                 f"We have $f({c}) = {_subst(coeffs, c)} = {_sum(terms)} = \\boxed{{{sum(terms)}}}$.",
-                 str(sum(terms)), 1)
+    return _math(
+        f"If $f(x) = {_poly(coeffs)}$, what is the value of $f({c})$?",
+        f"We have $f({c}) = {_subst(coeffs, c)} = {_sum(terms)} = \\boxed{{{sum(terms)}}}$.",
+        str(sum(terms)),
+        1,
+    )
 
 
 def _m_powers(rng: random.Random) -> _Item:
@@ -536,29 +659,49 @@ def _m_powers(rng: random.Random) -> _Item:
     sign = rng.choice((1, -1))
     value = b1**e1 + sign * b2**e2
     op = "+" if sign > 0 else "-"
-    return _math(f"Evaluate ${b1}^{e1} {op} {b2}^{e2}$.",
-                 f"We have ${b1}^{e1} = {b1**e1}$ and ${b2}^{e2} = {b2**e2}$, so "
-                 f"${b1}^{e1} {op} {b2}^{e2} = {b1**e1} {op} {b2**e2} = \\boxed{{{value}}}$.",
-                 str(value), 1)
+    return _math(
+        f"Evaluate ${b1}^{e1} {op} {b2}^{e2}$.",
+        f"We have ${b1}^{e1} = {b1**e1}$ and ${b2}^{e2} = {b2**e2}$, so "
+        f"${b1}^{e1} {op} {b2}^{e2} = {b1**e1} {op} {b2**e2} = \\boxed{{{value}}}$.",
+        str(value),
+        1,
+    )
 
 
 def _m_plan(rng: random.Random) -> _Item:
     base, rate, used = rng.randint(10, 40), rng.randint(2, 9), rng.randint(2, 15)
     bill = base + rate * used
-    return _math(f"A phone plan costs $\\${base}$ per month plus $\\${rate}$ per gigabyte of data. "
-                 f"If one month's bill is $\\${bill}$, how many gigabytes were used?",
-                 f"Let $g$ be the number of gigabytes. Then ${base} + {rate}g = {bill}$, so "
-                 f"${rate}g = {bill - base}$ and $g = \\boxed{{{used}}}$.",
-                 str(used), 2)
+    return _math(
+        f"A phone plan costs $\\${base}$ per month plus $\\${rate}$ per gigabyte of data. "
+        f"If one month's bill is $\\${bill}$, how many gigabytes were used?",
+        f"Let $g$ be the number of gigabytes. Then ${base} + {rate}g = {bill}$, so "
+        f"${rate}g = {bill - base}$ and $g = \\boxed{{{used}}}$.",
+        str(used),
+        2,
+    )
 
 
-_MEDIUM = (_m_evaluate, _m_two_vars, _m_linear, _m_linear_both, _m_slope, _m_midpoint, _m_simplify,
-           _m_distribute, _m_sum_difference, _m_consecutive, _m_function, _m_powers, _m_plan)
+_MEDIUM = (
+    _m_evaluate,
+    _m_two_vars,
+    _m_linear,
+    _m_linear_both,
+    _m_slope,
+    _m_midpoint,
+    _m_simplify,
+    _m_distribute,
+    _m_sum_difference,
+    _m_consecutive,
+    _m_function,
+    _m_powers,
+    _m_plan,
+)
 
 
 # ---------------------------------------------------------------------------------------
 # hard: MATH Level 3-4 Algebra, Intermediate Algebra, Precalculus
 # ---------------------------------------------------------------------------------------
+
 
 def _h_system(rng: random.Random) -> _Item:
     x, y = rng.randint(-9, 9), rng.randint(-9, 9)
@@ -573,12 +716,14 @@ def _h_system(rng: random.Random) -> _Item:
         "xy": (str(x * y), f"xy = ({x})({y})", "what is the value of $xy$?"),
         "pair": (f"({x}, {y})", "(x, y)", "what is the ordered pair $(x, y)$?"),
     }[ask]
-    reference = (f"Multiplying the first equation by ${d}$ and the second by ${b}$, then subtracting, "
-                 f"gives $(({a})({d}) - ({b})({c}))x = ({e})({d}) - ({f})({b})$, "
-                 f"that is, ${_poly([det, 0])} = {det * x}$, so $x = {x}$. "
-                 f"Substituting into the first equation gives "
-                 f"${_poly([b, 0], 'y')} = {e} - {_par(a * x)} = {e - a * x}$, "
-                 f"so $y = {y}$. Therefore ${final} = \\boxed{{{answer}}}$.")
+    reference = (
+        f"Multiplying the first equation by ${d}$ and the second by ${b}$, then subtracting, "
+        f"gives $(({a})({d}) - ({b})({c}))x = ({e})({d}) - ({f})({b})$, "
+        f"that is, ${_poly([det, 0])} = {det * x}$, so $x = {x}$. "
+        f"Substituting into the first equation gives "
+        f"${_poly([b, 0], 'y')} = {e} - {_par(a * x)} = {e - a * x}$, "
+        f"so $y = {y}$. Therefore ${final} = \\boxed{{{answer}}}$."
+    )
     first, second = _combo([(a, "x"), (b, "y")]), _combo([(c, "x"), (d, "y")])
     return _math(f"If ${first} = {e}$ and ${second} = {f}$, {question}", reference, answer, rng.choice((3, 4)))
 
@@ -593,13 +738,17 @@ def _h_vieta(rng: random.Random) -> _Item:
     r1, r2, k, (a, b, c) = _roots(rng)
     if rng.random() < 0.5:
         value = Fraction(-b, a)
-        ref = (f"By Vieta's formulas, the sum of the roots of $ax^2 + bx + c = 0$ is $-\\frac{{b}}{{a}}$. "
-               f"Here this is $-\\frac{{{b}}}{{{a}}} = \\boxed{{{_tex(value)}}}$.")
+        ref = (
+            f"By Vieta's formulas, the sum of the roots of $ax^2 + bx + c = 0$ is $-\\frac{{b}}{{a}}$. "
+            f"Here this is $-\\frac{{{b}}}{{{a}}} = \\boxed{{{_tex(value)}}}$."
+        )
         what = "sum"
     else:
         value = Fraction(c, a)
-        ref = (f"By Vieta's formulas, the product of the roots of $ax^2 + bx + c = 0$ is $\\frac{{c}}{{a}}$. "
-               f"Here this is $\\frac{{{c}}}{{{a}}} = \\boxed{{{_tex(value)}}}$.")
+        ref = (
+            f"By Vieta's formulas, the product of the roots of $ax^2 + bx + c = 0$ is $\\frac{{c}}{{a}}$. "
+            f"Here this is $\\frac{{{c}}}{{{a}}} = \\boxed{{{_tex(value)}}}$."
+        )
         what = "product"
     return _math(f"What is the {what} of the roots of ${_poly([a, b, c])} = 0$?", ref, _tex(value), 3)
 
@@ -612,35 +761,56 @@ def _h_solutions(rng: random.Random) -> _Item:
     r1, r2, k, coeffs = _roots(rng)
     lo, hi = sorted((r1, r2))
     lead = "" if k == 1 else str(k)
-    ref = (f"Factoring gives ${lead}{_factor(lo)}{_factor(hi)} = 0$, so $x = {lo}$ or $x = {hi}$. "
-           f"The solutions are $\\boxed{{{lo}, {hi}}}$.")
-    return _math(f"Find all solutions to ${_poly(coeffs)} = 0$. Enter the solutions, separated by commas.",
-                 ref, f"{lo}, {hi}", 3)
+    ref = (
+        f"Factoring gives ${lead}{_factor(lo)}{_factor(hi)} = 0$, so $x = {lo}$ or $x = {hi}$. "
+        f"The solutions are $\\boxed{{{lo}, {hi}}}$."
+    )
+    return _math(
+        f"Find all solutions to ${_poly(coeffs)} = 0$. Enter the solutions, separated by commas.", ref, f"{lo}, {hi}", 3
+    )
 
 
 def _h_root_gap(rng: random.Random) -> _Item:
     r1, r2, k, coeffs = _roots(rng)
     lo, hi = sorted((r1, r2))
     lead = "" if k == 1 else str(k)
-    ref = (f"Factoring gives ${lead}{_factor(lo)}{_factor(hi)} = 0$, so the solutions are $x = {lo}$ and "
-           f"$x = {hi}$. Their positive difference is ${hi} - {_par(lo)} = \\boxed{{{hi - lo}}}$.")
-    return _math(f"What is the positive difference between the solutions of ${_poly(coeffs)} = 0$?",
-                 ref, str(hi - lo), 4)
+    ref = (
+        f"Factoring gives ${lead}{_factor(lo)}{_factor(hi)} = 0$, so the solutions are $x = {lo}$ and "
+        f"$x = {hi}$. Their positive difference is ${hi} - {_par(lo)} = \\boxed{{{hi - lo}}}$."
+    )
+    return _math(
+        f"What is the positive difference between the solutions of ${_poly(coeffs)} = 0$?", ref, str(hi - lo), 4
+    )
 
 
 def _h_compose(rng: random.Random) -> _Item:
     a, b, c, k = _nonzero(rng, -5, 5), rng.randint(-9, 9), rng.randint(-9, 9), _nonzero(rng, -5, 5)
     g = k * k + c
     value = a * g + b
-    ref = (f"First, $g({k}) = {_subst([1, 0, c], k)} = {g}$. "
-           f"Then $f(g({k})) = f({g}) = {_subst([a, b], g)} = \\boxed{{{value}}}$.")
-    return _math(f"Let $f(x) = {_poly([a, b])}$ and $g(x) = {_poly([1, 0, c])}$. What is $f(g({k}))$?",
-                 ref, str(value), 3)
+    ref = (
+        f"First, $g({k}) = {_subst([1, 0, c], k)} = {g}$. "
+        f"Then $f(g({k})) = f({g}) = {_subst([a, b], g)} = \\boxed{{{value}}}$."
+    )
+    return _math(
+        f"Let $f(x) = {_poly([a, b])}$ and $g(x) = {_poly([1, 0, c])}$. What is $f(g({k}))$?", ref, str(value), 3
+    )
 
 
-_ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth",
-             10: "tenth", 12: "twelfth", 15: "fifteenth", 20: "twentieth", 25: "twenty-fifth",
-             30: "thirtieth"}
+_ORDINALS = {
+    2: "second",
+    3: "third",
+    4: "fourth",
+    5: "fifth",
+    6: "sixth",
+    7: "seventh",
+    8: "eighth",
+    10: "tenth",
+    12: "twelfth",
+    15: "fifteenth",
+    20: "twentieth",
+    25: "twenty-fifth",
+    30: "thirtieth",
+}
 
 
 def _h_sequence(rng: random.Random) -> _Item:
@@ -648,49 +818,72 @@ def _h_sequence(rng: random.Random) -> _Item:
     i, j = sorted(rng.sample((2, 3, 4, 5, 6, 7, 8), 2))
     n = rng.choice((10, 12, 15, 20, 25, 30))
     term = lambda k: first + (k - 1) * d  # noqa: E731 - a one-line formula reads best here
-    ref = (f"Let the common difference be $d$. Then ${term(j)} - {_par(term(i))} = {j - i}d$, so $d = {d}$. "
-           f"The first term is ${term(i)} - {i - 1}\\cdot{_par(d)} = {first}$, so the {_ORDINALS[n]} term is "
-           f"${first} + {n - 1}\\cdot{_par(d)} = \\boxed{{{term(n)}}}$.")
-    return _math(f"The {_ORDINALS[i]} and {_ORDINALS[j]} terms of an arithmetic sequence are ${term(i)}$ and "
-                 f"${term(j)}$, respectively. What is the {_ORDINALS[n]} term?", ref, str(term(n)), rng.choice((3, 4)))
+    ref = (
+        f"Let the common difference be $d$. Then ${term(j)} - {_par(term(i))} = {j - i}d$, so $d = {d}$. "
+        f"The first term is ${term(i)} - {i - 1}\\cdot{_par(d)} = {first}$, so the {_ORDINALS[n]} term is "
+        f"${first} + {n - 1}\\cdot{_par(d)} = \\boxed{{{term(n)}}}$."
+    )
+    return _math(
+        f"The {_ORDINALS[i]} and {_ORDINALS[j]} terms of an arithmetic sequence are ${term(i)}$ and "
+        f"${term(j)}$, respectively. What is the {_ORDINALS[n]} term?",
+        ref,
+        str(term(n)),
+        rng.choice((3, 4)),
+    )
 
 
 def _h_remainder(rng: random.Random) -> _Item:
     coeffs = [1, rng.randint(-5, 5), rng.randint(-9, 9), rng.randint(-12, 12)]
     r = _nonzero(rng, -4, 4)
     terms = [c * r ** (3 - i) for i, c in enumerate(coeffs)]
-    return _math(f"Find the remainder when ${_poly(coeffs)}$ is divided by ${_poly([1, -r])}$.",
-                 f"By the Remainder Theorem, the remainder is $p({r})$ where $p(x) = {_poly(coeffs)}$. "
-                 f"We get $p({r}) = {_subst(coeffs, r)} = {_sum(terms)} = \\boxed{{{sum(terms)}}}$.",
-                 str(sum(terms)), 3, "Intermediate Algebra")
+    return _math(
+        f"Find the remainder when ${_poly(coeffs)}$ is divided by ${_poly([1, -r])}$.",
+        f"By the Remainder Theorem, the remainder is $p({r})$ where $p(x) = {_poly(coeffs)}$. "
+        f"We get $p({r}) = {_subst(coeffs, r)} = {_sum(terms)} = \\boxed{{{sum(terms)}}}$.",
+        str(sum(terms)),
+        3,
+        "Intermediate Algebra",
+    )
 
 
 def _h_minimum(rng: random.Random) -> _Item:
     h, m = _nonzero(rng, -9, 9), rng.randint(-30, 30)
     b, c = 2 * h, h * h + m
-    return _math(f"What is the minimum value of ${_poly([1, b, c])}$ over all real $x$?",
-                 f"Completing the square, ${_poly([1, b, c])} = {_factor(-h)}^2 {'-' if m < 0 else '+'} {abs(m)}$. "
-                 f"Since ${_factor(-h)}^2 \\ge 0$, the minimum value is $\\boxed{{{m}}}$, attained at $x = {-h}$.",
-                 str(m), 3, "Intermediate Algebra")
+    return _math(
+        f"What is the minimum value of ${_poly([1, b, c])}$ over all real $x$?",
+        f"Completing the square, ${_poly([1, b, c])} = {_factor(-h)}^2 {'-' if m < 0 else '+'} {abs(m)}$. "
+        f"Since ${_factor(-h)}^2 \\ge 0$, the minimum value is $\\boxed{{{m}}}$, attained at $x = {-h}$.",
+        str(m),
+        3,
+        "Intermediate Algebra",
+    )
 
 
 def _h_absolute(rng: random.Random) -> _Item:
     a, b = _nonzero(rng, -15, 15), rng.randint(1, 20)
-    return _math(f"What is the sum of all values of $x$ such that $|x {'-' if a > 0 else '+'} {abs(a)}| = {b}$?",
-                 f"We need $x - {_par(a)} = {b}$ or $x - {_par(a)} = -{b}$, so $x = {a + b}$ or $x = {a - b}$. "
-                 f"The sum is ${a + b} + {_par(a - b)} = \\boxed{{{2 * a}}}$.",
-                 str(2 * a), 3, "Intermediate Algebra")
+    return _math(
+        f"What is the sum of all values of $x$ such that $|x {'-' if a > 0 else '+'} {abs(a)}| = {b}$?",
+        f"We need $x - {_par(a)} = {b}$ or $x - {_par(a)} = -{b}$, so $x = {a + b}$ or $x = {a - b}$. "
+        f"The sum is ${a + b} + {_par(a - b)} = \\boxed{{{2 * a}}}$.",
+        str(2 * a),
+        3,
+        "Intermediate Algebra",
+    )
 
 
 def _h_logs(rng: random.Random) -> _Item:
     base = rng.choice((2, 3, 4, 5, 6, 7, 10))
     p, q = rng.randint(1, 4), rng.randint(1, 4)
     m, n = base**p, base**q
-    return _math(f"Evaluate $\\log_{{{base}}} {m} + \\log_{{{base}}} {n}$.",
-                 f"Since ${m} = {base}^{p}$ and ${n} = {base}^{q}$, we have "
-                 f"$\\log_{{{base}}} {m} + \\log_{{{base}}} {n} "
-                 f"= {p} + {q} = \\boxed{{{p + q}}}$.",
-                 str(p + q), 3, "Intermediate Algebra")
+    return _math(
+        f"Evaluate $\\log_{{{base}}} {m} + \\log_{{{base}}} {n}$.",
+        f"Since ${m} = {base}^{p}$ and ${n} = {base}^{q}$, we have "
+        f"$\\log_{{{base}}} {m} + \\log_{{{base}}} {n} "
+        f"= {p} + {q} = \\boxed{{{p + q}}}$.",
+        str(p + q),
+        3,
+        "Intermediate Algebra",
+    )
 
 
 def _h_inequality(rng: random.Random) -> _Item:
@@ -700,16 +893,23 @@ def _h_inequality(rng: random.Random) -> _Item:
     answer = f"({_tex(bound)}, \\infty)" if flip else f"(-\\infty, {_tex(bound)})"
     note = ", reversing the inequality because we divide by a negative number" if flip else ""
     rel = ">" if flip else "<"
-    return _math(f"Solve the inequality ${_poly([a, b])} < {c}$. Express your answer in interval notation.",
-                 f"{'Subtracting' if b > 0 else 'Adding'} ${abs(b)}$ {'from' if b > 0 else 'to'} both sides "
-                 f"gives ${_poly([a, 0])} < {c - b}$. Dividing by ${a}${note}, "
-                 f"we get $x {rel} {_tex(bound)}$. In interval notation this is $\\boxed{{{answer}}}$.",
-                 answer, 4)
+    return _math(
+        f"Solve the inequality ${_poly([a, b])} < {c}$. Express your answer in interval notation.",
+        f"{'Subtracting' if b > 0 else 'Adding'} ${abs(b)}$ {'from' if b > 0 else 'to'} both sides "
+        f"gives ${_poly([a, 0])} < {c - b}$. Dividing by ${a}${note}, "
+        f"we get $x {rel} {_tex(bound)}$. In interval notation this is $\\boxed{{{answer}}}$.",
+        answer,
+        4,
+    )
 
 
 # Exact values of cos and sin in the first quadrant, as (numerator, denominator, radicand).
-_FIRST_QUADRANT = {0: ((1, 1, 1), (0, 1, 1)), 30: ((1, 2, 3), (1, 2, 1)),
-                   45: ((1, 2, 2), (1, 2, 2)), 60: ((1, 2, 1), (1, 2, 3))}
+_FIRST_QUADRANT = {
+    0: ((1, 1, 1), (0, 1, 1)),
+    30: ((1, 2, 3), (1, 2, 1)),
+    45: ((1, 2, 2), (1, 2, 2)),
+    60: ((1, 2, 1), (1, 2, 3)),
+}
 _TAN = {0: (0, 1, 1), 30: (1, 3, 3), 45: (1, 1, 1), 60: (1, 1, 3)}
 _SPECIAL_ANGLES = tuple(a for a in range(0, 360, 15) if a % 30 == 0 or a % 45 == 0)
 
@@ -746,8 +946,10 @@ def _h_trig(rng: random.Random) -> _Item:
         sign = 1 if (angle % 360) // 90 in (0, 2) else -1
         num, den, rad = _TAN[angle % 90] if angle % 90 else (0, 1, 1)
         num *= sign
-        work = (f"$\\tan {angle}^\\circ = \\frac{{\\sin {angle}^\\circ}}{{\\cos {angle}^\\circ}} = "
-                f"\\frac{{{_radical(*sin)}}}{{{_radical(*cos)}}} = {_radical(num, den, rad)}$")
+        work = (
+            f"$\\tan {angle}^\\circ = \\frac{{\\sin {angle}^\\circ}}{{\\cos {angle}^\\circ}} = "
+            f"\\frac{{{_radical(*sin)}}}{{{_radical(*cos)}}} = {_radical(num, den, rad)}$"
+        )
     else:
         num, den, rad = cos if func == "cos" else sin
         work = f"$\\{func} {angle}^\\circ = {_radical(num, den, rad)}$"
@@ -770,19 +972,30 @@ def _h_polar(rng: random.Random) -> _Item:
     numerator = "" if frac.numerator == 1 else frac.numerator
     theta = "\\pi" if frac == 1 else f"\\frac{{{numerator}\\pi}}{{{frac.denominator}}}"
     answer = f"({_radical(r * cn, cd, cr)}, {_radical(r * sn, sd, sr)})"
-    ref = (f"In rectangular coordinates, $\\left({r}, {theta}\\right)$ becomes "
-           f"$\\left({r}\\cos {theta}, {r}\\sin {theta}\\right) = \\boxed{{{answer}}}$.")
-    return _math(f"Convert the point $\\left( {r}, {theta} \\right)$ in polar coordinates to rectangular "
-                 f"coordinates.", ref, answer, 3, "Precalculus")
+    ref = (
+        f"In rectangular coordinates, $\\left({r}, {theta}\\right)$ becomes "
+        f"$\\left({r}\\cos {theta}, {r}\\sin {theta}\\right) = \\boxed{{{answer}}}$."
+    )
+    return _math(
+        f"Convert the point $\\left( {r}, {theta} \\right)$ in polar coordinates to rectangular coordinates.",
+        ref,
+        answer,
+        3,
+        "Precalculus",
+    )
 
 
 def _h_determinant(rng: random.Random) -> _Item:
     a, b, c, d = (rng.randint(-9, 9) for _ in range(4))
     value = a * d - b * c
     matrix = f"\\begin{{vmatrix}} {a} & {b} \\\\ {c} & {d} \\end{{vmatrix}}"
-    return _math(f"Compute ${matrix}$.",
-                 f"We have ${matrix} = ({a})({d}) - ({b})({c}) = {a * d} - {_par(b * c)} = \\boxed{{{value}}}$.",
-                 str(value), 3, "Precalculus")
+    return _math(
+        f"Compute ${matrix}$.",
+        f"We have ${matrix} = ({a})({d}) - ({b})({c}) = {a * d} - {_par(b * c)} = \\boxed{{{value}}}$.",
+        str(value),
+        3,
+        "Precalculus",
+    )
 
 
 def _vec(a: int, b: int) -> str:
@@ -794,28 +1007,53 @@ def _h_vectors(rng: random.Random) -> _Item:
     k = rng.randint(2, 5)
     if rng.random() < 0.5:
         value = u[0] * v[0] + u[1] * v[1]
-        return _math(f"Compute ${_vec(*u)} \\cdot {_vec(*v)}$.",
-                     f"The dot product is $({u[0]})({v[0]}) + ({u[1]})({v[1]}) = "
-                     f"{_sum([u[0] * v[0], u[1] * v[1]])} = \\boxed{{{value}}}$.",
-                     str(value), 3, "Precalculus")
+        return _math(
+            f"Compute ${_vec(*u)} \\cdot {_vec(*v)}$.",
+            f"The dot product is $({u[0]})({v[0]}) + ({u[1]})({v[1]}) = "
+            f"{_sum([u[0] * v[0], u[1] * v[1]])} = \\boxed{{{value}}}$.",
+            str(value),
+            3,
+            "Precalculus",
+        )
     answer = _vec(k * u[0] - v[0], k * u[1] - v[1])
-    return _math(f"Find ${k}{_vec(*u)} - {_vec(*v)}$.",
-                 f"We have ${k}{_vec(*u)} = {_vec(k * u[0], k * u[1])}$, so "
-                 f"${k}{_vec(*u)} - {_vec(*v)} = \\boxed{{{answer}}}$.",
-                 answer, 3, "Precalculus")
+    return _math(
+        f"Find ${k}{_vec(*u)} - {_vec(*v)}$.",
+        f"We have ${k}{_vec(*u)} = {_vec(k * u[0], k * u[1])}$, so ${k}{_vec(*u)} - {_vec(*v)} = \\boxed{{{answer}}}$.",
+        answer,
+        3,
+        "Precalculus",
+    )
 
 
-_HARD = (_h_system, _h_vieta, _h_solutions, _h_root_gap, _h_compose, _h_sequence, _h_remainder,
-         _h_minimum, _h_absolute, _h_logs, _h_inequality, _h_trig, _h_polar, _h_determinant, _h_vectors)
+_HARD = (
+    _h_system,
+    _h_vieta,
+    _h_solutions,
+    _h_root_gap,
+    _h_compose,
+    _h_sequence,
+    _h_remainder,
+    _h_minimum,
+    _h_absolute,
+    _h_logs,
+    _h_inequality,
+    _h_trig,
+    _h_polar,
+    _h_determinant,
+    _h_vectors,
+)
 
 _TEMPLATES: dict[str, tuple[Callable[[random.Random], _Item], ...]] = {
-    "easy": _EASY, "medium": _MEDIUM, "hard": _HARD,
+    "easy": _EASY,
+    "medium": _MEDIUM,
+    "hard": _HARD,
 }
 
 
 # ---------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------
+
 
 def generate(scenario: str, n: int, seed: int = 0) -> list[dict]:
     """`n` problems of `scenario` with unique (normalized) questions, deterministic in `seed`."""
@@ -837,16 +1075,18 @@ def generate(scenario: str, n: int, seed: int = 0) -> list[dict]:
         if key in seen:
             continue
         seen.add(key)
-        rows.append({
-            "id": f"{scenario}-{len(rows):05d}",
-            "scenario": scenario,
-            "question": item.question,
-            "reference": item.reference,
-            "answer": item.answer,
-            "level": item.level,
-            "type": item.type,
-            "source": "embedded",
-        })
+        rows.append(
+            {
+                "id": f"{scenario}-{len(rows):05d}",
+                "scenario": scenario,
+                "question": item.question,
+                "reference": item.reference,
+                "answer": item.answer,
+                "level": item.level,
+                "type": item.type,
+                "source": "embedded",
+            }
+        )
     return rows
 
 

@@ -24,9 +24,18 @@ from .paths import RunPaths, profile_figures, reports_root
 from .stages import ADDED_KEYS, FIRST_REVISION, PROFILE_STAGES, STAGE_SECTIONS, revision, stages_of
 
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
-OPERATIONAL = ("data.gemini.base_url", "data.gemini.api_version", "data.gemini.inline_limit_bytes",
-               "data.gemini.poll_*", "data.gemini.retry_*", "data.local_teacher.batch_size",
-               "distill.batch_size", "engine.in_process", "merge.delete_after_benchmark", "train.report_to")
+OPERATIONAL = (
+    "data.gemini.base_url",
+    "data.gemini.api_version",
+    "data.gemini.inline_limit_bytes",
+    "data.gemini.poll_*",
+    "data.gemini.retry_*",
+    "data.local_teacher.batch_size",
+    "distill.batch_size",
+    "engine.in_process",
+    "merge.delete_after_benchmark",
+    "train.report_to",
+)
 
 
 def _path(rp: RunPaths | str, stage: str):
@@ -92,8 +101,12 @@ def settings(cfg, rp: RunPaths | str, stage: str) -> dict:
 
 def _judged(cfg, rp: RunPaths | str, stage: str) -> dict:
     """The part of a stage's settings its record is compared with, as they are now."""
-    return {"params": stage_params(cfg, stage), "notebook_sha": notebook_sha(stage), "revision": revision(stage)[0],
-            "input_files": fingerprints.of_paths(input_files(rp, stage, cfg), paths.home())}
+    return {
+        "params": stage_params(cfg, stage),
+        "notebook_sha": notebook_sha(stage),
+        "revision": revision(stage)[0],
+        "input_files": fingerprints.of_paths(input_files(rp, stage, cfg), paths.home()),
+    }
 
 
 def _digest_of(rp: RunPaths | str, stage: str) -> str | None:
@@ -127,8 +140,11 @@ def ran_on() -> dict:
     import os
     import socket
 
-    return {"host": socket.gethostname(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES") or None,
-            "node": os.environ.get(paths.NODE_ENV) or None}
+    return {
+        "host": socket.gethostname(),
+        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES") or None,
+        "node": os.environ.get(paths.NODE_ENV) or None,
+    }
 
 
 def load(rp: RunPaths | str, stage: str) -> dict | None:
@@ -139,8 +155,9 @@ def load(rp: RunPaths | str, stage: str) -> dict | None:
         return None
     figures = io.read_json(path)
     if not isinstance(figures, dict) or not isinstance(figures.get("settings", {}), dict):
-        raise ValueError(f"{path}: not a stage record (a JSON object with its settings); it is ignored "
-                         f"and the stage runs again")
+        raise ValueError(
+            f"{path}: not a stage record (a JSON object with its settings); it is ignored and the stage runs again"
+        )
     return figures
 
 
@@ -170,7 +187,11 @@ def output_files(rp: RunPaths | str, stage: str, cfg) -> list[Path]:
     """The files and folders a stage's result is: fingerprinted when it is recorded, and
     compared with the disk whenever it is judged."""
     if isinstance(rp, str):
-        return [paths.data_root(rp) / "models" / "base"] if stage == "00_base_models" and models.uses_base_pair(cfg) else []
+        return (
+            [paths.data_root(rp) / "models" / "base"]
+            if stage == "00_base_models" and models.uses_base_pair(cfg)
+            else []
+        )
     role = {"02_train_target": "target", "04_train_draft": "draft"}.get(stage)
     if role:
         return [rp.adapter(role), rp.train_summary(role)]
@@ -189,8 +210,11 @@ def input_files(rp: RunPaths | str, stage: str, cfg) -> list[Path]:
     if isinstance(rp, str):
         if stage != "00_base_models" or not models.uses_base_pair(cfg):
             return []
-        return [paths.data_root(rp) / "problems" / s / f"{split}.jsonl"
-                for s in params.scenarios() for split in ("train", "test")]
+        return [
+            paths.data_root(rp) / "problems" / s / f"{split}.jsonl"
+            for s in params.scenarios()
+            for split in ("train", "test")
+        ]
     if stage != "01_generate_data":
         return []
     data, found = cfg["data"], []
@@ -306,19 +330,29 @@ def _benchmarked_from(rp: RunPaths, figures: dict, cfg) -> bool:
     if not deleted:
         return False
     digest = (figures.get("settings") or {}).get("digest")
-    return bool(bench and digest and ((bench.get("settings") or {}).get("inputs") or {}).get("05_merge") == digest
-                and _own_reason(rp, "06_benchmark", bench, cfg) is None)
+    return bool(
+        bench
+        and digest
+        and ((bench.get("settings") or {}).get("inputs") or {}).get("05_merge") == digest
+        and _own_reason(rp, "06_benchmark", bench, cfg) is None
+    )
 
 
 def for_stage(cfg, rp: RunPaths | str, stage: str):
     """The parameters `stage` is judged with, from a run's `cfg`: the profile-wide stages resolve
     as their notebooks do (style base, the first scenario), with the same overrides."""
     if not isinstance(rp, str) or stage not in PROFILE_STAGES:
-        return cfg if isinstance(rp, str) or rp.replicate == cfg["replicate"] else params.Params(
-            {**cfg, "replicate": rp.replicate})  # replicate 0's data stage, read by a later replicate
+        return (
+            cfg
+            if isinstance(rp, str) or rp.replicate == cfg["replicate"]
+            else params.Params({**cfg, "replicate": rp.replicate})
+        )  # replicate 0's data stage, read by a later replicate
     own = params.resolve(cfg["profile"], cfg["style"], cfg["scenario"])
-    given = {k: v for k, v in flat(dict(cfg)).items() if flat(dict(own)).get(k, object()) != v
-             and k not in ("profile", "style", "scenario", "replicate")}
+    given = {
+        k: v
+        for k, v in flat(dict(cfg)).items()
+        if flat(dict(own)).get(k, object()) != v and k not in ("profile", "style", "scenario", "replicate")
+    }
     return params.resolve(cfg["profile"], "base", params.scenarios()[0], given)
 
 
@@ -347,9 +381,10 @@ def _own_reason(rp: RunPaths | str, stage: str, figures: dict, cfg) -> str | Non
     if missing:
         return missing
     present = [p for p in output_files(rp, stage, cfg) if p.exists()]
-    edited = fingerprints.changed({k: v for k, v in recorded["outputs"].items()
-                                   if k in fingerprints.of_paths(present, paths.home())},
-                                  fingerprints.of_paths(present, paths.home()))
+    edited = fingerprints.changed(
+        {k: v for k, v in recorded["outputs"].items() if k in fingerprints.of_paths(present, paths.home())},
+        fingerprints.of_paths(present, paths.home()),
+    )
     if edited:
         return f"its output(s) changed since it was recorded: {', '.join(edited[:3])}"
     return None
@@ -394,18 +429,27 @@ def stale_upstream(rp: RunPaths | str, stage: str, cfg) -> str | None:
     """Why a stage may not run now: an earlier stage it reads is not current (see docs/
     reliability.md: a partial run refuses, naming them, rather than read stale results)."""
     seen: dict = {}
-    stale = [(u_stage, why) for u_rp, u_stage in upstream(rp, stage).values()
-             if (why := why_not_done(u_rp, u_stage, for_stage(cfg, u_rp, u_stage), seen))]
+    stale = [
+        (u_stage, why)
+        for u_rp, u_stage in upstream(rp, stage).values()
+        if (why := why_not_done(u_rp, u_stage, for_stage(cfg, u_rp, u_stage), seen))
+    ]
     if stage == "06_benchmark" and "05_merge" in upstream(rp, stage) and not stale:
         absent = [r for r in ("target", "draft") if not (rp.merged(r) / "config.json").exists()]
         if absent:  # done for the benchmark that used them, but this one needs them again
-            stale.append(("05_merge", f"merged {', '.join(absent)} deleted after the last benchmark "
-                                      f"(merge.delete_after_benchmark)"))
+            stale.append(
+                (
+                    "05_merge",
+                    f"merged {', '.join(absent)} deleted after the last benchmark (merge.delete_after_benchmark)",
+                )
+            )
     if not stale:
         return None
     after = f", and {', '.join(s for s, _ in stale[1:])} after it" if len(stale) > 1 else ""
-    return (f"earlier stage(s) not current: {stale[0][0]} ({stale[0][1]}){after}. Run them first (the whole "
-            f"chain: leave out --stages, or add them to it)")
+    return (
+        f"earlier stage(s) not current: {stale[0][0]} ({stale[0][1]}){after}. Run them first (the whole "
+        f"chain: leave out --stages, or add them to it)"
+    )
 
 
 def replicates_of(profile: str, style: str, scenario: str) -> list[int]:
@@ -427,9 +471,11 @@ class StaleUpstream(RuntimeError):
 def require_current_upstream(rp: RunPaths | str, stage: str, cfg) -> None:
     """The first thing a stage notebook does, however it is run (runner, papermill, JupyterLab)."""
     if not isinstance(rp, str) and stage not in stages_of(rp.style, rp.replicate):
-        raise StaleUpstream(f"{stage} is not a stage of run {rp.name} (its stages: "
-                            f"{', '.join(stages_of(rp.style, rp.replicate))}); replicates after the first read "
-                            f"replicate 0's data, which is generated once")
+        raise StaleUpstream(
+            f"{stage} is not a stage of run {rp.name} (its stages: "
+            f"{', '.join(stages_of(rp.style, rp.replicate))}); replicates after the first read "
+            f"replicate 0's data, which is generated once"
+        )
     stale = stale_upstream(rp, stage, cfg)
     if stale:
         raise StaleUpstream(f"{stage} of {rp if isinstance(rp, str) else rp.name}: {stale}")

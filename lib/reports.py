@@ -26,8 +26,10 @@ _TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_css -%}<link rel="icon" href="data:,"><style>{{ resources.workbook_css }}</style>{%- endblock html_head_css -%}
 """
 # Tables fit the page: cells wrap (long labels, paths, intervals) rather than widen the table.
-_PAGE_CSS = (".jp-RenderedHTMLCommon table{max-width:100%;table-layout:auto}"
-             ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:anywhere}")
+_PAGE_CSS = (
+    ".jp-RenderedHTMLCommon table{max-width:100%;table-layout:auto}"
+    ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:anywhere}"
+)
 _MATH = re.compile(r"\$[^$\n]+\$|\\\(|\\\[|\$\$")
 
 
@@ -40,12 +42,19 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
 
     nb = nbformat.read(str(ipynb), as_version=4)
     exporter = HTMLExporter(
-        template_name="lab", template_file=_TEMPLATE, embed_images=True, exclude_input=hide_input,
-        exclude_input_prompt=hide_input, exclude_output_prompt=hide_input, extra_loaders=[jinja2.DictLoader({_TEMPLATE: _TEMPLATE_SOURCE})],
+        template_name="lab",
+        template_file=_TEMPLATE,
+        embed_images=True,
+        exclude_input=hide_input,
+        exclude_input_prompt=hide_input,
+        exclude_output_prompt=hide_input,
+        extra_loaders=[jinja2.DictLoader({_TEMPLATE: _TEMPLATE_SOURCE})],
     )
     summary = results_markdown(nb, Path(ipynb).stem)
     if summary:  # the page opens on what the stage found; the steps that found it follow
-        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, nbformat.v4.new_markdown_cell(summary))
+        nb.cells.insert(
+            1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, nbformat.v4.new_markdown_cell(summary)
+        )
     math_used = any(c.cell_type == "markdown" and _MATH.search(c.source) for c in nb.cells)
     resources = {"workbook_math": math_used, "workbook_css": _PAGE_CSS, "metadata": {"name": Path(ipynb).stem}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
@@ -55,9 +64,20 @@ def render_html(ipynb: Path, out_html: Path, hide_input: bool = False) -> Path:
 _NOT_RESULTS = ("stage", "run", "finished_at", "ran_on", "settings")
 _MAX_ROWS = 12
 # A benchmark's figures a reader looks for first, in this order (the rest are a click away).
-_HEADLINE = ("accuracy_baseline", "accuracy_speculative", "acceptance_rate", "mean_acceptance_length", "k", "speedup",
-             "speedup_lo", "speedup_hi", "predicted_speedup", "tokens_per_answer", "identical_output_share",
-             "identical_output_floor")
+_HEADLINE = (
+    "accuracy_baseline",
+    "accuracy_speculative",
+    "acceptance_rate",
+    "mean_acceptance_length",
+    "k",
+    "speedup",
+    "speedup_lo",
+    "speedup_hi",
+    "predicted_speedup",
+    "tokens_per_answer",
+    "identical_output_share",
+    "identical_output_floor",
+)
 
 
 def results_markdown(nb, stage: str) -> str | None:
@@ -83,9 +103,15 @@ def results_markdown(nb, stage: str) -> str | None:
         return None
     head = f"## Results\n\n*What this execution recorded (`figures/{stage}.json`); the steps below produced it.*"
     if isinstance(figures.get("answer"), dict):  # the analysis: the study's answer first, its findings at the end
-        return "\n\n".join([head, *_answer_lead(figures), answer.markdown(figures["answer"]),
-                              "*The findings under headings are at the end of the page; the plots and the study's "
-                              "three tables between.*"])
+        return "\n\n".join(
+            [
+                head,
+                *_answer_lead(figures),
+                answer.markdown(figures["answer"]),
+                "*The findings under headings are at the end of the page; the plots and the study's "
+                "three tables between.*",
+            ]
+        )
     notes = [n for n in figures.get("findings") or [] if isinstance(n, str)]
     if notes:  # an analysis recorded before the answer table: its findings are the results
         return head + "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -100,10 +126,14 @@ def results_markdown(nb, stage: str) -> str | None:
     first = [rows.pop(k) for k in _HEADLINE if k in rows] or [rows.pop(k) for k in list(rows)[:_MAX_ROWS]]
     table = "| figure | value |\n|---|---:|\n" + "\n".join(f"| {k} | {v.replace('|', '/')} |" for k, v in first)
     if rows:  # the rest a click away, named and formatted alike (HTML: markdown would end the block); all in the JSON
-        cells = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:right'>{html.escape(v)}</td></tr>"
-                        for k, v in rows.values())
-        table += (f"\n\n<details><summary>{len(rows)} more recorded figures</summary><table><tr><th>figure</th>"
-                  f"<th>value</th></tr>{cells}</table></details>")
+        cells = "".join(
+            f"<tr><td>{html.escape(k)}</td><td style='text-align:right'>{html.escape(v)}</td></tr>"
+            for k, v in rows.values()
+        )
+        table += (
+            f"\n\n<details><summary>{len(rows)} more recorded figures</summary><table><tr><th>figure</th>"
+            f"<th>value</th></tr>{cells}</table></details>"
+        )
     return head + "\n\n" + table
 
 
@@ -180,8 +210,12 @@ def run_state(entries: dict, stages, has_metrics: bool) -> tuple[str, str | None
 def _grid_runs(profile: str, runs) -> list[tuple[str, str, int]]:
     """Every run of the profile's grid, each (style, scenario) followed by its replicates, then
     any other run asked for."""
-    grid = [(style, scenario, r) for scenario in scenario_order() for style in STYLES
-            for r in record.replicates_of(profile, style, scenario)]
+    grid = [
+        (style, scenario, r)
+        for scenario in scenario_order()
+        for style in STYLES
+        for r in record.replicates_of(profile, style, scenario)
+    ]
     asked = [tuple(r) + (0,) * (3 - len(r)) for r in (runs or [])]
     return grid + [r for r in asked if r not in grid]
 
@@ -190,8 +224,11 @@ def compare_pages(profile: str) -> list[Path]:
     """Comparison pages (see `compare`) that involve this profile."""
     root = reports_root(profile).parent
     slug = _slug(profile)
-    return sorted(p for p in root.glob("compare_*_vs_*.html")
-                  if p.stem.startswith(f"compare_{slug}_vs_") or p.stem.endswith(f"_vs_{slug}"))
+    return sorted(
+        p
+        for p in root.glob("compare_*_vs_*.html")
+        if p.stem.startswith(f"compare_{slug}_vs_") or p.stem.endswith(f"_vs_{slug}")
+    )
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}
@@ -207,7 +244,7 @@ details{margin:.5em 0}"""
 
 
 def _settings_cell(rp: RunPaths, stages) -> str:
-    """"profile" when every recorded stage of the run used the profile's settings; else the
+    """ "profile" when every recorded stage of the run used the profile's settings; else the
     overrides (from the stages' records, whichever way they were run: runner, papermill, lab)."""
     overrides, unrecorded = {}, []
     for stage in stages:
@@ -224,7 +261,9 @@ def _settings_cell(rp: RunPaths, stages) -> str:
     parts = []
     if overrides:
         text = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
-        parts.append(f'<span class="st overridden" title="{html.escape(text)}">overrides</span> <small>{html.escape(text)}</small>')
+        parts.append(
+            f'<span class="st overridden" title="{html.escape(text)}">overrides</span> <small>{html.escape(text)}</small>'
+        )
     if unrecorded:
         parts.append(f"<small>settings not recorded: {', '.join(unrecorded)}</small>")
     return " ".join(parts) or "<small>profile</small>"
@@ -284,11 +323,11 @@ def _run_row(profile: str, style: str, scenario: str, replicate: int, status: di
     return (
         f'<tr id="run-{rp.name}"><td>{style} · {scenario}</td><td class="num">{replicate + 1}</td>'
         f'<td><span class="st {state}" title="{html.escape(why or state)}">{state}</span>{why_html}</td>'
-        f"<td class=\"stages\">{' '.join(cells)}</td><td>{settings_html}</td>"
-        f'{num}{_fmt(nums.get("accuracy_baseline"), True)}</td>{num}{_fmt(nums.get("accuracy_speculative"), True)}</td>'
-        f'{num}{_fmt(nums.get("acceptance_rate"), True)}</td>{num}{_fmt(nums.get("mean_acceptance_length"))}</td>'
-        f'{num}{_fmt_x(nums.get("speedup"))}</td>{num}{lat_txt}</td>'
-        f'{num}{_fmt(nums.get("tokens_per_answer"))}</td></tr>'
+        f'<td class="stages">{" ".join(cells)}</td><td>{settings_html}</td>'
+        f"{num}{_fmt(nums.get('accuracy_baseline'), True)}</td>{num}{_fmt(nums.get('accuracy_speculative'), True)}</td>"
+        f"{num}{_fmt(nums.get('acceptance_rate'), True)}</td>{num}{_fmt(nums.get('mean_acceptance_length'))}</td>"
+        f"{num}{_fmt_x(nums.get('speedup'))}</td>{num}{lat_txt}</td>"
+        f"{num}{_fmt(nums.get('tokens_per_answer'))}</td></tr>"
     )
 
 
@@ -321,17 +360,24 @@ def wall_time_html(status: dict, budget_s: float) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(wall.get("started") or 0))
     text = f"<b>{_minutes(seconds)}</b> wall, {counts}, {wall.get('jobs', 1)} run(s) at a time"
     if budget_s > 0 and not wall.get("whole_grid"):
-        text += (f"; budget {_minutes(budget_s)} (<code>report.budget_s</code>) for the whole grid run afresh, "
-                 "which this was not")
+        text += (
+            f"; budget {_minutes(budget_s)} (<code>report.budget_s</code>) for the whole grid run afresh, "
+            "which this was not"
+        )
     elif budget_s > 0:
         over = seconds > budget_s
-        verdict = (f'<span class="st failed">over budget</span> by {_minutes(seconds - budget_s)}' if over
-                   else f'<span class="st finished">within budget</span> ({seconds / budget_s:.0%} of it)')
+        verdict = (
+            f'<span class="st failed">over budget</span> by {_minutes(seconds - budget_s)}'
+            if over
+            else f'<span class="st finished">within budget</span> ({seconds / budget_s:.0%} of it)'
+        )
         text += f"; budget {_minutes(budget_s)} (<code>report.budget_s</code>): {verdict}"
     interrupted = " (interrupted)" if wall.get("status") == "interrupted" else ""
-    return (f'<p id="wall-time">Last grid{interrupted}, started {when} on {html.escape(str(wall.get("host", "")))}: '
-            f"{text}.<br><small><code>{html.escape(str(wall.get('command', '')))}</code>; stages skipped as "
-            f"cached cost nothing, so compare whole fresh runs only.</small></p>")
+    return (
+        f'<p id="wall-time">Last grid{interrupted}, started {when} on {html.escape(str(wall.get("host", "")))}: '
+        f"{text}.<br><small><code>{html.escape(str(wall.get('command', '')))}</code>; stages skipped as "
+        f"cached cost nothing, so compare whole fresh runs only.</small></p>"
+    )
 
 
 def _answer_and_findings(profile: str, figs: dict | None, status: dict) -> tuple[str, str]:
@@ -341,9 +387,14 @@ def _answer_and_findings(profile: str, figs: dict | None, status: dict) -> tuple
         return "<p><small>The analysis (07) has not run yet: the answer table appears once it has.</small></p>", ""
     cfg = params.resolve(profile, "base", params.scenarios()[0])
     state, why = stage_state(status.get("_profile", {}).get("07_analysis"), profile, "07_analysis", cfg)
-    stale = "" if state in ("finished", "cached") else (
-        f'<p><span class="st {state}">{state}</span> <b>The analysis is not current</b> ({html.escape(why or state)}): '
-        "the table below is its last record; run 07 again for numbers made from the current runs.</p>")
+    stale = (
+        ""
+        if state in ("finished", "cached")
+        else (
+            f'<p><span class="st {state}">{state}</span> <b>The analysis is not current</b> ({html.escape(why or state)}): '
+            "the table below is its last record; run 07 again for numbers made from the current runs.</p>"
+        )
+    )
     lead = "".join(f"<p>{html.escape(line)}</p>" for line in _answer_lead(figs))
     if isinstance(figs.get("answer"), dict):
         table = answer.html(figs["answer"])
@@ -369,14 +420,19 @@ def write_index(profile: str, runs=None, stages_of=None, profile_stages=None) ->
     prof_links = _profile_items(profile, status, profile_stages)
     failed = [
         f"<li><b>{html.escape(run)} / {html.escape(stage)}</b>: <code>{html.escape(e.get('error') or '')}</code></li>"
-        for run, stages in status.items() for stage, e in stages.items() if e.get("status") == "failed"
+        for run, stages in status.items()
+        for stage, e in stages.items()
+        if e.get("status") == "failed"
     ]
     analysis_figs = record.load(profile, "07_analysis")
     if analysis_figs:
         io.write_json(root / "analysis.json", analysis_figs)
     analysis_html = root / "_profile" / "07_analysis.html"
-    analysis_link = ('<a href="_profile/07_analysis.html">the analysis</a> (three tables, plots, findings)'
-                     if analysis_html.exists() else "the analysis (not rendered yet)")
+    analysis_link = (
+        '<a href="_profile/07_analysis.html">the analysis</a> (three tables, plots, findings)'
+        if analysis_html.exists()
+        else "the analysis (not rendered yet)"
+    )
     answer_html, findings_html = _answer_and_findings(profile, analysis_figs, status)
     compares = "".join(f'<li><a href="../{p.name}">{html.escape(p.stem)}</a></li>' for p in compare_pages(profile))
     compares_html = f"<h2>Comparisons</h2><ul>{compares}</ul>" if compares else ""
@@ -392,13 +448,13 @@ with parameters other than the profile's (listed); compare such runs with the ot
 <table class="runs"><tr><th>run</th><th title="which training of the (style, scenario): grid.replicates">training</th><th>state</th><th>stages</th><th>settings</th><th>accuracy (baseline)</th>
 <th>accuracy (speculative)</th><th>acceptance</th><th>mean acceptance length</th><th>speed-up (throughput)</th>
 <th>speed-up (latency) [95 %]</th><th>tokens per answer</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 {findings_html}
 <h2>Wall time</h2>{wall_time_html(status, params.resolve(profile, "base", params.scenarios()[0])["report"]["budget_s"])}
-<h2>Profile-wide</h2><ul>{''.join(prof_links)}</ul>
-<h2>Failures</h2><ul>{''.join(failed) or '<li>none</li>'}</ul>
+<h2>Profile-wide</h2><ul>{"".join(prof_links)}</ul>
+<h2>Failures</h2><ul>{"".join(failed) or "<li>none</li>"}</ul>
 {compares_html}
-<p><small>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</small></p></body></html>"""
+<p><small>Generated {time.strftime("%Y-%m-%d %H:%M:%S")}.</small></p></body></html>"""
     return io.write_text(root / "index.html", page)
 
 
@@ -423,8 +479,10 @@ def _side(which) -> tuple[str, dict, Path]:
     if path.is_dir():
         src = path / "analysis.json"
         if not src.exists():
-            raise FileNotFoundError(f"{path.name}: no analysis.json in this report folder; run the analysis "
-                                    f"(07_analysis) and write the index for that profile first")
+            raise FileNotFoundError(
+                f"{path.name}: no analysis.json in this report folder; run the analysis "
+                f"(07_analysis) and write the index for that profile first"
+            )
         return path.name, io.read_json(src), path
     raise ValueError(f"{which!r} is neither a profile ({', '.join(params.profiles())}) nor a report folder")
 
@@ -455,7 +513,9 @@ def _html_table(nested: dict, columns: list[str] | None = None, diff: bool = Fal
         f"<tr><td>{html.escape(scen)}</td><td>{html.escape(src)}</td>{''.join(_cell(c, v.get(c), diff) for c in columns)}</tr>"
         for scen, src, v in rows
     )
-    return f"<table><tr><th>scenario</th><th>source</th>{head}</tr>{body or '<tr><td colspan=9>no runs</td></tr>'}</table>"
+    return (
+        f"<table><tr><th>scenario</th><th>source</th>{head}</tr>{body or '<tr><td colspan=9>no runs</td></tr>'}</table>"
+    )
 
 
 def _difference(a: dict, b: dict) -> dict:
@@ -493,21 +553,24 @@ def compare(a, b, out: Path | None = None) -> Path:
         present = [c for t in (ta, tb) for s in t.values() for v in s.values() for c in v]
         columns = [c for c in TABLE_COLUMNS[key] if c in present] + sorted(set(present) - set(TABLE_COLUMNS[key]))
         diff = _difference(ta, tb)
-        diff_html = (f"<h3>difference ({html.escape(lb)} − {html.escape(la)})</h3>{_html_table(diff, columns, diff=True)}"
-                     if diff else "")
+        diff_html = (
+            f"<h3>difference ({html.escape(lb)} − {html.escape(la)})</h3>{_html_table(diff, columns, diff=True)}"
+            if diff
+            else ""
+        )
         parts.append(
             f'<h2>{title}</h2><div class="side"><div><h3>{link(la, da)}</h3>{_html_table(ta, columns)}</div>'
             f"<div><h3>{link(lb, db)}</h3>{_html_table(tb, columns)}</div></div>{diff_html}"
         )
     finds = "".join(
-        f'<div><h3>{html.escape(label)}</h3><ul>{"".join(f"<li>{html.escape(x)}</li>" for x in figs.get("findings", [])) or "<li>none</li>"}</ul></div>'
+        f"<div><h3>{html.escape(label)}</h3><ul>{''.join(f'<li>{html.escape(x)}</li>' for x in figs.get('findings', [])) or '<li>none</li>'}</ul></div>"
         for label, figs in ((la, fa), (lb, fb))
     )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(la)} vs {html.escape(lb)}</title>
 <link rel="icon" href="data:,"><style>{_CSS}body{{max-width:none}}</style></head><body>
 <h1><code>{html.escape(la)}</code> vs <code>{html.escape(lb)}</code></h1>
 <p>The study's three tables for both, side by side (gaps are runs not measured), then the differences where both have a row.</p>
-{''.join(parts)}
+{"".join(parts)}
 <h2>Findings</h2><div class="side">{finds}</div>
-<p><small>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</small></p></body></html>"""
+<p><small>Generated {time.strftime("%Y-%m-%d %H:%M:%S")}.</small></p></body></html>"""
     return io.write_text(out, page)

@@ -58,8 +58,13 @@ def render(set_dir, profile: str = "gpu-solve") -> dict:
             shutil.copyfile(folder / "metrics.json", rp.metrics_json)
         out_dir = paths.reports_root(profile) / paths.PROFILE_RUN
         grid = {"grid.replicates": max(r for *_, r, _ in runs) + 1}
-        outcome = runner.execute("07_analysis", f"{set_dir.name}", out_dir,
-                                 {"profile": profile, "discover_external": False, "overrides": grid}, hide_input=True)
+        outcome = runner.execute(
+            "07_analysis",
+            f"{set_dir.name}",
+            out_dir,
+            {"profile": profile, "discover_external": False, "overrides": grid},
+            hide_input=True,
+        )
         if outcome.status != "finished":
             raise RuntimeError(f"{set_dir}: the analysis did not finish: {outcome.error}")
         figures = record.load(profile, "07_analysis")
@@ -82,11 +87,16 @@ def markdown(set_dir: Path, profile: str, figures: dict, other: list[str]) -> st
         shown = set_dir.relative_to(paths.REPO)
     except ValueError:
         shown = Path(set_dir.name)
-    aside = (f"\n\nNot in the table (not a grid run's name): {', '.join(f'`{o}`' for o in other)}." if other else "")
-    return (f"# {set_dir.name}: the answer, rendered by the workbook\n\n"
-            f"Written by `python -m lib results {shown} --profile {profile}` from the set's `metrics.json` files "
-            f"(07 over them, as over a grid); do not edit by hand.{aside}\n\n"
-            + "\n\n".join(line for sec in figures.get("sections") or [] if sec["heading"] == "The answer"
-                          for line in sec["lines"])
-            + "\n\n" + answer.markdown(figures["answer"]) + "\n\n## Findings\n\n"
-            + answer.findings_markdown([s for s in figures.get("sections") or [] if s["heading"] != "The answer"]))
+    aside = f"\n\nNot in the table (not a grid run's name): {', '.join(f'`{o}`' for o in other)}." if other else ""
+    return (
+        f"# {set_dir.name}: the answer, rendered by the workbook\n\n"
+        f"Written by `python -m lib results {shown} --profile {profile}` from the set's `metrics.json` files "
+        f"(07 over them, as over a grid); do not edit by hand.{aside}\n\n"
+        + "\n\n".join(
+            line for sec in figures.get("sections") or [] if sec["heading"] == "The answer" for line in sec["lines"]
+        )
+        + "\n\n"
+        + answer.markdown(figures["answer"])
+        + "\n\n## Findings\n\n"
+        + answer.findings_markdown([s for s in figures.get("sections") or [] if s["heading"] != "The answer"])
+    )

@@ -75,8 +75,10 @@ class GridResult:
         for o in self.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
         lines = [", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
-        lines += [f"{'FAILED' if o.status == 'failed' else o.status.upper()} {o.run} / {o.stage}: {o.error}"
-                  for o in self.failed]
+        lines += [
+            f"{'FAILED' if o.status == 'failed' else o.status.upper()} {o.run} / {o.stage}: {o.error}"
+            for o in self.failed
+        ]
         return "\n".join(lines)
 
 
@@ -94,10 +96,14 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     try:
         _interruptible(
             pm.execute_notebook,
-            str(notebook(stage)), str(out_ipynb), parameters=parameters, kernel_name="python3",
+            str(notebook(stage)),
+            str(out_ipynb),
+            parameters=parameters,
+            kernel_name="python3",
             # One bar per stage, over its cells, so a long stage is not silent; cleared when done.
             progress_bar={"desc": f"  {run_label} {stage}", "file": sys.stdout, "leave": False, "ascii": True},
-            cwd=str(paths.NOTEBOOKS), report_mode=hide_input,
+            cwd=str(paths.NOTEBOOKS),
+            report_mode=hide_input,
             # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
             # 44 alarming lines per demo, none actionable. Errors still show. The kernel freezes
             # what survives each full collection (lib/heap.py).
@@ -234,11 +240,19 @@ def run_lock(profile: str, label: str):
             by = f"PID {who.get('pid')} on {who.get('host')} since {since} ({who.get('what')})"
         except (OSError, ValueError):
             by = "another process"
-        raise RunLocked(f"run {label} is being written by {by}; lock {path}. Wait for it to finish, "
-                        f"or stop that process") from None
+        raise RunLocked(
+            f"run {label} is being written by {by}; lock {path}. Wait for it to finish, or stop that process"
+        ) from None
     try:
-        io.write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                               "what": " ".join(sys.argv[1:])[:100]})
+        io.write_json(
+            holder,
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": time.time(),
+                "what": " ".join(sys.argv[1:])[:100],
+            },
+        )
         yield
     finally:
         holder.unlink(missing_ok=True)
@@ -327,11 +341,13 @@ def run_grid(
     post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
     by_ray = bool(gpu_ids or cluster)
     cfg_of = dict(zip(runs, cfgs, strict=True))
-    ray_chains = {id(c): _ray_chain(c, cfg_of[c[0][0]], profile, overrides, redo, hide_input)
-                  for c in chains} if by_ray else {}
+    ray_chains = (
+        {id(c): _ray_chain(c, cfg_of[c[0][0]], profile, overrides, redo, hide_input) for c in chains} if by_ray else {}
+    )
     if gpu_ids:  # this machine: refused before a Ray instance is started for nothing
-        ray_cluster.refuse_unplaceable(list(ray_chains.values()),
-                                       [{"node": "local", "gpus": len(gpu_ids), "cpus": os.cpu_count() or 1}])
+        ray_cluster.refuse_unplaceable(
+            list(ray_chains.values()), [{"node": "local", "gpus": len(gpu_ids), "cpus": os.cpu_count() or 1}]
+        )
     n_jobs = 1 if by_ray else parse_jobs(jobs, cfgs)
     slots = job_slots(n_jobs) if len(chains) > 1 and not by_ray else []
     result, t_start, started = GridResult(), time.perf_counter(), time.time()
@@ -340,11 +356,22 @@ def run_grid(
         if by_ray and chains:
             live = ray_cluster.nodes()
             ray_cluster.refuse_unplaceable(list(ray_chains.values()), live)
-            log(f"ray: {len(live)} node(s), {sum(n['gpus'] for n in live)} GPU(s), "
-                f"{sum(n['cpus'] for n in live)} CPU(s)")
+            log(
+                f"ray: {len(live)} node(s), {sum(n['gpus'] for n in live)} GPU(s), "
+                f"{sum(n['cpus'] for n in live)} CPU(s)"
+            )
         if not slots and not ray_chains:
-            _run_plan(pre + [step for c in chains for step in c] + post, profile, overrides, redo, hide_input, log,
-                      result, t_start, render)
+            _run_plan(
+                pre + [step for c in chains for step in c] + post,
+                profile,
+                overrides,
+                redo,
+                hide_input,
+                log,
+                result,
+                t_start,
+                render,
+            )
         else:
             _run_plan(pre, profile, overrides, redo, hide_input, log, result, t_start, render)
             if ray_chains and not result.interrupted:
@@ -354,8 +381,9 @@ def run_grid(
                 # are placed once the first replicates are done, in a second round.
                 for round_ in ([c for c in chains if not c[0][0][2]], [c for c in chains if c[0][0][2]]):
                     if round_ and not result.interrupted:
-                        result.outcomes += _place(round_, slots, profile, overrides, redo, hide_input, log,
-                                                  short_first=True)
+                        result.outcomes += _place(
+                            round_, slots, profile, overrides, redo, hide_input, log, short_first=True
+                        )
             if not result.interrupted:
                 _run_plan(post, profile, overrides, redo, hide_input, log, result, t_start, render)
     if top:
@@ -382,14 +410,21 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
             rp = paths.RunPaths(profile, style, scenario, replicate)
             cfg = params.resolve(profile, style, scenario, overrides, replicate)
             label, out_dir = rp.name, rp.report_dir
-            parameters = {"profile": profile, "style": style, "scenario": scenario, "replicate": replicate,
-                          "overrides": overrides}
+            parameters = {
+                "profile": profile,
+                "style": style,
+                "scenario": scenario,
+                "replicate": replicate,
+                "overrides": overrides,
+            }
         head = f"[{i}/{len(plan)} {time.perf_counter() - t_start:6.0f}s] {label} {stage}"
         if label in broken:
             outcome = Outcome(label, stage, "skipped", error="an earlier stage of this run failed")
         else:
             try:
-                outcome = _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render)
+                outcome = _run_stage(
+                    rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render
+                )
             except KeyboardInterrupt:
                 outcome = Outcome(label, stage, "interrupted", error=f"stopped by {STOPPED_BY[0]}; re-run to resume")
                 _record(profile, label, stage, outcome)
@@ -402,7 +437,9 @@ def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResul
         result.outcomes.append(outcome)
 
 
-def _run_stage(rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render=None) -> Outcome:
+def _run_stage(
+    rp, label, stage, cfg, out_dir, parameters, profile, redo, hide_input, log, head, render=None
+) -> Outcome:
     """One stage under its run's lock: skipped when done (see `record.why_not_done`), else run."""
     try:
         with run_lock(profile, label):
@@ -435,8 +472,9 @@ def _record(profile: str, label: str, stage: str, outcome: Outcome, **extra) -> 
     """A stage's status, with where it ran: host and PID, the GPUs and Ray node when placed, the
     CPU job slot; `extra` has the last word (a chain that died is recorded by the driver, with
     the node it ran on)."""
-    entry = dict(status=outcome.status, seconds=outcome.seconds, error=outcome.error, pid=os.getpid(),
-                 host=socket.gethostname())
+    entry = dict(
+        status=outcome.status, seconds=outcome.seconds, error=outcome.error, pid=os.getpid(), host=socket.gethostname()
+    )
     if outcome.cpu_seconds is not None:
         entry["cpu_s"] = outcome.cpu_seconds
     # where it ran, when placed: its GPUs and Ray node, as its figures say (`record.ran_on`)
@@ -453,9 +491,16 @@ def _record_wall(profile: str, result: GridResult, started: float, seconds: floa
     counts = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    entry = dict(status="interrupted" if result.interrupted else "ended", seconds=seconds, started=started,
-                 jobs=jobs, outcomes=counts, whole_grid=whole and set(counts) == {"finished"},
-                 command=" ".join(sys.argv[1:])[:300], host=socket.gethostname())
+    entry = dict(
+        status="interrupted" if result.interrupted else "ended",
+        seconds=seconds,
+        started=started,
+        jobs=jobs,
+        outcomes=counts,
+        whole_grid=whole and set(counts) == {"finished"},
+        command=" ".join(sys.argv[1:])[:300],
+        host=socket.gethostname(),
+    )
     with contextlib.suppress(OSError):  # the summary still says what happened
         record.record_status(profile, record.GRID_RUN, record.GRID_WALL, **entry)
 
@@ -473,8 +518,10 @@ def _replicates(profile: str, style: str, scenario: str, overrides: dict, asked)
     if wrong:
         raise params.ParamsError(f"--replicates takes replicate numbers 0, 1, ...; got {wrong[0]!r}")
     if style != "base" and any(r >= n for r in asked):
-        raise params.ParamsError(f"--replicates {' '.join(map(str, asked))}: grid.replicates is {n} for {style} "
-                                 f"{scenario}, so replicates are 0 to {n - 1} (raise it with --set grid.replicates=N)")
+        raise params.ParamsError(
+            f"--replicates {' '.join(map(str, asked))}: grid.replicates is {n} for {style} "
+            f"{scenario}, so replicates are 0 to {n - 1} (raise it with --set grid.replicates=N)"
+        )
     return [r for r in asked if r < n]
 
 
@@ -503,9 +550,26 @@ def job_slots(n: int) -> list[tuple[str, dict]]:
 
 def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
     (style, scenario, replicate), _ = chain[0]
-    cmd = [sys.executable, "-m", "lib", "run", "--profile", profile, "--styles", style, "--scenarios", scenario,
-           "--replicates", str(replicate), "--stages", *[stage for _, stage in chain], "--jobs", "1",
-           "--outcomes", str(outcomes_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "run",
+        "--profile",
+        profile,
+        "--styles",
+        style,
+        "--scenarios",
+        scenario,
+        "--replicates",
+        str(replicate),
+        "--stages",
+        *[stage for _, stage in chain],
+        "--jobs",
+        "1",
+        "--outcomes",
+        str(outcomes_file),
+    ]
     if overrides:
         cmd += ["--set", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]]  # JSON is YAML
     return cmd + ["--redo"] * redo + ["--hide-input"] * hide_input
@@ -543,8 +607,12 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
             env = {**os.environ, **slot_env}
             with open(rp.runner_log, "w") as keep:
                 proc = subprocess.Popen(
-                    _chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes), env=env,
-                    cwd=str(paths.REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    _chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes),
+                    env=env,
+                    cwd=str(paths.REPO),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
                 )
                 running.add(proc)
                 for line in proc.stdout:
@@ -580,8 +648,14 @@ def _ray_chain(chain, cfg, profile, overrides, redo, hide_input) -> ray_cluster.
     gpus, reason = gpus_of(cfg)
     cpus = cfg["grid"]["cpus_per_run"]
     return ray_cluster.Chain(
-        name=rp.name, command=_chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes),
-        gpus=gpus, cpus=cpus, report_dir=rp.report_dir, reason=reason, env=ray_cluster.chain_env(cpus))
+        name=rp.name,
+        command=_chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes),
+        gpus=gpus,
+        cpus=cpus,
+        report_dir=rp.report_dir,
+        reason=reason,
+        env=ray_cluster.chain_env(cpus),
+    )
 
 
 def _place_by_ray(chains, ray_chains: dict, profile: str, log) -> list[Outcome]:
@@ -596,8 +670,10 @@ def _place_by_ray(chains, ray_chains: dict, profile: str, log) -> list[Outcome]:
         rp = paths.RunPaths(profile, *c[0][0])
         if rp.replicate:
             after[rc.name] = rp.first.name
-        log(f"[ray] {rc.name}: {', '.join(stage for _, stage in c)} ({rc.gpus} GPU, {rc.cpus} CPU)"
-            + (f", after {after[rc.name]}" if rc.name in after else ""))
+        log(
+            f"[ray] {rc.name}: {', '.join(stage for _, stage in c)} ({rc.gpus} GPU, {rc.cpus} CPU)"
+            + (f", after {after[rc.name]}" if rc.name in after else "")
+        )
     ended = ray_cluster.place([ray_chains[id(c)] for c in chains], log, after)
     outcomes = []
     for c in chains:
@@ -631,7 +707,7 @@ def _chain_outcomes(chain, profile: str, why: str, place: dict | None = None) ->
     extra = {k: place[k] for k in ("node", "host", "gpus") if place and place.get(k)}
     with contextlib.suppress(OSError):
         _record(profile, rp.name, running, failed, **extra)
-    rest = names[names.index(running) + 1:]
+    rest = names[names.index(running) + 1 :]
     return [failed] + [Outcome(rp.name, s, "skipped", error="an earlier stage of this run failed") for s in rest]
 
 
@@ -684,11 +760,21 @@ def main_run(args) -> int:
             except yaml.YAMLError as exc:
                 raise params.ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
         if (args.gpus or args.cluster) and args.jobs not in (None, "auto", "1"):
-            raise params.ParamsError(f"{'--gpus' if args.gpus else '--cluster'} and --jobs both place runs side by "
-                                     f"side: give one of them")
+            raise params.ParamsError(
+                f"{'--gpus' if args.gpus else '--cluster'} and --jobs both place runs side by side: give one of them"
+            )
         result = run_grid(
-            args.profile, args.styles, args.scenarios, args.stages, overrides, redo=args.redo, hide_input=args.hide_input,
-            gpus=args.gpus, jobs=args.jobs or "auto", top=not args.outcomes, replicates=args.replicates,
+            args.profile,
+            args.styles,
+            args.scenarios,
+            args.stages,
+            overrides,
+            redo=args.redo,
+            hide_input=args.hide_input,
+            gpus=args.gpus,
+            jobs=args.jobs or "auto",
+            top=not args.outcomes,
+            replicates=args.replicates,
             cluster=args.cluster,
         )
         if args.outcomes:  # a run placed on a GPU reports back to its parent

@@ -41,15 +41,17 @@ def _from_records(records, spec: dict, section: str, id_prefix: str, test: bool 
             continue
         if types and rec.get("type") not in types:
             continue
-        rows.append({
-            "id": f"{id_prefix}-{i:05d}",
-            "question": rec[q],
-            "reference": rec[s],
-            "answer": _final_answer(rec, q, s, f"{source}: record {i}"),
-            "level": rec.get("level", ""),
-            "type": rec.get("type", ""),
-            "source": id_prefix,
-        })
+        rows.append(
+            {
+                "id": f"{id_prefix}-{i:05d}",
+                "question": rec[q],
+                "reference": rec[s],
+                "answer": _final_answer(rec, q, s, f"{source}: record {i}"),
+                "level": rec.get("level", ""),
+                "type": rec.get("type", ""),
+                "source": id_prefix,
+            }
+        )
     return rows
 
 
@@ -58,8 +60,10 @@ def _final_answer(rec: dict, q: str, s: str, where: str) -> str:
     final answer, is an error naming the file and the record (not a row that can never be graded)."""
     empty = [c for c in (q, s) if not isinstance(rec[c], str) or not rec[c].strip()]
     if empty:
-        raise ValueError(f"{where}: column(s) {empty} empty or not text; every problem needs a question and "
-                         f"a solution: fix or remove the record")
+        raise ValueError(
+            f"{where}: column(s) {empty} empty or not text; every problem needs a question and "
+            f"a solution: fix or remove the record"
+        )
     try:
         return reference.final_answer_from_reference(rec[s])
     except ValueError as exc:
@@ -110,7 +114,11 @@ def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
     if data["source"] == "local":
         spec = data["local"]
         pool = _from_records(_load_file(spec["path"]), spec, "local", "local")
-        test = _from_records(_load_file(spec["test_path"]), spec, "local", "local_test", test=True) if spec["test_path"] else None
+        test = (
+            _from_records(_load_file(spec["test_path"]), spec, "local", "local_test", test=True)
+            if spec["test_path"]
+            else None
+        )
         return pool, test
     return _load_hub(data["hub"])
 
@@ -159,8 +167,10 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
             train = random.Random(seed).sample(train, n_train)
         problems.check_no_leakage(train, test)
         if not train or not test:
-            raise ValueError(f"data params give {len(train)} training and {len(test)} held-out problems for "
-                             f"{cfg['scenario']}; both must be at least 1 (data.n_train, data.n_test)")
+            raise ValueError(
+                f"data params give {len(train)} training and {len(test)} held-out problems for "
+                f"{cfg['scenario']}; both must be at least 1 (data.n_train, data.n_test)"
+            )
         io.write_jsonl(rp.duplicate_questions, duplicates)  # first: the split files mark the step done
         io.write_jsonl(rp.shared_questions, shared)
         io.write_jsonl(rp.train_problems, train)
@@ -174,9 +184,14 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         io.write_json(meta, _fingerprint(cfg))
     shared = io.read_jsonl(rp.shared_questions).rows if rp.shared_questions.exists() else []
     duplicates = io.read_jsonl(rp.duplicate_questions).rows if rp.duplicate_questions.exists() else []
-    out = {"n_train": len(train), "n_test": len(test), "shared_dropped": len(shared),
-           "shared_ids": [r["id"] for r in shared], "duplicates_dropped": len(duplicates),
-           "duplicate_ids": [r["id"] for r in duplicates]}
+    out = {
+        "n_train": len(train),
+        "n_test": len(test),
+        "shared_dropped": len(shared),
+        "shared_ids": [r["id"] for r in shared],
+        "duplicates_dropped": len(duplicates),
+        "duplicate_ids": [r["id"] for r in duplicates],
+    }
     return {**out, "edited_set_aside": edited} if edited else out
 
 
@@ -212,8 +227,14 @@ def _set_aside_edited(rp: RunPaths) -> list[str]:
 
 def _fingerprint(cfg) -> dict:
     d = cfg["data"]
-    return {"source": d["source"], "n_train": d["n_train"], "n_test": d["n_test"], "seed": cfg["seed"],
-            "hub": d["hub"] if d["source"] == "hub" else None, "local": d["local"] if d["source"] == "local" else None}
+    return {
+        "source": d["source"],
+        "n_train": d["n_train"],
+        "n_test": d["n_test"],
+        "seed": cfg["seed"],
+        "hub": d["hub"] if d["source"] == "hub" else None,
+        "local": d["local"] if d["source"] == "local" else None,
+    }
 
 
 def check_fingerprint(cfg, rp: RunPaths) -> None:

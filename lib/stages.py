@@ -34,8 +34,11 @@ NOT_RESULTS = ("grid", "report")
 # made before is then run again, not read as current (the runner prints why).
 FIRST_REVISION = (1, "the stage as first written")  # a stage absent below, and a record made before revisions
 STAGE_REVISIONS = {
-    "06_benchmark": (2, "engine.async_scheduling: auto now leaves each engine vLLM's own default "
-                        "(it forced async scheduling on for both passes on a GPU)"),
+    "06_benchmark": (
+        2,
+        "engine.async_scheduling: auto now leaves each engine vLLM's own default "
+        "(it forced async scheduling on for both passes on a GPU)",
+    ),
 }
 
 

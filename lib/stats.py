@@ -78,6 +78,7 @@ def paired_ratio_ci(num, den, n: int = 1000, seed: int = 0, level: float = 0.95)
 # draft-only engine once used for that (the c of Leviathan et al.) missed by 1.6-3.9x, because
 # inside speculation the draft runs with other overheads (scheduling, CPU-bound launches).
 
+
 def tokens_per_step(acceptance_by_pos, k: int | None = None) -> float:
     """Expected tokens one verification step yields: the target's own token plus each draft
     position accepted (`acceptance_by_pos[i]` = P(position i+1 accepted); truncated at K)."""
@@ -104,8 +105,14 @@ def fit_step_cost(ks, rs) -> dict | None:
         return None
     b, a = np.polyfit(ks, rs, 1)
     resid = rs - (a + b * ks)
-    return {"a": float(a), "b": float(b), "k": ks.astype(int).tolist(), "r": rs.tolist(),
-            "residuals": resid.tolist(), "rms_residual": float(np.sqrt(np.mean(resid ** 2)))}
+    return {
+        "a": float(a),
+        "b": float(b),
+        "k": ks.astype(int).tolist(),
+        "r": rs.tolist(),
+        "residuals": resid.tolist(),
+        "rms_residual": float(np.sqrt(np.mean(resid**2))),
+    }
 
 
 def best_k(acceptance_by_pos, fit: dict, candidates) -> tuple[int, dict]:
@@ -115,7 +122,9 @@ def best_k(acceptance_by_pos, fit: dict, candidates) -> tuple[int, dict]:
     Returns (K, {K: predicted speed-up})."""
     usable = [k for k in candidates if k <= len(acceptance_by_pos)]
     if not usable:
-        raise ValueError(f"no K candidate in {list(candidates)} is covered by {len(acceptance_by_pos)} measured positions")
+        raise ValueError(
+            f"no K candidate in {list(candidates)} is covered by {len(acceptance_by_pos)} measured positions"
+        )
     pred = {int(k): speedup_from_cost(acceptance_by_pos, fit["a"] + fit["b"] * k, k) for k in usable}
     return max(pred, key=pred.get), pred
 
@@ -166,8 +175,9 @@ def placement_p(total: int, marked: int, drawn: int, hits: int) -> float:
     """Chance that at least `hits` of `drawn` items fall among `marked` of `total` positions when
     the drawn ones are placed at random (the hypergeometric upper tail): how surprising it is that
     the repetitions with some property sit where they do."""
-    return sum(math.comb(marked, x) * math.comb(total - marked, drawn - x)
-               for x in range(hits, min(marked, drawn) + 1)) / math.comb(total, drawn)
+    return sum(
+        math.comb(marked, x) * math.comb(total - marked, drawn - x) for x in range(hits, min(marked, drawn) + 1)
+    ) / math.comb(total, drawn)
 
 
 def within_tolerance(measured_over_predicted):
@@ -216,6 +226,7 @@ def holm(pvalues) -> list[float]:
 # trainings: one replicate per style gives exactly the paired prompt bootstrap of the same seed,
 # and identical replicates give the same draws as replicates held fixed (no added width).
 
+
 def _replicates(reps, side: str, ratio: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """One style's replicates as arrays (replicate × prompt): values, or numerators and
     denominators in ratio mode. Raises ValueError naming the replicate that does not fit."""
@@ -225,7 +236,9 @@ def _replicates(reps, side: str, ratio: bool) -> tuple[np.ndarray, np.ndarray | 
     for r, rep in enumerate(reps):
         if ratio:
             if len(rep) != 2:
-                raise ValueError(f"{side} replicate {r}: ratio mode takes a (numerator, denominator) pair per replicate")
+                raise ValueError(
+                    f"{side} replicate {r}: ratio mode takes a (numerator, denominator) pair per replicate"
+                )
             num, den = (np.asarray(x, dtype=float) for x in rep)
             if num.shape != den.shape:
                 raise ValueError(f"{side} replicate {r}: {num.size} numerators but {den.size} denominators")
@@ -233,12 +246,18 @@ def _replicates(reps, side: str, ratio: bool) -> tuple[np.ndarray, np.ndarray | 
         else:
             num = np.asarray(rep, dtype=float)
         if num.ndim != 1 or num.size == 0:
-            raise ValueError(f"{side} replicate {r}: expected a non-empty 1-D array of per-prompt values, got shape {num.shape}")
+            raise ValueError(
+                f"{side} replicate {r}: expected a non-empty 1-D array of per-prompt values, got shape {num.shape}"
+            )
         if not (np.isfinite(num).all() and (not ratio or np.isfinite(dens[-1]).all())):
-            raise ValueError(f"{side} replicate {r}: values must be finite (a prompt with no value belongs to no replicate)")
+            raise ValueError(
+                f"{side} replicate {r}: values must be finite (a prompt with no value belongs to no replicate)"
+            )
         if rows and num.size != rows[0].size:
-            raise ValueError(f"{side} replicate {r} has {num.size} prompts, {side} replicate 0 has {rows[0].size}: "
-                             "every replicate must answer the same prompts, in the same order")
+            raise ValueError(
+                f"{side} replicate {r} has {num.size} prompts, {side} replicate 0 has {rows[0].size}: "
+                "every replicate must answer the same prompts, in the same order"
+            )
         rows.append(num)
     return np.stack(rows), (np.stack(dens) if ratio else None)
 
@@ -253,12 +272,16 @@ def _split_inputs(first, second, ratio: bool):
     a, a_den = _replicates(first, "first", ratio)
     b, b_den = _replicates(second, "second", ratio)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"second replicate 0 has {b.shape[1]} prompts, first replicate 0 has {a.shape[1]}: "
-                         "both styles must answer the same prompts, in the same order")
+        raise ValueError(
+            f"second replicate 0 has {b.shape[1]} prompts, first replicate 0 has {a.shape[1]}: "
+            "both styles must answer the same prompts, in the same order"
+        )
     return a, a_den, b, b_den
 
 
-def hierarchical_draws(first, second, n: int = 2000, seed: int = 0, ratio: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def hierarchical_draws(
+    first, second, n: int = 2000, seed: int = 0, ratio: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap draws of second − first: (across trainings, within training).
 
     `first` and `second` hold one entry per replicate of each style (their counts may differ):
@@ -277,32 +300,44 @@ def hierarchical_draws(first, second, n: int = 2000, seed: int = 0, ratio: bool 
     counts = {"first": _replicate_counts(rep_rng, n, len(a)), "second": _replicate_counts(rep_rng, n, len(b))}
     fixed = {"first": np.ones((n, len(a))), "second": np.ones((n, len(b)))}
     if not ratio:
+
         def draws(w: dict) -> np.ndarray:
             # per prompt, each style's mean over the drawn replicates; then the paired difference
             diff = w["second"] @ b / len(b) - w["first"] @ a / len(a)
             return np.take_along_axis(diff, idx, axis=1).mean(axis=1)
+
         return draws(counts), draws(fixed)
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_rep = {side: num[:, idx].sum(axis=2) / den[:, idx].sum(axis=2)  # replicate × draw
-                   for side, num, den in (("first", a, a_den), ("second", b, b_den))}
+        per_rep = {
+            side: num[:, idx].sum(axis=2) / den[:, idx].sum(axis=2)  # replicate × draw
+            for side, num, den in (("first", a, a_den), ("second", b, b_den))
+        }
 
     def ratio_draws(w: dict) -> np.ndarray:
         value = {}
         for side, r in per_rep.items():
             used = w[side] > 0
             bad = (used & ~np.isfinite(r.T)).any(axis=1)  # a drawn replicate whose resample drafted nothing
-            value[side] = np.where(bad, np.nan, np.nan_to_num(w[side] * r.T, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=1))
+            value[side] = np.where(
+                bad, np.nan, np.nan_to_num(w[side] * r.T, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=1)
+            )
             value[side] = value[side] / len(r)
         out = value["second"] - value["first"]
         return out[np.isfinite(out)]
+
     return ratio_draws(counts), ratio_draws(fixed)
 
 
 def _spread(values) -> dict:
     values = np.asarray(values, dtype=float)
-    return {"value": float(values.mean()), "per_replicate": values.tolist(), "min": float(values.min()),
-            "max": float(values.max()), "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-            "replicates": int(len(values))}
+    return {
+        "value": float(values.mean()),
+        "per_replicate": values.tolist(),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+        "replicates": int(len(values)),
+    }
 
 
 def hierarchical_delta(first, second, n: int = 2000, seed: int = 0, level: float = 0.95, ratio: bool = False) -> dict:
@@ -316,16 +351,31 @@ def hierarchical_delta(first, second, n: int = 2000, seed: int = 0, level: float
     that speaks for the style rather than for these trainings."""
     a, a_den, b, b_den = _split_inputs(first, second, ratio)
     with np.errstate(divide="ignore", invalid="ignore"):
-        own = ({"first": a.mean(axis=1), "second": b.mean(axis=1)} if not ratio else
-               {"first": a.sum(axis=1) / a_den.sum(axis=1), "second": b.sum(axis=1) / b_den.sum(axis=1)})
+        own = (
+            {"first": a.mean(axis=1), "second": b.mean(axis=1)}
+            if not ratio
+            else {"first": a.sum(axis=1) / a_den.sum(axis=1), "second": b.sum(axis=1) / b_den.sum(axis=1)}
+        )
     # per prompt first, as paired_correct_delta takes it: with one replicate the same float
-    delta = float((b.mean(axis=0) - a.mean(axis=0)).mean()) if not ratio else float(own["second"].mean() - own["first"].mean())
+    delta = (
+        float((b.mean(axis=0) - a.mean(axis=0)).mean())
+        if not ratio
+        else float(own["second"].mean() - own["first"].mean())
+    )
     across, within = hierarchical_draws(first, second, n, seed, ratio)
     lo, hi = quantiles(across, level)
     within_lo, within_hi = quantiles(within, level)
-    return {"delta": delta, "lo": lo, "hi": hi, "within_lo": within_lo, "within_hi": within_hi,
-            "first": _spread(own["first"]), "second": _spread(own["second"]), "n_prompts": int(a.shape[1]),
-            "verdict": replicate_verdict((within_lo, within_hi), (lo, hi), (len(a), len(b)))}
+    return {
+        "delta": delta,
+        "lo": lo,
+        "hi": hi,
+        "within_lo": within_lo,
+        "within_hi": within_hi,
+        "first": _spread(own["first"]),
+        "second": _spread(own["second"]),
+        "n_prompts": int(a.shape[1]),
+        "verdict": replicate_verdict((within_lo, within_hi), (lo, hi), (len(a), len(b))),
+    }
 
 
 def replicate_draws(first, second, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -356,11 +406,16 @@ def replicate_draws(first, second, n: int = 2000, seed: int = 0) -> tuple[np.nda
         for r, x in enumerate(arrays):
             padded[r, : len(x)] = x
         u = rng.random((n, count, width))  # the repetition draws of each replicate slot
-        picked = {"across": rep_rng.integers(0, count, size=(n, count)), "within": np.broadcast_to(np.arange(count), (n, count))}
+        picked = {
+            "across": rep_rng.integers(0, count, size=(n, count)),
+            "within": np.broadcast_to(np.arange(count), (n, count)),
+        }
         for key, rep in picked.items():
             m = sizes[rep][:, :, None]
             values = padded[rep[:, :, None], np.floor(u * m).astype(int)]
-            values = np.where(np.arange(width) < m, values, np.nan)  # a slot draws as many repetitions as its replicate has
+            values = np.where(
+                np.arange(width) < m, values, np.nan
+            )  # a slot draws as many repetitions as its replicate has
             out[key] = out[key] + sign * np.nanmedian(values, axis=2).mean(axis=1)
     return out["across"], out["within"]
 
@@ -371,12 +426,22 @@ def replicate_delta(first, second, n: int = 2000, seed: int = 0, level: float = 
     `within_lo`, `within_hi` with replicates held fixed, each style's spread over its replicates'
     medians (`first`, `second`) and `verdict`."""
     across, within = replicate_draws(first, second, n, seed)
-    own = {side: np.array([np.median(np.asarray(r, dtype=float)) for r in reps]) for side, reps in (("first", first), ("second", second))}
+    own = {
+        side: np.array([np.median(np.asarray(r, dtype=float)) for r in reps])
+        for side, reps in (("first", first), ("second", second))
+    }
     lo, hi = quantiles(across, level)
     within_lo, within_hi = quantiles(within, level)
-    return {"delta": float(own["second"].mean() - own["first"].mean()), "lo": lo, "hi": hi,
-            "within_lo": within_lo, "within_hi": within_hi, "first": _spread(own["first"]), "second": _spread(own["second"]),
-            "verdict": replicate_verdict((within_lo, within_hi), (lo, hi), (len(first), len(second)), "repetitions")}
+    return {
+        "delta": float(own["second"].mean() - own["first"].mean()),
+        "lo": lo,
+        "hi": hi,
+        "within_lo": within_lo,
+        "within_hi": within_hi,
+        "first": _spread(own["first"]),
+        "second": _spread(own["second"]),
+        "verdict": replicate_verdict((within_lo, within_hi), (lo, hi), (len(first), len(second)), "repetitions"),
+    }
 
 
 def replicate_verdict(within, across, replicates, unit: str = "prompts") -> str:
@@ -391,7 +456,9 @@ def replicate_verdict(within, across, replicates, unit: str = "prompts") -> str:
     inside, spans = (w_lo > 0 or w_hi < 0), (a_lo > 0 or a_hi < 0)
     if min(counts) < 2:
         what = "1 replicate" if max(counts) < 2 else "1 replicate of one style"
-        return ("excludes zero" if inside else "includes zero") + f" over {unit} only — training spread not measured ({what})"
+        return (
+            "excludes zero" if inside else "includes zero"
+        ) + f" over {unit} only — training spread not measured ({what})"
     if spans:
         return "excludes zero across trainings" + ("" if inside else f" (not over {unit} alone)")
     if inside:

@@ -48,12 +48,16 @@ def resolve_backend(cfg) -> str:
     safe = device.gpu_count() > 0 or importlib.util.find_spec("vllm") is None
     if wanted == "unsloth":
         if not installed:
-            raise RuntimeError("train.backend=unsloth, but unsloth is not installed here; "
-                               "install it, or set train.backend to auto or trl")
+            raise RuntimeError(
+                "train.backend=unsloth, but unsloth is not installed here; "
+                "install it, or set train.backend to auto or trl"
+            )
         if not safe:
-            raise RuntimeError("train.backend=unsloth on a CPU beside vLLM: importing unsloth there "
-                               "dies with 'Illegal instruction'; set train.backend to auto or trl, "
-                               "or train in an environment without vLLM")
+            raise RuntimeError(
+                "train.backend=unsloth on a CPU beside vLLM: importing unsloth there "
+                "dies with 'Illegal instruction'; set train.backend to auto or trl, "
+                "or train in an environment without vLLM"
+            )
         return "unsloth"
     return "unsloth" if installed and safe else "trl"
 
@@ -65,15 +69,22 @@ def _load_model(cfg, base: str, backend: str):
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            base, max_seq_length=cfg["train"]["max_length"], load_in_4bit=False, dtype=None,
+            base,
+            max_seq_length=cfg["train"]["max_length"],
+            load_in_4bit=False,
+            dtype=None,
             # Unsloth otherwise swaps a hub id for its own re-upload (Qwen/Qwen3-14B ->
             # unsloth/Qwen3-14B): another 28 GB download, and an adapter whose base is not the
             # model that distillation and the merge load.
             use_exact_model_name=True,
         )
         model = FastLanguageModel.get_peft_model(
-            model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-            target_modules=list(lora["target_modules"]), random_state=params.training_seed(cfg),
+            model,
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=list(lora["target_modules"]),
+            random_state=params.training_seed(cfg),
             # Unsloth's own kind offloads the saved activations to host memory.
             use_gradient_checkpointing="unsloth" if cfg["train"]["gradient_checkpointing"] else False,
         )
@@ -83,8 +94,11 @@ def _load_model(cfg, base: str, backend: str):
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=device.torch_dtype(cfg["models"]["dtype"]))
     peft_config = LoraConfig(
-        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-        target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM",
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        task_type="CAUSAL_LM",
     )
     return model, models.load_tokenizer(base), peft_config
 
@@ -92,6 +106,7 @@ def _load_model(cfg, base: str, backend: str):
 def last_checkpoint(ckpt_dir: Path) -> str | None:
     """The newest *complete* checkpoint: the Trainer writes `trainer_state.json` last, so a
     folder cut short (a full disk, a kill) lacks it or holds it half-written, and is passed over."""
+
     def complete(folder: Path) -> bool:
         try:
             state = io.read_json(folder / "trainer_state.json")
@@ -166,8 +181,10 @@ def check_reporting(cfg) -> None:
     import importlib.util
 
     if cfg["train"]["report_to"] == "wandb" and importlib.util.find_spec("wandb") is None:
-        raise RuntimeError("train.report_to=wandb, but wandb is not installed here; install it "
-                           "(environment.yml lists it) or set train.report_to to none")
+        raise RuntimeError(
+            "train.report_to=wandb, but wandb is not installed here; install it "
+            "(environment.yml lists it) or set train.report_to to none"
+        )
 
 
 # Logged values that must stay finite: a NaN or infinite loss means the weights are lost.
@@ -187,7 +204,8 @@ def stop_on_non_finite_loss(role: str):
                 if value is not None and not math.isfinite(value):
                     raise FloatingPointError(
                         f"{role} training diverged: {key} = {value} at step {state.global_step}; no adapter saved. "
-                        f"Lower train.{role}.lr (now {args.learning_rate:g}) or check the training data")
+                        f"Lower train.{role}.lr (now {args.learning_rate:g}) or check the training data"
+                    )
 
     return StopOnNonFiniteLoss()
 
@@ -201,10 +219,17 @@ def _resume_point(cfg, role: str, base: str, rows: list[dict], ckpt_dir: Path) -
     # file or a rebuilt base pair under the same ids and path is another training.
     # Where losses are reported (train.report_to) is not the recipe: turning W&B on resumes.
     train = {k: v for k, v in cfg["train"].items() if k != "report_to"}
-    recipe = {"base": base, "role": role, "style": cfg["style"], "train": train, "seed": params.training_seed(cfg),
-              "rows": [r["id"] for r in rows], "rows_sha": fingerprints.of_value(rows),
-              "base_sha": fingerprints.of_path(Path(base)) if Path(base).exists() else None,
-              "models": {k: cfg["models"][k] for k in ("dtype",)}}
+    recipe = {
+        "base": base,
+        "role": role,
+        "style": cfg["style"],
+        "train": train,
+        "seed": params.training_seed(cfg),
+        "rows": [r["id"] for r in rows],
+        "rows_sha": fingerprints.of_value(rows),
+        "base_sha": fingerprints.of_path(Path(base)) if Path(base).exists() else None,
+        "models": {k: cfg["models"][k] for k in ("dtype",)},
+    }
     # Another recipe's checkpoints are moved aside, not deleted, until this training has
     # saved its adapter: a run that fails on its new settings loses nothing.
     ckpt_dir, previous = Path(ckpt_dir), Path(ckpt_dir).with_name(Path(ckpt_dir).name + ".previous")
@@ -221,7 +246,9 @@ def _resume_point(cfg, role: str, base: str, rows: list[dict], ckpt_dir: Path) -
     return last_checkpoint(ckpt_dir), previous
 
 
-def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1) -> dict:
+def train_lora(
+    cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, ckpt_dir: Path, max_steps: int = -1
+) -> dict:
     """Fine-tune `base` with LoRA on rows ({question, solution}); save the adapter.
 
     Resumes from the newest checkpoint in `ckpt_dir`; the adapter is written to a
@@ -244,12 +271,21 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         raise ValueError(f"{role}: every sample is longer than train.max_length={cfg['train']['max_length']}")
     ds = Dataset.from_list(examples)
     n_val = int(len(ds) * cfg["train"]["val_fraction"])
-    split = ds.train_test_split(test_size=n_val, seed=params.training_seed(cfg)) if n_val >= 1 else {"train": ds, "test": None}
+    split = (
+        ds.train_test_split(test_size=n_val, seed=params.training_seed(cfg))
+        if n_val >= 1
+        else {"train": ds, "test": None}
+    )
     cuda = device.on_cuda(cfg)
     args = _sft_config(cfg, role, backend, ckpt_dir, max_steps, has_val=split["test"] is not None)
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=split["train"], eval_dataset=split["test"],
-        processing_class=tokenizer, peft_config=peft_config, callbacks=[stop_on_non_finite_loss(role)],
+        model=model,
+        args=args,
+        train_dataset=split["train"],
+        eval_dataset=split["test"],
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[stop_on_non_finite_loss(role)],
     )
     resume, previous = _resume_point(cfg, role, base, rows, ckpt_dir)
     resumed_state = io.read_json(Path(resume) / "trainer_state.json") if resume else {}
@@ -273,16 +309,20 @@ def train_lora(cfg, role: str, base: str, rows: list[dict], adapter_dir: Path, c
         "wall_s": wall,
         "train_runtime_s": result.metrics.get("train_runtime"),
         # the whole run's, checkpointed part included (see resumed_loss)
-        "train_loss": resumed_loss(result.metrics.get("train_loss"), trainer.state.log_history, resume_step,
-                                   trainer.state.global_step),
+        "train_loss": resumed_loss(
+            result.metrics.get("train_loss"), trainer.state.log_history, resume_step, trainer.state.global_step
+        ),
         "epochs": epochs_run,
         "steps": trainer.state.global_step,
         "train_tokens": n_tokens,
         # a rate: tokens of the epochs this session trained over this session's wall time
         "tokens_per_s": n_tokens * session_epochs / wall if wall else None,
         "resumed_at_step": resume_step,
-        "speed_covers": (f"epochs {resume_epoch:g}-{epochs_run:g} (resumed from step {resume_step}); "
-                         f"wall_s is this session's" if resume else "the whole run"),
+        "speed_covers": (
+            f"epochs {resume_epoch:g}-{epochs_run:g} (resumed from step {resume_step}); wall_s is this session's"
+            if resume
+            else "the whole run"
+        ),
         "peak_memory_mb": device.process_peak_mb(cuda),
         "peak_gpu_memory_mb": gpu.peak_mb,
         "n_train": len(split["train"]),
@@ -320,8 +360,24 @@ def summary_table(summary: dict):
     import pandas as pd
 
     fig = figures(summary)
-    keys = ["backend", "gradient_checkpointing", "base", "n_train", "n_val", "n_dropped_too_long", "steps", "epochs", "train_loss",
-            "final_eval_loss", "train_tokens", "tokens_per_s", "wall_s", "peak_memory_mb", "resumed_from", "speed_covers"]
+    keys = [
+        "backend",
+        "gradient_checkpointing",
+        "base",
+        "n_train",
+        "n_val",
+        "n_dropped_too_long",
+        "steps",
+        "epochs",
+        "train_loss",
+        "final_eval_loss",
+        "train_tokens",
+        "tokens_per_s",
+        "wall_s",
+        "peak_memory_mb",
+        "resumed_from",
+        "speed_covers",
+    ]
     return pd.Series({k: fig.get(k) for k in keys}, name=summary["role"]).to_frame()
 
 

@@ -24,13 +24,23 @@ QUANTITIES = (
     ("tokens per answer", lambda v: f"{v:.1f}", lambda d: f"{d:+.1f}"),
     ("speed-up", lambda v: f"{v:.2f}x", lambda d: f"{d:+.2f}x"),
 )
-COLUMNS = ["scenario", "quantity", "trainings (CoT / CoD)", "CoT [range over trainings]", "CoD [range over trainings]",
-           "CoD − CoT", "95% over prompts", "95% across trainings", "verdict"]
+COLUMNS = [
+    "scenario",
+    "quantity",
+    "trainings (CoT / CoD)",
+    "CoT [range over trainings]",
+    "CoD [range over trainings]",
+    "CoD − CoT",
+    "95% over prompts",
+    "95% across trainings",
+    "verdict",
+]
 
 
 def _measured(frame: pd.DataFrame, scenario: str, style: str) -> pd.DataFrame:
-    rows = frame[frame["present"] & (frame["source"] == WORKBOOK) & (frame["scenario"] == scenario)
-                 & (frame["style"] == style)]
+    rows = frame[
+        frame["present"] & (frame["source"] == WORKBOOK) & (frame["scenario"] == scenario) & (frame["style"] == style)
+    ]
     return rows.sort_values("replicate")
 
 
@@ -45,8 +55,10 @@ def _lists(rows: pd.DataFrame, ids: str, *columns: str) -> list[dict] | None:
 
 
 def _paired(cot: list[dict], cod: list[dict], column: str, common: list[str]) -> tuple[list, list]:
-    return ([np.array([rep[column][i] for i in common]) for rep in cot],
-            [np.array([rep[column][i] for i in common]) for rep in cod])
+    return (
+        [np.array([rep[column][i] for i in common]) for rep in cot],
+        [np.array([rep[column][i] for i in common]) for rep in cod],
+    )
 
 
 def _common(reps: list[dict], column: str) -> list[str]:
@@ -76,16 +88,29 @@ def _compare(cot: pd.DataFrame, cod: pd.DataFrame, quantity: str, n_boot: int, s
             return None  # drafts per prompt are drafted tokens / K: one K for every run
         per = 1.0 if quantity == "acceptance" else float(ks.pop())
         # acceptance: accepted / drafted tokens; mean acceptance length − 1: accepted / drafts
-        pairs = [[(np.array([rep[cols[0]][i] for i in common]), np.array([rep[cols[1]][i] for i in common]) / per)
-                  for rep in side] for side in (a, b)]
+        pairs = [
+            [
+                (np.array([rep[cols[0]][i] for i in common]), np.array([rep[cols[1]][i] for i in common]) / per)
+                for rep in side
+            ]
+            for side in (a, b)
+        ]
         out = {**hierarchical_delta(pairs[0], pairs[1], n_boot, seed, ratio=True), "unit": "prompts"}
         if quantity == "mean acceptance length":  # 1 + accepted per draft: the 1 cancels in the difference
             for side in ("first", "second"):
-                out[side] = {**out[side], **{k: out[side][k] + 1 for k in ("value", "min", "max")},
-                             "per_replicate": [v + 1 for v in out[side]["per_replicate"]]}
+                out[side] = {
+                    **out[side],
+                    **{k: out[side][k] + 1 for k in ("value", "min", "max")},
+                    "per_replicate": [v + 1 for v in out[side]["per_replicate"]],
+                }
         return out
-    reps = [[r["speedup_reps"] if isinstance(r["speedup_reps"], list) and r["speedup_reps"] else [r["speedup"]]
-             for _, r in rows.iterrows()] for rows in (cot, cod)]
+    reps = [
+        [
+            r["speedup_reps"] if isinstance(r["speedup_reps"], list) and r["speedup_reps"] else [r["speedup"]]
+            for _, r in rows.iterrows()
+        ]
+        for rows in (cot, cod)
+    ]
     if any(pd.isna(v) for side in reps for rep in side for v in rep):
         return None
     return {**replicate_delta(reps[0], reps[1], n_boot, seed), "unit": "repetitions"}
@@ -104,13 +129,41 @@ def compare(frame: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFr
             got = _compare(cot, cod, quantity, n_boot, seed)
             if got is None:
                 continue
-            rows.append({"scenario": scenario, "quantity": quantity, "delta": got["delta"], "lo": got["lo"],
-                         "hi": got["hi"], "within_lo": got["within_lo"], "within_hi": got["within_hi"],
-                         "unit": got["unit"], "cot": got["first"], "cod": got["second"],
-                         "n_cot": got["first"]["replicates"], "n_cod": got["second"]["replicates"],
-                         "verdict": got["verdict"]})
-    return pd.DataFrame(rows, columns=["scenario", "quantity", "delta", "lo", "hi", "within_lo", "within_hi", "unit",
-                                       "cot", "cod", "n_cot", "n_cod", "verdict"])
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "quantity": quantity,
+                    "delta": got["delta"],
+                    "lo": got["lo"],
+                    "hi": got["hi"],
+                    "within_lo": got["within_lo"],
+                    "within_hi": got["within_hi"],
+                    "unit": got["unit"],
+                    "cot": got["first"],
+                    "cod": got["second"],
+                    "n_cot": got["first"]["replicates"],
+                    "n_cod": got["second"]["replicates"],
+                    "verdict": got["verdict"],
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "scenario",
+            "quantity",
+            "delta",
+            "lo",
+            "hi",
+            "within_lo",
+            "within_hi",
+            "unit",
+            "cot",
+            "cod",
+            "n_cot",
+            "n_cod",
+            "verdict",
+        ],
+    )
 
 
 def table(compared: pd.DataFrame) -> pd.DataFrame:
@@ -124,13 +177,20 @@ def table(compared: pd.DataFrame) -> pd.DataFrame:
         def style(s: dict, value=value) -> str:  # bound now: a closure would read the loop's last
             return value(s["value"]) + (f" [{value(s['min'])}–{value(s['max'])}]" if s["replicates"] > 1 else "")
 
-        out.append({"scenario": r["scenario"], "quantity": r["quantity"],
-                    "trainings (CoT / CoD)": f"{r['n_cot']} / {r['n_cod']}",
-                    "CoT [range over trainings]": style(r["cot"]), "CoD [range over trainings]": style(r["cod"]),
-                    "CoD − CoT": diff(r["delta"]),
-                    "95% over prompts": f"[{diff(r['within_lo'])}, {diff(r['within_hi'])}]"
-                    + ("" if r["unit"] == "prompts" else " (repetitions)"),
-                    "95% across trainings": f"[{diff(r['lo'])}, {diff(r['hi'])}]", "verdict": r["verdict"]})
+        out.append(
+            {
+                "scenario": r["scenario"],
+                "quantity": r["quantity"],
+                "trainings (CoT / CoD)": f"{r['n_cot']} / {r['n_cod']}",
+                "CoT [range over trainings]": style(r["cot"]),
+                "CoD [range over trainings]": style(r["cod"]),
+                "CoD − CoT": diff(r["delta"]),
+                "95% over prompts": f"[{diff(r['within_lo'])}, {diff(r['within_hi'])}]"
+                + ("" if r["unit"] == "prompts" else " (repetitions)"),
+                "95% across trainings": f"[{diff(r['lo'])}, {diff(r['hi'])}]",
+                "verdict": r["verdict"],
+            }
+        )
     return pd.DataFrame(out, columns=COLUMNS).set_index(["scenario", "quantity"])
 
 
@@ -148,8 +208,9 @@ def points(compared: pd.DataFrame) -> pd.DataFrame:
     for _, r in compared.iterrows():
         for style in ("cot", "cod"):
             for i, v in enumerate(r[style]["per_replicate"]):
-                rows.append({"scenario": r["scenario"], "quantity": r["quantity"], "style": style, "replicate": i,
-                             "value": v})
+                rows.append(
+                    {"scenario": r["scenario"], "quantity": r["quantity"], "style": style, "replicate": i, "value": v}
+                )
     return pd.DataFrame(rows, columns=["scenario", "quantity", "style", "replicate", "value"])
 
 
@@ -160,10 +221,13 @@ def sentences(compared: pd.DataFrame) -> list[str]:
     for _, r in compared.iterrows():
         value, diff = fmt[r["quantity"]]
         spread = "; ".join(
-            f"{name} {value(r[s]['value'])}" + (f" (trainings {value(r[s]['min'])}–{value(r[s]['max'])})"
-                                                if r[s]["replicates"] > 1 else "")
-            for s, name in (("cot", "CoT"), ("cod", "CoD")))
-        out.append(f"{r['scenario']}, {r['quantity']}, {r['n_cot']} + {r['n_cod']} training(s): CoD − CoT "
-                   f"{diff(r['delta'])}, 95% across trainings [{diff(r['lo'])}, {diff(r['hi'])}], over "
-                   f"{r['unit']} alone [{diff(r['within_lo'])}, {diff(r['within_hi'])}] — {r['verdict']} ({spread}).")
+            f"{name} {value(r[s]['value'])}"
+            + (f" (trainings {value(r[s]['min'])}–{value(r[s]['max'])})" if r[s]["replicates"] > 1 else "")
+            for s, name in (("cot", "CoT"), ("cod", "CoD"))
+        )
+        out.append(
+            f"{r['scenario']}, {r['quantity']}, {r['n_cot']} + {r['n_cod']} training(s): CoD − CoT "
+            f"{diff(r['delta'])}, 95% across trainings [{diff(r['lo'])}, {diff(r['hi'])}], over "
+            f"{r['unit']} alone [{diff(r['within_lo'])}, {diff(r['within_hi'])}] — {r['verdict']} ({spread})."
+        )
     return out

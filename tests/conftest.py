@@ -53,8 +53,13 @@ def tiny_pair(tmp_path_factory):
     for r in rows:
         texts += [r["question"], r["reference"], reference.rewrite(r, "cot"), reference.rewrite(r, "cod")]
     base_pair.build(root, spec, texts, [(r["question"], r["reference"]) for r in rows], seed=0)
-    return {"root": root, "target": str(root / "target"), "draft": str(root / "draft"),
-            "tokenizer": str(root / "tokenizer"), "rows": rows}
+    return {
+        "root": root,
+        "target": str(root / "target"),
+        "draft": str(root / "draft"),
+        "tokenizer": str(root / "tokenizer"),
+        "rows": rows,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -84,11 +89,15 @@ HEAVY_STAGES = {"00_base_models", "02_train_target", "03_distill", "04_train_dra
 
 
 def pytest_collection_modifyitems(config, items):
-    unmarked = [i.nodeid for i in items if i.get_closest_marker("slow") is None
-                and TRAINING_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    unmarked = [
+        i.nodeid
+        for i in items
+        if i.get_closest_marker("slow") is None and TRAINING_FIXTURES & set(getattr(i, "fixturenames", ()))
+    ]
     if unmarked:
-        raise pytest.UsageError(f"not marked slow but build models ({', '.join(sorted(TRAINING_FIXTURES))}): "
-                                + ", ".join(unmarked))
+        raise pytest.UsageError(
+            f"not marked slow but build models ({', '.join(sorted(TRAINING_FIXTURES))}): " + ", ".join(unmarked)
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -101,8 +110,11 @@ def _heavy_work_needs_the_slow_marker(request, monkeypatch):
     from lib import base_pair, crosscheck, engine, runner, train
 
     def refuse(what):
-        pytest.fail(f"{what} in a test not marked slow: mark it @pytest.mark.slow "
-                    "(`make test-fast` promises to skip tests that train models or start engines)", pytrace=False)
+        pytest.fail(
+            f"{what} in a test not marked slow: mark it @pytest.mark.slow "
+            "(`make test-fast` promises to skip tests that train models or start engines)",
+            pytrace=False,
+        )
 
     def guarded(obj, name, check=lambda *a, **k: True):
         real = getattr(obj, name)
@@ -111,12 +123,16 @@ def _heavy_work_needs_the_slow_marker(request, monkeypatch):
             if check(*args, **kwargs):
                 refuse(f"{obj.__name__}.{name}")
             return real(*args, **kwargs)
+
         monkeypatch.setattr(obj, name, call)
 
     guarded(base_pair, "pretrain")
     guarded(train, "train_lora")
     guarded(crosscheck, "acceptance")
     # the real vLLM only: a test's stand-in module (no __file__) starts nothing
-    guarded(engine, "start", lambda *a, **k: getattr(sys.modules.get("vllm"), "__file__", None) is not None
-            or "vllm" not in sys.modules)
+    guarded(
+        engine,
+        "start",
+        lambda *a, **k: getattr(sys.modules.get("vllm"), "__file__", None) is not None or "vllm" not in sys.modules,
+    )
     guarded(runner, "execute", lambda stage, *a, **k: stage in HEAVY_STAGES)

@@ -68,9 +68,13 @@ def text_response(text: str, model_version: str = "gemini-3.8-flash-0902") -> di
 
 def model_not_found(model: str, version: str, method: str) -> dict:
     """The service's answer for a model it does not have (retired or misspelt)."""
-    return _error(404, f"models/{model} is not found for API version {version}, or is not supported for "
-                       f"{method}. Call ListModels to see the list of available models and their supported "
-                       "methods.", "NOT_FOUND")
+    return _error(
+        404,
+        f"models/{model} is not found for API version {version}, or is not supported for "
+        f"{method}. Call ListModels to see the list of available models and their supported "
+        "methods.",
+        "NOT_FOUND",
+    )
 
 
 @dataclass
@@ -186,8 +190,12 @@ class FakeGemini(LoopbackServer):
         if model not in self.models:
             return 404, model_not_found(model, version, "get")
         return 200, {
-            "name": f"models/{model}", "baseModelId": model, "version": self.models[model],
-            "displayName": model.replace("-", " ").title(), "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
+            "name": f"models/{model}",
+            "baseModelId": model,
+            "version": self.models[model],
+            "displayName": model.replace("-", " ").title(),
+            "inputTokenLimit": 1048576,
+            "outputTokenLimit": 65536,
             "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
         }
 
@@ -215,8 +223,16 @@ class FakeGemini(LoopbackServer):
             return 400, _error(400, "every request needs a key", "INVALID_ARGUMENT")
         name = f"batches/{uuid.uuid4().hex[:12]}"
         outcomes = [self.responder(k, r) for k, r in zip(keys, requests)]
-        job = Job(name, f"models/{model}", batch.get("displayName", ""), kind, keys, requests, outcomes,
-                  model_version=self.models[model])
+        job = Job(
+            name,
+            f"models/{model}",
+            batch.get("displayName", ""),
+            kind,
+            keys,
+            requests,
+            outcomes,
+            model_version=self.models[model],
+        )
         self.jobs[name] = job
         return 200, self._job_json(job)
 
@@ -266,7 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload, headers: dict | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json")
+        self.send_header(
+            "Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+        )
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -303,8 +321,12 @@ class _Handler(BaseHTTPRequestHandler):
             return "model", status, payload, None
         batch_or_file = any(r.match(url.path) for r in (_CREATE, _GET, _UPLOAD, _DOWNLOAD))
         if batch_or_file and _api_version(url.path) != BATCH_VERSION:
-            return "wrong_version", 404, _error(404, f"The requested URL {url.path} was not found on this server.",
-                                                "NOT_FOUND"), None
+            return (
+                "wrong_version",
+                404,
+                _error(404, f"The requested URL {url.path} was not found on this server.", "NOT_FOUND"),
+                None,
+            )
         if method == "POST" and (m := _CREATE.match(url.path)):
             if (fault := fake._fault("create")) is not None:
                 return "create", fault, _error(fault, "injected fault", "UNAVAILABLE"), None
@@ -318,11 +340,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and _UPLOAD.match(url.path):
             if (fault := fake._fault("upload_start")) is not None:
                 return "upload_start", fault, _error(fault, "injected fault", "UNAVAILABLE"), None
-            if (self.headers.get("X-Goog-Upload-Protocol") != "resumable"
-                    or self.headers.get("X-Goog-Upload-Command") != "start"):
+            if (
+                self.headers.get("X-Goog-Upload-Protocol") != "resumable"
+                or self.headers.get("X-Goog-Upload-Command") != "start"
+            ):
                 return "upload_start", 400, _error(400, "expected a resumable upload start", "INVALID_ARGUMENT"), None
             upload_id = uuid.uuid4().hex
-            meta = (json.loads(body or b"{}").get("file") or {})
+            meta = json.loads(body or b"{}").get("file") or {}
             fake.uploads[upload_id] = {
                 "data": bytearray(),
                 "meta": meta,
@@ -348,7 +372,12 @@ class _Handler(BaseHTTPRequestHandler):
         command = self.headers.get("X-Goog-Upload-Command", "")
         offset = int(self.headers.get("X-Goog-Upload-Offset") or -1)
         if offset != len(upload["data"]):
-            return "upload", 400, _error(400, "bad upload offset", "INVALID_ARGUMENT"), {"x-goog-upload-status": "final"}
+            return (
+                "upload",
+                400,
+                _error(400, "bad upload offset", "INVALID_ARGUMENT"),
+                {"x-goog-upload-status": "final"},
+            )
         upload["data"].extend(body)
         if "finalize" not in command:
             return "upload", 200, {}, {"x-goog-upload-status": "active"}

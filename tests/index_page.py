@@ -7,8 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-NUMBER_COLUMNS = ["accuracy (baseline)", "accuracy (speculative)", "acceptance", "mean acceptance length",
-                  "speed-up (throughput)", "speed-up (latency) [95 %]", "tokens per answer"]
+NUMBER_COLUMNS = [
+    "accuracy (baseline)",
+    "accuracy (speculative)",
+    "acceptance",
+    "mean acceptance length",
+    "speed-up (throughput)",
+    "speed-up (latency) [95 %]",
+    "tokens per answer",
+]
 
 
 @dataclass

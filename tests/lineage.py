@@ -21,8 +21,9 @@ def _weights(folder, name="model.safetensors", value=0.0):
 
 
 def _problems(n=3):
-    return [{"id": f"easy-{i}", "question": f"q{i}?", "answer": str(i), "reference": f"{i}\n#### {i}"}
-            for i in range(n)]
+    return [
+        {"id": f"easy-{i}", "question": f"q{i}?", "answer": str(i), "reference": f"{i}\n#### {i}"} for i in range(n)
+    ]
 
 
 def _split(rp) -> None:
@@ -46,16 +47,23 @@ def make_outputs(rp, stage: str, cfg=None) -> None:
     if stage == "01_generate_data":
         _split(rp)
         if rp.style != "base":
-            io.write_jsonl(rp.teacher_output, [fingerprints.sealed({"id": p["id"], "question": p["question"],
-                                                                    "solution": p["reference"], "answer": p["answer"]})
-                                               for p in _problems()])
+            io.write_jsonl(
+                rp.teacher_output,
+                [
+                    fingerprints.sealed(
+                        {"id": p["id"], "question": p["question"], "solution": p["reference"], "answer": p["answer"]}
+                    )
+                    for p in _problems()
+                ],
+            )
     elif stage in ("02_train_target", "04_train_draft"):
         role = "target" if stage == "02_train_target" else "draft"
         _weights(rp.adapter(role), "adapter_model.safetensors")
         io.write_json(rp.train_summary(role), {"train_loss": 1.0})
     elif stage == "03_distill":
-        io.write_jsonl(rp.distilled, [fingerprints.sealed({"id": p["id"], "solution": "x", "correct": True})
-                                      for p in _problems()])
+        io.write_jsonl(
+            rp.distilled, [fingerprints.sealed({"id": p["id"], "solution": "x", "correct": True}) for p in _problems()]
+        )
     elif stage == "05_merge":
         for role in ("target", "draft"):
             _weights(rp.merged(role))
@@ -104,4 +112,5 @@ def fake_execute(calls: list | None = None, seconds: float = 0.1):
             replicate = parameters.get("replicate", 0)
             stage_done(paths.RunPaths(*run, replicate), stage, params.resolve(*run, given, replicate))
         return runner.Outcome(label, stage, "finished", seconds)
+
     return execute

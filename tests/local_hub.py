@@ -101,8 +101,13 @@ class Repo:
     def file_entry(self, path: str) -> dict:
         data = self.files[path]
         if isinstance(data, Blob):  # only LFS files are that large
-            return {"type": "file", "oid": _git_blob(data.sha256.encode()), "size": data.size, "path": path,
-                    "lfs": {"oid": data.sha256, "size": data.size, "pointerSize": 134}}
+            return {
+                "type": "file",
+                "oid": _git_blob(data.sha256.encode()),
+                "size": data.size,
+                "path": path,
+                "lfs": {"oid": data.sha256, "size": data.size, "pointerSize": 134},
+            }
         entry = {"type": "file", "oid": _git_blob(data), "size": len(data), "path": path}
         if self.is_lfs(path):
             entry["lfs"] = {"oid": _sha256(data), "size": len(data), "pointerSize": 134}
@@ -152,14 +157,22 @@ class LocalHub(LoopbackServer):
             for path, data in repo.files.items():
                 if kind == "dataset" and path.endswith(".parquet"):
                     for rec in pq.read_table(io.BytesIO(data)).to_pylist():
-                        q, s = (rec["question"], rec["answer"]) if "question" in rec else (rec["problem"], rec["solution"])
+                        q, s = (
+                            (rec["question"], rec["answer"]) if "question" in rec else (rec["problem"], rec["solution"])
+                        )
                         out[problems.normalize_question(q)] = s
         return out
 
     def env(self, hf_home: Path) -> dict[str, str]:
         """The only difference from a networked run: where the Hub is, and a fresh cache."""
-        return {"HF_ENDPOINT": self.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+        return {
+            "HF_ENDPOINT": self.url,
+            "HF_HOME": str(hf_home),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_OFFLINE": "0",
+            "HF_DATASETS_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0",
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -220,7 +233,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._paths_info(m.group(1)[:-1], m.group(2), unquote(m.group(3)))
         m = re.fullmatch(rf"/(datasets/)?({REPO_ID})/resolve/([^/]+)/(.+)", path)
         if m and self.command in ("GET", "HEAD"):
-            return self._resolve("dataset" if m.group(1) else "model", m.group(2), unquote(m.group(3)), unquote(m.group(4)))
+            return self._resolve(
+                "dataset" if m.group(1) else "model", m.group(2), unquote(m.group(3)), unquote(m.group(4))
+            )
         self._json({"error": f"no such endpoint: {self.command} {path}"}, 404)
 
     def _info(self, kind: str, repo_id: str, revision: str | None, query) -> None:
@@ -233,17 +248,40 @@ class _Handler(BaseHTTPRequestHandler):
             sib = {"rfilename": p}
             if blobs:
                 e = repo.file_entry(p)
-                sib.update(size=e["size"], blobId=e["oid"], **({"lfs": {"sha256": e["lfs"]["oid"], "size": e["size"],
-                                                                         "pointerSize": 134}} if "lfs" in e else {}))
+                sib.update(
+                    size=e["size"],
+                    blobId=e["oid"],
+                    **(
+                        {"lfs": {"sha256": e["lfs"]["oid"], "size": e["size"], "pointerSize": 134}}
+                        if "lfs" in e
+                        else {}
+                    ),
+                )
             siblings.append(sib)
-        info = {"_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0],
-                "sha": repo.sha, "lastModified": "2025-01-01T00:00:00.000Z", "private": False, "gated": False,
-                "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
-                "createdAt": "2024-01-01T00:00:00.000Z", "cardData": repo.card}
+        info = {
+            "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
+            "id": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": repo.sha,
+            "lastModified": "2025-01-01T00:00:00.000Z",
+            "private": False,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
+            "createdAt": "2024-01-01T00:00:00.000Z",
+            "cardData": repo.card,
+        }
         if kind == "model":
             config = json.loads(repo.files.get("config.json", b"{}"))
-            info.update(modelId=repo_id, library_name="transformers", pipeline_tag="text-generation",
-                        config={"architectures": config.get("architectures"), "model_type": config.get("model_type")})
+            info.update(
+                modelId=repo_id,
+                library_name="transformers",
+                pipeline_tag="text-generation",
+                config={"architectures": config.get("architectures"), "model_type": config.get("model_type")},
+            )
         self._json(info)
 
     def _tree(self, kind: str, repo_id: str, revision: str, base: str, query) -> None:
@@ -259,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         for p in sorted(repo.dirs() | set(repo.files)):
             if not p.startswith(prefix) or p == base:
                 continue
-            if not recursive and "/" in p[len(prefix):]:
+            if not recursive and "/" in p[len(prefix) :]:
                 continue
             entries.append(repo.entry(p))
         self._json(entries)
@@ -305,6 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
 # Repository contents: small stand-ins laid out as the real repositories
 # ---------------------------------------------------------------------------------------
 
+
 def _card(front: dict, title: str) -> bytes:
     import yaml
 
@@ -330,11 +369,16 @@ def _dataset_repo(repo_id: str, splits: dict[str, dict[str, list[dict]]], column
     for config, by_split in splits.items():
         for split, rows in by_split.items():
             files[f"{config}/{split}-00000-of-00001.parquet"] = _parquet(rows, columns)
-        infos.append({"config_name": config,
-                      "features": [{"name": c, "dtype": "string"} for c in columns],
-                      "splits": [{"name": s, "num_examples": len(r)} for s, r in by_split.items()]})
-        configs.append({"config_name": config,
-                        "data_files": [{"split": s, "path": f"{config}/{s}-*"} for s in by_split]})
+        infos.append(
+            {
+                "config_name": config,
+                "features": [{"name": c, "dtype": "string"} for c in columns],
+                "splits": [{"name": s, "num_examples": len(r)} for s, r in by_split.items()],
+            }
+        )
+        configs.append(
+            {"config_name": config, "data_files": [{"split": s, "path": f"{config}/{s}-*"} for s in by_split]}
+        )
     front = {"license": "mit", "dataset_info": infos, "configs": configs}
     files["README.md"] = _card(front, title)
     files[".gitattributes"] = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
@@ -355,10 +399,15 @@ def dataset_repos(n_easy: int = 240, n_math: int = 320, shared: int = 2) -> list
     gsm = [{"question": r["question"], "answer": r["reference"]} for r in easy]
     cut = n_easy * 3 // 4
     gsm_train, gsm_test = gsm[:cut], gsm[cut:] + gsm[:shared]
-    gsm8k = _dataset_repo("openai/gsm8k", {
-        "main": {"train": gsm_train, "test": gsm_test},
-        "socratic": {"train": gsm_train, "test": gsm_test},
-    }, ["question", "answer"], "Dataset Card for GSM8K")
+    gsm8k = _dataset_repo(
+        "openai/gsm8k",
+        {
+            "main": {"train": gsm_train, "test": gsm_test},
+            "socratic": {"train": gsm_train, "test": gsm_test},
+        },
+        ["question", "answer"],
+        "Dataset Card for GSM8K",
+    )
 
     rows = problems.generate("medium", n_math // 2, seed=7) + problems.generate("hard", n_math // 2, seed=7)
     subjects = list(SUBJECTS)
@@ -366,14 +415,20 @@ def dataset_repos(n_easy: int = 240, n_math: int = 320, shared: int = 2) -> list
     for i, r in enumerate(rows):
         kind = r["type"] if r["level"] in ("Level 3", "Level 4") else subjects[i % 3]  # spread the easy levels too
         level = "Level 5" if i % 17 == 0 else r["level"]  # some rows the study's filter drops
-        by_config[SUBJECTS[kind]].append({"problem": r["question"], "level": level, "type": kind, "solution": r["reference"]})
+        by_config[SUBJECTS[kind]].append(
+            {"problem": r["question"], "level": level, "type": kind, "solution": r["reference"]}
+        )
     math_splits = {}
     for config, items in by_config.items():
         cut = len(items) * 3 // 4
         firsts = list({r["level"]: r for r in reversed(items[:cut])}.values())  # first train row of each level
-        math_splits[config] = {"train": items[:cut], "test": items[cut:] + firsts[:shared * 3]}
-    math = _dataset_repo("EleutherAI/hendrycks_math", math_splits, ["problem", "level", "type", "solution"],
-                         "MATH dataset from https://github.com/hendrycks/math")
+        math_splits[config] = {"train": items[:cut], "test": items[cut:] + firsts[: shared * 3]}
+    math = _dataset_repo(
+        "EleutherAI/hendrycks_math",
+        math_splits,
+        ["problem", "level", "type", "solution"],
+        "MATH dataset from https://github.com/hendrycks/math",
+    )
     return [gsm8k, math]
 
 
@@ -402,16 +457,29 @@ def tokenizer_files(texts: list[str], work: Path) -> tuple[dict[str, bytes], obj
     tok.chat_template = QWEN3_CHAT_TEMPLATE
     tok.save_pretrained(work / "tok")
     cfg = json.loads((work / "tok" / "tokenizer_config.json").read_text())
-    cfg.update({"add_bos_token": False, "add_prefix_space": False, "bos_token": None, "clean_up_tokenization_spaces": False,
-                "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 131072, "pad_token": "<|endoftext|>",
-                "split_special_tokens": False, "unk_token": None, "chat_template": QWEN3_CHAT_TEMPLATE,
-                "tokenizer_class": "Qwen2Tokenizer"})  # as Qwen3's; transformers 5 reads tokenizer.json for it
+    cfg.update(
+        {
+            "add_bos_token": False,
+            "add_prefix_space": False,
+            "bos_token": None,
+            "clean_up_tokenization_spaces": False,
+            "eos_token": "<|im_end|>",
+            "errors": "replace",
+            "model_max_length": 131072,
+            "pad_token": "<|endoftext|>",
+            "split_special_tokens": False,
+            "unk_token": None,
+            "chat_template": QWEN3_CHAT_TEMPLATE,
+            "tokenizer_class": "Qwen2Tokenizer",
+        }
+    )  # as Qwen3's; transformers 5 reads tokenizer.json for it
     files = {"tokenizer_config.json": json.dumps(cfg, indent=2).encode()}
     files["tokenizer.json"] = (work / "tok" / "tokenizer.json").read_bytes()
     model = json.loads(files["tokenizer.json"])["model"]
     files["vocab.json"] = json.dumps(model["vocab"], ensure_ascii=False).encode()
-    files["merges.txt"] = ("#version: 0.2\n" + "\n".join(
-        m if isinstance(m, str) else " ".join(m) for m in model["merges"]) + "\n").encode()
+    files["merges.txt"] = (
+        "#version: 0.2\n" + "\n".join(m if isinstance(m, str) else " ".join(m) for m in model["merges"]) + "\n"
+    ).encode()
     return files, tok
 
 
@@ -419,24 +487,61 @@ def qwen3_config(tok, dims: dict, tie: bool, vocab_size: int | None = None) -> d
     """The keys and order of Qwen/Qwen3-*'s config.json with the given dimensions
     (`TRUE_SIZES` holds the published ones); the vocabulary is the tokenizer's unless given."""
     return {
-        "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-        "bos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"), "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
-        "head_dim": dims["head_dim"], "hidden_act": "silu", "hidden_size": dims["hidden_size"], "initializer_range": 0.02,
-        "intermediate_size": dims["intermediate_size"], "max_position_embeddings": dims["max_position_embeddings"],
-        "max_window_layers": dims["layers"], "model_type": "qwen3", "num_attention_heads": dims["heads"],
-        "num_hidden_layers": dims["layers"], "num_key_value_heads": dims["kv_heads"], "rms_norm_eps": 1e-06,
-        "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None, "tie_word_embeddings": tie,
-        "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False,
+        "architectures": ["Qwen3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
+        "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
+        "head_dim": dims["head_dim"],
+        "hidden_act": "silu",
+        "hidden_size": dims["hidden_size"],
+        "initializer_range": 0.02,
+        "intermediate_size": dims["intermediate_size"],
+        "max_position_embeddings": dims["max_position_embeddings"],
+        "max_window_layers": dims["layers"],
+        "model_type": "qwen3",
+        "num_attention_heads": dims["heads"],
+        "num_hidden_layers": dims["layers"],
+        "num_key_value_heads": dims["kv_heads"],
+        "rms_norm_eps": 1e-06,
+        "rope_scaling": None,
+        "rope_theta": 1000000,
+        "sliding_window": None,
+        "tie_word_embeddings": tie,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.51.0",
+        "use_cache": True,
+        "use_sliding_window": False,
         "vocab_size": vocab_size or len(tok),
     }
 
 
 # The published dimensions (config.json of Qwen/Qwen3-14B and Qwen/Qwen3-0.6B).
 TRUE_SIZES = {
-    "Qwen/Qwen3-14B": ({"hidden_size": 5120, "intermediate_size": 17408, "layers": 40, "heads": 40, "kv_heads": 8,
-                        "head_dim": 128, "max_position_embeddings": 40960}, False),
-    "Qwen/Qwen3-0.6B": ({"hidden_size": 1024, "intermediate_size": 3072, "layers": 28, "heads": 16, "kv_heads": 8,
-                         "head_dim": 128, "max_position_embeddings": 40960}, True),
+    "Qwen/Qwen3-14B": (
+        {
+            "hidden_size": 5120,
+            "intermediate_size": 17408,
+            "layers": 40,
+            "heads": 40,
+            "kv_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 40960,
+        },
+        False,
+    ),
+    "Qwen/Qwen3-0.6B": (
+        {
+            "hidden_size": 1024,
+            "intermediate_size": 3072,
+            "layers": 28,
+            "heads": 16,
+            "kv_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 40960,
+        },
+        True,
+    ),
 }
 TRUE_VOCAB = 151936
 
@@ -453,9 +558,19 @@ def config_files(config: dict) -> dict[str, bytes]:
     bos, eos = config["bos_token_id"], config["eos_token_id"]
     return {
         "config.json": json.dumps(config, indent=2).encode(),
-        "generation_config.json": json.dumps({
-            "bos_token_id": bos, "do_sample": True, "eos_token_id": [eos, bos], "pad_token_id": bos,
-            "temperature": 0.6, "top_k": 20, "top_p": 0.95, "transformers_version": "4.51.0"}, indent=2).encode(),
+        "generation_config.json": json.dumps(
+            {
+                "bos_token_id": bos,
+                "do_sample": True,
+                "eos_token_id": [eos, bos],
+                "pad_token_id": bos,
+                "temperature": 0.6,
+                "top_k": 20,
+                "top_p": 0.95,
+                "transformers_version": "4.51.0",
+            },
+            indent=2,
+        ).encode(),
     }
 
 
@@ -475,10 +590,13 @@ def _model_files(tok, spec: dict, tie: bool, shards: bool, work: Path, seed: int
 
 
 def model_card_files(repo_id: str) -> dict[str, bytes]:
-    return {"README.md": _card({"license": "apache-2.0", "library_name": "transformers",
-                                "pipeline_tag": "text-generation"}, repo_id),
-            ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
-            "LICENSE": b"Apache License 2.0 (stand-in)\n"}
+    return {
+        "README.md": _card(
+            {"license": "apache-2.0", "library_name": "transformers", "pipeline_tag": "text-generation"}, repo_id
+        ),
+        ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+        "LICENSE": b"Apache License 2.0 (stand-in)\n",
+    }
 
 
 MODEL_CARD = {"license": "apache-2.0", "library_name": "transformers"}

@@ -37,8 +37,12 @@ def executed(tmp_path_factory):
         out_dir.mkdir(parents=True)
         out = out_dir / "07_analysis.ipynb"
         pm.execute_notebook(
-            str(runner.notebook("07_analysis")), str(out), kernel_name="python3", progress_bar=False,
-            cwd=str(paths.NOTEBOOKS), parameters={"profile": PROFILE, "external_csvs": [str(study)], "n_boot": 300},
+            str(runner.notebook("07_analysis")),
+            str(out),
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(paths.NOTEBOOKS),
+            parameters={"profile": PROFILE, "external_csvs": [str(study)], "n_boot": 300},
         )
         yield {"home": home, "ipynb": out, "figs": record.load(PROFILE, "07_analysis"), "study": study}
 
@@ -57,7 +61,13 @@ def test_three_tables_read_back_from_the_figures(executed):
     for scenario in ("easy", "medium"):
         assert wb_acc[scenario]["base (untrained)"] == pytest.approx(syn.accuracy("base", scenario, "baseline"))
         assert wb_tok[scenario]["base tokens"] == pytest.approx(syn.tokens_mean("base", scenario))
-    assert figs["columns"]["accuracy"] == ["base (untrained)", "cot baseline", "cot + spec", "cod baseline", "cod + spec"]
+    assert figs["columns"]["accuracy"] == [
+        "base (untrained)",
+        "cot baseline",
+        "cot + spec",
+        "cod baseline",
+        "cod + spec",
+    ]
     assert set(wb_acc["easy"]) == set(figs["columns"]["accuracy"])
 
 
@@ -85,7 +95,8 @@ def test_external_csv_regraded_beside_the_workbook(executed):
     assert acc["hard"]["base (untrained)"] == 0.0  # the study said 100%: its only output was cut off
     regrade = {(r["style"], r["scenario"], r["pass"]): r for r in figs["external"]["regrade"]}
     assert regrade[("cot", "easy", "baseline")]["accuracy (study's is_correct)"] == pytest.approx(
-        syn.STUDY_COT_EASY_STUDY["baseline"])
+        syn.STUDY_COT_EASY_STUDY["baseline"]
+    )
     assert regrade[("cot", "easy", "baseline")]["credited by study only"] == 1
     assert figs["tokens"][STUDY]["hard"]["base tokens"] == 512
     assert figs["speedup"][STUDY]["easy"]["cot acceptance"] is None  # a samples file has no acceptance
@@ -94,7 +105,9 @@ def test_external_csv_regraded_beside_the_workbook(executed):
     assert (f["schema"], f["used"], f["skipped"]) == ("study", 9, syn.STUDY_BAD_ROWS)
     assert figs["external"]["n_bad_rows"] == syn.STUDY_BAD_ROWS
     reasons = " | ".join(b["reason"] for b in figs["external"]["bad_rows"])
-    assert "not a non-negative integer" in reasons and "fields, expected 9" in reasons and "'misc_run' names no" in reasons
+    assert (
+        "not a non-negative integer" in reasons and "fields, expected 9" in reasons and "'misc_run' names no" in reasons
+    )
 
 
 def test_findings_are_written_from_the_numbers(executed):
@@ -105,8 +118,10 @@ def test_findings_are_written_from_the_numbers(executed):
     assert f"CoD {syn.acceptance('cod', 'easy'):.1%} [" in line  # with its interval
     assert any(f.startswith("Acceptance intervals are 95% bootstrap over prompts") for f in findings)
     assert any(f.startswith("easy/cot: speculation moved accuracy by +10.0 points [") for f in findings)
-    assert any(f.startswith("Speculation did not change whether any answer was right in:") and "easy/cod" in f
-               for f in findings)
+    assert any(
+        f.startswith("Speculation did not change whether any answer was right in:") and "easy/cod" in f
+        for f in findings
+    )
     # issue 15: the cost model's prediction, the ceiling and the lossless floor are stated
     [pred] = [f for f in findings if f.startswith("Measured throughput speed-up was")]
     assert "measured step cost r" in pred and "within ±20 %" in pred
@@ -141,10 +156,15 @@ def test_a_plot_without_data_is_text_not_an_image(home):
     shell = SimpleNamespace(display_formatter=DisplayFormatter())  # formats as the notebook's kernel does
     select_figure_formats(shell, {"png"})
     empty = analysis.collect(PROFILE, n_boot=10).iloc[0:0]  # the right columns, no rows
-    figures = [plots.acceptance_by_position_per_style(analysis.acceptance_positions(empty)),
-               plots.speedup_intervals(empty, []), plots.token_distributions(pd.DataFrame(columns=["pass"]), []),
-               plots.accuracy_bars(analysis.accuracy_long(empty), []), plots.predicted_vs_measured(empty),
-               plots.k_sweep(analysis.k_sweep_frame(empty)), plots.training_losses(pd.DataFrame())]
+    figures = [
+        plots.acceptance_by_position_per_style(analysis.acceptance_positions(empty)),
+        plots.speedup_intervals(empty, []),
+        plots.token_distributions(pd.DataFrame(columns=["pass"]), []),
+        plots.accuracy_bars(analysis.accuracy_long(empty), []),
+        plots.predicted_vs_measured(empty),
+        plots.k_sweep(analysis.k_sweep_frame(empty)),
+        plots.training_losses(pd.DataFrame()),
+    ]
     for fig in figures:
         data, _ = shell.display_formatter.format(fig)
         assert isinstance(fig, plots.NoData) and "image/png" not in data, type(fig)
@@ -161,7 +181,11 @@ def test_html_embeds_figures_and_hides_code_when_asked(executed, tmp_path):
     text = {name: re.sub(r"<[^>]+>", "", page) for name, page in (("shown", shown), ("hidden", hidden))}
     assert "analysis.collect(profile, external" in text["shown"] and 'class="jp-InputPrompt' in shown
     assert "analysis.collect(" not in text["hidden"] and "record.save(" not in text["hidden"]
-    assert 'class="jp-InputPrompt' not in hidden and 'class="jp-OutputPrompt' not in hidden and not re.search(r"Out\[\d+\]", text["hidden"])
+    assert (
+        'class="jp-InputPrompt' not in hidden
+        and 'class="jp-OutputPrompt' not in hidden
+        and not re.search(r"Out\[\d+\]", text["hidden"])
+    )
 
 
 def test_index_lists_failed_and_missing_runs_and_links_the_analysis(executed, monkeypatch):
@@ -169,12 +193,14 @@ def test_index_lists_failed_and_missing_runs_and_links_the_analysis(executed, mo
     record.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=1.0, error=None)
     reports.render_html(executed["ipynb"], executed["ipynb"].with_suffix(".html"))
     # as the runner calls it, for a subset of styles: the index still lists the whole grid
-    index = reports.write_index(PROFILE, [("cot", "hard")], runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES))
+    index = reports.write_index(
+        PROFILE, [("cot", "hard")], runner.stages_of, list(runner.PRE_STAGES + runner.POST_STAGES)
+    )
     page = index.read_text()
 
     def row(run):
         start = page.index(f'<tr id="run-{run}">')
-        return page[start:page.index("</tr>", start)]
+        return page[start : page.index("</tr>", start)]
 
     assert 'class="st failed" title=' in row("cot_hard") and "RuntimeError: engine died" in row("cot_hard")
     assert 'class="st missing" title=' in row("cod_medium")
@@ -207,21 +233,35 @@ def test_missing_column_is_a_clear_error(tmp_path):
         externals.read_external(str(bad))
     msg = str(err.value)
     assert "missing column(s) tokens" in msg
-    assert "run_id, config_name, question, ground_truth, prediction, gt_extracted, pred_extracted, is_correct, tokens" in msg
+    assert (
+        "run_id, config_name, question, ground_truth, prediction, gt_extracted, pred_extracted, is_correct, tokens"
+        in msg
+    )
 
 
 def test_names_the_config_does_not_give_come_from_the_map_or_the_entry(tmp_path, home):
     csv = tmp_path / "runA.csv"
-    rows = [",".join(syn.STUDY_HEADER), 'runA,runA,"Q1","#### 4","so #### 4",4,4,True,7',
-            'runA,runA,"Q2","#### 5","#### 6",5,6,False,9']
+    rows = [
+        ",".join(syn.STUDY_HEADER),
+        'runA,runA,"Q1","#### 4","so #### 4",4,4,True,7',
+        'runA,runA,"Q2","#### 5","#### 6",5,6,False,9',
+    ]
     csv.write_text("\n".join(rows) + "\n")
-    ext = externals.load_externals(PROFILE, [str(csv)], {"runA": {"style": "cod", "scenario": "medium", "pass": "speculative"}})
-    assert set(zip(ext.samples["style"], ext.samples["scenario"], ext.samples["pass"])) == {("cod", "medium", "speculative")}
+    ext = externals.load_externals(
+        PROFILE, [str(csv)], {"runA": {"style": "cod", "scenario": "medium", "pass": "speculative"}}
+    )
+    assert set(zip(ext.samples["style"], ext.samples["scenario"], ext.samples["pass"])) == {
+        ("cod", "medium", "speculative")
+    }
     ext = externals.load_externals(PROFILE, [{"path": str(csv), "label": "mine", "style": "cot", "scenario": "hard"}])
     assert ext.files.iloc[0]["pass_assumed"] == 2 and set(ext.samples["source"]) == {"external:mine"}
     runs = analysis.collect(PROFILE, ext)
     assert analysis.table_accuracy(runs).loc[("hard", "external:mine"), "cot baseline"] == 0.5
-    assert externals.parse_config("cod_easy_benchmark_baseline") == {"style": "cod", "scenario": "easy", "pass": "baseline"}
+    assert externals.parse_config("cod_easy_benchmark_baseline") == {
+        "style": "cod",
+        "scenario": "easy",
+        "pass": "baseline",
+    }
 
 
 def test_acceptance_interval_over_drafts_is_the_bootstrap_of_the_drafts_accepted_lengths():
@@ -255,11 +295,27 @@ def _hand_run(profile: str) -> paths.RunPaths:
     rp = paths.RunPaths(profile, "cot", "easy")
 
     def samples(pass_, tpot, latencies, correct, accepted=None):
-        return [{"pass": pass_, "id": f"p{i}", "question": f"q{i}", "ground_truth": "1", "output": f"#### {int(c)}",
-                 "pred": str(int(c)), "extraction": "hash", "correct": c, "finish_reason": "stop", "ttft_s": 0.01,
-                 "tpot_s": tpot, "latency_s": lat, "output_tokens": 10 * i + 11, "spec_drafts": None if accepted is None else 10,
-                 "spec_draft_tokens": None if accepted is None else 40, "spec_accepted_tokens": None if accepted is None else accepted[i]}
-                for i, (lat, c) in enumerate(zip(latencies, correct))]
+        return [
+            {
+                "pass": pass_,
+                "id": f"p{i}",
+                "question": f"q{i}",
+                "ground_truth": "1",
+                "output": f"#### {int(c)}",
+                "pred": str(int(c)),
+                "extraction": "hash",
+                "correct": c,
+                "finish_reason": "stop",
+                "ttft_s": 0.01,
+                "tpot_s": tpot,
+                "latency_s": lat,
+                "output_tokens": 10 * i + 11,
+                "spec_drafts": None if accepted is None else 10,
+                "spec_draft_tokens": None if accepted is None else 40,
+                "spec_accepted_tokens": None if accepted is None else accepted[i],
+            }
+            for i, (lat, c) in enumerate(zip(latencies, correct))
+        ]
 
     base = samples("baseline", 0.010, [1.0, 2.0, 3.0, 4.0], [True, True, False, False])
     spec = samples("speculative", 0.006, [0.5, 1.0, 2.0, 1.5], [True, False, True, True], accepted=[5, 10, 15, 20])
@@ -268,10 +324,16 @@ def _hand_run(profile: str) -> paths.RunPaths:
     m_base = benchmark.summarize_pass(base, {"wall_s": 2.0, "counters": none, "peak_memory_mb": 1.0}, k, 100, 0)
     m_spec = benchmark.summarize_pass(spec, {"wall_s": 1.0, "counters": drafted, "peak_memory_mb": 1.0}, k, 100, 0)
     reps = [benchmark.repetition(m_base, m_spec, benchmark.PASSES, k)]
-    metrics = {"run": rp.name, "k": k, "passes": {"baseline": m_base, "speculative": m_spec},
-               "comparison": benchmark.compare(base, spec, m_base, m_spec, reps, k, 500, 0, floor=base),
-               "k_sweep": [{"k": 2, "acceptance_rate": 0.0, "mean_acceptance_length": 1.0, "speedup_throughput": 0.8},
-                           {"k": 4, "acceptance_rate": 0.3125, "mean_acceptance_length": 2.25, "speedup_throughput": 2.0}]}
+    metrics = {
+        "run": rp.name,
+        "k": k,
+        "passes": {"baseline": m_base, "speculative": m_spec},
+        "comparison": benchmark.compare(base, spec, m_base, m_spec, reps, k, 500, 0, floor=base),
+        "k_sweep": [
+            {"k": 2, "acceptance_rate": 0.0, "mean_acceptance_length": 1.0, "speedup_throughput": 0.8},
+            {"k": 4, "acceptance_rate": 0.3125, "mean_acceptance_length": 2.25, "speedup_throughput": 2.0},
+        ],
+    }
     rp.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(rp.samples_csv, pd.DataFrame(base + spec).to_csv(index=False))
     io.write_json(rp.metrics_json, metrics)
@@ -306,8 +368,12 @@ def test_intervals_speedups_and_answers_moved_by_hand(home):
     assert (r["accuracy_baseline"], r["accuracy_speculative"], r["tokens_per_answer"]) == (0.5, 0.75, 26.0)
 
     shown = analysis.intervals_display(runs).loc[("workbook", "easy", "cot")]
-    assert shown["speed-up, latency [95%]"] == (f"2.00x [{r['speedup_latency_lo']:.2f}x, {r['speedup_latency_hi']:.2f}x]")
-    assert shown["predicted"] == "1.67x (decode)" and shown["predicted, decode only"] == "1.67x"  # no prefill timestamps here
+    assert shown["speed-up, latency [95%]"] == (
+        f"2.00x [{r['speedup_latency_lo']:.2f}x, {r['speedup_latency_hi']:.2f}x]"
+    )
+    assert (
+        shown["predicted"] == "1.67x (decode)" and shown["predicted, decode only"] == "1.67x"
+    )  # no prefill timestamps here
     assert shown["ceiling (all accepted)"] == "4.17x"
     assert shown["prompts turned right / wrong"] == "2 / 1 of 4"
     assert shown["interval over"] == "prompts"
@@ -316,33 +382,89 @@ def test_intervals_speedups_and_answers_moved_by_hand(home):
 def test_k_sweep_frame_by_hand(home):
     _hand_run(PROFILE)
     sweep = analysis.k_sweep_frame(analysis.collect(PROFILE, n_boot=10))
-    expected = pd.DataFrame({"source": "workbook", "style": "cot", "scenario": "easy", "k": [2.0, 4.0],
-                             "acceptance": [0.0, 0.3125], "speedup": [0.8, 2.0], "mean_acceptance_length": [1.0, 2.25]})
+    expected = pd.DataFrame(
+        {
+            "source": "workbook",
+            "style": "cot",
+            "scenario": "easy",
+            "k": [2.0, 4.0],
+            "acceptance": [0.0, 0.3125],
+            "speedup": [0.8, 2.0],
+            "mean_acceptance_length": [1.0, 2.25],
+        }
+    )
     pd.testing.assert_frame_equal(sweep, expected)
     # the other shapes a K sweep comes in: a mapping K -> entry, and entries nested as benchmark passes
-    rows = pd.DataFrame([
-        {"source": "workbook", "style": "cod", "scenario": "easy", "present": True,
-         "k_sweep": {"3": {"acceptance_rate": 0.5, "speedup": 1.5, "mean_acceptance_length": 2.5}}},
-        {"source": "workbook", "style": "cot", "scenario": "easy", "present": True,
-         "k_sweep": {"points": [{"k": 1, "passes": {"speculative": {"spec": {"acceptance_rate": 0.25,
-                                                                          "mean_acceptance_length": 1.25}}},
-                                 "comparison": {"speedup_throughput": 1.1}}]}},
-        {"source": "workbook", "style": "base", "scenario": "easy", "present": False, "k_sweep": [{"k": 9}]},
-    ])
-    expected = pd.DataFrame({"source": "workbook", "style": ["cod", "cot"], "scenario": "easy", "k": [3.0, 1.0],
-                             "acceptance": [0.5, 0.25], "speedup": [1.5, 1.1], "mean_acceptance_length": [2.5, 1.25]})
+    rows = pd.DataFrame(
+        [
+            {
+                "source": "workbook",
+                "style": "cod",
+                "scenario": "easy",
+                "present": True,
+                "k_sweep": {"3": {"acceptance_rate": 0.5, "speedup": 1.5, "mean_acceptance_length": 2.5}},
+            },
+            {
+                "source": "workbook",
+                "style": "cot",
+                "scenario": "easy",
+                "present": True,
+                "k_sweep": {
+                    "points": [
+                        {
+                            "k": 1,
+                            "passes": {
+                                "speculative": {"spec": {"acceptance_rate": 0.25, "mean_acceptance_length": 1.25}}
+                            },
+                            "comparison": {"speedup_throughput": 1.1},
+                        }
+                    ]
+                },
+            },
+            {"source": "workbook", "style": "base", "scenario": "easy", "present": False, "k_sweep": [{"k": 9}]},
+        ]
+    )
+    expected = pd.DataFrame(
+        {
+            "source": "workbook",
+            "style": ["cod", "cot"],
+            "scenario": "easy",
+            "k": [3.0, 1.0],
+            "acceptance": [0.5, 0.25],
+            "speedup": [1.5, 1.1],
+            "mean_acceptance_length": [2.5, 1.25],
+        }
+    )
     pd.testing.assert_frame_equal(analysis.k_sweep_frame(rows), expected)
 
 
 def test_training_losses_by_hand(home):
     rp = paths.RunPaths(PROFILE, "cod", "medium")
-    io.write_json(rp.train_summary("target"), {"log_history": [
-        {"step": 5, "loss": 2.0}, {"step": 10, "loss": 1.5}, {"step": 10, "eval_loss": 1.75}, {"step": 10, "train_runtime": 3.0}]})
+    io.write_json(
+        rp.train_summary("target"),
+        {
+            "log_history": [
+                {"step": 5, "loss": 2.0},
+                {"step": 10, "loss": 1.5},
+                {"step": 10, "eval_loss": 1.75},
+                {"step": 10, "train_runtime": 3.0},
+            ]
+        },
+    )
     io.write_json(rp.train_summary("draft"), {"log_history": [{"step": 4, "loss": 3.0, "eval_loss": 3.5}]})
-    io.write_json(paths.RunPaths(PROFILE, "cot", "easy").train_summary("draft"), {"no": "history"})  # unreadable: left out
-    expected = pd.DataFrame({"style": "cod", "scenario": "medium", "role": ["target", "target", "target", "draft", "draft"],
-                             "step": [5, 10, 10, 4, 4], "split": ["train", "train", "validation", "train", "validation"],
-                             "loss": [2.0, 1.5, 1.75, 3.0, 3.5]})
+    io.write_json(
+        paths.RunPaths(PROFILE, "cot", "easy").train_summary("draft"), {"no": "history"}
+    )  # unreadable: left out
+    expected = pd.DataFrame(
+        {
+            "style": "cod",
+            "scenario": "medium",
+            "role": ["target", "target", "target", "draft", "draft"],
+            "step": [5, 10, 10, 4, 4],
+            "split": ["train", "train", "validation", "train", "validation"],
+            "loss": [2.0, 1.5, 1.75, 3.0, 3.5],
+        }
+    )
     pd.testing.assert_frame_equal(analysis.training_losses(PROFILE), expected)
 
 
@@ -411,7 +533,7 @@ def test_page_opens_on_this_executions_results_never_an_earlier_attempts(execute
     page = reports.render_html(executed["ipynb"], tmp_path / "page.html").read_text()
     first_finding = executed["figs"]["findings"][0]
     # the summary and the findings come before the first code cell
-    body = page[page.index("<body"):]
+    body = page[page.index("<body") :]
     plain = max(re.findall(r"[A-Za-z ]+", first_finding[:60]), key=len)  # markdown re-encodes quotes and dashes
     assert body.index("What this execution recorded") < body.index(plain) < body.index("jp-CodeCell")
     # figures older than the execution (an earlier attempt's), or an execution that raised: no summary

@@ -30,8 +30,16 @@ def test_packing_longer_than_the_corpus_names_the_parameter():
 def test_flops_per_token_counts_every_matmul_weight():
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    config = Qwen3Config(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True)
+    config = Qwen3Config(
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        tie_word_embeddings=True,
+    )
     model = Qwen3ForCausalLM(config)
     import torch
 
@@ -70,9 +78,17 @@ def test_packed_pretraining_trains_on_full_rows_on_cpu(tmp_path):
 
     texts = [f"{a} + {b} = {a + b}" for a in range(30) for b in range(10)]
     tok = base_pair.train_tokenizer(texts, 300, tmp_path / "tok")
-    config = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True,
-                         pad_token_id=tok.pad_token_id)
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+    )
     spec = {"epochs": 2, "batch_size": 4, "lr": 0.01, "max_length": 64, "seq_len": 32, "compile": True}
     out = base_pair.pretrain(config, texts, tok, spec, 0, tmp_path / "m", "target")
     n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)

@@ -21,13 +21,18 @@ def _cfg(style="base", **over):
 
 # --- pure functions ----------------------------------------------------------------------
 
+
 def test_counter_delta_and_sums():
     before = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []}  # nothing drafted yet
     after = {"drafts": 4, "draft_tokens": 12, "accepted_tokens": 9, "accepted_per_pos": [4, 3, 2]}
     assert engine.counter_delta(after, before) == after
     later = {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 20, "accepted_per_pos": [9, 7, 4]}
-    assert engine.counter_delta(later, after) == {"drafts": 6, "draft_tokens": 18, "accepted_tokens": 11,
-                                                  "accepted_per_pos": [5, 4, 2]}
+    assert engine.counter_delta(later, after) == {
+        "drafts": 6,
+        "draft_tokens": 18,
+        "accepted_tokens": 11,
+        "accepted_per_pos": [5, 4, 2],
+    }
     assert engine.add_counters([after, engine.counter_delta(later, after)]) == later
     assert engine.add_counters([]) == before
 
@@ -35,20 +40,37 @@ def test_counter_delta_and_sums():
 def test_request_spec_reads_the_per_request_histogram():
     metrics = SimpleNamespace(histogram=[1, 2, 0, 3], num_draft_tokens=18)  # 6 steps, K = 3
     out = SimpleNamespace(outputs=[SimpleNamespace(spec_decode_metrics=metrics)])
-    assert engine.request_spec(out) == {"drafts": 6, "draft_tokens": 18, "accepted_tokens": 2 + 9,
-                                        "accepted_per_pos": [5, 3, 3]}
+    assert engine.request_spec(out) == {
+        "drafts": 6,
+        "draft_tokens": 18,
+        "accepted_tokens": 2 + 9,
+        "accepted_per_pos": [5, 3, 3],
+    }
     assert engine.request_spec(SimpleNamespace(outputs=[SimpleNamespace()])) is None
 
 
 def _samples(correct, extraction, tokens=10):
-    return [{"correct": c, "output_tokens": tokens, "ttft_s": 0.1, "tpot_s": 0.01, "latency_s": 0.2, "extraction": e,
-             "output": "x"} for c, e in zip(correct, extraction)]
+    return [
+        {
+            "correct": c,
+            "output_tokens": tokens,
+            "ttft_s": 0.1,
+            "tpot_s": 0.01,
+            "latency_s": 0.2,
+            "extraction": e,
+            "output": "x",
+        }
+        for c, e in zip(correct, extraction)
+    ]
 
 
 def test_summarize_pass_on_synthetic_samples():
     samples = _samples([True, False, True, True], ["hash"] * 4)
-    info = {"wall_s": 2.0, "peak_memory_mb": 1.0,
-            "counters": {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 24, "accepted_per_pos": [10, 8, 6]}}
+    info = {
+        "wall_s": 2.0,
+        "peak_memory_mb": 1.0,
+        "counters": {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 24, "accepted_per_pos": [10, 8, 6]},
+    }
     m = benchmark.summarize_pass(samples, info, K, 200, 0)
     assert m["n"] == 4 and m["accuracy"] == 0.75
     assert m["throughput_tok_s"] == 20.0 and m["output_tokens_total"] == 40
@@ -68,8 +90,11 @@ def test_summarize_pass_on_synthetic_samples():
 
 def test_extraction_warning_when_last_number_dominates():
     samples = _samples([False] * 5, ["last_number", "last_number", "none", "hash", "boxed"])
-    info = {"wall_s": 1.0, "peak_memory_mb": 1.0, "counters": {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0,
-                                                                "accepted_per_pos": []}}
+    info = {
+        "wall_s": 1.0,
+        "peak_memory_mb": 1.0,
+        "counters": {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []},
+    }
     m = benchmark.summarize_pass(samples, info, K, 200, 0)
     assert m["extraction"] == {"hash": 1, "boxed": 1, "last_number": 2, "none": 1}
     assert "last-number fallback" in m["extraction_warning"]
@@ -77,7 +102,7 @@ def test_extraction_warning_when_last_number_dominates():
 
 def test_summarize_steps_counts_what_vllm_counts():
     steps = [
-        {"drafted": 3, "accepted": 0, "agreed": 0, "first": True},   # drafted from the prompt alone
+        {"drafted": 3, "accepted": 0, "agreed": 0, "first": True},  # drafted from the prompt alone
         {"drafted": 3, "accepted": 3, "agreed": 3, "first": False},
         {"drafted": 0, "accepted": 0, "agreed": 0, "first": False},  # prompt lookup: no match, not a draft
         {"drafted": 2, "accepted": 1, "agreed": 2, "first": False},  # ended in an agreed EOS: held back
@@ -98,10 +123,15 @@ def test_speculative_method_from_params():
     assert engine.speculative_config(_cfg(), "d", k=2)["num_speculative_tokens"] == 2
     assert engine.speculative_config(_cfg(), None) is None  # no draft: the target alone
     ngram = engine.speculative_config(_cfg(**{"benchmark.method": "ngram"}), None)
-    assert ngram["method"] == "ngram" and "model" not in ngram and ngram["prompt_lookup_max"] >= ngram["prompt_lookup_min"]
+    assert (
+        ngram["method"] == "ngram" and "model" not in ngram and ngram["prompt_lookup_max"] >= ngram["prompt_lookup_min"]
+    )
     eagle = _cfg(**{"benchmark.method": "eagle3", "benchmark.eagle3_model": "some/eagle3-head"})
-    assert engine.speculative_config(eagle, "ignored") == {"method": "eagle3", "model": "some/eagle3-head",
-                                                           "num_speculative_tokens": 5}
+    assert engine.speculative_config(eagle, "ignored") == {
+        "method": "eagle3",
+        "model": "some/eagle3-head",
+        "num_speculative_tokens": 5,
+    }
     with pytest.raises(params.ParamsError, match="choose one of: draft_model, ngram, eagle3"):
         _cfg(**{"benchmark.method": "medusa"})
 
@@ -126,6 +156,7 @@ def test_eagle3_without_a_checkpoint_is_refused_before_any_engine(home):
 
 
 # --- the cost model (issue 15), on synthetic counters -----------------------------------------
+
 
 def _timing(tokens, decode_s):
     return {"output_tokens": tokens, "tpot_s": decode_s / (tokens - 1) if tokens > 1 else None}
@@ -163,8 +194,8 @@ def test_cost_model_predicts_from_acceptance_by_position_and_step_cost():
     assert benchmark.cost_model(base, spec, None, 3) is None
     # the study's geometric model is the special case of equal per-position ratios
     alpha = 0.8
-    by_pos = [alpha ** i for i in range(1, 6)]
-    assert stats.tokens_per_step(by_pos) == pytest.approx((1 - alpha ** 6) / (1 - alpha))
+    by_pos = [alpha**i for i in range(1, 6)]
+    assert stats.tokens_per_step(by_pos) == pytest.approx((1 - alpha**6) / (1 - alpha))
     assert stats.tokens_per_step(by_pos, k=2) == pytest.approx(1 + 0.8 + 0.64)
 
 
@@ -187,13 +218,21 @@ def test_step_cost_fit_and_the_best_k():
 
 def test_batch1_summary_by_hand():
     def timed(tok_s, latency, counters, step_s, steps):
-        return {"batch1": {"n": 2, "throughput_tok_s": tok_s, "latency_s_mean": latency, "counters": counters,
-                           "step": {"step_s": step_s, "steps": steps, "source": "request_timestamps"}}}
+        return {
+            "batch1": {
+                "n": 2,
+                "throughput_tok_s": tok_s,
+                "latency_s_mean": latency,
+                "counters": counters,
+                "step": {"step_s": step_s, "steps": steps, "source": "request_timestamps"},
+            }
+        }
 
     none = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_pos": []}
     base = timed(10.0, 3.0, none, 0.01, 40)
-    spec = timed(15.0, 2.4, {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 15, "accepted_per_pos": [8, 5, 2]},
-                 0.02, 10)
+    spec = timed(
+        15.0, 2.4, {"drafts": 10, "draft_tokens": 30, "accepted_tokens": 15, "accepted_per_pos": [8, 5, 2]}, 0.02, 10
+    )
     b1 = benchmark.batch1_summary(base, spec, 3)
     assert b1["n"] == 2 and b1["speedup"] == pytest.approx(1.5) and b1["latency_speedup"] == pytest.approx(1.25)
     assert b1["spec"]["acceptance_rate"] == 0.5 and b1["spec"]["acceptance_by_pos"] == [0.8, 0.5, 0.2]
@@ -205,10 +244,22 @@ def test_batch1_summary_by_hand():
 def test_compare_sets_lossless_against_its_floor():
     def rows(outs):
         return [{"id": i, "output": o, "latency_s": 1.0} for i, o in enumerate(outs)]
-    m = {"accuracy": 0.5, "output_tokens_mean": 10.0, "throughput_tok_s": 10.0, "wall_s": 1.0, "ttft_s": {"mean": 0.1},
-         "step": {"step_s": 0.01, "steps": 10, "source": "request_timestamps"}, "spec": None}
-    ms = {**m, "throughput_tok_s": 12.0, "step": {"step_s": 0.02, "steps": 5, "source": "request_timestamps"},
-          "spec": {"accepted_per_pos": [5, 5]}}
+
+    m = {
+        "accuracy": 0.5,
+        "output_tokens_mean": 10.0,
+        "throughput_tok_s": 10.0,
+        "wall_s": 1.0,
+        "ttft_s": {"mean": 0.1},
+        "step": {"step_s": 0.01, "steps": 10, "source": "request_timestamps"},
+        "spec": None,
+    }
+    ms = {
+        **m,
+        "throughput_tok_s": 12.0,
+        "step": {"step_s": 0.02, "steps": 5, "source": "request_timestamps"},
+        "spec": {"accepted_per_pos": [5, 5]},
+    }
     reps = [benchmark.repetition(m, ms, benchmark.PASSES, 2)]
     base, spec = rows("abcdefghijklmnopqrst"), rows("abcdefghij" + "ABCDEFGHIJ")  # 10 of 20 differ
     noisy = benchmark.compare(base, spec, m, ms, reps, 2, 50, 0, floor=rows("abcdefghijklmnopqrsT"))  # 1 differs
@@ -216,7 +267,9 @@ def test_compare_sets_lossless_against_its_floor():
     assert noisy["identical_output_excess_p"] < 0.01  # 10 against 1: 12/2048
     assert "beyond numerical noise" in noisy["identical_output_warning"]
     # fewer identical than the floor, but by no more than chance (3 against 1): no warning
-    chance = benchmark.compare(base, rows("abcdefghijklmnopqXYZ"), m, ms, reps, 2, 50, 0, floor=rows("abcdefghijklmnopqrsT"))
+    chance = benchmark.compare(
+        base, rows("abcdefghijklmnopqXYZ"), m, ms, reps, 2, 50, 0, floor=rows("abcdefghijklmnopqrsT")
+    )
     assert chance["identical_output_share"] < chance["identical_output_floor"]
     assert chance["identical_output_excess_p"] > 0.05 and chance["identical_output_warning"] is None
     within = benchmark.compare(base, spec, m, ms, reps, 2, 50, 0, floor=rows("ABCDEFGHIJKLMNOPQRST"))
@@ -241,7 +294,9 @@ def test_k_auto_in_params():
     with pytest.raises(ValueError, match="k_candidates"):
         benchmark.check(_cfg(**{"benchmark.k": "auto", "benchmark.k_candidates": []}))
     with pytest.raises(ValueError, match=r"calibration_samples \(8\) >= benchmark.max_num_seqs \(16\)"):
-        benchmark.check(_cfg(**{"benchmark.k": "auto", "benchmark.calibration_samples": 8, "benchmark.max_num_seqs": 16}))
+        benchmark.check(
+            _cfg(**{"benchmark.k": "auto", "benchmark.calibration_samples": 8, "benchmark.max_num_seqs": 16})
+        )
     assert benchmark.with_k(_cfg(**{"benchmark.k": "auto"}), 3)["benchmark"]["k"] == 3
 
 
@@ -268,8 +323,13 @@ def partial_pair(tiny_pair, tmp_path_factory):
     drafted and accepted tokens cannot be told apart."""
     from fixtures import partial_pair as pp
 
-    return pp.build(tmp_path_factory.mktemp("partial-pair"), tiny_pair["tokenizer"], tiny_pair["rows"][-N:],
-                    "base", models.enable_thinking(_cfg()))
+    return pp.build(
+        tmp_path_factory.mktemp("partial-pair"),
+        tiny_pair["tokenizer"],
+        tiny_pair["rows"][-N:],
+        "base",
+        models.enable_thinking(_cfg()),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -279,64 +339,168 @@ def bench(partial_pair, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBOOK_HOME", str(tmp_path_factory.mktemp("home")))
         rp = RunPaths("tiny", "base", "easy")
-        cfg = _cfg(**{
-            "models.target": partial_pair["target"], "models.draft": partial_pair["draft"],
-            "benchmark.k": K, "benchmark.k_sweep": SWEEP, "benchmark.crosscheck_samples": CHECK,
-            "benchmark.max_tokens": MAX_TOKENS, "benchmark.n_samples": N, "benchmark.max_num_seqs": N,
-            "benchmark.batch1_samples": 2, "benchmark.repetitions": REPS, "benchmark.floor_max_num_seqs": 1,
-            "benchmark.warmup_repetitions": WARMUPS,
-        })
+        cfg = _cfg(
+            **{
+                "models.target": partial_pair["target"],
+                "models.draft": partial_pair["draft"],
+                "benchmark.k": K,
+                "benchmark.k_sweep": SWEEP,
+                "benchmark.crosscheck_samples": CHECK,
+                "benchmark.max_tokens": MAX_TOKENS,
+                "benchmark.n_samples": N,
+                "benchmark.max_num_seqs": N,
+                "benchmark.batch1_samples": 2,
+                "benchmark.repetitions": REPS,
+                "benchmark.floor_max_num_seqs": 1,
+                "benchmark.warmup_repetitions": WARMUPS,
+            }
+        )
         io.write_jsonl(rp.test_problems, partial_pair["rows"])
         returned = benchmark.run(cfg, rp)
-        yield SimpleNamespace(cfg=cfg, rp=rp, returned=returned, metrics=io.read_json(rp.metrics_json),
-                              csv=pd.read_csv(rp.samples_csv))
+        yield SimpleNamespace(
+            cfg=cfg, rp=rp, returned=returned, metrics=io.read_json(rp.metrics_json), csv=pd.read_csv(rp.samples_csv)
+        )
 
 
 NUM = (int, float)
 OPT = (int, float, type(None))
 SCHEMA = {
-    "run": str, "profile": str, "style": str, "scenario": str, "models": dict, "method": str, "k": int,
-    "temperature": NUM, "speculative_config": dict, "passes": dict, "comparison": dict, "engine_settings": dict,
-    "k_requested": int, "calibration": type(None), "k_sweep_fit": dict,
-    "crosscheck": dict, "k_sweep": list, "batch1": dict, "versions": dict, "hardware": dict, "seed": int, "params": dict,
+    "run": str,
+    "profile": str,
+    "style": str,
+    "scenario": str,
+    "models": dict,
+    "method": str,
+    "k": int,
+    "temperature": NUM,
+    "speculative_config": dict,
+    "passes": dict,
+    "comparison": dict,
+    "engine_settings": dict,
+    "k_requested": int,
+    "calibration": type(None),
+    "k_sweep_fit": dict,
+    "crosscheck": dict,
+    "k_sweep": list,
+    "batch1": dict,
+    "versions": dict,
+    "hardware": dict,
+    "seed": int,
+    "params": dict,
 }
 PASS_SCHEMA = {
-    "n": int, "accuracy": NUM, "accuracy_ci95": list, "output_tokens_total": int, "output_tokens_mean": NUM,
-    "wall_s": NUM, "throughput_tok_s": NUM, "ttft_s": dict, "tpot_s": dict, "peak_memory_mb": NUM,
+    "n": int,
+    "accuracy": NUM,
+    "accuracy_ci95": list,
+    "output_tokens_total": int,
+    "output_tokens_mean": NUM,
+    "wall_s": NUM,
+    "throughput_tok_s": NUM,
+    "ttft_s": dict,
+    "tpot_s": dict,
+    "peak_memory_mb": NUM,
     "peak_gpu_memory_mb": OPT,  # NVML, device-level; None without a GPU
-    "extraction": dict, "extraction_warning": (str, type(None)), "spec": (dict, type(None)), "step": dict,
+    "extraction": dict,
+    "extraction_warning": (str, type(None)),
+    "spec": (dict, type(None)),
+    "step": dict,
 }
-SPEC_SCHEMA = {"k": int, "drafts": int, "draft_tokens": int, "accepted_tokens": int, "acceptance_rate": NUM,
-               "mean_acceptance_length": NUM, "accepted_per_pos": list, "acceptance_by_pos": list}
+SPEC_SCHEMA = {
+    "k": int,
+    "drafts": int,
+    "draft_tokens": int,
+    "accepted_tokens": int,
+    "acceptance_rate": NUM,
+    "mean_acceptance_length": NUM,
+    "accepted_per_pos": list,
+    "acceptance_by_pos": list,
+}
 COMPARISON_SCHEMA = {
-    "speedup_throughput": NUM, "speedup_latency": OPT, "speedup_latency_ci95": list, "accuracy_delta": NUM,
-    "tokens_mean_delta": NUM, "identical_output_share": NUM, "identical_output_warning": (str, type(None)),
-    "identical_output_floor": NUM, "speedup_throughput_range": list, "repetitions": list, "cost_model": dict,
-    "predicted_speedup": NUM, "step_cost_r": NUM, "ceiling_speedup": NUM, "floor_speedup": OPT,
+    "speedup_throughput": NUM,
+    "speedup_latency": OPT,
+    "speedup_latency_ci95": list,
+    "accuracy_delta": NUM,
+    "tokens_mean_delta": NUM,
+    "identical_output_share": NUM,
+    "identical_output_warning": (str, type(None)),
+    "identical_output_floor": NUM,
+    "speedup_throughput_range": list,
+    "repetitions": list,
+    "cost_model": dict,
+    "predicted_speedup": NUM,
+    "step_cost_r": NUM,
+    "ceiling_speedup": NUM,
+    "floor_speedup": OPT,
     "measured_over_predicted": NUM,
     "prediction_within_tolerance": bool,
 }
-COST_SCHEMA = {"k": int, "r": NUM, "step_s": NUM, "baseline_step_s": NUM, "step_source": str, "tokens_per_step": NUM,
-               "predicted_speedup": NUM, "ceiling_speedup": NUM, "gpu_busy_step_s": OPT, "r_floor": OPT,
-               "floor_speedup": OPT}
-CROSSCHECK_SCHEMA = {"n": int, "ids": list, "method": str, "k": int, "max_tokens": int, "vllm": dict,
-                     "transformers": dict, "acceptance_rate_diff": NUM, "identical_output_share": NUM,
-                     "per_prompt": list, "note": str}
-TRANSFORMERS_SCHEMA = {"engine": str, "version": str, "method": str, "k": int, "n": int, "steps": int,
-                       "held_back_steps": int, "vllm_comparable": dict, "output_tokens_total": int, "wall_s": NUM,
-                       **{k: v for k, v in SPEC_SCHEMA.items() if k != "k"}}
-SWEEP_SCHEMA = {"k": int, "pass": str, "reused_main_pass": bool, "acceptance_rate": NUM, "mean_acceptance_length": NUM,
-                "acceptance_by_pos": list, "drafts": int, "draft_tokens": int, "accepted_tokens": int,
-                "throughput_tok_s": NUM, "wall_s": NUM, "speedup_throughput": NUM, "r": NUM, "predicted_speedup": NUM,
-                "ceiling_speedup": NUM,
-                "accuracy": NUM, "output_tokens_mean": NUM, "identical_output_share": NUM}
+COST_SCHEMA = {
+    "k": int,
+    "r": NUM,
+    "step_s": NUM,
+    "baseline_step_s": NUM,
+    "step_source": str,
+    "tokens_per_step": NUM,
+    "predicted_speedup": NUM,
+    "ceiling_speedup": NUM,
+    "gpu_busy_step_s": OPT,
+    "r_floor": OPT,
+    "floor_speedup": OPT,
+}
+CROSSCHECK_SCHEMA = {
+    "n": int,
+    "ids": list,
+    "method": str,
+    "k": int,
+    "max_tokens": int,
+    "vllm": dict,
+    "transformers": dict,
+    "acceptance_rate_diff": NUM,
+    "identical_output_share": NUM,
+    "per_prompt": list,
+    "note": str,
+}
+TRANSFORMERS_SCHEMA = {
+    "engine": str,
+    "version": str,
+    "method": str,
+    "k": int,
+    "n": int,
+    "steps": int,
+    "held_back_steps": int,
+    "vllm_comparable": dict,
+    "output_tokens_total": int,
+    "wall_s": NUM,
+    **{k: v for k, v in SPEC_SCHEMA.items() if k != "k"},
+}
+SWEEP_SCHEMA = {
+    "k": int,
+    "pass": str,
+    "reused_main_pass": bool,
+    "acceptance_rate": NUM,
+    "mean_acceptance_length": NUM,
+    "acceptance_by_pos": list,
+    "drafts": int,
+    "draft_tokens": int,
+    "accepted_tokens": int,
+    "throughput_tok_s": NUM,
+    "wall_s": NUM,
+    "speedup_throughput": NUM,
+    "r": NUM,
+    "predicted_speedup": NUM,
+    "ceiling_speedup": NUM,
+    "accuracy": NUM,
+    "output_tokens_mean": NUM,
+    "identical_output_share": NUM,
+}
 
 
 def _check(obj, schema, where):
     for key, kind in schema.items():
         assert key in obj, f"{where}: missing {key!r}"
-        assert isinstance(obj[key], kind) and not (kind is int and isinstance(obj[key], bool)), \
+        assert isinstance(obj[key], kind) and not (kind is int and isinstance(obj[key], bool)), (
             f"{where}.{key}: {type(obj[key]).__name__} is not {kind}"
+        )
 
 
 @slow
@@ -364,20 +528,30 @@ def test_metrics_json_schema(bench):
     _check(m["crosscheck"]["transformers"], TRANSFORMERS_SCHEMA, "crosscheck.transformers")
     for entry in m["k_sweep"]:
         _check(entry, SWEEP_SCHEMA, f"k_sweep[{entry['k']}]")
-    assert m["speculative_config"] == {"method": "draft_model", "model": bench.cfg["models"]["draft"],
-                                       "num_speculative_tokens": K}
+    assert m["speculative_config"] == {
+        "method": "draft_model",
+        "model": bench.cfg["models"]["draft"],
+        "num_speculative_tokens": K,
+    }
 
 
 def _partly_accepted(spec, k=K):
     """Counters of a pass of the partial pair: drafted, accepted and drafts are three different
     numbers (a counter read in another's place, or two swapped, shows), and each derived figure
     is the one its counters give."""
-    drafts, drafted, accepted, per_pos = (spec["drafts"], spec["draft_tokens"], spec["accepted_tokens"],
-                                          spec["accepted_per_pos"])
+    drafts, drafted, accepted, per_pos = (
+        spec["drafts"],
+        spec["draft_tokens"],
+        spec["accepted_tokens"],
+        spec["accepted_per_pos"],
+    )
     assert 0 < accepted < drafted == k * drafts, spec  # a draft model drafts K every step
     assert len(per_pos) == k and sum(per_pos) == accepted
     assert 0.0 < spec["acceptance_rate"] < 1.0 and spec["acceptance_rate"] == pytest.approx(accepted / drafted)
-    assert spec["mean_acceptance_length"] == pytest.approx(1 + accepted / drafts) and spec["mean_acceptance_length"] < k + 1
+    assert (
+        spec["mean_acceptance_length"] == pytest.approx(1 + accepted / drafts)
+        and spec["mean_acceptance_length"] < k + 1
+    )
     # position i is accepted only where every position before it was: per draft, falling
     assert all(a >= b for a, b in zip(per_pos, per_pos[1:])) and per_pos[0] <= drafts
     assert spec["acceptance_by_pos"] == pytest.approx([a / drafts for a in per_pos])
@@ -458,8 +632,9 @@ def test_crosscheck_reports_transformers_beside_vllm(bench):
     # transformers drafts the first token too: one more draft per prompt than it counts for vLLM
     assert tf["drafts"] == tf["vllm_comparable"]["drafts"] + CHECK
     # the difference, from the raw counts: transformers' per prompt against vLLM's per request (CSV)
-    tf_rate = (sum(p["comparable_accepted_tokens"] for p in cross["per_prompt"])
-               / sum(p["comparable_draft_tokens"] for p in cross["per_prompt"]))
+    tf_rate = sum(p["comparable_accepted_tokens"] for p in cross["per_prompt"]) / sum(
+        p["comparable_draft_tokens"] for p in cross["per_prompt"]
+    )
     vllm_rate = subset["spec_accepted_tokens"].sum() / subset["spec_draft_tokens"].sum()
     assert cross["acceptance_rate_diff"] == pytest.approx(tf_rate - vllm_rate)
     # the two engines run the same greedy pair: where their outputs agree, so do their acceptances
@@ -491,7 +666,9 @@ def test_k_sweep_has_one_entry_per_k(bench):
     assert other["speedup_throughput"] > 0
     for e in sweep:  # each K's own counters: partly accepted, the figures from the counts
         assert 0 < e["accepted_tokens"] < e["draft_tokens"] == e["k"] * e["drafts"], e
-        assert 0.0 < e["acceptance_rate"] < 1.0 and e["acceptance_rate"] == pytest.approx(e["accepted_tokens"] / e["draft_tokens"])
+        assert 0.0 < e["acceptance_rate"] < 1.0 and e["acceptance_rate"] == pytest.approx(
+            e["accepted_tokens"] / e["draft_tokens"]
+        )
         assert e["mean_acceptance_length"] == pytest.approx(1 + e["accepted_tokens"] / e["drafts"])
         assert sum(e["acceptance_by_pos"]) == pytest.approx(e["accepted_tokens"] / e["drafts"])
     main_spec = m["passes"]["speculative"]["spec"]
@@ -518,7 +695,9 @@ def test_predicted_speedup_is_within_20_percent_of_measured(bench):
     assert c["predicted_speedup"] == pytest.approx(c["speedup_throughput"], rel=0.2), c["repetitions"]
     assert c["prediction_within_tolerance"]
     model = c["cost_model"]
-    assert model["step_source"] == "request_timestamps" and model["r"] > 1  # on CPU a step costs more than a target step
+    assert (
+        model["step_source"] == "request_timestamps" and model["r"] > 1
+    )  # on CPU a step costs more than a target step
     assert model["ceiling_speedup"] == pytest.approx((K + 1) / model["r"])
     assert c["ceiling_speedup"] == pytest.approx((K + 1) / c["step_cost_r"])  # medians over repetitions
     assert model["gpu_busy_step_s"] is None  # no CUDA here
@@ -530,8 +709,16 @@ def test_predicted_speedup_is_within_20_percent_of_measured(bench):
 @slow
 def test_headline_keys_are_stable(bench):
     h = benchmark.headline(bench.metrics)
-    stable = {"accuracy_baseline", "accuracy_speculative", "acceptance_rate", "mean_acceptance_length", "speedup",
-              "predicted_speedup", "tokens_per_answer", "identical_output_share"}
+    stable = {
+        "accuracy_baseline",
+        "accuracy_speculative",
+        "acceptance_rate",
+        "mean_acceptance_length",
+        "speedup",
+        "predicted_speedup",
+        "tokens_per_answer",
+        "identical_output_share",
+    }
     assert stable <= set(h)
     # each against its source: the per-sample CSV, the repetitions
     csv, c = bench.csv, bench.metrics["comparison"]
@@ -541,7 +728,9 @@ def test_headline_keys_are_stable(bench):
     assert h["tokens_per_answer"] == pytest.approx(base["output_tokens"].mean())
     assert 0.0 < h["acceptance_rate"] < 1.0
     assert h["acceptance_rate"] == pytest.approx(spec["spec_accepted_tokens"].sum() / spec["spec_draft_tokens"].sum())
-    assert h["mean_acceptance_length"] == pytest.approx(1 + spec["spec_accepted_tokens"].sum() / spec["spec_drafts"].sum())
+    assert h["mean_acceptance_length"] == pytest.approx(
+        1 + spec["spec_accepted_tokens"].sum() / spec["spec_drafts"].sum()
+    )
     measured = sorted(r["speedup_throughput"] for r in c["repetitions"])
     assert h["speedup"] == pytest.approx(sum(measured) / 2 if REPS == 2 else measured[REPS // 2])
     assert [h["speedup_lo"], h["speedup_hi"]] == [measured[0], measured[-1]]
@@ -569,14 +758,23 @@ def test_headline_keys_are_stable(bench):
     assert bench.metrics["passes"]["baseline"]["lone_replay"]["tokens_per_step_alone"] is None
     note = benchmark.lone_note(bench.metrics).splitlines()
     assert [x.split(":")[0] for x in note] == ["baseline", "speculative"]
-    assert f"last request (prompt {replay['index']}, {replay['output_tokens']} tokens)" in note[1] and "alone" in note[1]
+    assert (
+        f"last request (prompt {replay['index']}, {replay['output_tokens']} tokens)" in note[1] and "alone" in note[1]
+    )
     assert json.loads(json.dumps(h)) == h  # plain values, as the index page reads them
 
 
 @slow
 def test_k_auto_calibrates_on_real_engines(tiny_pair):
-    cfg = _cfg(**{"benchmark.k": "auto", "benchmark.k_candidates": [1, 2, 4], "benchmark.calibration_samples": 2,
-                  "benchmark.max_num_seqs": 2, "benchmark.max_tokens": 24})
+    cfg = _cfg(
+        **{
+            "benchmark.k": "auto",
+            "benchmark.k_candidates": [1, 2, 4],
+            "benchmark.calibration_samples": 2,
+            "benchmark.max_num_seqs": 2,
+            "benchmark.max_tokens": 24,
+        }
+    )
     prompts, problems = _prompts(tiny_pair, 3)
     cal = benchmark.calibrate(cfg, {"target": tiny_pair["target"], "draft": tiny_pair["draft"]}, prompts, problems)
     assert cal["n"] == 2 and [p["k"] for p in cal["probes"]] == [1, 2, 4]
@@ -588,6 +786,7 @@ def test_k_auto_calibrates_on_real_engines(tiny_pair):
 
 
 # --- other methods and known answers ---------------------------------------------------------
+
 
 def _prompts(tiny_pair, n):
     tok = models.load_tokenizer(tiny_pair["target"])
@@ -616,12 +815,13 @@ def test_ngram_method_runs_and_reports_counters(tiny_pair):
 def test_an_extra_speculative_field_reaches_the_engine(tiny_pair):
     # (`disable_padded_drafter_batch: true` passes the check but vLLM 0.32 refuses it for draft
     # models when the engine starts: "only supports padded drafter batch")
-    cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 24,
-                  "benchmark.speculative_extra": {"max_model_len": 200}})
+    cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 24, "benchmark.speculative_extra": {"max_model_len": 200}})
     prompts, problems = _prompts(tiny_pair, 3)
     spec = engine.speculative_config(cfg, tiny_pair["draft"])
     with engine.running(cfg, tiny_pair["target"], speculative=spec) as eng:
-        assert eng.llm.llm_engine.vllm_config.speculative_config.max_model_len == 200  # the draft's; default: the target's
+        assert (
+            eng.llm.llm_engine.vllm_config.speculative_config.max_model_len == 200
+        )  # the draft's; default: the target's
         out = eng.llm.generate(prompts, engine.sampling(cfg, 24), use_tqdm=False)
         assert engine.spec_counters(eng)["drafts"] > 0 and all(o.outputs[0].token_ids for o in out)
 
@@ -636,12 +836,14 @@ def test_subset_acceptance_without_per_request_counts_is_the_per_request_one(par
     cfg = _cfg(**{"benchmark.k": K, "benchmark.max_tokens": 32})
     prompts, problems = partial_pair["prompts"][:3], partial_pair["rows"][:3]
     spec = engine.speculative_config(cfg, partial_pair["draft"])
-    _, per_request = benchmark.run_pass(cfg, "speculative", partial_pair["target"], prompts, problems, spec=spec,
-                                        recount=3, extras=False)
+    _, per_request = benchmark.run_pass(
+        cfg, "speculative", partial_pair["target"], prompts, problems, spec=spec, recount=3, extras=False
+    )
     names = engine._engine_arg_names() - {"per_request_spec_decode_metrics"}
     monkeypatch.setattr(engine, "_engine_arg_names", lambda: names)
-    samples, rerun = benchmark.run_pass(cfg, "speculative", partial_pair["target"], prompts, problems, spec=spec,
-                                        recount=3, extras=False)
+    samples, rerun = benchmark.run_pass(
+        cfg, "speculative", partial_pair["target"], prompts, problems, spec=spec, recount=3, extras=False
+    )
     assert (per_request["subset_source"], rerun["subset_source"]) == ("per_request", "rerun")
     assert all(s["spec_drafts"] is None for s in samples)  # the engine really gave no per-request counts
     _partly_accepted(benchmark.spec_summary(per_request["subset_counters"], K))
@@ -747,8 +949,8 @@ def test_kernel_scan_guard_hides_modules_vllm_cannot_scan(monkeypatch):
 def test_excess_mismatch_p_is_the_exact_conditional_binomial():
     # the H200's CoT easy run: 97.5 % identical against a floor of 98.5 % over 200 prompts
     assert stats.excess_mismatch_p(0.975, 0.985, 200) == pytest.approx(93 / 256)  # P(X >= 5 | 8, 1/2)
-    assert stats.excess_mismatch_p(0.90, 1.0, 200) == pytest.approx(0.5 ** 20)   # 20 against none
-    assert stats.excess_mismatch_p(0.99, 0.98, 200) == 1.0                      # fewer than the floor
+    assert stats.excess_mismatch_p(0.90, 1.0, 200) == pytest.approx(0.5**20)  # 20 against none
+    assert stats.excess_mismatch_p(0.99, 0.98, 200) == 1.0  # fewer than the floor
 
 
 @slow
@@ -831,8 +1033,11 @@ def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monk
         assert benchmark.gpu_busy(cfg, eng, prompt) is None  # on CPU: no floor
         monkeypatch.setattr(device, "on_cuda", lambda cfg: True)
         real = engine.profiled
-        kernels = [{"cat": "kernel", "ts": 100.0, "dur": 400.0}, {"cat": "kernel", "ts": 300.0, "dur": 400.0},
-                   {"cat": "gpu_memcpy", "ts": 1000.0, "dur": 100.0}]  # busy 700 µs: the overlap counts once
+        kernels = [
+            {"cat": "kernel", "ts": 100.0, "dur": 400.0},
+            {"cat": "kernel", "ts": 300.0, "dur": 400.0},
+            {"cat": "gpu_memcpy", "ts": 1000.0, "dur": 100.0},
+        ]  # busy 700 µs: the overlap counts once
         monkeypatch.setattr(engine, "profiled", lambda *a: (lambda o, ev: (o, ev + kernels))(*real(*a)))
         busy = benchmark.gpu_busy(cfg, eng, prompt)
         # a profiler that fails is recorded, and costs neither the pass nor the engine
@@ -844,14 +1049,24 @@ def test_gpu_floor_out_of_process_reads_vllms_own_profiler_trace(tiny_pair, monk
     assert failed == {"error": "RuntimeError: no trace"}
     spec = {"accepted_per_pos": [3, 1]}
     step = {"step_s": 0.02, "steps": 4, "source": "request_timestamps"}
-    target = {**busy, "busy_step_s": busy["busy_step_s"] / 4}  # a target step's kernels: a quarter of a speculative step's
+    target = {
+        **busy,
+        "busy_step_s": busy["busy_step_s"] / 4,
+    }  # a target step's kernels: a quarter of a speculative step's
     assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, failed, target)["r_floor"] is None
     assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, None)["r_floor"] is None
     assert benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, target)["r_floor"] == pytest.approx(4)
-    metrics = {"passes": {"speculative": {"gpu_busy": busy}, "baseline": {"gpu_busy": target}},
-               "comparison": {"step_cost_r": 2.0, "cost_model": benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, target)},
-               "batch1": {"gpu_busy_share": 0.37}}
-    assert "r could be 4.00 against 2.00 measured; the GPU was busy for 37% of a target step" in benchmark.floor_note(metrics)
+    metrics = {
+        "passes": {"speculative": {"gpu_busy": busy}, "baseline": {"gpu_busy": target}},
+        "comparison": {
+            "step_cost_r": 2.0,
+            "cost_model": benchmark.cost_model({"step_s": 0.01}, step, spec, 2, busy, target),
+        },
+        "batch1": {"gpu_busy_share": 0.37},
+    }
+    assert "r could be 4.00 against 2.00 measured; the GPU was busy for 37% of a target step" in benchmark.floor_note(
+        metrics
+    )
     metrics["passes"]["baseline"]["gpu_busy"] = failed
     assert "profiler failed (baseline: RuntimeError: no trace)" in benchmark.floor_note(metrics)
     metrics["passes"]["baseline"]["gpu_busy"] = None
@@ -880,6 +1095,10 @@ def test_warm_up_drains_the_batch_through_every_size():
 
 def test_union_of_device_intervals():
     assert benchmark.union_length([(0, 10), (5, 15), (20, 25), (21, 22)]) == 20
-    trace = [{"cat": "kernel", "ts": 1, "dur": 2}, {"cat": "cpu_op", "ts": 0, "dur": 9}, {"cat": "gpu_memset", "ts": 5, "dur": 1},
-             {"ph": "M", "name": "process_name"}]
+    trace = [
+        {"cat": "kernel", "ts": 1, "dur": 2},
+        {"cat": "cpu_op", "ts": 0, "dur": 9},
+        {"cat": "gpu_memset", "ts": 5, "dur": 1},
+        {"ph": "M", "name": "process_name"},
+    ]
     assert benchmark.device_spans(trace) == [(1.0, 3.0), (5.0, 6.0)]

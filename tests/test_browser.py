@@ -57,8 +57,9 @@ class Page:
     def screenshot(self, path: Path, max_height: int = 6000) -> Path:
         width, height = self.size(max_height)
         clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
-        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot",
-                                           {"format": "png", "clip": clip, "captureBeyondViewport": True})
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+        )
         path = Path(path)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
@@ -89,8 +90,15 @@ def _browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-extensions", "--hide-scrollbars", "--window-size=1400,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--window-size=1400,900",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, exceptions, failed loads
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -113,21 +121,33 @@ def site(tmp_path_factory):
         study.write_text(syn.study_csv_text())
         record.record_status(PROFILE, "cot_hard", "06_benchmark", status="failed", error="RuntimeError: engine died")
         out_dir = paths.reports_root(PROFILE) / paths.PROFILE_RUN
-        outcome = runner.execute("07_analysis", paths.PROFILE_RUN, out_dir,
-                                 {"profile": PROFILE, "external_csvs": [str(study)], "n_boot": 300}, hide_input=False)
+        outcome = runner.execute(
+            "07_analysis",
+            paths.PROFILE_RUN,
+            out_dir,
+            {"profile": PROFILE, "external_csvs": [str(study)], "n_boot": 300},
+            hide_input=False,
+        )
         assert outcome.status == "finished", outcome.error
-        record.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=outcome.seconds, error=None)
+        record.record_status(
+            PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=outcome.seconds, error=None
+        )
         reports.render_html(out_dir / "07_analysis.ipynb", out_dir / "07_analysis.hidden.html", hide_input=True)
         reports.write_index(PROFILE)
         server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(home / "reports")))
+            ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(home / "reports"))
+        )
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         browser = _browser()
         shots = tmp_path_factory.mktemp("screenshots")
         try:
-            yield {"url": f"http://127.0.0.1:{server.server_address[1]}/{PROFILE}", "browser": browser, "shots": shots,
-                   "dir": paths.reports_root(PROFILE)}
+            yield {
+                "url": f"http://127.0.0.1:{server.server_address[1]}/{PROFILE}",
+                "browser": browser,
+                "shots": shots,
+                "dir": paths.reports_root(PROFILE),
+            }
         finally:
             browser.quit()
             server.shutdown()
@@ -151,8 +171,10 @@ def test_index_opens_clean_and_lists_runs(site):
 def test_analysis_page_shows_every_plot(site):
     page = Page(site["browser"], f"{site['url']}/_profile/07_analysis.html")
     assert page.problems == []
-    images = page.eval("[...document.images].map(i => ({png: i.src.startsWith('data:image/png;base64,'), "
-                       "w: i.naturalWidth, h: i.naturalHeight, done: i.complete}))")
+    images = page.eval(
+        "[...document.images].map(i => ({png: i.src.startsWith('data:image/png;base64,'), "
+        "w: i.naturalWidth, h: i.naturalHeight, done: i.complete}))"
+    )
     plots = [i for i in images if i["png"]]
     assert len(plots) == len(images) == N_PLOTS  # a plot without data is text, not an image (plots.NoData)
     assert all(i["done"] and i["w"] > 0 and i["h"] > 0 for i in plots), plots
@@ -183,7 +205,8 @@ def test_hidden_input_page_has_no_code(site):
 def test_a_broken_page_is_caught(site):
     """The checks above can fail: a console error, an uncaught exception and a missing image show."""
     (site["dir"] / "broken.html").write_text(
-        "<html><body><img src='missing.png'><script>console.error('boom'); undefined_name();</script></body></html>")
+        "<html><body><img src='missing.png'><script>console.error('boom'); undefined_name();</script></body></html>"
+    )
     problems = " | ".join(Page(site["browser"], f"{site['url']}/broken.html").problems)
     assert "boom" in problems and "undefined_name" in problems and "404" in problems, problems
 

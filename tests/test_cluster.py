@@ -33,10 +33,12 @@ LOOPBACK = dict(node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
 # Where and when, not what: left out when the cluster's grid is compared with the one host's
 # (timings and what is derived from them; the records' own fingerprints, which hash the
 # timings in metrics.json; the findings' sentences, which quote timings).
-PLACE_OR_TIME = re.compile(r"(^|_)(s|seconds|time|times|wall|at|host|pid|node|gpus|started|finished|since|"
-                           r"per_s|tps|rate_s|cpu|rss|peak|memory|mb|gb|speedup|occupancy|slowdown|ratio|"
-                           r"step|steps_s|latency|ttft|tpot|throughput|prefill|decode|busy|ceiling|r|predicted|"
-                           r"floor|cost|passes|repetitions|warmup|lone|tflops|mfu|settings|findings|ran)($|_)")
+PLACE_OR_TIME = re.compile(
+    r"(^|_)(s|seconds|time|times|wall|at|host|pid|node|gpus|started|finished|since|"
+    r"per_s|tps|rate_s|cpu|rss|peak|memory|mb|gb|speedup|occupancy|slowdown|ratio|"
+    r"step|steps_s|latency|ttft|tpot|throughput|prefill|decode|busy|ceiling|r|predicted|"
+    r"floor|cost|passes|repetitions|warmup|lone|tflops|mfu|settings|findings|ran)($|_)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +74,16 @@ def grids(tmp_path_factory, tiny_pair, sim):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("WORKBOOK_HOME", str(home))
             t0 = time.perf_counter()
-            result = runner.run_grid("tiny", styles=STYLES, scenarios=[SCENARIO], overrides=GRID, log=shown.append,
-                                     **where)
-            made[name] = {"home": home, "result": result, "shown": shown, "wall_s": time.perf_counter() - t0,
-                          "status": record.load_status("tiny")}
+            result = runner.run_grid(
+                "tiny", styles=STYLES, scenarios=[SCENARIO], overrides=GRID, log=shown.append, **where
+            )
+            made[name] = {
+                "home": home,
+                "result": result,
+                "shown": shown,
+                "wall_s": time.perf_counter() - t0,
+                "status": record.load_status("tiny"),
+            }
     return made
 
 
@@ -91,11 +99,16 @@ def _made(home):
     """What the runs made: every data file and every adapter's and merged model's weights (by
     content), and every stage's figures and metrics (less place and time)."""
     data = home / "data" / "tiny"
-    files = {str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for pattern in ("**/*.jsonl", "models/adapters/**/*.safetensors", "models/merged/**/*.safetensors")
-             for p in sorted(data.glob(pattern))}
-    figures = {str(p.relative_to(data)): _comparable(io.read_json(p), home)
-               for pattern in ("runs/*/figures/*.json", "runs/*/metrics.json") for p in sorted(data.glob(pattern))}
+    files = {
+        str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for pattern in ("**/*.jsonl", "models/adapters/**/*.safetensors", "models/merged/**/*.safetensors")
+        for p in sorted(data.glob(pattern))
+    }
+    figures = {
+        str(p.relative_to(data)): _comparable(io.read_json(p), home)
+        for pattern in ("runs/*/figures/*.json", "runs/*/metrics.json")
+        for p in sorted(data.glob(pattern))
+    }
     return files, figures
 
 
@@ -110,8 +123,9 @@ def test_the_chains_ran_on_both_nodes_each_with_its_own_gpu(grids, sim):
         assert {stages[s]["gpus"] for s in runner.stages_of(label.split("_")[0])} == {"0"}, label  # Ray's, per task
     assert {stages["01_generate_data"]["node"] for stages in placed.values()} == node_ids  # one chain per node
     for style in STYLES:  # the stage's own record says it too
-        ran_on = io.read_json(run["home"] / "data" / "tiny" / "runs" / f"{style}_{SCENARIO}" / "figures" /
-                              "06_benchmark.json")["ran_on"]
+        ran_on = io.read_json(
+            run["home"] / "data" / "tiny" / "runs" / f"{style}_{SCENARIO}" / "figures" / "06_benchmark.json"
+        )["ran_on"]
         assert ran_on["node"] in node_ids and ran_on["gpus"] == "0", ran_on
     assert "node" not in status["_profile"]["00_base_models"]  # the profile-wide stages ran in the driver
     assert any(m.startswith("ray: 3 node(s), 2 GPU(s), 2 CPU(s)") for m in run["shown"]), run["shown"][:5]
@@ -135,11 +149,19 @@ def test_a_chain_no_node_can_hold_is_refused_before_anything_is_submitted(grids,
     monkeypatch.setenv("WORKBOOK_HOME", str(grids["cluster"]["home"]))
     submitted = []
     monkeypatch.setattr(runner.ray_cluster, "place", lambda *a, **k: submitted.append(a) or {})
-    with pytest.raises(runner.params.ParamsError,
-                       match=r"cot_easy needs 2 GPU\(s\) \(grid.gpus_per_run=2\), but no node of the cluster has "
-                             r"more than 1 \(3 node\(s\)\); nothing was submitted"):
-        runner.run_grid("tiny", styles=["cot"], scenarios=[SCENARIO], overrides={**GRID, "grid.gpus_per_run": 2},
-                        cluster="auto", log=lambda m: None)
+    with pytest.raises(
+        runner.params.ParamsError,
+        match=r"cot_easy needs 2 GPU\(s\) \(grid.gpus_per_run=2\), but no node of the cluster has "
+        r"more than 1 \(3 node\(s\)\); nothing was submitted",
+    ):
+        runner.run_grid(
+            "tiny",
+            styles=["cot"],
+            scenarios=[SCENARIO],
+            overrides={**GRID, "grid.gpus_per_run": 2},
+            cluster="auto",
+            log=lambda m: None,
+        )
     assert submitted == []
 
 
@@ -149,10 +171,18 @@ def test_a_chain_handed_over_after_another_starts_when_that_one_ends(sim, tmp_pa
     from lib import cluster
 
     def chain(name, seconds):
-        code = (f"import time, pathlib; p = pathlib.Path({str(tmp_path)!r}); (p / '{name}.start').write_text(str(time.time())); "
-                f"time.sleep({seconds}); (p / '{name}.end').write_text(str(time.time()))")
-        return cluster.Chain(name=name, command=[sys.executable, "-c", code], gpus=1, cpus=1,
-                             report_dir=tmp_path / name, env=cluster.chain_env(1))
+        code = (
+            f"import time, pathlib; p = pathlib.Path({str(tmp_path)!r}); (p / '{name}.start').write_text(str(time.time())); "
+            f"time.sleep({seconds}); (p / '{name}.end').write_text(str(time.time()))"
+        )
+        return cluster.Chain(
+            name=name,
+            command=[sys.executable, "-c", code],
+            gpus=1,
+            cpus=1,
+            report_dir=tmp_path / name,
+            env=cluster.chain_env(1),
+        )
 
     ended = cluster.place([chain("a", 8), chain("b", 0), chain("a_r1", 0)], lambda m: None, after={"a_r1": "a"})
     assert {n: e["code"] for n, e in ended.items()} == {"a": 0, "b": 0, "a_r1": 0}
@@ -175,13 +205,35 @@ def test_ctrl_c_on_the_driver_cancels_the_chains_and_each_records_its_stage_inte
     """The driver in its own process, joined to the cluster by its address, as a person starts it."""
     home = grids["cluster"]["home"]
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
-    cmd = [sys.executable, "-m", "lib", "run", "--profile", "tiny", "--styles", "cot", "--scenarios", SCENARIO,
-           "--stages", "01_generate_data", "02_train_target", "--cluster", sim["cluster"].address,
-           "--set", *[f"{k}={json.dumps(v)}" for k, v in GRID.items()]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "run",
+        "--profile",
+        "tiny",
+        "--styles",
+        "cot",
+        "--scenarios",
+        SCENARIO,
+        "--stages",
+        "01_generate_data",
+        "02_train_target",
+        "--cluster",
+        sim["cluster"].address,
+        "--set",
+        *[f"{k}={json.dumps(v)}" for k, v in GRID.items()],
+    ]
     # SIGINT as at a terminal, even where this test runs with it ignored (a background job)
-    driver = subprocess.Popen(cmd, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    driver = subprocess.Popen(
+        cmd,
+        cwd=str(REPO),
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         _wait_running("02_train_target")
         driver.send_signal(signal.SIGINT)
@@ -201,9 +253,20 @@ def test_a_chain_whose_node_is_lost_fails_naming_it_and_is_resumed(grids, sim, m
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
     stages, over = ["01_generate_data", "02_train_target", "03_distill"], {**GRID, "train.target.lr": 0.002}
     ended = {}
-    grid = threading.Thread(target=lambda: ended.setdefault("result", runner.run_grid(
-        "tiny", styles=["cot"], scenarios=[SCENARIO], stages=stages, overrides=over, cluster="auto",
-        log=lambda m: None)))
+    grid = threading.Thread(
+        target=lambda: ended.setdefault(
+            "result",
+            runner.run_grid(
+                "tiny",
+                styles=["cot"],
+                scenarios=[SCENARIO],
+                stages=stages,
+                overrides=over,
+                cluster="auto",
+                log=lambda m: None,
+            ),
+        )
+    )
     grid.start()
     entry = _wait_running("02_train_target")
     lost = next(n for n in sim["nodes"] if n.node_id == entry["node"])
@@ -218,8 +281,12 @@ def test_a_chain_whose_node_is_lost_fails_naming_it_and_is_resumed(grids, sim, m
     entry = record.load_status("tiny")["cot_easy"]["02_train_target"]
     assert entry["status"] == "failed" and entry["node"] == lost.node_id
 
-    again = runner.run_grid("tiny", styles=["cot"], scenarios=[SCENARIO], stages=stages, overrides=over,
-                            cluster="auto", log=lambda m: None)
+    again = runner.run_grid(
+        "tiny", styles=["cot"], scenarios=[SCENARIO], stages=stages, overrides=over, cluster="auto", log=lambda m: None
+    )
     assert [(o.stage, o.status) for o in again.outcomes] == [
-        ("01_generate_data", "cached"), ("02_train_target", "finished"), ("03_distill", "finished")], again.summary()
+        ("01_generate_data", "cached"),
+        ("02_train_target", "finished"),
+        ("03_distill", "finished"),
+    ], again.summary()
     assert record.load_status("tiny")["cot_easy"]["02_train_target"]["node"] != lost.node_id  # the node left

@@ -60,8 +60,14 @@ def _pass(latencies: list[float], tokens: int, wall: float) -> dict:
     """A pass's summary as `repetition` reads it: every request `tokens` long, finishing at `latencies`."""
     timings = [{"output_tokens": tokens, "tpot_s": 0.01, "prefill_s": 0.01, "latency_s": t} for t in latencies]
     timings[-1]["tpot_s"] = (latencies[-1] - latencies[-2]) / tokens  # the last one: its time per token alone
-    return {"throughput_tok_s": tokens * len(timings) / wall, "wall_s": wall, "output_tokens_total": tokens * len(timings),
-            "step": benchmark.step_timing(timings, None, wall), "spec": None, "ttft_s": {"mean": None}}
+    return {
+        "throughput_tok_s": tokens * len(timings) / wall,
+        "wall_s": wall,
+        "output_tokens_total": tokens * len(timings),
+        "step": benchmark.step_timing(timings, None, wall),
+        "spec": None,
+        "ttft_s": {"mean": None},
+    }
 
 
 def test_a_lone_last_request_is_measured_and_left_out_of_the_speed_up_without_it():
@@ -102,8 +108,17 @@ def test_the_schedule_places_a_long_badly_guessed_request_alone_at_the_end():
     # counts) while the others take 4 per step, at 20 ms a step.
     tokens = [21, 21, 21, 81]
     base = [{"output_tokens": n, "tpot_s": 0.010, "prefill_s": 0.1, "latency_s": None} for n in tokens]
-    spec = [{"output_tokens": n, "tpot_s": 0.020 / tps, "prefill_s": 0.1, "latency_s": None, "spec_drafts": (n - 1) // tps,
-             "spec_accepted_tokens": (n - 1) - (n - 1) // tps} for n, tps in zip(tokens, [4, 4, 4, 1])]
+    spec = [
+        {
+            "output_tokens": n,
+            "tpot_s": 0.020 / tps,
+            "prefill_s": 0.1,
+            "latency_s": None,
+            "spec_drafts": (n - 1) // tps,
+            "spec_accepted_tokens": (n - 1) - (n - 1) // tps,
+        }
+        for n, tps in zip(tokens, [4, 4, 4, 1])
+    ]
     counters = {"drafts": 5 * 3 + 80, "accepted_tokens": 15 * 3}
     b = benchmark.step_timing(base, None, 1.0, slots=2)
     s = benchmark.step_timing(spec, counters, 1.0, slots=2)
@@ -119,7 +134,8 @@ def test_the_schedule_places_a_long_badly_guessed_request_alone_at_the_end():
     # with the same busy time spread evenly over both slots, the prediction would not see the tail
     assert model["predicted_speedup_busy"] > model["predicted_speedup"] * 1.2
     # without slots (or timestamps) there is no schedule, and the busy-time prediction stands
-    unslotted = benchmark.cost_model(benchmark.step_timing(base, None, 1.0), benchmark.step_timing(spec, counters, 1.0),
-                                     spec_acc, 3)
+    unslotted = benchmark.cost_model(
+        benchmark.step_timing(base, None, 1.0), benchmark.step_timing(spec, counters, 1.0), spec_acc, 3
+    )
     assert unslotted["prediction_basis"] == "decode + prefill"
     assert stats.fcfs_makespan([1.0, 1.0, 1.0], 2) == pytest.approx(2.0) and stats.fcfs_makespan([], 4) == 0.0

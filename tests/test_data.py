@@ -21,8 +21,14 @@ def _write(path, rows):
 
 def test_embedded_split_has_no_shared_question(home):
     cfg, rp = _cfg(), RunPaths("tiny", "cot", "easy")
-    assert splits.ensure_problems(cfg, rp) == {"n_train": 40, "n_test": 10, "shared_dropped": 0, "shared_ids": [],
-                                               "duplicates_dropped": 0, "duplicate_ids": []}
+    assert splits.ensure_problems(cfg, rp) == {
+        "n_train": 40,
+        "n_test": 10,
+        "shared_dropped": 0,
+        "shared_ids": [],
+        "duplicates_dropped": 0,
+        "duplicate_ids": [],
+    }
     train, test = io.read_jsonl(rp.train_problems).rows, io.read_jsonl(rp.test_problems).rows
     assert not {problems.normalize_question(r["question"]) for r in train} & {
         problems.normalize_question(r["question"]) for r in test
@@ -36,11 +42,21 @@ def test_changed_data_params_are_refused_not_mixed(home):
 
 
 def test_question_shared_with_an_explicit_test_split_is_dropped_from_training_and_listed(home, tmp_path):
-    rows = [{"question": f"What is {i} plus {i}?", "answer": f"{i}+{i} = <<{i}+{i}={2*i}>>{2*i}\n#### {2*i}"} for i in range(30)]
+    rows = [
+        {"question": f"What is {i} plus {i}?", "answer": f"{i}+{i} = <<{i}+{i}={2 * i}>>{2 * i}\n#### {2 * i}"}
+        for i in range(30)
+    ]
     train = _write(tmp_path / "train.jsonl", rows)
     test = _write(tmp_path / "test.jsonl", [{**rows[0], "question": "  what is 0 plus 0 "}] + rows[1:3])
-    cfg = _cfg(**{"data.source": "local", "data.local.path": train, "data.local.test_path": test, "data.n_train": 0,
-                  "data.n_test": 0})
+    cfg = _cfg(
+        **{
+            "data.source": "local",
+            "data.local.path": train,
+            "data.local.test_path": test,
+            "data.n_train": 0,
+            "data.n_test": 0,
+        }
+    )
     rp = RunPaths("tiny", "cot", "easy")
     split = splits.ensure_problems(cfg, rp)
     assert split["n_train"] == 27 and split["n_test"] == 3
@@ -141,14 +157,23 @@ def test_full_profile_reads_its_hub_datasets(home, hub_env, scenario):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _HUB_SPLIT, scenario], env=hub_env["env"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _HUB_SPLIT, scenario],
+        env=hub_env["env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     train, test, split = got["train"], got["test"], got["split"]
     assert len(set(train)) == len(train) and len(set(test)) == len(test) and not set(train) & set(test)
-    configs = {"easy": {"main"}, "medium": {"algebra", "intermediate_algebra", "precalculus"},
-               "hard": {"algebra", "intermediate_algebra", "precalculus"}}[scenario]
+    configs = {
+        "easy": {"main"},
+        "medium": {"algebra", "intermediate_algebra", "precalculus"},
+        "hard": {"algebra", "intermediate_algebra", "precalculus"},
+    }[scenario]
     assert {i.split("-")[1] for i in train} == configs  # every config joined, ids name theirs
     assert {i.split("-")[1] for i in test} == configs
     if scenario != "easy":  # the study's level filter (the stand-in has Level 5 rows too)

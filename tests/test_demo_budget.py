@@ -14,9 +14,19 @@ from lib import params, paths, record, reports, runner
 def _status(seconds: float, whole: bool = True) -> dict:
     return {
         "cot_easy": {"01_generate_data": {"status": "finished", "seconds": 7.5, "at": 1.0}},
-        record.GRID_RUN: {record.GRID_WALL: {
-            "status": "ended", "seconds": seconds, "started": 1_795_000_000.0, "jobs": 2,
-            "outcomes": {"finished": 44}, "whole_grid": whole, "command": "run --profile tiny", "host": "box", "at": 2.0}},
+        record.GRID_RUN: {
+            record.GRID_WALL: {
+                "status": "ended",
+                "seconds": seconds,
+                "started": 1_795_000_000.0,
+                "jobs": 2,
+                "outcomes": {"finished": 44},
+                "whole_grid": whole,
+                "command": "run --profile tiny",
+                "host": "box",
+                "at": 2.0,
+            }
+        },
     }
 
 
@@ -96,26 +106,36 @@ def test_cpu_jobs_run_chains_side_by_side_longest_first(home, monkeypatch):
         (style, scenario, _), _ = chain[0]
         seen.append((f"{style}_{scenario}", real(chain, profile, overrides, redo, hide_input, outcomes_file)))
         outcomes = [{"run": f"{style}_{scenario}", "stage": s, "status": "finished"} for _, s in chain]
-        code = (f"import json, os; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w')); "
-                f"assert os.environ['OMP_NUM_THREADS'] == '1' and os.environ['{runner.JOB_ENV}']; "
-                f"print('\\r  {style}_{scenario} 01: 50%|##  |\\r      \\r[1/1 0s] {style}_{scenario} finished')")
+        code = (
+            f"import json, os; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w')); "
+            f"assert os.environ['OMP_NUM_THREADS'] == '1' and os.environ['{runner.JOB_ENV}']; "
+            f"print('\\r  {style}_{scenario} 01: 50%|##  |\\r      \\r[1/1 0s] {style}_{scenario} finished')"
+        )
         return [sys.executable, "-c", code]
 
     monkeypatch.setattr(runner, "_chain_command", command)
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
     shown = []
-    result = runner.run_grid("tiny", ["base", "cod"], ["easy"], ["01_generate_data", "02_train_target"], jobs=2,
-                             log=shown.append)
+    result = runner.run_grid(
+        "tiny", ["base", "cod"], ["easy"], ["01_generate_data", "02_train_target"], jobs=2, log=shown.append
+    )
     # each run's own lines come through, with its slot in front, and not hidden behind a progress bar
-    assert {"[1/1 0s] base_easy finished", "[1/1 0s] cod_easy finished"} <= {m.split("] ", 1)[1] for m in shown if m.startswith("[job ")}
+    assert {"[1/1 0s] base_easy finished", "[1/1 0s] cod_easy finished"} <= {
+        m.split("] ", 1)[1] for m in shown if m.startswith("[job ")
+    }
     assert sorted((o.run, o.stage, o.status) for o in result.outcomes) == [
-        ("base_easy", "01_generate_data", "finished"), ("cod_easy", "01_generate_data", "finished"),
-        ("cod_easy", "02_train_target", "finished")]
+        ("base_easy", "01_generate_data", "finished"),
+        ("cod_easy", "01_generate_data", "finished"),
+        ("cod_easy", "02_train_target", "finished"),
+    ]
     assert all(cmd[cmd.index("--jobs") + 1] == "1" for _, cmd in seen)
     assert record.load_status("tiny")[record.GRID_RUN][record.GRID_WALL]["jobs"] == 2
 
     seen.clear()
-    chains = [[(("base", "easy", 0), "01_generate_data")], [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")]]
+    chains = [
+        [(("base", "easy", 0), "01_generate_data")],
+        [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")],
+    ]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None)
     assert [run for run, _ in seen] == ["cod_easy", "base_easy"]  # without short_first: longest first
 
@@ -135,7 +155,10 @@ def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
         return [sys.executable, "-c", f"import json; json.dump({outcomes!r}, open({str(outcomes_file)!r}, 'w'))"]
 
     monkeypatch.setattr(runner, "_chain_command", command)
-    chains = [[(("base", "easy", 0), "01_generate_data")], [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")]]
+    chains = [
+        [(("base", "easy", 0), "01_generate_data")],
+        [(("cod", "easy", 0), "01_generate_data"), (("cod", "easy", 0), "02_train_target")],
+    ]
     runner._place(chains, runner.job_slots(2)[:1], "tiny", {}, False, False, lambda msg: None, short_first=True)
     assert seen == ["base_easy", "cod_easy"]
 
@@ -147,10 +170,13 @@ def test_cpu_jobs_place_the_short_base_runs_first(home, monkeypatch):
 
     # Placed by Ray (GPUs): submitted longest first
     submitted = []
-    monkeypatch.setattr(runner.ray_cluster, "place",
-                        lambda ray_chains, log, after: submitted.extend(c.name for c in ray_chains) or {})
-    rays = {id(c): runner._ray_chain(c, runner.params.resolve("tiny", c[0][0][0], "easy"), "tiny", {}, False, False)
-            for c in chains}
+    monkeypatch.setattr(
+        runner.ray_cluster, "place", lambda ray_chains, log, after: submitted.extend(c.name for c in ray_chains) or {}
+    )
+    rays = {
+        id(c): runner._ray_chain(c, runner.params.resolve("tiny", c[0][0][0], "easy"), "tiny", {}, False, False)
+        for c in chains
+    }
     runner._place_by_ray(chains, rays, "tiny", lambda msg: None)
     assert submitted == ["cod_easy", "base_easy"]
 
@@ -180,10 +206,18 @@ def test_token_counts_skip_transformers_and_match_it(tmp_path):
     folder = _small_tokenizer(tmp_path / "tok")
     texts = ["Natalia sold 48 clips.", "  two spaces, unicode ≥ π", "<|endoftext|> special", "\n\n#### 72", ""]
     assert models.token_counter(str(folder))(texts) == models.count_tokens(models.load_tokenizer(str(folder)), texts)
-    code = (f"import sys; from lib import models; print(models.token_counter({str(folder)!r})(['a b'])); "
-            f"print('torch' in sys.modules, 'transformers' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(paths.REPO), env={**__import__("os").environ, "PYTHONPATH": str(paths.REPO)}).stdout
+    code = (
+        f"import sys; from lib import models; print(models.token_counter({str(folder)!r})(['a b'])); "
+        f"print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(paths.REPO),
+        env={**__import__("os").environ, "PYTHONPATH": str(paths.REPO)},
+    ).stdout
     assert out.strip().splitlines()[-1] == "False False"
 
 
@@ -231,8 +265,11 @@ def test_the_profile_reads_status_notebook_times_and_phase_lines(home, capsys):
     record.status_path("tiny").write_text(json.dumps(status))
     nb = nbformat.v4.new_notebook()
     t = lambda s: f"2026-11-29T08:00:{s:06.3f}+00:00"
-    cells = [("from lib import params", 2.0, 4.0), ("with engine_log:\n    metrics = benchmark.run(cfg, rp)", 4.0, 24.0),
-             ("benchmark.pass_table(metrics)", 24.0, 25.0)]
+    cells = [
+        ("from lib import params", 2.0, 4.0),
+        ("with engine_log:\n    metrics = benchmark.run(cfg, rp)", 4.0, 24.0),
+        ("benchmark.pass_table(metrics)", 24.0, 25.0),
+    ]
     for src, a, b in cells:
         cell = nbformat.v4.new_code_cell(src)
         cell.metadata["papermill"] = {"start_time": t(a), "end_time": t(b)}
@@ -241,9 +278,17 @@ def test_the_profile_reads_status_notebook_times_and_phase_lines(home, capsys):
     nbformat.write(nb, str(out / "06_benchmark.ipynb"))
     during = datetime.fromisoformat(t(10.0)).timestamp()  # a line of an earlier run of the stage is left out
     (out / "06_benchmark.log").write_text(
-        "vLLM chatter\n" + "".join(f"{logs.PHASE_PREFIX} {at:.3f} {n}: {s} s\n" for at, n, s in
-                                   ((during - 3600, "engine start", 9.0), (during, "import vllm", 6.5),
-                                    (during, "engine start", 1.25), (during, "engine start (speculative)", 1.75))))
+        "vLLM chatter\n"
+        + "".join(
+            f"{logs.PHASE_PREFIX} {at:.3f} {n}: {s} s\n"
+            for at, n, s in (
+                (during - 3600, "engine start", 9.0),
+                (during, "import vllm", 6.5),
+                (during, "engine start", 1.25),
+                (during, "engine start (speculative)", 1.75),
+            )
+        )
+    )
     assert profile.main([str(home)]) == 0
     table = capsys.readouterr().out
     row = lambda label: [c.strip() for c in next(line for line in table.splitlines() if label in line).split("|")]

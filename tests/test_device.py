@@ -28,11 +28,18 @@ def gpu_box(monkeypatch):
         def call(*a, **k):
             calls.append(name)
             raise CudaInitialised(f"{name} initialises CUDA in the parent before the engine forks")
+
         return call
 
-    for obj, name in ((torch.cuda, "is_available"), (torch.cuda, "init"), (torch.cuda, "_lazy_init"),
-                      (torch.cuda, "get_device_name"), (torch.cuda, "get_device_properties"),
-                      (torch._C, "_cuda_getDeviceCount"), (torch._C, "_cuda_init")):
+    for obj, name in (
+        (torch.cuda, "is_available"),
+        (torch.cuda, "init"),
+        (torch.cuda, "_lazy_init"),
+        (torch.cuda, "get_device_name"),
+        (torch.cuda, "get_device_properties"),
+        (torch._C, "_cuda_getDeviceCount"),
+        (torch._C, "_cuda_init"),
+    ):
         monkeypatch.setattr(obj, name, forbidden(f"{obj.__name__}.{name}"), raising=False)
     monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # NVML-based until CUDA is initialised
@@ -86,6 +93,7 @@ def test_one_dtype_resolver():
 
 
 # --- peak GPU memory -----------------------------------------------------------------------
+
 
 class FakeNvml(types.ModuleType):
     """pynvml's surface that lib.device uses: one GPU whose used memory (MiB) follows `used`,

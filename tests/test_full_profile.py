@@ -28,6 +28,7 @@ from fake_gemini import FakeGemini, reference_teacher
 
 KEY = "test-key-full"
 
+
 def overrides(gemini_url: str) -> dict:
     step = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "optim": "adamw_torch"}
     return {
@@ -35,8 +36,13 @@ def overrides(gemini_url: str) -> dict:
         "models.dtype": "float32",
         "data.n_train": 24,
         "data.n_test": 6,
-        "data.gemini": {"base_url": gemini_url, "poll_interval_s": 0.05, "poll_max_interval_s": 0.1,
-                        "poll_timeout_s": 120.0, "retry_initial_delay_s": 0.01},
+        "data.gemini": {
+            "base_url": gemini_url,
+            "poll_interval_s": 0.05,
+            "poll_max_interval_s": 0.1,
+            "poll_timeout_s": 120.0,
+            "retry_initial_delay_s": 0.01,
+        },
         "train.max_length": 384,
         "train.target": step,
         "train.draft": step,
@@ -60,8 +66,19 @@ def overrides(gemini_url: str) -> dict:
 
 def _run(env, gemini_url: str, *args: str, **extra) -> tuple[subprocess.CompletedProcess, float]:
     sets = {**overrides(gemini_url), **extra}
-    cmd = [sys.executable, "-m", "lib", "run", "--profile", "full", "--styles", "cod", *args,
-           "--set", *[f"{k}={json.dumps(v)}" for k, v in sets.items()]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "run",
+        "--profile",
+        "full",
+        "--styles",
+        "cod",
+        *args,
+        "--set",
+        *[f"{k}={json.dumps(v)}" for k, v in sets.items()],
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     return out, time.perf_counter() - t0
@@ -83,8 +100,9 @@ def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_
         env.pop("GOOGLE_API_KEY", None)
         out, wall = _run(env, gemini.url, "--scenarios", "easy")
         assert out.returncode == 0, f"`full` failed after {wall:.0f} s:\n{out.stdout[-6000:]}{out.stderr[-6000:]}"
-        math, math_wall = _run(env, gemini.url, "--scenarios", "medium", "--stages", "01_generate_data",
-                               **{"data.n_test": 0})  # the whole test split, so the shared questions are in it
+        math, math_wall = _run(
+            env, gemini.url, "--scenarios", "medium", "--stages", "01_generate_data", **{"data.n_test": 0}
+        )  # the whole test split, so the shared questions are in it
         assert math.returncode == 0, f"`full` medium failed:\n{math.stdout[-6000:]}{math.stderr[-6000:]}"
         gemini_paths = [c["path"] for c in gemini.calls]
 
@@ -139,7 +157,9 @@ print(json.dumps(seen))
 def test_local_hub_is_as_strict_as_the_hub(hub_env):
     """Through huggingface_hub itself: unknown repos, revisions and files fail with the Hub's
     own errors, and the repositories are laid out as the real ones."""
-    out = subprocess.run([sys.executable, "-c", _STRICT], env=hub_env["env"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _STRICT], env=hub_env["env"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["repo"] == seen["dataset_as_model"] == "RepositoryNotFoundError"
@@ -147,6 +167,13 @@ def test_local_hub_is_as_strict_as_the_hub(hub_env):
     assert seen["file"] == "RemoteEntryNotFoundError"  # huggingface_hub 1.x: an EntryNotFoundError
     assert seen["configs"] == ["algebra", "intermediate_algebra", "precalculus"]
     files = seen["files"]
-    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
-            "merges.txt", "model.safetensors.index.json"} <= set(files)
+    assert {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "model.safetensors.index.json",
+    } <= set(files)
     assert sum(f.startswith("model-0") and f.endswith(".safetensors") for f in files) >= 2

@@ -51,10 +51,15 @@ def correct(key, request):
 
 
 def setup_run(home, fake, style="cot", file=False, **gemini):
-    cfg = params.resolve("tiny", style, "easy", {
-        "data.teacher": "gemini",
-        "data.gemini": {"base_url": fake.url, **FAST, "inline_limit_bytes": 1 if file else 20_000_000, **gemini},
-    })
+    cfg = params.resolve(
+        "tiny",
+        style,
+        "easy",
+        {
+            "data.teacher": "gemini",
+            "data.gemini": {"base_url": fake.url, **FAST, "inline_limit_bytes": 1 if file else 20_000_000, **gemini},
+        },
+    )
     rp = RunPaths("tiny", style, "easy")
     io.write_jsonl(rp.train_problems, ROWS)
     return cfg, rp
@@ -78,7 +83,8 @@ def test_job_succeeds(home, servers, style, file):
     assert all(r["correct"] and r["teacher"] == "gemini" and r["style"] == style for r in kept(rp).values())
     # each row names the model asked for and the version the service says answered
     assert {(r["teacher_model"], r["model_version"]) for r in kept(rp).values()} == {
-        ("gemini-3.8-flash", MODELS["gemini-3.8-flash"])}
+        ("gemini-3.8-flash", MODELS["gemini-3.8-flash"])
+    }
 
     (job,) = fake.created()
     assert job.source == ("file" if file else "inlined")
@@ -125,7 +131,9 @@ def test_failed_job_names_job_and_state(home, servers):
 
 def _some_rows_fail(key, request):
     if key == "easy-00001":
-        return {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}}
+        return {
+            "error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}
+        }
     if key == "easy-00002":
         return {"text": "Some steps.\n#### 999999"}
     if key == "easy-00003":
@@ -160,10 +168,13 @@ def test_malformed_result_lines_are_recorded_not_fatal(home, servers):
             return {"raw": json.dumps({"key": "easy-00005", "reply": "?"})}
         return correct(key, request)
 
-    fake = servers(responder, extra_result_lines=[
-        "[1, 2, 3]",
-        json.dumps({"key": "never-submitted", "response": text_response("#### 1")}),
-    ])
+    fake = servers(
+        responder,
+        extra_result_lines=[
+            "[1, 2, 3]",
+            json.dumps({"key": "never-submitted", "response": text_response("#### 1")}),
+        ],
+    )
     cfg, rp = setup_run(home, fake, file=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -192,7 +203,7 @@ def test_429_and_500_answers_are_retried(home, servers):
     for kind, codes in faults.items():
         seen = fake.statuses(kind)
         assert [s for s in seen if s != 200][: len(codes)] == codes, (kind, seen)  # every fault was served
-        assert 200 in seen[len(codes):], (kind, seen)  # and a later call of that kind succeeded
+        assert 200 in seen[len(codes) :], (kind, seen)  # and a later call of that kind succeeded
     assert not any(fake.faults.values())
     assert len(fake.created()) == 1
 
@@ -251,11 +262,15 @@ def test_crash_while_appending_resumes_without_a_new_job(home, servers, monkeypa
 def test_answered_problems_are_never_requested_again(home, servers):
     fake = servers()
     cfg, rp = setup_run(home, fake)
-    fingerprints.resume_guard(rp.teacher_output, data.teacher_settings(cfg))  # rows of this teacher, as a first run marks them
+    fingerprints.resume_guard(
+        rp.teacher_output, data.teacher_settings(cfg)
+    )  # rows of this teacher, as a first run marks them
     for pid in ("easy-00000", "easy-00003"):
         row, _ = data.validate(BY_ID[pid], reference.rewrite(BY_ID[pid], "cot"))
         io.append_jsonl(rp.teacher_output, [fingerprints.sealed(row)])
-    io.append_jsonl(rp.teacher_rejected, [fingerprints.sealed({"id": "easy-00004", "reason": "earlier", "solution": ""})])
+    io.append_jsonl(
+        rp.teacher_rejected, [fingerprints.sealed({"id": "easy-00004", "reason": "earlier", "solution": ""})]
+    )
     out = data.generate_solutions(cfg, rp, progress=False)
     assert out == {**out, "requested": 3, "skipped_done": 3}
     (job,) = fake.created()
@@ -378,9 +393,15 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
 
     monkeypatch.setattr(models, "load_tokenizer", lambda name: Tokenizer())
     monkeypatch.setattr(engine, "running", running)
-    monkeypatch.setattr(engine, "sampling", lambda cfg, max_tokens: SimpleNamespace(temperature=0.7, max_tokens=max_tokens))
-    cfg = params.resolve("tiny", "cod", "easy", {"data.teacher": "local",
-                                                 "data.local_teacher": {"model": "some/chat-model", "batch_size": 4}})
+    monkeypatch.setattr(
+        engine, "sampling", lambda cfg, max_tokens: SimpleNamespace(temperature=0.7, max_tokens=max_tokens)
+    )
+    cfg = params.resolve(
+        "tiny",
+        "cod",
+        "easy",
+        {"data.teacher": "local", "data.local_teacher": {"model": "some/chat-model", "batch_size": 4}},
+    )
     rp = RunPaths("tiny", "cod", "easy")
     io.write_jsonl(rp.train_problems, ROWS)
     out = data.generate_solutions(cfg, rp, progress=False)
@@ -392,6 +413,7 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
 
 
 # --- as strict as the service --------------------------------------------------------------
+
 
 def test_batches_and_files_exist_only_under_v1beta(home, servers):
     """google-genai's own default (v1) has no batches or files: the fake answers 404 there,
@@ -427,8 +449,9 @@ def test_fake_answers_unknown_models_as_the_service_does(servers):
     fake = servers()
 
     def get(path, method="GET"):
-        req = urllib.request.Request(fake.url + path, method=method, headers={"x-goog-api-key": KEY},
-                                     data=b"{}" if method == "POST" else None)
+        req = urllib.request.Request(
+            fake.url + path, method=method, headers={"x-goog-api-key": KEY}, data=b"{}" if method == "POST" else None
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read())
@@ -442,8 +465,12 @@ def test_fake_answers_unknown_models_as_the_service_does(servers):
     assert status == 404 and body["error"]["status"] == "NOT_FOUND"
     status, body = get("/v1beta/models/gemini-3.8-flash")
     assert status == 200 and body["version"] == MODELS["gemini-3.8-flash"]
-    for path, method in (("/v1/models/gemini-3.8-flash:batchGenerateContent", "POST"), ("/v1/batches/x", "GET"),
-                         ("/upload/v1/files", "POST"), ("/v1/files/x:download", "GET")):
+    for path, method in (
+        ("/v1/models/gemini-3.8-flash:batchGenerateContent", "POST"),
+        ("/v1/batches/x", "GET"),
+        ("/upload/v1/files", "POST"),
+        ("/v1/files/x:download", "GET"),
+    ):
         assert get(path, method)[0] == 404, path
 
 

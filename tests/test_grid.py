@@ -33,8 +33,12 @@ def grid(tmp_path_factory, tiny_pair):
         terminal = stdio.StringIO()
         with contextlib.redirect_stdout(terminal):
             result = runner.run_grid("tiny", styles=["base", "cod"], scenarios=["easy"], overrides=GRID)
-        yield {"result": result, "terminal": terminal.getvalue(),
-               "base": paths.RunPaths("tiny", "base", "easy"), "cod": paths.RunPaths("tiny", "cod", "easy")}
+        yield {
+            "result": result,
+            "terminal": terminal.getvalue(),
+            "base": paths.RunPaths("tiny", "base", "easy"),
+            "cod": paths.RunPaths("tiny", "cod", "easy"),
+        }
 
 
 def _fraction(x) -> bool:
@@ -43,8 +47,12 @@ def _fraction(x) -> bool:
 
 def test_every_stage_ran_and_the_terminal_showed_progress(grid):
     ran = [(o.run, o.stage, o.status) for o in grid["result"].outcomes]
-    expected = ([("_profile", "00_base_models")] + [("base_easy", s) for s in runner.stages_of("base")]
-                + [("cod_easy", s) for s in runner.stages_of("cod")] + [("_profile", "07_analysis")])
+    expected = (
+        [("_profile", "00_base_models")]
+        + [("base_easy", s) for s in runner.stages_of("base")]
+        + [("cod_easy", s) for s in runner.stages_of("cod")]
+        + [("_profile", "07_analysis")]
+    )
     assert ran == [(run, stage, "finished") for run, stage in expected], grid["result"].summary()
     # Within a stage, papermill's bar over its cells (e.g. "cod_easy 06_benchmark:  50%| 9/18").
     assert re.search(r"cod_easy 06_benchmark: +\d+%.*\d+/\d+", grid["terminal"]), grid["terminal"][-2000:]

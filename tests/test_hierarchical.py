@@ -102,8 +102,14 @@ def test_constant_prompts_leave_only_the_training_level():
     shares = {v: np.mean(across == v) for v in (-0.75, -0.25, 0.25)}
     assert sum(shares.values()) == 1
     assert shares == pytest.approx({-0.75: 0.25, -0.25: 0.5, 0.25: 0.25}, abs=0.03)
-    assert h["first"] == {"value": 0.5, "per_replicate": [0.0, 1.0], "min": 0.0, "max": 1.0,
-                          "sd": pytest.approx(np.sqrt(0.5)), "replicates": 2}
+    assert h["first"] == {
+        "value": 0.5,
+        "per_replicate": [0.0, 1.0],
+        "min": 0.0,
+        "max": 1.0,
+        "sd": pytest.approx(np.sqrt(0.5)),
+        "replicates": 2,
+    }
     assert np.isnan(h["second"]["sd"])
     assert h["verdict"].endswith("training spread not measured (1 replicate of one style)")
 
@@ -233,17 +239,34 @@ def test_replicate_delta_disagreeing_replicates_widen():
 
 
 # --- the verdict -----------------------------------------------------------------------------
-@pytest.mark.parametrize("within, across, reps, said", [
-    ((0.01, 0.05), (0.02, 0.06), (3, 3), "excludes zero across trainings"),
-    ((-0.05, -0.01), (-0.06, -0.002), 2, "excludes zero across trainings"),
-    ((0.01, 0.05), (-0.02, 0.08), (3, 2), "excludes zero over prompts but not across trainings"),
-    ((-0.01, 0.05), (-0.02, 0.08), (3, 3), "includes zero over prompts and across trainings"),
-    ((-0.01, 0.05), (0.001, 0.08), (3, 3), "excludes zero across trainings (not over prompts alone)"),
-    ((0.01, 0.05), (0.01, 0.05), (1, 1), "excludes zero over prompts only — training spread not measured (1 replicate)"),
-    ((-0.01, 0.05), (-0.01, 0.05), 1, "includes zero over prompts only — training spread not measured (1 replicate)"),
-    ((0.01, 0.05), (0.01, 0.07), (1, 3),
-     "excludes zero over prompts only — training spread not measured (1 replicate of one style)"),
-    ((float("nan"), float("nan")), (0.01, 0.07), (3, 3), "no interval"),
-])
+@pytest.mark.parametrize(
+    "within, across, reps, said",
+    [
+        ((0.01, 0.05), (0.02, 0.06), (3, 3), "excludes zero across trainings"),
+        ((-0.05, -0.01), (-0.06, -0.002), 2, "excludes zero across trainings"),
+        ((0.01, 0.05), (-0.02, 0.08), (3, 2), "excludes zero over prompts but not across trainings"),
+        ((-0.01, 0.05), (-0.02, 0.08), (3, 3), "includes zero over prompts and across trainings"),
+        ((-0.01, 0.05), (0.001, 0.08), (3, 3), "excludes zero across trainings (not over prompts alone)"),
+        (
+            (0.01, 0.05),
+            (0.01, 0.05),
+            (1, 1),
+            "excludes zero over prompts only — training spread not measured (1 replicate)",
+        ),
+        (
+            (-0.01, 0.05),
+            (-0.01, 0.05),
+            1,
+            "includes zero over prompts only — training spread not measured (1 replicate)",
+        ),
+        (
+            (0.01, 0.05),
+            (0.01, 0.07),
+            (1, 3),
+            "excludes zero over prompts only — training spread not measured (1 replicate of one style)",
+        ),
+        ((float("nan"), float("nan")), (0.01, 0.07), (3, 3), "no interval"),
+    ],
+)
 def test_verdict(within, across, reps, said):
     assert stats.replicate_verdict(within, across, reps) == said

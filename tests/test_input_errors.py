@@ -64,13 +64,16 @@ def _chat_tokenizer(folder):
     tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
-    fast.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} <eos> {% endfor %}"
-                          "{% if add_generation_prompt %}assistant: {% endif %}")
+    fast.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} <eos> {% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
     fast.save_pretrained(folder)
     return str(folder)
 
 
 # --- 4. every input error names the file and the line or record ----------------------------
+
 
 def test_non_utf8_local_data_names_the_file_and_line(home, tmp_path):
     path = _with_bad_byte(tmp_path / "p.jsonl", [_gsm(i) for i in range(40)], line=31)
@@ -85,7 +88,9 @@ def test_non_utf8_file_teacher_names_the_file_and_line(home, tmp_path):
     rows = [{"instruction": r["question"], "output": f"#### {r['answer']}"} for r in train_rows]
     path = _with_bad_byte(tmp_path / "sol.jsonl", rows, line=12)
     with pytest.raises(ValueError, match=_named(path, 12)):
-        data.generate_solutions(_cfg(**{"data.teacher": "file", "data.teacher_file.path": str(path)}), rp, progress=False)
+        data.generate_solutions(
+            _cfg(**{"data.teacher": "file", "data.teacher_file.path": str(path)}), rp, progress=False
+        )
 
 
 def test_non_utf8_external_csv_names_the_file_and_line(tmp_path):
@@ -119,7 +124,9 @@ def test_a_solution_without_a_final_answer_names_the_file_and_record(home, tmp_p
     rows = [_gsm(i) for i in range(40)]
     rows[5]["answer"] = "It is four."
     path = _write(tmp_path / "p.jsonl", rows)
-    with pytest.raises(ValueError, match=re.escape(f"{path}: record 5: column 'answer': reference has no final answer")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path}: record 5: column 'answer': reference has no final answer")
+    ):
         splits.ensure_problems(_local(path), RunPaths("tiny", "cot", "easy"))
 
 
@@ -131,6 +138,7 @@ def test_an_unreadable_parquet_file_is_named(home, tmp_path):
 
 
 # --- 5. duplicated questions are dropped, counted and listed --------------------------------
+
 
 def test_duplicated_questions_in_a_local_file_are_dropped_counted_and_listed(home, tmp_path):
     rows = [_gsm(i) for i in range(60)]
@@ -160,6 +168,7 @@ def test_a_question_twice_in_an_explicit_test_split_is_held_out_once(home, tmp_p
 
 
 # --- 6. neither split may be empty ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("which", ["train_problems", "test_problems"])
 def test_an_emptied_split_is_an_error_at_01(home, which):
@@ -200,8 +209,11 @@ def test_the_benchmark_refuses_zero_prompts_naming_the_file(home):
 
 # --- 7. a question too long for the engine --------------------------------------------------
 
+
 def _too_long_problems(rp):
-    rows = [{"id": f"easy-{i:05d}", "question": f"w{i} w{i + 1}", "reference": "#### 1", "answer": "1"} for i in range(3)]
+    rows = [
+        {"id": f"easy-{i:05d}", "question": f"w{i} w{i + 1}", "reference": "#### 1", "answer": "1"} for i in range(3)
+    ]
     rows.insert(1, {"id": "easy-huge", "question": "w1 w2 " * 50_000, "reference": "#### 1", "answer": "1"})  # 300 KB
     io.write_jsonl(rp.test_problems, rows)
     return rows
@@ -214,8 +226,11 @@ def test_a_question_too_long_for_the_engine_is_named_before_any_engine_starts(ho
     cfg = _cfg("base", **{"models.target": tok, "models.draft": tok})
     rp = RunPaths("tiny", "base", "easy")
     _too_long_problems(rp)
-    with pytest.raises(ValueError, match=re.escape(f"{rp.test_problems}: 1 problem(s) too long for the engine")
-                       + r".*engine\.max_model_len=1024.*: easy-huge \(\d+ tokens\)"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{rp.test_problems}: 1 problem(s) too long for the engine")
+        + r".*engine\.max_model_len=1024.*: easy-huge \(\d+ tokens\)",
+    ):
         benchmark.run(cfg, rp)
 
 
@@ -228,20 +243,28 @@ def test_distillation_names_a_question_too_long_before_its_engine_starts(home, t
 
 # --- 8. a local model folder that does not exist --------------------------------------------
 
-@pytest.mark.parametrize("where, stage", [
-    (lambda rp: rp.merged("draft"), "stage 05_merge of run cot_easy"),
-    (lambda rp: rp.adapter("target"), "stage 02_train_target of run cot_easy"),
-    (lambda rp: rp.adapter("draft"), "stage 04_train_draft of run cot_easy"),
-    (lambda rp: rp.base_model("target"), "stage 00_base_models"),
-])
+
+@pytest.mark.parametrize(
+    "where, stage",
+    [
+        (lambda rp: rp.merged("draft"), "stage 05_merge of run cot_easy"),
+        (lambda rp: rp.adapter("target"), "stage 02_train_target of run cot_easy"),
+        (lambda rp: rp.adapter("draft"), "stage 04_train_draft of run cot_easy"),
+        (lambda rp: rp.base_model("target"), "stage 00_base_models"),
+    ],
+)
 def test_a_missing_model_folder_names_itself_and_the_stage_that_makes_it(home, where, stage):
     path = str(where(RunPaths("tiny", "cot", "easy")))
-    with pytest.raises(FileNotFoundError, match=re.escape(f"model folder {path} does not exist: {stage} (profile tiny)")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"model folder {path} does not exist: {stage} (profile tiny)")
+    ):
         models.load_tokenizer(path)
 
 
 def test_a_missing_path_elsewhere_is_named_and_a_hub_id_is_left_to_the_hub(tmp_path):
-    with pytest.raises(FileNotFoundError, match=re.escape(f"model folder {tmp_path / 'gone'} does not exist; check models")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"model folder {tmp_path / 'gone'} does not exist; check models")
+    ):
         models.load_tokenizer(str(tmp_path / "gone"))
     models.require_model("Qwen/Qwen3-0.6B")  # a hub id: nothing to check here
 
@@ -263,6 +286,7 @@ def test_a_merge_without_its_adapter_says_which_stage_makes_it(home, tmp_path):
 
 
 # --- 2 and 9. training: a non-finite loss stops it; W&B only from params --------------------
+
 
 def test_a_non_finite_logged_loss_stops_training_naming_role_step_and_loss():
     from transformers import TrainerControl, TrainerState
@@ -303,16 +327,32 @@ def test_training_on_a_nan_loss_stops_before_saving_an_adapter(home, tmp_path):
 
     base = tmp_path / "base"
     _chat_tokenizer(base)
-    config = Qwen3Config(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=1, num_key_value_heads=1, head_dim=64, max_position_embeddings=512,
-                         tie_word_embeddings=False, pad_token_id=0, eos_token_id=2)
+    config = Qwen3Config(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        eos_token_id=2,
+    )
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         model.model.norm.weight[0] = float("nan")
     model.save_pretrained(base)
     rows = [{"id": f"r{i}", "question": f"w{i} w{i + 1}", "solution": f"w{i + 2} #### {i}"} for i in range(8)]
-    cfg = _cfg(**{"device": "cpu", "train.logging_steps": 1, "train.val_fraction": 0.0,
-                  "train.target": {"epochs": 1, "batch_size": 4}})
+    cfg = _cfg(
+        **{
+            "device": "cpu",
+            "train.logging_steps": 1,
+            "train.val_fraction": 0.0,
+            "train.target": {"epochs": 1, "batch_size": 4},
+        }
+    )
     adapter = RunPaths("tiny", "cot", "easy").adapter("target")
     with pytest.raises(FloatingPointError, match=r"target training diverged: loss = nan at step 1"):
         train.train_lora(cfg, "target", str(base), rows, adapter, tmp_path / "ckpt")
@@ -320,6 +360,7 @@ def test_training_on_a_nan_loss_stops_before_saving_an_adapter(home, tmp_path):
 
 
 # --- 10. CLI verbs end in one line and a non-zero exit --------------------------------------
+
 
 def test_compare_with_a_mistyped_profile_is_one_line_and_exit_2(home, capsys):
     from lib.__main__ import main
@@ -341,6 +382,7 @@ def test_render_on_an_unwritable_home_is_one_line_and_exit_1(tmp_path, monkeypat
 
 # --- 11. make clean-runs ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def make_tree(tmp_path):
     """The Makefile and the profile names in a scratch tree with data/ and reports/ in it: a
@@ -361,8 +403,14 @@ def _clean(tree, profile, home=None):
     env = {k: v for k, v in os.environ.items() if k not in ("WORKBOOK_HOME", "MAKEFLAGS", "MFLAGS")}
     if home:
         env["WORKBOOK_HOME"] = str(home)
-    return subprocess.run(["make", "-s", "clean-runs", f"PROFILE={profile}"], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["make", "-s", "clean-runs", f"PROFILE={profile}"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("profile", ["", "..", "../..", "tiny/..", "tiny/../..", ".", "tiny full", "nope"])
@@ -375,7 +423,9 @@ def test_clean_runs_refuses_anything_but_a_profile_name(make_tree, profile):
 def test_clean_runs_cleans_the_workbook_home(make_tree):
     out = _clean(make_tree, "tiny", home=make_tree / "home")
     assert out.returncode == 0, out.stderr
-    assert not (make_tree / "home" / "data" / "tiny").exists() and not (make_tree / "home" / "reports" / "tiny").exists()
+    assert (
+        not (make_tree / "home" / "data" / "tiny").exists() and not (make_tree / "home" / "reports" / "tiny").exists()
+    )
     assert (make_tree / "data" / "tiny" / "kept").exists() and (make_tree / "data" / "embedded" / "kept").exists()
     out = _clean(make_tree, "tiny")  # no WORKBOOK_HOME: the repository's own
     assert out.returncode == 0 and not (make_tree / "data" / "tiny").exists()
@@ -383,6 +433,7 @@ def test_clean_runs_cleans_the_workbook_home(make_tree):
 
 
 # --- 3. checks written so that NaN and infinities fail them -----------------------------------
+
 
 @pytest.mark.parametrize("tokens", ["nan", "inf", "-1", "2.5"])
 def test_an_external_row_with_a_non_finite_token_count_is_skipped_with_its_line(tmp_path, tokens):
@@ -398,6 +449,9 @@ def test_a_broken_tokenizer_file_is_named_with_the_stage_that_writes_it(home):
     folder = RunPaths("tiny", "cot", "easy").base_model("target")
     folder.mkdir(parents=True)
     (folder / "tokenizer.json").write_bytes(b'{"version": "1.0", "trunc')  # cut short
-    with pytest.raises(ValueError, match=re.escape(f"{folder / 'tokenizer.json'}: not a readable tokenizer (")
-                       + r".*\); stage 00_base_models \(profile tiny\) makes it"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{folder / 'tokenizer.json'}: not a readable tokenizer (")
+        + r".*\); stage 00_base_models \(profile tiny\) makes it",
+    ):
         models.token_counter(str(folder))

@@ -29,7 +29,7 @@ def run(home):
 
 def _row(page: str, run: str) -> str:
     start = page.index(f'<tr id="run-{run}">')
-    return page[start:page.index("</tr>", start)]
+    return page[start : page.index("</tr>", start)]
 
 
 # --- 1: earlier stages are checked against the current settings -----------------------------------
@@ -41,14 +41,18 @@ def test_a_partial_run_on_stale_earlier_stages_refuses_naming_them(run, monkeypa
     [outcome] = result.outcomes
     assert outcome.status == "failed" and calls == []
     assert "earlier stage(s) not current: 00_base_models" not in outcome.error
-    assert "02_train_target (parameters changed (train.target.lr: 0.003 -> 0.0002)), and 03_distill, 04_train_draft, " \
-           "05_merge after it" in outcome.error
+    assert (
+        "02_train_target (parameters changed (train.target.lr: 0.003 -> 0.0002)), and 03_distill, 04_train_draft, "
+        "05_merge after it" in outcome.error
+    )
     assert "Run them first" in outcome.error
     # the benchmark's own record is untouched: it still describes what it was made from
     assert record.why_not_done(rp, "06_benchmark", cfg) is None
     # the whole chain with the same setting runs every stale stage, in order
     result = runner.run_grid("tiny", ["cot"], ["easy"], None, {"train.target.lr": 2e-4})
-    assert calls == ["02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark", "07_analysis"], result.summary()
+    assert calls == ["02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark", "07_analysis"], (
+        result.summary()
+    )
 
 
 def test_a_retrained_target_makes_every_later_stage_stale(run):
@@ -56,7 +60,10 @@ def test_a_retrained_target_makes_every_later_stage_stale(run):
     lineage._weights(rp.adapter("target"), "adapter_model.safetensors", value=2.0)  # another training
     record.save(rp, "02_train_target", {}, cfg)
     assert record.why_not_done(rp, "02_train_target", cfg) is None
-    assert record.why_not_done(rp, "03_distill", cfg) == "earlier stage 02_train_target ran again since, with another result"
+    assert (
+        record.why_not_done(rp, "03_distill", cfg)
+        == "earlier stage 02_train_target ran again since, with another result"
+    )
     why = record.why_not_done(rp, "06_benchmark", cfg)
     assert why.startswith("earlier stage 00_base_models") is False and "02_train_target ran again" in why
     assert "not run on results that are not current" not in why
@@ -70,7 +77,9 @@ def test_a_stage_record_made_before_fingerprints_runs_again(run):
     del made["settings"]["outputs"]
     io.write_json(rp.figures("03_distill"), made)
     assert "no content fingerprints" in record.why_not_done(rp, "03_distill", cfg)
-    assert "03_distill is not current (its record carries no content fingerprints" in record.why_not_done(rp, "06_benchmark", cfg)
+    assert "03_distill is not current (its record carries no content fingerprints" in record.why_not_done(
+        rp, "06_benchmark", cfg
+    )
 
 
 # --- 4: edited or damaged inputs and outputs do not pass as done ----------------------------------
@@ -79,7 +88,9 @@ def test_an_edited_test_split_makes_01_and_06_stale(run):
     rows = io.read_jsonl(rp.test_problems).rows
     rows[0]["answer"] = "999"
     io.write_jsonl(rp.test_problems, rows)
-    assert "its output(s) changed since it was recorded: data/tiny/problems/easy/test.jsonl" in record.why_not_done(rp, "01_generate_data", cfg)
+    assert "its output(s) changed since it was recorded: data/tiny/problems/easy/test.jsonl" in record.why_not_done(
+        rp, "01_generate_data", cfg
+    )
     assert "problems/easy/test.jsonl" in record.why_not_done(rp, "06_benchmark", cfg)  # the base pair read it too
 
 
@@ -93,15 +104,18 @@ def test_a_teacher_file_cut_short_is_not_done(run):
     rp, cfg = run
     rows = io.read_jsonl(rp.teacher_output).rows
     io.write_jsonl(rp.teacher_output, rows[:-1])
-    assert "changed since it was recorded: data/tiny/teacher/cot_easy.jsonl" in record.why_not_done(rp, "01_generate_data", cfg)
+    assert "changed since it was recorded: data/tiny/teacher/cot_easy.jsonl" in record.why_not_done(
+        rp, "01_generate_data", cfg
+    )
 
 
 def test_a_truncated_adapter_is_not_done(run):
     rp, cfg = run
     weights = rp.adapter("target") / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-5])
-    assert "not a whole safetensors" in record.why_not_done(rp, "02_train_target", cfg) or \
-        "its header says" in record.why_not_done(rp, "02_train_target", cfg)
+    assert "not a whole safetensors" in record.why_not_done(
+        rp, "02_train_target", cfg
+    ) or "its header says" in record.why_not_done(rp, "02_train_target", cfg)
     assert "02_train_target" in record.why_not_done(rp, "06_benchmark", cfg)
 
 
@@ -131,11 +145,14 @@ def test_merges_deleted_after_their_benchmark_stay_done_while_it_stands(home):
     assert "merged target, draft missing" in record.why_not_done(rp, "05_merge", k3)
 
 
-@pytest.mark.parametrize("content, expected", [
-    ({}, "no baseline and speculative passes"),
-    ([1, 2], "not a JSON object"),
-    ({"passes": {"baseline": {}, "speculative": {}}}, "no comparison"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ({}, "no baseline and speculative passes"),
+        ([1, 2], "not a JSON object"),
+        ({"passes": {"baseline": {}, "speculative": {}}}, "no comparison"),
+    ],
+)
 def test_metrics_of_the_wrong_shape_are_not_done_anywhere(run, content, expected):
     rp, cfg = run
     io.write_json(rp.metrics_json, content)
@@ -284,7 +301,10 @@ def test_a_changed_prompt_setting_makes_the_data_and_everything_after_it_stale(r
 
 def test_a_teacher_setting_does_not_rebuild_the_base_models(run):
     rp, cfg = run
-    assert record.why_not_done(rp.profile, "00_base_models", lineage.profile_cfg(overrides={"data.keep_wrong": True})) is None
+    assert (
+        record.why_not_done(rp.profile, "00_base_models", lineage.profile_cfg(overrides={"data.keep_wrong": True}))
+        is None
+    )
 
 
 def test_rows_edited_by_hand_are_not_resumed(home):
@@ -300,7 +320,9 @@ def test_rows_edited_by_hand_are_not_resumed(home):
     io.write_jsonl(rp.teacher_output, rows)
     again = data.generate_solutions(cfg, rp, progress=False)
     assert again["requested"] == 1 and any("edited" in s and "(1 rows)" in s for s in again["set_aside"])
-    assert all(fingerprints.intact(r) and "#### 999" not in r["solution"] for r in io.read_jsonl(rp.teacher_output).rows)
+    assert all(
+        fingerprints.intact(r) and "#### 999" not in r["solution"] for r in io.read_jsonl(rp.teacher_output).rows
+    )
     kept = [fingerprints.sealed({"id": p["id"], "solution": "x", "correct": False}) for p in problems]
     flipped = {**kept[0], "correct": True}
     assert fingerprints.intact(kept[0]) and not fingerprints.intact(flipped)
@@ -315,8 +337,12 @@ def test_two_set_flags_add_up(home, monkeypatch):
     monkeypatch.setattr(runner, "run_grid", lambda *a, **k: seen.update(overrides=a[4]) or runner.GridResult())
     from lib import __main__ as cli
 
-    assert cli.main(["run", "--set", "train.target.lr=2e-4", "--set", "benchmark.k=3", "--styles", "cot",
-                     "--styles", "cod"]) == 0
+    assert (
+        cli.main(
+            ["run", "--set", "train.target.lr=2e-4", "--set", "benchmark.k=3", "--styles", "cot", "--styles", "cod"]
+        )
+        == 0
+    )
     assert seen["overrides"] == {"train.target.lr": "2e-4", "benchmark.k": 3}
 
 

@@ -33,8 +33,15 @@ def test_everything_written_inside_the_block_lands_in_the_log(tmp_path, capfd):
         last_resort.handlers.clear()
     out, err = capfd.readouterr()
     text = path.read_text()
-    for line in ("python print", "a library log line", "a last-resort log line", "a library warning", "fd-level stdout of a C extension",
-                 "fd-level stderr of a C extension", "an engine-core subprocess"):
+    for line in (
+        "python print",
+        "a library log line",
+        "a last-resort log line",
+        "a library warning",
+        "fd-level stdout of a C extension",
+        "fd-level stderr of a C extension",
+        "an engine-core subprocess",
+    ):
         assert line in text, line
         assert line not in out + err, line
     assert "after the block" in out and "after the block, logged" in err  # restored on the way out

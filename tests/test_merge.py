@@ -114,10 +114,14 @@ def _damage_after_the_weight_check(monkeypatch, damage):
     monkeypatch.setattr(merge, "merge_checked", checked_then_damaged)
 
 
-@pytest.mark.parametrize("damage", [
-    lambda w: w[5].add_(1.0),          # one token's logit moved: the largest difference shows it, the smallest not
-    lambda w: w[5].fill_(float("nan")),  # NaN logits: `max_diff > tol` was False for them
-], ids=["one_logit_moved", "nan_logits"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda w: w[5].add_(1.0),  # one token's logit moved: the largest difference shows it, the smallest not
+        lambda w: w[5].fill_(float("nan")),  # NaN logits: `max_diff > tol` was False for them
+    ],
+    ids=["one_logit_moved", "nan_logits"],
+)
 def test_the_logits_check_sees_damage_no_weight_check_sees(pair, tmp_path, monkeypatch, damage):
     _damage_after_the_weight_check(monkeypatch, damage)
     cfg = _cfg("float32")  # the tiny profile's own tolerance

@@ -59,7 +59,9 @@ def test_nbstripout_is_the_git_filter():
 def test_papermill_documents_the_parameters():
     out = subprocess.run(
         [str(Path(sys.executable).parent / "papermill"), "--help-notebook", str(NOTEBOOKS / "06_benchmark.ipynb")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert 'style: str (default "cod")' in out
     assert "reasoning style: cot | cod | base" in out
@@ -72,11 +74,23 @@ def test_plain_papermill_runs_a_notebook_from_a_parameter_file(home):
     (home / "p.yaml").write_text("profile: tiny\noverrides: {benchmark.k: 3}\n")
     out = home / "07.ipynb"
     subprocess.run(
-        [str(Path(sys.executable).parent / "papermill"), str(NOTEBOOKS / "07_analysis.ipynb"), str(out),
-         "-f", str(home / "p.yaml"), "--cwd", str(NOTEBOOKS), "--no-progress-bar"],
-        capture_output=True, text=True, check=True,
+        [
+            str(Path(sys.executable).parent / "papermill"),
+            str(NOTEBOOKS / "07_analysis.ipynb"),
+            str(out),
+            "-f",
+            str(home / "p.yaml"),
+            "--cwd",
+            str(NOTEBOOKS),
+            "--no-progress-bar",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    injected = next(c for c in json.loads(out.read_text())["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    injected = next(
+        c for c in json.loads(out.read_text())["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
+    )
     assert 'overrides = {"benchmark.k": 3}' in "".join(injected["source"])
     from lib import record
 

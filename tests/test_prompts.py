@@ -69,10 +69,32 @@ def test_benchmark_prompts_follow_the_style_parameter(home, monkeypatch, qwen3_s
 
 
 def test_tables_show_thinking():
-    metrics = {"enable_thinking": True, "passes": {
-        name: {"n": 1, "accuracy": 1.0, "accuracy_ci95": [1.0, 1.0], "throughput_tok_s": 1.0, "wall_s": 1.0,
-               "output_tokens_mean": 5.0, "ttft_s": {"mean": 0.1}, "tpot_s": {"mean": 0.1}, "spec": None,
-               "peak_memory_mb": 1.0, "peak_gpu_memory_mb": None} for name in ("baseline", "speculative")}}
+    metrics = {
+        "enable_thinking": True,
+        "passes": {
+            name: {
+                "n": 1,
+                "accuracy": 1.0,
+                "accuracy_ci95": [1.0, 1.0],
+                "throughput_tok_s": 1.0,
+                "wall_s": 1.0,
+                "output_tokens_mean": 5.0,
+                "ttft_s": {"mean": 0.1},
+                "tpot_s": {"mean": 0.1},
+                "spec": None,
+                "peak_memory_mb": 1.0,
+                "peak_gpu_memory_mb": None,
+            }
+            for name in ("baseline", "speculative")
+        },
+    }
     assert benchmark.pass_table(metrics)["enable_thinking"].tolist() == [True, True]
-    assert benchmark.headline({**metrics, "comparison": {"speedup_throughput": 1.0, "predicted_speedup": None,
-                                                         "identical_output_share": 1.0}})["enable_thinking"] is True
+    assert (
+        benchmark.headline(
+            {
+                **metrics,
+                "comparison": {"speedup_throughput": 1.0, "predicted_speedup": None, "identical_output_share": 1.0},
+            }
+        )["enable_thinking"]
+        is True
+    )

@@ -13,41 +13,96 @@ from lib.teachers.reference import final_answer_from_reference, rewrite
 # Hand-written rows in the real datasets' formats (GSM8K keeps its solution in `answer`,
 # MATH in `solution`), with the answer each should end in.
 GSM8K_ROWS = [
-    ({"question": "A baker bakes 36 rolls and sells half of them in the morning. She sells 7 more in the "
-                  "afternoon. How many rolls are left?",
-      "answer": "She sells 36 / 2 = <<36/2=18>>18 rolls in the morning.\n"
-                "In all she sells 18 + 7 = <<18+7=25>>25 rolls.\n"
-                "So 36 - 25 = <<36-25=11>>11 rolls are left.\n#### 11"}, "11"),
-    ({"question": "A farm earns $1,200 a month and pays $2,150 in yearly costs. How much does it keep in a year?",
-      "answer": "The farm earns 1200 * 12 = $<<1200*12=14400>>14,400 in a year.\n"
-                "After costs it keeps 14400 - 2150 = $<<14400-2150=12250>>12,250.\n#### 12,250"}, "12250"),
-    ({"question": "Tom buys 3 bags with 4 marbles each. How many marbles does he have?",
-      "answer": "Tom has <<3*4=12>>12 marbles.\n#### 12"}, "12"),
-    ({"question": "A pool holds 5 tanks of 20 liters. A hose fills 4 liters a minute. How long does filling take?",
-      "answer": "The pool holds 5 x 20 = 100 liters.\nIt fills in 100 / 4 = <<100/4=25>>25 minutes.\n#### 25"}, "25"),
+    (
+        {
+            "question": "A baker bakes 36 rolls and sells half of them in the morning. She sells 7 more in the "
+            "afternoon. How many rolls are left?",
+            "answer": "She sells 36 / 2 = <<36/2=18>>18 rolls in the morning.\n"
+            "In all she sells 18 + 7 = <<18+7=25>>25 rolls.\n"
+            "So 36 - 25 = <<36-25=11>>11 rolls are left.\n#### 11",
+        },
+        "11",
+    ),
+    (
+        {
+            "question": "A farm earns $1,200 a month and pays $2,150 in yearly costs. How much does it keep in a year?",
+            "answer": "The farm earns 1200 * 12 = $<<1200*12=14400>>14,400 in a year.\n"
+            "After costs it keeps 14400 - 2150 = $<<14400-2150=12250>>12,250.\n#### 12,250",
+        },
+        "12250",
+    ),
+    (
+        {
+            "question": "Tom buys 3 bags with 4 marbles each. How many marbles does he have?",
+            "answer": "Tom has <<3*4=12>>12 marbles.\n#### 12",
+        },
+        "12",
+    ),
+    (
+        {
+            "question": "A pool holds 5 tanks of 20 liters. A hose fills 4 liters a minute. How long does filling take?",
+            "answer": "The pool holds 5 x 20 = 100 liters.\nIt fills in 100 / 4 = <<100/4=25>>25 minutes.\n#### 25",
+        },
+        "25",
+    ),
     # The workbook's own schema: the same text under `reference`, the answer under `answer`.
-    ({"question": "Ana reads 12 pages a day for 3 days. How many pages does she read?",
-      "reference": "Ana reads 12 x 3 = <<12*3=36>>36 pages.\n#### 36", "answer": "36"}, "36"),
+    (
+        {
+            "question": "Ana reads 12 pages a day for 3 days. How many pages does she read?",
+            "reference": "Ana reads 12 x 3 = <<12*3=36>>36 pages.\n#### 36",
+            "answer": "36",
+        },
+        "36",
+    ),
 ]
 
 MATH_ROWS = [
-    ({"problem": "Evaluate $\\frac{a^2 + b}{3}$ when $a = 4$ and $b = 2$.",
-      "solution": "We have \\[\\frac{a^2 + b}{3} = \\frac{4^2 + 2}{3} = \\frac{18}{3} = \\boxed{6}.\\]"}, "6"),
-    ({"problem": "Solve $4x - 1 = 1$.",
-      "solution": "Adding $1$ to both sides gives $4x = 2$. Dividing by $4$ gives $x = \\boxed{\\frac{1}{2}}$."},
-     "\\frac{1}{2}"),
-    ({"problem": "In the figure, $3x + 2 = 11$. Find $x$.",
-      "solution": "The figure is below.\n[asy]\ndraw((0,0)--(1,1));\nlabel(\"$A$\",(0,0),S);\n[/asy]\n"
-                  "We have \\begin{align*}\n3x + 2 &= 11 \\\\\n3x &= 9\n\\end{align*} so $x = \\boxed{3}$."}, "3"),
-    ({"problem": "Where do $y = x + 1$ and $y = 2x - 1$ meet?",
-      "solution": "Setting $x + 1 = 2x - 1$ gives $x = 2$, and then $y = 2 + 1 = 3$. "
-                  "The lines meet at $\\boxed{(2, 3)}$."}, "(2, 3)"),
-    ({"problem": "Compute $2\\cos 30^\\circ$.",
-      "solution": "Since $\\cos 30^\\circ = \\frac{\\sqrt{3}}{2}$, we get "
-                  "$2\\cos 30^\\circ = 2 \\cdot \\frac{\\sqrt{3}}{2} = \\boxed{\\sqrt{3}}$."}, "\\sqrt{3}"),
+    (
+        {
+            "problem": "Evaluate $\\frac{a^2 + b}{3}$ when $a = 4$ and $b = 2$.",
+            "solution": "We have \\[\\frac{a^2 + b}{3} = \\frac{4^2 + 2}{3} = \\frac{18}{3} = \\boxed{6}.\\]",
+        },
+        "6",
+    ),
+    (
+        {
+            "problem": "Solve $4x - 1 = 1$.",
+            "solution": "Adding $1$ to both sides gives $4x = 2$. Dividing by $4$ gives $x = \\boxed{\\frac{1}{2}}$.",
+        },
+        "\\frac{1}{2}",
+    ),
+    (
+        {
+            "problem": "In the figure, $3x + 2 = 11$. Find $x$.",
+            "solution": 'The figure is below.\n[asy]\ndraw((0,0)--(1,1));\nlabel("$A$",(0,0),S);\n[/asy]\n'
+            "We have \\begin{align*}\n3x + 2 &= 11 \\\\\n3x &= 9\n\\end{align*} so $x = \\boxed{3}$.",
+        },
+        "3",
+    ),
+    (
+        {
+            "problem": "Where do $y = x + 1$ and $y = 2x - 1$ meet?",
+            "solution": "Setting $x + 1 = 2x - 1$ gives $x = 2$, and then $y = 2 + 1 = 3$. "
+            "The lines meet at $\\boxed{(2, 3)}$.",
+        },
+        "(2, 3)",
+    ),
+    (
+        {
+            "problem": "Compute $2\\cos 30^\\circ$.",
+            "solution": "Since $\\cos 30^\\circ = \\frac{\\sqrt{3}}{2}$, we get "
+            "$2\\cos 30^\\circ = 2 \\cdot \\frac{\\sqrt{3}}{2} = \\boxed{\\sqrt{3}}$.",
+        },
+        "\\sqrt{3}",
+    ),
     ({"problem": "What is $3 + 4$?", "solution": "Adding, $3 + 4 = 7$, so the answer is $\\boxed 7$."}, "7"),
-    ({"problem": "Pears cost \\$5 a pound. How much do 3 pounds cost?",
-      "solution": "At \\$5 a pound, $3 \\cdot 5 = 15$, so they cost $\\boxed{\\$15}$."}, "\\$15"),
+    (
+        {
+            "problem": "Pears cost \\$5 a pound. How much do 3 pounds cost?",
+            "solution": "At \\$5 a pound, $3 \\cdot 5 = 15$, so they cost $\\boxed{\\$15}$.",
+        },
+        "\\$15",
+    ),
 ]
 
 ALL_ROWS = GSM8K_ROWS + MATH_ROWS

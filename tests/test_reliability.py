@@ -24,14 +24,30 @@ def _stand_in(stage: str, body: str) -> dict:
     """A notebook with the runner's parameters cell, `body`, then the stage's usual record."""
     cells = [
         ("profile: str = 'tiny'\nstyle: str = 'cot'\nscenario: str = 'easy'\noverrides: dict = {}", ["parameters"]),
-        ("from lib import params, paths, record\n"
-         "cfg = params.resolve(profile, style, scenario, overrides)\nrp = paths.RunPaths(profile, style, scenario)", []),
+        (
+            "from lib import params, paths, record\n"
+            "cfg = params.resolve(profile, style, scenario, overrides)\nrp = paths.RunPaths(profile, style, scenario)",
+            [],
+        ),
         (body, []),
         (f"record.save(rp, {stage!r}, {{'ok': True}}, cfg)", []),
     ]
-    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "cells": [{"cell_type": "code", "id": str(i), "metadata": {"tags": tags}, "execution_count": None, "outputs": [], "source": src}
-                      for i, (src, tags) in enumerate(cells)]}
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": str(i),
+                "metadata": {"tags": tags},
+                "execution_count": None,
+                "outputs": [],
+                "source": src,
+            }
+            for i, (src, tags) in enumerate(cells)
+        ],
+    }
 
 
 def _repo_copy(tmp_path: Path, body: str, stage: str = "01_generate_data") -> Path:
@@ -58,12 +74,32 @@ def _runner(copy: Path, home: Path, *args: str) -> subprocess.Popen:
         _base_models(home)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WORKBOOK_PARAMS")}
     env["WORKBOOK_HOME"] = str(home)
-    cmd = [sys.executable, "-m", "lib", "run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy",
-           "--stages", "01_generate_data", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "run",
+        "--profile",
+        "tiny",
+        "--styles",
+        "cot",
+        "--scenarios",
+        "easy",
+        "--stages",
+        "01_generate_data",
+        *args,
+    ]
     # SIGINT back to its default: a shell starts background jobs with it ignored, Python then
     # installs no KeyboardInterrupt handler, and the Ctrl-C test would wait out its timeout.
-    return subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        cmd,
+        cwd=copy,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _stopped(proc: subprocess.Popen, sig, said: str, home: Path) -> str:
@@ -92,10 +128,12 @@ def _wait_for(path: Path, seconds: float = 120) -> None:
 
 # Like vLLM in a kernel, the stand-in ignores SIGINT and SIGTERM: a polite shutdown request
 # (what nbclient's own Ctrl-C handler sends) does not stop it.
-SLOW = "import os, signal, time, pathlib, lib\n" \
-       "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
-       "pathlib.Path(os.environ['WORKBOOK_HOME'], 'started').write_text(lib.__file__)\n" \
-       "time.sleep(float(os.environ.get('STAND_IN_SLEEP', '0')))"
+SLOW = (
+    "import os, signal, time, pathlib, lib\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "pathlib.Path(os.environ['WORKBOOK_HOME'], 'started').write_text(lib.__file__)\n"
+    "time.sleep(float(os.environ.get('STAND_IN_SLEEP', '0')))"
+)
 
 
 # --- 6: a notebook imports the lib of the checkout that runs it; 1: one writer per run; 5: Ctrl-C ---
@@ -167,9 +205,13 @@ def test_sigterm_stops_runs_placed_side_by_side(tmp_path, monkeypatch):
     status = home / "reports" / "tiny" / "status.json"
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and not (status.exists() and all(
+        while time.time() < deadline and not (
+            status.exists()
+            and all(
                 json.loads(status.read_text()).get(run, {}).get("01_generate_data", {}).get("status") == "running"
-                for run in ("cot_easy", "cod_easy"))):
+                for run in ("cot_easy", "cod_easy")
+            )
+        ):
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
@@ -192,8 +234,8 @@ def test_a_killed_runner_leaves_no_running_stage_in_the_index(tmp_path, monkeypa
     proc.communicate(timeout=60)
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
     page = reports.write_index("tiny").read_text()
-    row = page[page.index('<tr id="run-cot_easy">'):]
-    row = row[:row.index("</tr>")]
+    row = page[page.index('<tr id="run-cot_easy">') :]
+    row = row[: row.index("</tr>")]
     assert "interrupted" in row and "running" not in row.replace("interrupted", "")
     monkeypatch.setenv("STAND_IN_SLEEP", "0")
     again = _runner(copy, home)
@@ -221,9 +263,14 @@ def test_changed_params_notebook_or_upstream_make_a_stage_not_done(home, monkeyp
     warm = params.resolve("tiny", "cot", "easy", {"benchmark.warmup_repetitions": 2})
     assert "parameters changed (benchmark.warmup_repetitions: 0 -> 2)" in record.why_not_done(rp, "06_benchmark", warm)
     # an operational setting re-runs nothing
-    assert record.why_not_done(rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"engine.in_process": False})) is None
+    assert (
+        record.why_not_done(rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"engine.in_process": False}))
+        is None
+    )
     # an earlier stage's parameter counts too (a changed split invalidates the benchmark)
-    assert "data.n_test" in record.why_not_done(rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"data.n_test": 6}))
+    assert "data.n_test" in record.why_not_done(
+        rp, "06_benchmark", params.resolve("tiny", "cot", "easy", {"data.n_test": 6})
+    )
     # an earlier stage that ran again with the same result changes nothing; with another, it does
     record.save(rp, "05_merge", {}, cfg)
     assert record.why_not_done(rp, "06_benchmark", cfg) is None
@@ -291,7 +338,9 @@ def test_a_failed_stage_is_never_cached(home, monkeypatch):
 
     monkeypatch.setattr(runner, "execute", fake_execute)
     lineage.stage_done("tiny", "00_base_models", lineage.profile_cfg())
-    run = lambda **kw: [o.status for o in runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], **kw).outcomes]
+    run = lambda **kw: [
+        o.status for o in runner.run_grid("tiny", ["cot"], ["easy"], ["01_generate_data"], **kw).outcomes
+    ]
     assert run() == ["finished"]
     assert run() == ["cached"]
     assert run(redo=True) == ["failed"]
@@ -326,14 +375,17 @@ def test_teacher_resume_dedupes_and_reports_repairs(home):
 
 
 # --- 4: validate before touching state ---------------------------------------------------------
-@pytest.mark.parametrize("override, message", [
-    ({"data.n_test": -5}, "'data.n_test' = -5 must be >= 0"),
-    ({"train.target.batch_size": 0}, "'train.target.batch_size' = 0 must be >= 1"),
-    ({"benchmark.k": 0}, "'benchmark.k' must be 'auto' or an integer >= 1, got 0"),
-    ({"train.val_fraction": 1.5}, "must be in [0, 1]"),
-    ({"benchmark.k_sweep": [2, 0]}, "'benchmark.k_sweep'"),
-    ({"distill.max_tokens": 0}, "'distill.max_tokens' = 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"data.n_test": -5}, "'data.n_test' = -5 must be >= 0"),
+        ({"train.target.batch_size": 0}, "'train.target.batch_size' = 0 must be >= 1"),
+        ({"benchmark.k": 0}, "'benchmark.k' must be 'auto' or an integer >= 1, got 0"),
+        ({"train.val_fraction": 1.5}, "must be in [0, 1]"),
+        ({"benchmark.k_sweep": [2, 0]}, "'benchmark.k_sweep'"),
+        ({"distill.max_tokens": 0}, "'distill.max_tokens' = 0"),
+    ],
+)
 def test_out_of_range_params_are_refused_at_resolve(override, message):
     with pytest.raises(params.ParamsError) as err:
         params.resolve("tiny", "cot", "easy", override)
@@ -360,14 +412,24 @@ def test_a_refused_split_writes_no_data_fingerprint(home, monkeypatch):
     assert not (rp.problems_dir / "meta.json").exists()
     monkeypatch.undo()
     monkeypatch.setenv("WORKBOOK_HOME", str(home))
-    assert splits.ensure_problems(params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp) == {"n_train": 20, "n_test": 5, "shared_dropped": 0, "shared_ids": [],
-                                                                                                           "duplicates_dropped": 0, "duplicate_ids": []}
+    assert splits.ensure_problems(
+        params.resolve("tiny", "cot", "easy", {"data.n_train": 20, "data.n_test": 5}), rp
+    ) == {
+        "n_train": 20,
+        "n_test": 5,
+        "shared_dropped": 0,
+        "shared_ids": [],
+        "duplicates_dropped": 0,
+        "duplicate_ids": [],
+    }
 
 
 def test_only_complete_checkpoints_are_resumed(tmp_path):
-    for step, files in ((10, ("adapter_model.safetensors", "trainer_state.json")),
-                        (20, ("adapter_model.safetensors",)),  # the disk filled before the state
-                        (30, ("adapter_model.safetensors", "trainer_state.json"))):
+    for step, files in (
+        (10, ("adapter_model.safetensors", "trainer_state.json")),
+        (20, ("adapter_model.safetensors",)),  # the disk filled before the state
+        (30, ("adapter_model.safetensors", "trainer_state.json")),
+    ):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         for name in files:
@@ -380,8 +442,8 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
 def test_index_checks_the_files_behind_finished(home):
     record.record_status("tiny", "cot_easy", "01_generate_data", status="finished", pid=os.getpid())
     page = reports.write_index("tiny", [("cot", "easy")], lambda s: ("01_generate_data",), []).read_text()
-    row = page[page.index('<tr id="run-cot_easy">'):]
-    assert 'class="st incomplete"' in row[:row.index("</tr>")] and "its record is missing" in row
+    row = page[page.index('<tr id="run-cot_easy">') :]
+    assert 'class="st incomplete"' in row[: row.index("</tr>")] and "its record is missing" in row
 
 
 def test_index_marks_runs_with_overrides(home):
@@ -393,7 +455,7 @@ def test_index_marks_runs_with_overrides(home):
 
     def row(run):
         start = page.index(f'<tr id="run-{run}">')
-        return page[start:page.index("</tr>", start)]
+        return page[start : page.index("</tr>", start)]
 
     assert 'class="st overridden"' in row("cot_easy") and "benchmark.k=3" in row("cot_easy")
     assert "overridden" not in row("cod_easy") and "<small>profile</small>" in row("cod_easy")
@@ -417,7 +479,12 @@ def test_a_full_disk_ends_in_the_summary_naming_the_stage(home, monkeypatch, cap
 
 # --- 7: resumed training metrics describe the whole run ----------------------------------------
 def test_resumed_train_loss_covers_the_steps_before_the_checkpoint():
-    history = [{"loss": 2.0, "step": 5}, {"loss": 1.0, "step": 10}, {"loss": 0.5, "step": 15}, {"loss": 0.5, "step": 20}]
+    history = [
+        {"loss": 2.0, "step": 5},
+        {"loss": 1.0, "step": 10},
+        {"loss": 0.5, "step": 15},
+        {"loss": 0.5, "step": 20},
+    ]
     # resumed at step 12 of 20: the Trainer's own train_loss is this session's loss sum over all steps
     session = 0.5 * 8 / 20
     assert train.resumed_loss(session, history, 12, 20) == pytest.approx((2 * 5 + 1 * 5 + 1 * 2 + 0.5 * 8) / 20)
@@ -449,13 +516,22 @@ def test_other_data_params_are_refused_before_any_record_is_touched(home):
 
 
 @pytest.mark.slow
-def test_a_resumed_training_reports_the_whole_run_and_a_new_recipe_deletes_nothing_early(tiny_pair, tmp_path, monkeypatch):
+def test_a_resumed_training_reports_the_whole_run_and_a_new_recipe_deletes_nothing_early(
+    tiny_pair, tmp_path, monkeypatch
+):
     from conftest import SMALL
     from lib.teachers import reference
 
-    cfg = params.resolve("tiny", "cod", "easy", {**SMALL, "train.save_steps": 2, "train.logging_steps": 1,
-                                                 "train.target": {"epochs": 1, "batch_size": 8}})
-    rows = [{"id": r["id"], "question": r["question"], "solution": reference.rewrite(r, "cod")} for r in tiny_pair["rows"][:32]]
+    cfg = params.resolve(
+        "tiny",
+        "cod",
+        "easy",
+        {**SMALL, "train.save_steps": 2, "train.logging_steps": 1, "train.target": {"epochs": 1, "batch_size": 8}},
+    )
+    rows = [
+        {"id": r["id"], "question": r["question"], "solution": reference.rewrite(r, "cod")}
+        for r in tiny_pair["rows"][:32]
+    ]
     ckpt, adapter = tmp_path / "ckpt", tmp_path / "adapter"
     train.train_lora(cfg, "target", tiny_pair["target"], rows, adapter, ckpt, max_steps=2)
     whole = train.train_lora(cfg, "target", tiny_pair["target"], rows, adapter, ckpt)
@@ -465,7 +541,12 @@ def test_a_resumed_training_reports_the_whole_run_and_a_new_recipe_deletes_nothi
     assert whole["train_loss"] == pytest.approx(sum(loss for _, loss in logged) / whole["steps"], rel=1e-3)
     # A new recipe that fails keeps the old checkpoints (aside); one that succeeds removes them.
     kept = sorted(p.name for p in ckpt.glob("checkpoint-*"))
-    changed = params.resolve("tiny", "cod", "easy", {**SMALL, "train.save_steps": 2, "train.target": {"epochs": 1, "batch_size": 8, "lr": 0.001}})
+    changed = params.resolve(
+        "tiny",
+        "cod",
+        "easy",
+        {**SMALL, "train.save_steps": 2, "train.target": {"epochs": 1, "batch_size": 8, "lr": 0.001}},
+    )
     from trl import SFTTrainer
 
     def boom(self, *a, **k):

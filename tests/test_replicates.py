@@ -29,11 +29,14 @@ def test_a_replicate_is_its_own_run_with_its_own_seed():
     assert stages.stages_of("cot", 1) == stages.RUN_STAGES[1:] and stages.stages_of("base", 0) == stages.BASE_STAGES
 
 
-@pytest.mark.parametrize("style, replicate, over, message", [
-    ("cot", 1, {}, "grid.replicates is 1, so a replicate is 0 to 0"),
-    ("cot", -1, TWO, "replicate -1"),
-    ("base", 1, TWO, "the base style is the untrained pair"),
-])
+@pytest.mark.parametrize(
+    "style, replicate, over, message",
+    [
+        ("cot", 1, {}, "grid.replicates is 1, so a replicate is 0 to 0"),
+        ("cot", -1, TWO, "replicate -1"),
+        ("base", 1, TWO, "the base style is the untrained pair"),
+    ],
+)
 def test_a_replicate_outside_the_grid_is_refused(style, replicate, over, message):
     with pytest.raises(params.ParamsError, match=message):
         params.resolve("tiny", style, "easy", over, replicate)
@@ -101,8 +104,9 @@ def test_the_runner_runs_every_replicate_and_the_data_once(home, monkeypatch):
 def test_placed_replicates_wait_for_the_first_ones_data(home, monkeypatch):
     """On job slots, the later replicates go in a second round, after the first replicates'."""
     rounds = []
-    monkeypatch.setattr(runner, "_place", lambda chains, *a, **k: rounds.append(
-        sorted({c[0][0] for c in chains})) or [])
+    monkeypatch.setattr(
+        runner, "_place", lambda chains, *a, **k: rounds.append(sorted({c[0][0] for c in chains})) or []
+    )
     monkeypatch.setattr(runner, "execute", lineage.fake_execute())
     runner.run_grid("tiny", ["cot", "cod"], ["easy"], None, TWO, jobs=2, log=lambda m: None)
     assert rounds == [[("cod", "easy", 0), ("cot", "easy", 0)], [("cod", "easy", 1), ("cot", "easy", 1)]]
@@ -114,11 +118,13 @@ def test_replicates_placed_by_ray_wait_only_for_their_own_first(home, monkeypatc
     handed = []
     monkeypatch.setattr(runner.ray_cluster, "connected", lambda *a: contextlib.nullcontext())
     monkeypatch.setattr(runner.ray_cluster, "nodes", lambda: [{"node": "n", "gpus": 2, "cpus": 2}])
-    monkeypatch.setattr(runner.ray_cluster, "place", lambda chains, log, after: handed.append(
-        ([c.name for c in chains], after)) or {})
+    monkeypatch.setattr(
+        runner.ray_cluster, "place", lambda chains, log, after: handed.append(([c.name for c in chains], after)) or {}
+    )
     monkeypatch.setattr(runner, "execute", lineage.fake_execute())
-    runner.run_grid("tiny", ["cot", "cod"], ["easy"], None, {**TWO, "grid.gpus_per_run": 1}, gpus=["0", "1"],
-                    log=lambda m: None)
+    runner.run_grid(
+        "tiny", ["cot", "cod"], ["easy"], None, {**TWO, "grid.gpus_per_run": 1}, gpus=["0", "1"], log=lambda m: None
+    )
     [(names, after)] = handed
     assert sorted(names) == ["cod_easy", "cod_easy_r1", "cot_easy", "cot_easy_r1"]
     assert after == {"cot_easy_r1": "cot_easy", "cod_easy_r1": "cod_easy"}
@@ -129,11 +135,23 @@ def _row(style, replicate, correct, accepted, drafted=None, reps=(1.2, 1.3)):
     n = len(correct)
     ids = [f"p{i}" for i in range(n)]
     drafted = drafted if drafted is not None else [10.0] * n
-    return {"source": WORKBOOK, "style": style, "scenario": "easy", "replicate": replicate, "run": f"{style}{replicate}",
-            "present": True, "k": 5, "prompt_ids": ids, "prompt_correct": list(map(float, correct)),
-            "prompt_tokens": [50.0 + i for i in range(n)], "spec_prompt_ids": ids,
-            "prompt_accepted_tokens": list(map(float, accepted)), "prompt_draft_tokens": list(map(float, drafted)),
-            "speedup_reps": list(reps), "speedup": float(np.median(reps))}
+    return {
+        "source": WORKBOOK,
+        "style": style,
+        "scenario": "easy",
+        "replicate": replicate,
+        "run": f"{style}{replicate}",
+        "present": True,
+        "k": 5,
+        "prompt_ids": ids,
+        "prompt_correct": list(map(float, correct)),
+        "prompt_tokens": [50.0 + i for i in range(n)],
+        "spec_prompt_ids": ids,
+        "prompt_accepted_tokens": list(map(float, accepted)),
+        "prompt_draft_tokens": list(map(float, drafted)),
+        "speedup_reps": list(reps),
+        "speedup": float(np.median(reps)),
+    }
 
 
 def _frame(rows):
@@ -147,8 +165,9 @@ def test_one_training_per_style_reduces_to_the_paired_interval_and_says_so():
     frame = _frame([_row("cot", 0, cot, rng.integers(0, 10, 40)), _row("cod", 0, cod, rng.integers(0, 10, 40))])
     compared = trainings.compare(frame, n_boot=500).set_index("quantity")
     acc = compared.loc["accuracy"]
-    paired = analysis.paired_correct_delta(pd.DataFrame({"id": range(40), "correct": cot}),
-                                           pd.DataFrame({"id": range(40), "correct": cod}), "id", 500, 0)
+    paired = analysis.paired_correct_delta(
+        pd.DataFrame({"id": range(40), "correct": cot}), pd.DataFrame({"id": range(40), "correct": cod}), "id", 500, 0
+    )
     assert acc["delta"] == pytest.approx(cod.mean() - cot.mean())
     assert (acc["within_lo"], acc["within_hi"]) == (acc["lo"], acc["hi"])  # nothing between trainings to add
     assert (acc["lo"], acc["hi"]) == pytest.approx(tuple(paired[k] for k in ("lo", "hi")), abs=1e-12) or True
@@ -160,7 +179,11 @@ def test_disagreeing_trainings_widen_the_interval_and_decide_the_verdict():
     base = rng.random(60)
     rows = []
     for r, shift in enumerate((0.0, 0.35)):  # two CoD trainings far apart, two CoT trainings alike
-        rows.append(_row("cod", r, (base < 0.45 + shift).astype(float), rng.integers(5, 10, 60), reps=(1.5 + shift, 1.6 + shift)))
+        rows.append(
+            _row(
+                "cod", r, (base < 0.45 + shift).astype(float), rng.integers(5, 10, 60), reps=(1.5 + shift, 1.6 + shift)
+            )
+        )
         rows.append(_row("cot", r, (base < 0.45).astype(float), rng.integers(4, 9, 60), reps=(1.2, 1.25)))
     compared = trainings.compare(_frame(rows), n_boot=800)
     for _, r in compared.iterrows():

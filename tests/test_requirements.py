@@ -38,8 +38,11 @@ def test_environment_yml_pins_what_the_lock_pins():
     lock = _pins((REPO / "requirements/cpu.lock").read_text().splitlines())
     pins = _pins(pip)
     assert len(pins) > 15
-    differ = {n: (v, lock[SAME_PACKAGE.get(n, n)]) for n, v in pins.items()
-              if SAME_PACKAGE.get(n, n) in lock and lock[SAME_PACKAGE.get(n, n)] != v}
+    differ = {
+        n: (v, lock[SAME_PACKAGE.get(n, n)])
+        for n, v in pins.items()
+        if SAME_PACKAGE.get(n, n) in lock and lock[SAME_PACKAGE.get(n, n)] != v
+    }
     assert differ == {}
     unpinned = [d for d in pip if isinstance(d, str) and _name(re.split(r"[<>=!~ ]", d)[0]) in lock and "==" not in d]
     assert unpinned == []  # a range here would let the GPU environment drift from the CPU one

@@ -13,23 +13,44 @@ from lib import paths, record, reports, runner
 @pytest.mark.slow  # pretrains the base pair (00_base_models)
 def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     # The base pair (profile-wide) and easy/hard problems first.
-    first = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL)
+    first = runner.run_grid(
+        "tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL
+    )
     assert [o.status for o in first.outcomes] == ["finished"]
 
     # Solutions from files (the `file` teacher), hard's with a malformed line: that run must fail
     # with a clear error, easy must not. (A changed problems file would make the base pair, which
     # read it, not current: both runs would be refused before running, see test_lineage.)
     hard = paths.RunPaths("tiny", "cot", "hard")
-    teacher = {"data.teacher": "file", "data.keep_wrong": True,
-               "data.teacher_file": {"path": str(home / "teacher_{scenario}.jsonl"), "question_field": "question",
-                                     "solution_field": "reference"}}
+    teacher = {
+        "data.teacher": "file",
+        "data.keep_wrong": True,
+        "data.teacher_file": {
+            "path": str(home / "teacher_{scenario}.jsonl"),
+            "question_field": "question",
+            "solution_field": "reference",
+        },
+    }
     for scenario in ("easy", "hard"):
         rows = paths.RunPaths("tiny", "cot", scenario).train_problems.read_text()
-        (home / f"teacher_{scenario}.jsonl").write_text(rows + ('{"question": "broken", "refer\n' if scenario == "hard" else ""))
+        (home / f"teacher_{scenario}.jsonl").write_text(
+            rows + ('{"question": "broken", "refer\n' if scenario == "hard" else "")
+        )
 
     over = {**SMALL, **teacher}
-    argv = ["run", "--profile", "tiny", "--styles", "cot", "--scenarios", "easy", "hard",
-            "--stages", "01_generate_data", "--set"] + [f"{k}={json.dumps(v)}" for k, v in over.items()]
+    argv = [
+        "run",
+        "--profile",
+        "tiny",
+        "--styles",
+        "cot",
+        "--scenarios",
+        "easy",
+        "hard",
+        "--stages",
+        "01_generate_data",
+        "--set",
+    ] + [f"{k}={json.dumps(v)}" for k, v in over.items()]
     code = cli.main(argv)
     out = capsys.readouterr().out
     assert code == 1
@@ -53,7 +74,9 @@ def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
     assert [run for run, row in rows.items() if row.state == "failed"] == ["cot_hard"]  # the grid's other rows too
 
     # A re-run skips what finished and tries the failed run again.
-    again = runner.run_grid("tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["01_generate_data"], overrides=over)
+    again = runner.run_grid(
+        "tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["01_generate_data"], overrides=over
+    )
     assert [(o.run, o.status) for o in again.outcomes] == [("cot_easy", "cached"), ("cot_hard", "failed")]
 
 
@@ -67,6 +90,7 @@ def test_unknown_names_fail_before_anything_runs(home, capsys):
 
 def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypatch):
     """Seen on the GPU machine (no nbconvert there): the stage ran, only its HTML is missing."""
+
     def broken(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'nbconvert'")
 
@@ -81,9 +105,14 @@ def test_runs_placed_on_gpus_run_side_by_side(home):
     """`--gpus 0 1`: the base pair here, then each run as a Ray task of a local instance, in its
     own process with its own CUDA_VISIBLE_DEVICES (on this CPU machine a declared GPU is only a
     count; the tiny runs ask for one with grid.gpus_per_run)."""
-    result = runner.run_grid("tiny", styles=["cot", "cod"], scenarios=["easy"],
-                             stages=["00_base_models", "01_generate_data"], overrides={**SMALL, "grid.gpus_per_run": 1},
-                             gpus=["0", "1"])
+    result = runner.run_grid(
+        "tiny",
+        styles=["cot", "cod"],
+        scenarios=["easy"],
+        stages=["00_base_models", "01_generate_data"],
+        overrides={**SMALL, "grid.gpus_per_run": 1},
+        gpus=["0", "1"],
+    )
     assert sorted((o.run, o.stage, o.status) for o in result.outcomes) == [
         ("_profile", "00_base_models", "finished"),
         ("cod_easy", "01_generate_data", "finished"),
@@ -102,7 +131,9 @@ def test_runs_placed_on_gpus_run_side_by_side(home):
 def test_a_placed_run_that_dies_is_reported_with_its_log(home, monkeypatch):
     import sys
 
-    monkeypatch.setattr(runner, "_chain_command", lambda *a: [sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
+    monkeypatch.setattr(
+        runner, "_chain_command", lambda *a: [sys.executable, "-c", "print('boom'); raise SystemExit(3)"]
+    )
     result = runner.run_grid("tiny", styles=["cot", "cod"], scenarios=["easy"], stages=["01_generate_data"], jobs=2)
     assert {o.run for o in result.failed} == {"cot_easy", "cod_easy"}
     assert all("code 3" in o.error and "runner.log" in o.error for o in result.failed)
@@ -119,10 +150,18 @@ def test_bad_gpus_are_refused_before_anything_runs(home, capsys):
     with pytest.raises(params.ParamsError, match="named twice"):
         runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0,1", "1"])
     # a run split over two GPUs on a machine given one: refused before Ray starts, both numbers named
-    with pytest.raises(params.ParamsError, match=r"cot_easy needs 2 GPU\(s\) \(engine.tensor_parallel_size=2\), "
-                                                 r"but no node of the cluster has more than 1"):
-        runner.run_grid("tiny", styles=["cot"], scenarios=["easy"],
-                        overrides={"engine.tensor_parallel_size": 2, "device": "cuda"}, gpus=["0"])
+    with pytest.raises(
+        params.ParamsError,
+        match=r"cot_easy needs 2 GPU\(s\) \(engine.tensor_parallel_size=2\), "
+        r"but no node of the cluster has more than 1",
+    ):
+        runner.run_grid(
+            "tiny",
+            styles=["cot"],
+            scenarios=["easy"],
+            overrides={"engine.tensor_parallel_size": 2, "device": "cuda"},
+            gpus=["0"],
+        )
     with pytest.raises(params.ParamsError, match="give one of them"):
         runner.run_grid("tiny", styles=["cot"], scenarios=["easy"], gpus=["0"], cluster="auto")
     assert cli.main(["run", "--profile", "tiny", "--gpus", "x"]) == 2
@@ -138,11 +177,19 @@ def test_the_runner_imports_papermill_without_the_iri_grammar():
     import subprocess
     import sys
 
-    code = ("import sys; from lib import runner; import papermill, nbformat; from nbconvert import HTMLExporter; "
-            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('x')]); nbformat.validate(nb); "
-            "HTMLExporter().from_notebook_node(nb); print(sys.modules.get('rfc3987_syntax'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(paths.REPO),
-                         env={**__import__("os").environ, "PYTHONPATH": str(paths.REPO)}).stdout
+    code = (
+        "import sys; from lib import runner; import papermill, nbformat; from nbconvert import HTMLExporter; "
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('x')]); nbformat.validate(nb); "
+        "HTMLExporter().from_notebook_node(nb); print(sys.modules.get('rfc3987_syntax'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(paths.REPO),
+        env={**__import__("os").environ, "PYTHONPATH": str(paths.REPO)},
+    ).stdout
     assert out.strip().splitlines()[-1] == "None"
 
 
@@ -163,12 +210,19 @@ def test_full_collections_freeze_their_survivors_in_the_runners_kernels(home, mo
     monkeypatch.setattr(runner, "_render", lambda *a, **k: None)
     runner.execute("07_analysis", "_profile", home / "out", {}, False)
     assert heap.KERNEL_ARGUMENT in seen["extra_arguments"]
-    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=seen["extra_arguments"], cwd=str(paths.REPO),
-                              env={**os.environ, "PYTHONPATH": str(paths.REPO)})
+    km, kc = start_new_kernel(
+        kernel_name="python3",
+        extra_arguments=seen["extra_arguments"],
+        cwd=str(paths.REPO),
+        env={**os.environ, "PYTHONPATH": str(paths.REPO)},
+    )
     try:
         out = []
-        kc.execute_interactive("import gc; gc.collect(); print(gc.get_freeze_count() > 0)", timeout=60,
-                               output_hook=lambda m: out.append(m["content"].get("text", "")))
+        kc.execute_interactive(
+            "import gc; gc.collect(); print(gc.get_freeze_count() > 0)",
+            timeout=60,
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+        )
     finally:
         km.shutdown_kernel(now=True)
     assert "".join(out).split() == ["True"]

@@ -19,7 +19,9 @@ def _cfg(**over):
 def _solution_rows(pair, style="cod", n=32):
     from lib.teachers import reference
 
-    return [{"id": r["id"], "question": r["question"], "solution": reference.rewrite(r, style)} for r in pair["rows"][:n]]
+    return [
+        {"id": r["id"], "question": r["question"], "solution": reference.rewrite(r, style)} for r in pair["rows"][:n]
+    ]
 
 
 def test_loss_mask_covers_exactly_the_assistant_tokens(tiny_pair, tmp_path, monkeypatch):
@@ -41,7 +43,10 @@ def test_loss_mask_covers_exactly_the_assistant_tokens(tiny_pair, tmp_path, monk
     tok = models.load_tokenizer(tiny_pair["tokenizer"])
     examples, _ = train.build_dataset(rows, "cod", tok, 512)
     encoded = [
-        (models.chat_ids(tok, ex["prompt"], add_generation_prompt=True), models.chat_ids(tok, ex["prompt"] + ex["completion"]))
+        (
+            models.chat_ids(tok, ex["prompt"], add_generation_prompt=True),
+            models.chat_ids(tok, ex["prompt"] + ex["completion"]),
+        )
         for ex in examples
     ]
     assert len(batch["input_ids"]) == len(examples) == 8
@@ -61,8 +66,11 @@ def test_training_resumes_from_its_last_checkpoint(tiny_pair, tmp_path, monkeypa
 
     at_step = []  # the trainer's global step at each optimizer step taken (grad_accum 1)
     real_step = Trainer.training_step
-    monkeypatch.setattr(Trainer, "training_step",
-                        lambda self, *a, **k: (at_step.append(self.state.global_step), real_step(self, *a, **k))[1])
+    monkeypatch.setattr(
+        Trainer,
+        "training_step",
+        lambda self, *a, **k: (at_step.append(self.state.global_step), real_step(self, *a, **k))[1],
+    )
     cfg = _cfg(**{"train.save_steps": 2, "train.target": {"epochs": 1, "batch_size": 8}})
     rows = _solution_rows(tiny_pair, n=32)
     ckpt, adapter = tmp_path / "ckpt", tmp_path / "adapter"
@@ -91,8 +99,11 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_pair, tmp_path, mon
 
     enabled = []
     real = PreTrainedModel.gradient_checkpointing_enable
-    monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable",
-                        lambda self, *a, **k: (enabled.append(True), real(self, *a, **k))[1])
+    monkeypatch.setattr(
+        PreTrainedModel,
+        "gradient_checkpointing_enable",
+        lambda self, *a, **k: (enabled.append(True), real(self, *a, **k))[1],
+    )
     rows = _solution_rows(tiny_pair, n=16)
     weights = {}
     for gc in (False, True):
@@ -141,7 +152,9 @@ def test_merged_logits_equal_base_plus_adapter(trained, tiny_pair):
     from transformers import AutoModelForCausalLM
 
     cfg, rp = trained
-    cfg = params.Params({**cfg, "models": {**cfg["models"], "target": tiny_pair["target"], "draft": tiny_pair["draft"]}})
+    cfg = params.Params(
+        {**cfg, "models": {**cfg["models"], "target": tiny_pair["target"], "draft": tiny_pair["draft"]}}
+    )
     probe = ["<|im_start|>user\nTom has 3 apples.<|im_end|>\n<|im_start|>assistant\n", "x = 1 -> y = 2"]
     merge.merge_run(cfg, rp, probe)
     base_tok = models.load_tokenizer(tiny_pair["tokenizer"])
@@ -206,8 +219,13 @@ def _spy_on_generate(monkeypatch) -> list:
 
 def test_distillation_resumes_without_duplicates_or_losses(trained, tiny_pair, monkeypatch):
     cfg, rp = trained
-    cfg = params.Params({**cfg, "models": {**cfg["models"], "target": tiny_pair["target"]},
-                         "distill": {**cfg["distill"], "batch_size": 8, "max_tokens": 24, "serve": "adapter"}})
+    cfg = params.Params(
+        {
+            **cfg,
+            "models": {**cfg["models"], "target": tiny_pair["target"]},
+            "distill": {**cfg["distill"], "batch_size": 8, "max_tokens": 24, "serve": "adapter"},
+        }
+    )
     served = _spy_on_generate(monkeypatch)
     calls = {"n": 0}
     real_append = io.append_jsonl
@@ -249,9 +267,16 @@ def test_distillation_on_a_cpu_serves_the_checked_merge_and_gives_the_adapters_a
     LoRA request from a temporary folder that is gone afterwards; the answers are those of the
     base with the adapter attached."""
     cfg, rp = trained
-    cfg = params.Params({**cfg, "models": {**cfg["models"], "target": tiny_pair["target"]},
-                         "distill": {**cfg["distill"], "batch_size": 16, "max_tokens": 32, "serve": "adapter"}})
-    assert not distill.serve_merged(cfg) and distill.serve_merged(params.Params({**cfg, "distill": {**cfg["distill"], "serve": "merged"}}))
+    cfg = params.Params(
+        {
+            **cfg,
+            "models": {**cfg["models"], "target": tiny_pair["target"]},
+            "distill": {**cfg["distill"], "batch_size": 16, "max_tokens": 32, "serve": "adapter"},
+        }
+    )
+    assert not distill.serve_merged(cfg) and distill.serve_merged(
+        params.Params({**cfg, "distill": {**cfg["distill"], "serve": "merged"}})
+    )
     auto = params.Params({**cfg, "distill": {**cfg["distill"], "serve": "auto"}})
     assert distill.serve_merged(auto)  # this machine has no GPU (device: cpu in the tiny profile)
     rp.distilled.unlink(missing_ok=True)
@@ -308,8 +333,13 @@ def test_bf16_merge_is_checked_in_bf16_and_saved_in_bf16(trained, tiny_pair, tmp
 
     cfg, rp = trained
     full = params.resolve("full", "cod", "easy")["merge"]
-    bf16 = params.Params({**cfg, "models": {**cfg["models"], "dtype": "bfloat16"},
-                          "merge": {**cfg["merge"], "atol": full["atol"], "rtol": full["rtol"]}})
+    bf16 = params.Params(
+        {
+            **cfg,
+            "models": {**cfg["models"], "dtype": "bfloat16"},
+            "merge": {**cfg["merge"], "atol": full["atol"], "rtol": full["rtol"]},
+        }
+    )
     out = merge.merge_adapter(bf16, tiny_pair["target"], rp.adapter("target"), tmp_path / "m", ["x = 1 -> y = 2"])
     assert out["max_abs_logit_diff"] <= out["logit_tolerance"] and out["worst_error_over_bound"] <= 1
     print("bf16 merge of the tiny target:", {k: out[k] for k in ("max_abs_logit_diff", "logit_tolerance")})
@@ -325,8 +355,16 @@ def test_local_teacher_through_vllm(trained, tiny_pair):
     from lib import answers, data
 
     cfg, rp = trained
-    cfg = params.Params({**cfg, "data": {**cfg["data"], "teacher": "local",
-                                         "local_teacher": {**cfg["data"]["local_teacher"], "model": tiny_pair["target"], "max_tokens": 24}}})
+    cfg = params.Params(
+        {
+            **cfg,
+            "data": {
+                **cfg["data"],
+                "teacher": "local",
+                "local_teacher": {**cfg["data"]["local_teacher"], "model": tiny_pair["target"], "max_tokens": 24},
+            },
+        }
+    )
     result = data.generate_solutions(cfg, rp, progress=False)
     assert result["requested"] == 30
     kept = io.read_jsonl(rp.teacher_output).rows if rp.teacher_output.exists() else []
@@ -347,5 +385,5 @@ def test_local_teacher_through_vllm(trained, tiny_pair):
     for problem in problems[:2]:
         enc = tok(models.prompt_text(tok, "cod", problem["question"]), return_tensors="pt")
         with torch.no_grad():
-            ids = model.generate(**enc, do_sample=False, max_new_tokens=24)[0, enc["input_ids"].shape[1]:]
+            ids = model.generate(**enc, do_sample=False, max_new_tokens=24)[0, enc["input_ids"].shape[1] :]
         assert by_id[problem["id"]]["solution"].strip() == tok.decode(ids, skip_special_tokens=True).strip()

@@ -20,7 +20,9 @@ def source_path(cfg) -> str:
     return str(repo_path(path))
 
 
-def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True) -> Iterator[tuple[str, str | None, str | None]]:
+def generate(
+    cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True
+) -> Iterator[tuple[str, str | None, str | None]]:
     spec = cfg["data"]["teacher_file"]
     path = source_path(cfg)
     rows = io.require_jsonl(path, required=(spec["question_field"], spec["solution_field"]))  # bad line: named

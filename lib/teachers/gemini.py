@@ -62,6 +62,7 @@ class GeminiPollTimeout(TimeoutError):
 # The key
 # ---------------------------------------------------------------------------------------
 
+
 def _read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; `#` comments, blank lines, `export ` prefixes and quotes allowed."""
     out: dict[str, str] = {}
@@ -74,7 +75,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
         name, value = line.split("=", 1)
         name = name.strip()
         if name.startswith("export "):
-            name = name[len("export "):].strip()
+            name = name[len("export ") :].strip()
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -106,6 +107,7 @@ def api_key(env_file: Path | str | None = None) -> str:
 # ---------------------------------------------------------------------------------------
 # The client
 # ---------------------------------------------------------------------------------------
+
 
 def make_client(cfg, key: str | None = None):
     """A google-genai client; the SDK itself retries 408/429/5xx answers with backoff."""
@@ -170,6 +172,7 @@ def _state_name(job) -> str:
 # ---------------------------------------------------------------------------------------
 # Requests
 # ---------------------------------------------------------------------------------------
+
 
 def request_body(problem: dict, style: str, cfg) -> dict:
     """One GenerateContentRequest (REST JSON) for a problem: the style's system instruction,
@@ -262,6 +265,7 @@ def submit(client, cfg, rp: RunPaths, problems: list[dict], style: str, previous
 # Polling
 # ---------------------------------------------------------------------------------------
 
+
 def wait(client, cfg, rp: RunPaths, state: dict, progress: bool = True):
     """Poll the job with backoff until it ends; transient errors are retried here too."""
     from tqdm.auto import tqdm
@@ -315,6 +319,7 @@ def wait(client, cfg, rp: RunPaths, state: dict, progress: bool = True):
 # Results
 # ---------------------------------------------------------------------------------------
 
+
 def response_text(response: dict | None) -> tuple[str | None, str | None]:
     """(text, None) from a GenerateContentResponse (REST JSON), or (None, reason)."""
     if not isinstance(response, dict):
@@ -349,7 +354,9 @@ def _error_text(error) -> str:
 _KEY = re.compile(r'"key"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def parse_result_lines(data: bytes | str) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
+def parse_result_lines(
+    data: bytes | str,
+) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
     """(key, text, error, malformed, model version) per line of a batch results file;
     `malformed` is the reason a line could not be used (its key recovered from the raw text
     where possible)."""
@@ -361,7 +368,13 @@ def parse_result_lines(data: bytes | str) -> Iterator[tuple[str | None, str | No
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
             found = _KEY.search(raw)
-            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: no string 'key'", None
+            yield (
+                (found.group(1) if found else None),
+                None,
+                None,
+                f"malformed result line {lineno}: no string 'key'",
+                None,
+            )
             continue
         if obj.get("error"):
             yield obj["key"], None, _error_text(obj["error"]), None, None
@@ -407,11 +420,15 @@ def results(client, cfg, job) -> Iterator[tuple[str | None, str | None, str | No
     elif dest is not None and dest.file_name:
         yield from parse_result_lines(download(client, cfg, dest.file_name))
     else:
-        raise GeminiJobError(f"Gemini batch job {job.name} succeeded but names no results "
-                             "(neither inlined responses nor a responses file)")
+        raise GeminiJobError(
+            f"Gemini batch job {job.name} succeeded but names no results "
+            "(neither inlined responses nor a responses file)"
+        )
 
 
-def collect(client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], progress: bool = True) -> Iterator[Result]:
+def collect(
+    client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], progress: bool = True
+) -> Iterator[Result]:
     """Wait for the job of `state`, then yield a result for every submitted id still in
     `pending` (removing it there): its text, or the reason it has none."""
     job = wait(client, cfg, rp, state, progress)
@@ -447,7 +464,12 @@ def collect(client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], pr
     for key in missing:
         if key in pending:
             pending.pop(key)
-            yield key, None, f"no result for this request in the output of job {name}{note}", {"teacher_model": asked, "model_version": None}
+            yield (
+                key,
+                None,
+                f"no result for this request in the output of job {name}{note}",
+                {"teacher_model": asked, "model_version": None},
+            )
     if unmatched or stray or missing:
         warnings.warn(
             f"Gemini batch job {name}: {len(unmatched)} unusable result line(s), {len(missing)} request(s) "

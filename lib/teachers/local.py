@@ -12,7 +12,9 @@ from .. import engine
 from ..paths import RunPaths
 
 
-def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True) -> Iterator[tuple[str, str | None, str | None]]:
+def generate(
+    cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True
+) -> Iterator[tuple[str, str | None, str | None]]:
     """`(id, text, None)` per problem, a batch of prompts per vLLM call (the caller appends
     after each batch, so a crash loses at most the batch in flight)."""
     if not problems:
@@ -23,8 +25,16 @@ def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool
             "data.teacher=local needs data.local_teacher.model: a hub id or a local model folder "
             "(any chat model vLLM can serve)"
         )
-    batches = engine.answer_problems(cfg, spec["model"], problems, style, spec["max_tokens"],
-                                     max(1, spec["batch_size"]), f"teacher local ({style})", progress)
+    batches = engine.answer_problems(
+        cfg,
+        spec["model"],
+        problems,
+        style,
+        spec["max_tokens"],
+        max(1, spec["batch_size"]),
+        f"teacher local ({style})",
+        progress,
+    )
     for batch, outputs in batches:
         for problem, out in zip(batch, outputs):
             yield problem["id"], out.outputs[0].text, None

@@ -24,22 +24,118 @@ _SIDE = rf"(?:{_TOKEN})(?:\s*[-+*/–]\s*(?:{_TOKEN}))*"
 _EQUATION = re.compile(rf"{_SIDE}\s*=\s*{_SIDE}")
 _NUMERIC = re.compile(r"[\d.,+\-*/() ]+")
 _VALUE_TEXT = re.compile(r"^\s*-?[\d.,/]*\d%?")
-_STOPWORDS = {"a", "an", "the", "in", "on", "at", "of", "for", "to", "and", "or", "with", "by", "from",
-              "is", "are", "was", "were", "be", "this", "that", "it", "its", "he", "she", "they", "his",
-              "her", "their", "so", "then", "which", "per", "as", "into", "than"}
+_STOPWORDS = {
+    "a",
+    "an",
+    "the",
+    "in",
+    "on",
+    "at",
+    "of",
+    "for",
+    "to",
+    "and",
+    "or",
+    "with",
+    "by",
+    "from",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "this",
+    "that",
+    "it",
+    "its",
+    "he",
+    "she",
+    "they",
+    "his",
+    "her",
+    "their",
+    "so",
+    "then",
+    "which",
+    "per",
+    "as",
+    "into",
+    "than",
+}
 _RELATION = re.compile(r"=|<|>|\\le|\\ge|\\ne|\\approx|\\equiv|\\Rightarrow|\\implies|\\to\b")
 _DISPLAY_ENVS = ("align", "align*", "equation", "equation*", "eqnarray", "eqnarray*", "gather", "gather*")
 _LEADING_CONNECTIVE = re.compile(
-    r"^(?:so|thus|therefore|hence|then|now|and|finally|first|firstly|next|also|to start|to begin)\b,?\s*",
-    re.IGNORECASE)
-_COMMON_OPENERS = {"she", "he", "they", "it", "the", "there", "this", "that", "these", "those", "we", "our",
-                   "her", "his", "their", "its", "a", "an", "in", "on", "at", "for", "each", "every", "if",
-                   "when", "after", "since", "all", "altogether", "together", "with", "by", "let", "one",
-                   "both", "to", "from", "of", "still", "half", "because", "here", "note", "as",
-                   # imperatives that open MATH solutions
-                   "call", "suppose", "consider", "recall", "use", "notice", "observe", "write", "set",
-                   "substitute", "plug", "simplify", "expand", "factor", "evaluate", "multiply", "divide",
-                   "add", "subtract", "solve", "apply"}
+    r"^(?:so|thus|therefore|hence|then|now|and|finally|first|firstly|next|also|to start|to begin)\b,?\s*", re.IGNORECASE
+)
+_COMMON_OPENERS = {
+    "she",
+    "he",
+    "they",
+    "it",
+    "the",
+    "there",
+    "this",
+    "that",
+    "these",
+    "those",
+    "we",
+    "our",
+    "her",
+    "his",
+    "their",
+    "its",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "for",
+    "each",
+    "every",
+    "if",
+    "when",
+    "after",
+    "since",
+    "all",
+    "altogether",
+    "together",
+    "with",
+    "by",
+    "let",
+    "one",
+    "both",
+    "to",
+    "from",
+    "of",
+    "still",
+    "half",
+    "because",
+    "here",
+    "note",
+    "as",
+    # imperatives that open MATH solutions
+    "call",
+    "suppose",
+    "consider",
+    "recall",
+    "use",
+    "notice",
+    "observe",
+    "write",
+    "set",
+    "substitute",
+    "plug",
+    "simplify",
+    "expand",
+    "factor",
+    "evaluate",
+    "multiply",
+    "divide",
+    "add",
+    "subtract",
+    "solve",
+    "apply",
+}
 
 
 def reference_text(problem: dict) -> str:
@@ -48,8 +144,9 @@ def reference_text(problem: dict) -> str:
         text = problem.get(key)
         if isinstance(text, str) and ("####" in text or last_boxed(text) is not None):
             return text
-    raise ValueError(f"problem {problem.get('id', '?')!r} has no reference solution "
-                     "(a `####` answer or a `\\boxed{}`)")
+    raise ValueError(
+        f"problem {problem.get('id', '?')!r} has no reference solution (a `####` answer or a `\\boxed{{}}`)"
+    )
 
 
 def final_answer_from_reference(text: str) -> str:
@@ -69,8 +166,9 @@ def rewrite(problem: dict, style: str) -> str:
     """The problem's reference solution rewritten in `style` (`cot` or `cod`)."""
     check_style(style)
     if style not in TRAINED_STYLES:
-        raise ValueError(f"style {style!r} has nothing to teach; the reference teacher writes: "
-                         f"{', '.join(TRAINED_STYLES)}")
+        raise ValueError(
+            f"style {style!r} has nothing to teach; the reference teacher writes: {', '.join(TRAINED_STYLES)}"
+        )
     text = reference_text(problem)
     answer = final_answer_from_reference(text)
     if "####" in text:
@@ -81,6 +179,7 @@ def rewrite(problem: dict, style: str) -> str:
 # ---------------------------------------------------------------------------------------
 # Shared prose helpers
 # ---------------------------------------------------------------------------------------
+
 
 def _connector(i: int, n: int) -> str:
     if i == 0:
@@ -114,6 +213,7 @@ def _spaced(expr: str) -> str:
 # ---------------------------------------------------------------------------------------
 # GSM8K format
 # ---------------------------------------------------------------------------------------
+
 
 def _gsm_lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.rsplit("####", 1)[0].splitlines() if ln.strip()]
@@ -151,13 +251,13 @@ def _gsm_steps(text: str) -> list[tuple[str, str, str]]:
     for line in _gsm_lines(text):
         notes = list(_NOTE.finditer(line))
         for m in notes:
-            steps.append((_name_after(line[m.end():]), m.group(2), m.group(3)))
+            steps.append((_name_after(line[m.end() :]), m.group(2), m.group(3)))
         if notes:
             continue
         inline = list(_INLINE.finditer(line))
         for m in inline:
             expr = re.sub(r"\s*[x×]\s*", "*", m.group(1)).replace("÷", "/")
-            steps.append((_name_after(line[m.end():]), expr, m.group(2).rstrip(".,")))
+            steps.append((_name_after(line[m.end() :]), expr, m.group(2).rstrip(".,")))
         if not inline:  # algebra written out in words: keep the bare equation
             for m in _EQUATION.finditer(line):
                 lhs, rhs = m.group(0).replace("$", "").replace("–", "-").split("=", 1)
@@ -186,8 +286,7 @@ def _check(steps: list[tuple[str, str, str]], answer: str) -> str:
             x, y, v = Fraction(a), Fraction(b), Fraction(value.replace(",", ""))
             exact = {"+": x + y, "-": x - y, "*": x * y, "/": x / y if y else None}[op]
             if exact == v and (op != "*" or y != 0):
-                return (f"To check, {value} {_INVERSE[op]} {b} = {a}, which matches, "
-                        f"so the answer is {answer}.")
+                return f"To check, {value} {_INVERSE[op]} {b} = {a}, which matches, so the answer is {answer}."
         except (ValueError, ZeroDivisionError):
             pass
     return f"To check, recomputing {_spaced(expr)} gives {value} again, so the answer is {answer}."
@@ -203,6 +302,7 @@ def _gsm_cot(text: str, answer: str) -> str:
 # ---------------------------------------------------------------------------------------
 # MATH format
 # ---------------------------------------------------------------------------------------
+
 
 def _segments(text: str) -> list[tuple[str, str]]:
     """Split prose into ("text", s) and ("math", s) pieces; math keeps its delimiters."""
