@@ -53,6 +53,21 @@ def test_problems(cfg, rp: RunPaths) -> list[dict]:
     return rows
 
 
+def calibration_set(cfg, rp: RunPaths, tokenizer, thinking: bool, test: list[dict]) -> tuple[list[str], list[dict]]:
+    """The forecast's prompts: the first `benchmark.calibration_samples` problems of the run's
+    training split whose questions are not in the test split, so that the forecast is made on
+    prompts the timed passes do not answer. Empty where there is no such problem (the forecast
+    is then not made, and says why)."""
+    n = int(cfg["benchmark"]["calibration_samples"])
+    if not n or not rp.train_problems.exists():
+        return [], []
+    held_out = {p["question"] for p in test}
+    rows = [r for r in io.require_jsonl(rp.train_problems, required=PROBLEM_COLUMNS) if r["question"] not in held_out][
+        :n
+    ]
+    return [models.prompt_text(tokenizer, cfg["style"], r["question"], thinking) for r in rows], rows
+
+
 def check(cfg) -> None:
     """Refuse a benchmark whose params cannot work, before any engine starts."""
     engine.check_method(cfg)
@@ -91,6 +106,7 @@ def run_pass(
     extras: bool = True,
     max_num_seqs: int | None = None,
     floor: int = 0,
+    calibration: tuple[list[str], list[dict]] | None = None,
 ) -> tuple[list[dict], dict]:
     """One pass: fresh engine (speculative when `spec` is a vLLM speculative_config), one
     untimed warm-up request, then all prompts in one timed generate call; per-request timings
@@ -103,7 +119,9 @@ def run_pass(
     measurement and (CUDA) the GPU-busy time per step on the same engine (repetitions and
     calibration passes skip them). `max_num_seqs` overrides the benchmark's concurrency.
     `floor`: also the numerical floor on the same engine (`_floor`), its samples in
-    `info["floor_samples"]`."""
+    `info["floor_samples"]`. `calibration` (prompts, problems): answered after the warm-up and
+    before the timed call, in one call of their own, timed and counted apart
+    (`info["calibration"]`: what the forecast is made from, `forecast`)."""
     # Device-level, sampled through the pass: the engine core may run in another process.
     # Out of process, the GPU-busy floor comes from vLLM's profiler inside the engine core, which
     # must be configured when the engine starts (idle until `gpu_busy` starts it).
@@ -124,6 +142,7 @@ def run_pass(
         # (kernels compiled per shape) is one suspect.
         width = min(len(prompts), max_num_seqs or cfg["benchmark"]["max_num_seqs"]) or 1
         eng.llm.generate([WARMUP_PROMPT] * width, warm_up_sampling(cfg, width), use_tqdm=False)
+        cal = _calibration_call(cfg, eng, name, *calibration) if calibration and calibration[0] else None
         before = engine.spec_counters(eng)
         t0 = time.perf_counter()
         outputs = eng.llm.generate(prompts, engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=extras)
@@ -154,6 +173,7 @@ def run_pass(
         "speculative_config": spec,
         "subset_counters": subset,
         "subset_source": source,
+        "calibration": cal,
         "batch1": batch1,
         "gpu_busy": gpu,
         "lone_replay": replay,
@@ -162,6 +182,17 @@ def run_pass(
         "floor_samples": _samples(f"{name}_floor", problems, floor_outputs, [None] * len(problems)) if floor else [],
     }
     return samples, info
+
+
+def _calibration_call(cfg, eng, name: str, prompts: list[str], problems: list[dict]) -> dict:
+    """The calibration prompts in one generate call on the pass's engine, before its timed call:
+    their per-request timings and acceptance, the call's wall time and counters."""
+    mark = engine.spec_counters(eng)
+    t0 = time.perf_counter()
+    outputs = eng.llm.generate(prompts, engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
+    wall = time.perf_counter() - t0
+    samples = _samples(f"{name}_calibration", problems, outputs, [engine.request_spec(o) for o in outputs])
+    return {"samples": samples, "wall_s": wall, "counters": engine.counter_delta(engine.spec_counters(eng), mark)}
 
 
 def _samples(name: str, problems: list[dict], outputs, per_request: list) -> list[dict]:
@@ -902,57 +933,175 @@ def k_sweep(
     return entries, all_samples, fit
 
 
-def calibrate(cfg, pair: dict, prompts: list[str], problems: list[dict]) -> dict:
-    """`benchmark.k: auto`: on the first `calibration_samples` prompts, a baseline pass and
-    speculative passes at the smallest, middle and largest K candidate; their step costs fit
-    r(K) = a + b*K, acceptance by position comes from the largest K, and the K with the highest
-    predicted speed-up is chosen. Its prediction is made on other prompts and other engines
-    than the main pass: set beside the main pass's measured speed-up, an out-of-sample check."""
+def forecast(
+    cal_base: dict,
+    cal_spec: dict,
+    n: int,
+    slots: int,
+    step_s: float | None = None,
+    tokens_per_step: float | None = None,
+) -> dict | None:
+    """The throughput speed-up a benchmark of `n` prompts will measure, forecast from a
+    calibration on other prompts (`calibration_set`), before its timed passes: each pass's
+    calibration requests, taken in turn until there are `n`, hold a slot for their own time to
+    first token and then their decode steps at the calibration's step cost (speculative: each
+    request's own tokens per step), placed first come first served in `slots` slots
+    (`scheduled_wall`, the accounting check's model, here fed by other prompts). The baseline's
+    and the speculative pass's placements give the two throughputs. `step_s` and
+    `tokens_per_step` replace the speculative calibration's (a K it did not run: `calibrate`).
+    None where the calibration has no per-request timestamps."""
+    if not (cal_base and cal_spec and cal_base["samples"] and cal_spec["samples"] and n and slots):
+        return None
+    base = step_timing(cal_base["samples"], None, cal_base["wall_s"], slots)
+    spec = step_timing(cal_spec["samples"], cal_spec.get("counters"), cal_spec["wall_s"], slots)
+    if base["prefill_s"] is None or spec["prefill_s"] is None or not (base["step_s"] and spec["step_s"]):
+        return None
+    cycle = lambda rows: [rows[i % len(rows)] for i in range(n)]  # noqa: E731
+    base_rows, spec_rows = cycle(cal_base["samples"]), cycle(cal_spec["samples"])
+    pass_tps = spec["decode_tokens"] / spec["steps"] if spec["steps"] else 1.0
+    if tokens_per_step is not None:  # a K not calibrated: the pass's tokens per step for every request
+        spec_rows = [{"prefill_s": t["prefill_s"], "output_tokens": t["output_tokens"]} for t in spec_rows]
+        pass_tps = tokens_per_step
+    spec_step = step_s if step_s is not None else spec["step_s"]
+    wall_base = scheduled_wall(base_rows, base["step_s"], 1.0, slots)
+    wall_spec = scheduled_wall(spec_rows, spec_step, pass_tps, slots)
+    tokens_base = sum(t["output_tokens"] for t in base_rows)
+    tokens_spec = sum(t["output_tokens"] for t in spec_rows)
+    return {
+        "speedup": (tokens_spec / wall_spec) / (tokens_base / wall_base),
+        "n_calibration": len(cal_base["samples"]),
+        "n": n,
+        "r": spec_step / base["step_s"],
+        "tokens_per_step": pass_tps,
+        # the calibration call's own throughput ratio: the forecast before it is scaled to n prompts
+        "calibration_speedup": (spec["output_tokens"] / cal_spec["wall_s"])
+        / (base["output_tokens"] / cal_base["wall_s"]),
+    }
+
+
+def forecast_record(base_info: dict, spec_info: dict, n: int, slots: int, calibration: dict | None) -> dict:
+    """The forecast made before the first repetition's timed passes, from the calibration call
+    on their own engines (`run_pass`'s `calibration`), or why there is none."""
+    cal_base, cal_spec = base_info.get("calibration"), spec_info.get("calibration")
+    if not (cal_base and cal_spec):
+        return {
+            "speedup": None,
+            "why_none": "no calibration prompts (benchmark.calibration_samples = 0, or the training "
+            "split has none outside the test split)",
+        }
+    got = forecast(cal_base, cal_spec, n, slots)
+    if got is None:
+        return {"speedup": None, "why_none": "the engine gave no per-request timestamps"}
+    return {
+        **got,
+        "source": "training split",
+        "made": "before the timed passes, on their engines",
+        "k_auto_forecast": (calibration or {}).get("predicted_speedup", {}).get(str(calibration["k"]))
+        if calibration
+        else None,
+    }
+
+
+def forecast_checked(fc: dict, comparison: dict, sweep: list[dict], calibration: dict | None) -> dict:
+    """The forecast against what the timed passes then measured (`ratio`: measured over
+    forecast), and with `k: auto` and a K sweep, where the chosen K's measured speed-up stood
+    among the measured ones (`k_choice`)."""
+    measured = comparison.get("speedup_throughput")
+    out = {
+        **fc,
+        "measured": measured,
+        "ratio": measured / fc["speedup"] if fc.get("speedup") and measured is not None else None,
+    }
+    measured_k = {e["k"]: e["speedup_throughput"] for e in sweep or [] if e.get("speedup_throughput")}
+    if calibration and len(measured_k) > 1 and calibration["k"] in measured_k:
+        best = max(measured_k, key=measured_k.get)
+        out["k_choice"] = {
+            "chosen": calibration["k"],
+            "best_measured": best,
+            "chosen_speedup": measured_k[calibration["k"]],
+            "best_speedup": measured_k[best],
+            "share_of_best": measured_k[calibration["k"]] / measured_k[best],
+            "rank": sorted(measured_k.values(), reverse=True).index(measured_k[calibration["k"]]) + 1,
+            "of": len(measured_k),
+        }
+    return out
+
+
+def calibrate(cfg, pair: dict, cal: tuple[list[str], list[dict]], n: int) -> dict:
+    """`benchmark.k: auto`: on the calibration prompts (`calibration_set`: training problems,
+    not the benchmark's), a baseline pass and speculative passes at the smallest, middle and
+    largest K candidate, each on a fresh engine. Each probed K's forecast for the benchmark's
+    `n` prompts comes from its own pass (`forecast`); a K between them is forecast from the
+    nearest probe's requests, with the step cost r(K) = a + b*K fitted over the probes and the
+    tokens per step the largest probe's acceptance by position allows at K (a greedy draft
+    proposes the same first tokens whatever K is). The K with the highest forecast is chosen."""
     bench = cfg["benchmark"]
-    n = min(int(bench["calibration_samples"]), len(prompts))
+    prompts, problems = cal
+    if not prompts:
+        raise ValueError(
+            "benchmark.k auto: no calibration prompts (the training split has none outside the test split)"
+        )
+    slots = bench["max_num_seqs"]
     cands = sorted(set(int(k) for k in bench["k_candidates"]))
     probes = sorted({cands[0], cands[len(cands) // 2], cands[-1]})
-    p, q = prompts[:n], problems[:n]
-    samples, info = run_pass(cfg, "calibration_baseline", pair["target"], p, q, extras=False)
-    base_step = step_timing(samples, None, info["wall_s"], info["max_num_seqs"])
-    points = []
+    samples, info = run_pass(cfg, "calibration_baseline", pair["target"], prompts, problems, extras=False)
+    cal_base = {"samples": samples, "wall_s": info["wall_s"], "counters": info["counters"]}
+    base_step = step_timing(samples, None, info["wall_s"], slots)
+    points, cals = [], {}
     for k in probes:
         spec = engine.speculative_config(cfg, pair["draft"], k=k)
-        samples, info = run_pass(cfg, f"calibration_k{k}", pair["target"], p, q, spec=spec, extras=False)
+        samples, info = run_pass(cfg, f"calibration_k{k}", pair["target"], prompts, problems, spec=spec, extras=False)
         sp = spec_summary(info["counters"], k)
-        model = cost_model(
-            base_step, step_timing(samples, info["counters"], info["wall_s"], info["max_num_seqs"]), sp, k
-        )
-        if model:
+        cals[k] = {"samples": samples, "wall_s": info["wall_s"], "counters": info["counters"]}
+        got = forecast(cal_base, cals[k], n, slots)
+        if sp and got:
             points.append(
                 {
                     "k": k,
-                    "r": model["r"],
+                    "r": got["r"],
                     "acceptance_by_pos": sp["acceptance_by_pos"],
-                    "predicted_speedup": model["predicted_speedup"],
+                    "forecast_speedup": got["speedup"],
                 }
             )
     if not points:
-        raise RuntimeError(f"benchmark.k auto: no calibration pass drafted anything (K {probes}, {n} prompts)")
-    fit = stats.fit_step_cost([x["k"] for x in points], [x["r"] for x in points])
-    if fit is None:  # a single candidate
-        fit = {
-            "a": points[0]["r"],
-            "b": 0.0,
-            "k": [points[0]["k"]],
-            "r": [points[0]["r"]],
-            "residuals": [0.0],
-            "rms_residual": 0.0,
-        }
-    chosen, predicted = stats.best_k(points[-1]["acceptance_by_pos"], fit, cands)
+        raise RuntimeError(
+            f"benchmark.k auto: no calibration pass drafted anything (K {probes}, {len(prompts)} prompts)"
+        )
+    fit = stats.fit_step_cost([x["k"] for x in points], [x["r"] for x in points]) or {
+        "a": points[0]["r"],
+        "b": 0.0,
+        "k": [points[0]["k"]],
+        "r": [points[0]["r"]],
+        "residuals": [0.0],
+        "rms_residual": 0.0,
+    }  # a single candidate
+    by_pos, probed = points[-1]["acceptance_by_pos"], {x["k"]: x["forecast_speedup"] for x in points}
+    predicted = {}
+    for k in cands:
+        if k in probed:
+            predicted[k] = probed[k]
+        elif k <= len(by_pos):
+            near = min(probed, key=lambda p: (abs(p - k), p))
+            got = forecast(
+                cal_base,
+                cals[near],
+                n,
+                slots,
+                step_s=base_step["step_s"] * (fit["a"] + fit["b"] * k),
+                tokens_per_step=stats.tokens_per_step(by_pos, k),
+            )
+            if got:
+                predicted[k] = got["speedup"]
+    chosen = max(predicted, key=predicted.get)
     return {
-        "n": n,
+        "n": len(prompts),
+        "source": "training split",
         "candidates": cands,
         "probes": points,
         "fit": fit,
         "k": chosen,
-        "predicted_speedup": {str(k): v for k, v in predicted.items()},
-    }  # str keys: as JSON writes them
+        "predicted_speedup": {str(k): v for k, v in predicted.items()},  # str keys: as JSON writes them
+    }
 
 
 def with_k(cfg, k: int):
@@ -960,7 +1109,9 @@ def with_k(cfg, k: int):
     return params.Params({**cfg, "benchmark": {**cfg["benchmark"], "k": int(k)}})
 
 
-def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spec: dict, n_check: int):
+def _repetitions(
+    cfg, target: str, prompts: list[str], problems: list[dict], spec: dict, n_check: int, calibration=None
+):
     """`benchmark.warmup_repetitions` repetitions recorded but not counted, then baseline and
     speculative passes `benchmark.repetitions` times, in alternating order; each repetition's
     comparison (warm-ups apart), and the first counted repetition's samples and summaries (the
@@ -982,6 +1133,7 @@ def _repetitions(cfg, target: str, prompts: list[str], problems: list[dict], spe
                 recount=n_check if name == "speculative" and i == 0 else 0,
                 extras=i == 0,
                 floor=bench["floor_max_num_seqs"] if name == "baseline" and i == 0 else 0,
+                calibration=calibration if i == 0 else None,
             )
         m = {name: summarize_pass(*got[name], k, n_boot, seed) for name in PASSES}
         (warmups if i < 0 else reps).append(repetition(m["baseline"], m["speculative"], order, k))
@@ -1007,9 +1159,12 @@ def run(cfg, rp: RunPaths) -> dict:
     thinking = models.enable_thinking(cfg)
     prompts = [models.prompt_text(tok_t, cfg["style"], p["question"], thinking) for p in problems]
     engine.check_prompt_lengths(cfg, tok_t, prompts, [p["id"] for p in problems], rp.test_problems)
+    cal = calibration_set(cfg, rp, tok_t, thinking, problems)
+    if cal[0]:
+        engine.check_prompt_lengths(cfg, tok_t, cal[0], [p["id"] for p in cal[1]], rp.train_problems)
     requested, calibration, ks = cfg["benchmark"]["k"], None, list(cfg["benchmark"]["k_sweep"])
     if requested == "auto":
-        calibration = calibrate(cfg, pair, prompts, problems)
+        calibration = calibrate(cfg, pair, cal, len(prompts))
         cfg = with_k(cfg, calibration["k"])
         if calibration["k"] != cfg["benchmark"]["k_reference"]:
             ks.append(cfg["benchmark"]["k_reference"])  # the study's K stays measured beside the pick
@@ -1017,7 +1172,7 @@ def run(cfg, rp: RunPaths) -> dict:
     k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
     spec = engine.speculative_config(cfg, pair["draft"])
     n_check = bench["crosscheck_samples"] if method != "eagle3" else 0
-    warmups, reps, first = _repetitions(cfg, pair["target"], prompts, problems, spec, n_check)
+    warmups, reps, first = _repetitions(cfg, pair["target"], prompts, problems, spec, n_check, cal)
     (base_samples, base_info), (spec_samples, spec_info) = first[0]["baseline"], first[0]["speculative"]
     m_base, m_spec = first[1]["baseline"], first[1]["speculative"]
     floor_samples = base_info["floor_samples"]
@@ -1048,6 +1203,7 @@ def run(cfg, rp: RunPaths) -> dict:
             base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples, warmups
         ),
         "calibration": calibration,
+        "forecast": forecast_record(base_info, spec_info, len(prompts), bench["max_num_seqs"], calibration),
         "crosscheck": check_result,
         "k_sweep": sweep,
         "k_sweep_fit": fit,
@@ -1057,6 +1213,7 @@ def run(cfg, rp: RunPaths) -> dict:
         "seed": seed,
         "params": dict(cfg),
     }
+    metrics["forecast"] = forecast_checked(metrics["forecast"], metrics["comparison"], sweep, calibration)
     # merged checkpoints are large; the adapters stay. Said in the metrics, so that the merge stays
     # done while this benchmark stands (`record.outputs_missing`)
     metrics["merged_deleted"] = bool(cfg["merge"]["delete_after_benchmark"] and rp.style != "base")
@@ -1114,6 +1271,10 @@ def headline(metrics: dict) -> dict:
         "k_sweep_best_k": max(metrics["k_sweep"], key=lambda e: e["speedup_throughput"])["k"]
         if metrics.get("k_sweep")
         else None,
+        # the out-of-sample forecast (`forecast`): made before the timed passes, on training prompts
+        "forecast_speedup": (metrics.get("forecast") or {}).get("speedup"),
+        "forecast_ratio": (metrics.get("forecast") or {}).get("ratio"),
+        "k_choice_share": ((metrics.get("forecast") or {}).get("k_choice") or {}).get("share_of_best"),
         # vLLM's resolved scheduler per pass (None where it does not say): with `auto` they may differ
         "async_baseline": b.get("async_scheduling"),
         "async_speculative": s.get("async_scheduling"),
@@ -1237,6 +1398,26 @@ def floor_note(metrics: dict) -> str:
         f"{r_floor or float('nan'):.2f} against {c.get('step_cost_r') or float('nan'):.2f} measured"
         + (f"; the GPU was busy for {share:.0%} of a target step at batch 1" if share is not None else "")
     )
+
+
+def forecast_note(metrics: dict) -> str:
+    """One line on the forecast made before the timed passes, and how the measurement compared."""
+    fc = metrics.get("forecast") or {}
+    if not fc.get("speedup"):
+        return f"Forecast: none ({fc.get('why_none') or 'recorded before forecasts'})"
+    line = (
+        f"Forecast before the timed passes ({fc['n_calibration']} training prompts on the first repetition's "
+        f"engines, placed for {fc['n']} prompts): {fc['speedup']:.2f}x (r {fc['r']:.2f}, "
+        f"{fc['tokens_per_step']:.2f} tokens a step); measured {fc['measured']:.2f}x, {fc['ratio']:.2f} of it"
+    )
+    choice = fc.get("k_choice")
+    if choice:
+        line += (
+            f"; k auto chose K = {choice['chosen']}, measured {choice['chosen_speedup']:.2f}x, "
+            f"{choice['share_of_best']:.0%} of the best measured K = {choice['best_measured']} "
+            f"({choice['best_speedup']:.2f}x, rank {choice['rank']} of {choice['of']})"
+        )
+    return line
 
 
 def lone_note(metrics: dict) -> str:

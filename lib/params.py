@@ -37,7 +37,10 @@ CHOICES: dict[str, tuple] = {
 }
 # Integer keys that also take a word, and integer keys that must be >= 1.
 WORDS: dict[str, tuple] = {"benchmark.k": ("auto",)}
-AT_LEAST_ONE = ("benchmark.k", "benchmark.repetitions", "benchmark.calibration_samples")
+AT_LEAST_ONE = (
+    "benchmark.k",
+    "benchmark.repetitions",
+)  # calibration_samples may be 0: no forecast (k auto checks its own)
 
 
 # Ranges, by dotted key (fnmatch patterns, first match wins): (low, high, low_exclusive).

@@ -35,9 +35,9 @@ NOT_RESULTS = ("grid", "report")
 FIRST_REVISION = (1, "the stage as first written")  # a stage absent below, and a record made before revisions
 STAGE_REVISIONS = {
     "06_benchmark": (
-        2,
-        "engine.async_scheduling: auto now leaves each engine vLLM's own default "
-        "(it forced async scheduling on for both passes on a GPU)",
+        3,
+        "the forecast: the first repetition's engines answer calibration prompts (training problems) "
+        "before their timed passes (revision 2: engine.async_scheduling auto left each engine vLLM's default)",
     ),
 }
 

@@ -353,13 +353,39 @@ def bench(partial_pair, tmp_path_factory):
                 "benchmark.repetitions": REPS,
                 "benchmark.floor_max_num_seqs": 1,
                 "benchmark.warmup_repetitions": WARMUPS,
+                "benchmark.calibration_samples": CALIBRATION,
             }
         )
         io.write_jsonl(rp.test_problems, partial_pair["rows"])
+        # the forecast's calibration: training problems the benchmark does not ask (one of them it does)
+        train = [
+            {**r, "id": f"train-{r['id']}", "question": f"{r['question']} Say it twice."} for r in partial_pair["rows"]
+        ]
+        io.write_jsonl(rp.train_problems, [partial_pair["rows"][0]] + train)
         returned = benchmark.run(cfg, rp)
         yield SimpleNamespace(
             cfg=cfg, rp=rp, returned=returned, metrics=io.read_json(rp.metrics_json), csv=pd.read_csv(rp.samples_csv)
         )
+
+
+CALIBRATION = 3
+
+
+@slow
+def test_the_forecast_is_made_before_the_timed_passes_on_other_prompts(bench):
+    fc = bench.metrics["forecast"]
+    assert fc["n_calibration"] == CALIBRATION and fc["n"] == N and fc["source"] == "training split"
+    assert fc["speedup"] > 0 and fc["r"] > 0 and 1 <= fc["tokens_per_step"] <= K + 1
+    assert fc["measured"] == bench.metrics["comparison"]["speedup_throughput"]
+    assert fc["ratio"] == pytest.approx(fc["measured"] / fc["speedup"])
+    h = benchmark.headline(bench.metrics)
+    assert h["forecast_speedup"] == fc["speedup"] and h["forecast_ratio"] == fc["ratio"]
+    # the calibration's answers are not the benchmark's: none of them in the samples
+    assert not bench.csv["id"].astype(str).str.startswith("train-").any()
+    assert not bench.csv["pass"].astype(str).str.contains("calibration").any()
+    assert benchmark.forecast_note(bench.metrics).startswith(
+        f"Forecast before the timed passes ({CALIBRATION} training"
+    )
 
 
 NUM = (int, float)
@@ -776,8 +802,10 @@ def test_k_auto_calibrates_on_real_engines(tiny_pair):
         }
     )
     prompts, problems = _prompts(tiny_pair, 3)
-    cal = benchmark.calibrate(cfg, {"target": tiny_pair["target"], "draft": tiny_pair["draft"]}, prompts, problems)
-    assert cal["n"] == 2 and [p["k"] for p in cal["probes"]] == [1, 2, 4]
+    pair = {"target": tiny_pair["target"], "draft": tiny_pair["draft"]}
+    cal = benchmark.calibrate(cfg, pair, (prompts[:2], problems[:2]), 3)
+    assert cal["n"] == 2 and cal["source"] == "training split" and [p["k"] for p in cal["probes"]] == [1, 2, 4]
+    assert all(p["forecast_speedup"] > 0 for p in cal["probes"])
     assert all(p["r"] > 0 for p in cal["probes"]) and len(cal["fit"]["residuals"]) == 3
     assert set(cal["predicted_speedup"]) == {"1", "2", "4"}
     assert str(cal["k"]) == max(cal["predicted_speedup"], key=cal["predicted_speedup"].get)

@@ -32,12 +32,12 @@ STYLES, SCENARIO = ["base", "cod"], "easy"
 LOOPBACK = dict(node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
 # Where and when, not what: left out when the cluster's grid is compared with the one host's
 # (timings and what is derived from them; the records' own fingerprints, which hash the
-# timings in metrics.json; the findings' sentences, which quote timings).
+# timings in metrics.json; the findings' sentences, sections and answer table, which quote timings).
 PLACE_OR_TIME = re.compile(
     r"(^|_)(s|seconds|time|times|wall|at|host|pid|node|gpus|started|finished|since|"
     r"per_s|tps|rate_s|cpu|rss|peak|memory|mb|gb|speedup|occupancy|slowdown|ratio|"
     r"step|steps_s|latency|ttft|tpot|throughput|prefill|decode|busy|ceiling|r|predicted|"
-    r"floor|cost|passes|repetitions|warmup|lone|tflops|mfu|settings|findings|ran)($|_)"
+    r"floor|cost|passes|repetitions|warmup|lone|tflops|mfu|settings|findings|sections|answer|ran)($|_)"
 )
 
 

@@ -1,0 +1,96 @@
+"""The speed-up forecast made before the timed passes (issue 36): its arithmetic on
+calibration requests whose timings are chosen, and how it is set against the measurement."""
+
+import pytest
+
+from lib import benchmark
+
+
+def _request(tokens, tpot, prefill, drafts=None, accepted=None, latency=None):
+    return {
+        "output_tokens": tokens,
+        "tpot_s": tpot,
+        "prefill_s": prefill,
+        "latency_s": latency or prefill + tpot * 10,
+        "ttft_s": prefill,
+        "spec_drafts": drafts,
+        "spec_accepted_tokens": accepted,
+    }
+
+
+# Two calibration requests per pass, 11 tokens each (10 decoded after the first).
+# Baseline: 0.1 s a token, 0.5 s to the first: each holds a slot 0.5 + 10 x 0.1 = 1.5 s.
+BASE = {"samples": [_request(11, 0.1, 0.5), _request(11, 0.1, 0.5, latency=1.6)], "wall_s": 1.6, "counters": None}
+# Speculative: 5 drafts, 5 accepted per request (2 tokens a step, 5 steps), 0.75 s of decode each:
+# a step costs 1.5 / 10 = 0.15 s (r = 1.5); each holds a slot 0.5 + 10 / 2 x 0.15 = 1.25 s.
+SPEC = {
+    "samples": [_request(11, 0.075, 0.5, 5, 5), _request(11, 0.075, 0.5, 5, 5, latency=1.3)],
+    "wall_s": 1.3,
+    "counters": {"drafts": 10, "draft_tokens": 50, "accepted_tokens": 10, "accepted_per_pos": [5, 5, 0, 0, 0]},
+}
+
+
+def test_the_forecast_places_the_calibration_requests_in_the_benchmarks_slots():
+    # four requests in two slots: the baseline ends at 2 x 1.5 = 3.0 s, the speculative pass at 2 x 1.25 = 2.5 s
+    got = benchmark.forecast(BASE, SPEC, n=4, slots=2)
+    assert got["speedup"] == pytest.approx(3.0 / 2.5)
+    assert got["r"] == pytest.approx(1.5) and got["tokens_per_step"] == pytest.approx(2.0)
+    assert got["n"] == 4 and got["n_calibration"] == 2
+    assert got["calibration_speedup"] == pytest.approx((22 / 1.3) / (22 / 1.6))
+    # five requests in two slots: the last runs alone (3 rounds each), the ratio is the same here
+    assert benchmark.forecast(BASE, SPEC, n=5, slots=2)["speedup"] == pytest.approx(4.5 / 3.75)
+    # a long request is left decoding alone at the end: the makespan is its own time
+    long_spec = {
+        **SPEC,
+        "samples": [_request(41, 0.075, 0.5, 20, 20), SPEC["samples"][1]],
+        "counters": {**SPEC["counters"], "drafts": 25, "accepted_tokens": 25},
+    }
+    long_base = {**BASE, "samples": [_request(41, 0.1, 0.5), BASE["samples"][1]]}
+    # baseline: 0.5 + 40 x 0.1 = 4.5 s; speculative: 50 decode tokens in 25 steps over 3.75 s (0.15 s a
+    # step), the long one 0.5 + 40 / 2 x 0.15 = 3.5 s
+    got = benchmark.forecast(long_base, long_spec, n=2, slots=2)
+    assert got["speedup"] == pytest.approx(4.5 / 3.5)
+
+
+def test_a_k_not_calibrated_takes_the_given_step_cost_and_tokens_per_step():
+    # step 0.2 s, 4 tokens a step: each request 0.5 + 10 / 4 x 0.2 = 1.0 s; two rounds: 2.0 s against 3.0
+    got = benchmark.forecast(BASE, SPEC, n=4, slots=2, step_s=0.2, tokens_per_step=4.0)
+    assert got["speedup"] == pytest.approx(3.0 / 2.0) and got["r"] == pytest.approx(2.0)
+
+
+def test_no_forecast_without_timestamps_or_calibration():
+    no_prefill = {**BASE, "samples": [{**r, "prefill_s": None} for r in BASE["samples"]]}
+    assert benchmark.forecast(no_prefill, SPEC, 4, 2) is None
+    assert benchmark.forecast(None, SPEC, 4, 2) is None
+    rec = benchmark.forecast_record({"calibration": None}, {"calibration": None}, 40, 16, None)
+    assert rec["speedup"] is None and "calibration_samples = 0" in rec["why_none"]
+
+
+def test_the_forecast_is_set_against_the_measurement_and_the_chosen_k_against_the_sweep():
+    fc = benchmark.forecast_record({"calibration": BASE}, {"calibration": SPEC}, 4, 2, None)
+    checked = benchmark.forecast_checked(fc, {"speedup_throughput": 1.32}, [], None)
+    assert checked["ratio"] == pytest.approx(1.32 / 1.2) and "k_choice" not in checked
+    sweep = [{"k": k, "speedup_throughput": v} for k, v in ((1, 1.0), (3, 1.4), (5, 1.5), (7, 1.2))]
+    checked = benchmark.forecast_checked(fc, {"speedup_throughput": 1.4}, sweep, {"k": 3})
+    assert checked["k_choice"] == {
+        "chosen": 3,
+        "best_measured": 5,
+        "chosen_speedup": 1.4,
+        "best_speedup": 1.5,
+        "share_of_best": pytest.approx(1.4 / 1.5),
+        "rank": 2,
+        "of": 4,
+    }
+
+
+def test_the_findings_set_the_forecast_apart_from_the_accounting_check():
+    import pandas as pd
+
+    from lib import findings
+
+    have = pd.DataFrame({"forecast_ratio": [0.9, 1.1, 1.5, None], "k_choice_share": [None, 1.0, 0.9, None]})
+    [fc, k] = findings._forecast(have)
+    assert "measured was 0.90–1.50 times the forecast over 3 run(s), within ±20 % in 2 of 3" in fc
+    assert "out of sample" in fc and "no cost is missing" in fc
+    assert "90%–100% of the best measured K's over 2 run(s), within 5 % in 1 of 2" in k
+    assert findings._forecast(pd.DataFrame({"speedup": [1.0]})) == []  # metrics from before the forecast
