@@ -1009,7 +1009,7 @@ def forecast_checked(fc: dict, comparison: dict, sweep: list[dict], calibration:
     measured = comparison.get("speedup_throughput")
     out = {
         **fc,
-        "measured": measured,
+        "measured_speedup": measured,
         "ratio": measured / fc["speedup"] if fc.get("speedup") and measured is not None else None,
     }
     measured_k = {e["k"]: e["speedup_throughput"] for e in sweep or [] if e.get("speedup_throughput")}
@@ -1408,7 +1408,7 @@ def forecast_note(metrics: dict) -> str:
     line = (
         f"Forecast before the timed passes ({fc['n_calibration']} training prompts on the first repetition's "
         f"engines, placed for {fc['n']} prompts): {fc['speedup']:.2f}x (r {fc['r']:.2f}, "
-        f"{fc['tokens_per_step']:.2f} tokens a step); measured {fc['measured']:.2f}x, {fc['ratio']:.2f} of it"
+        f"{fc['tokens_per_step']:.2f} tokens a step); measured {fc['measured_speedup']:.2f}x, {fc['ratio']:.2f} of it"
     )
     choice = fc.get("k_choice")
     if choice:
