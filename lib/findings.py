@@ -153,6 +153,18 @@ def _across_trainings(compared: pd.DataFrame, tally: dict) -> list[str]:
     ] + trainings.sentences(replicated)
 
 
+def _trainings_said(acc: pd.DataFrame | None) -> str:
+    """How many trainings of each style the accuracy verdicts rest on, in words: each style's own
+    count (a grid may hold three CoT trainings and one CoD), a range where scenarios differ."""
+    if acc is None or not len(acc):
+        return "one training per style"
+    counts = {style: sorted({int(n) for n in acc[f"n_{style}"]}) for style in ("cot", "cod")}
+    said = {s: (f"{c[0]}" if len(c) == 1 else f"{c[0]}-{c[-1]}") for s, c in counts.items()}
+    if said["cot"] == said["cod"]:
+        return "one training per style" if said["cot"] == "1" else f"{said['cot']} trainings per style"
+    return f"{said['cot']} training(s) of CoT, {said['cod']} of CoD"
+
+
 def _answer(tally: dict, compared: pd.DataFrame | None = None) -> list[str]:
     """The study's question in one sentence, from the per-scenario verdicts the sentences below
     state with their intervals: which style led where the interval or the repetitions' ranges
@@ -160,8 +172,7 @@ def _answer(tally: dict, compared: pd.DataFrame | None = None) -> list[str]:
     if not any(tally.values()):
         return []
     acc = compared[compared["quantity"] == "accuracy"] if compared is not None and len(compared) else None
-    n = int(min(acc["n_cot"].min(), acc["n_cod"].min())) if acc is not None and len(acc) else 1
-    trained = "one training per style" if n < 2 else f"{n} or more trainings per style"
+    trained = _trainings_said(acc)
 
     def part(what: str, verdicts: dict, unclear: str) -> str:
         by = {}

@@ -458,3 +458,19 @@ def test_passes_that_vllm_scheduled_differently_are_said():
         "async scheduling" in x
         for x in findings._cost_model(frame.drop(columns=["async_baseline", "async_speculative"]))
     )
+
+
+def test_answer_names_each_styles_trainings():
+    """Three CoT trainings and one CoD: the sentence says so, not "one training per style"."""
+    import pandas as pd
+
+    from lib.findings import _trainings_said
+
+    def acc(n_cot, n_cod):
+        return pd.DataFrame({"n_cot": n_cot, "n_cod": n_cod})
+
+    assert _trainings_said(None) == "one training per style"
+    assert _trainings_said(acc([1, 1], [1, 1])) == "one training per style"
+    assert _trainings_said(acc([3, 3], [3, 3])) == "3 trainings per style"
+    assert _trainings_said(acc([3], [1])) == "3 training(s) of CoT, 1 of CoD"
+    assert _trainings_said(acc([2, 3], [2, 3])) == "2-3 trainings per style"
