@@ -1,6 +1,7 @@
 """`python -m lib run --profile tiny [--styles cot cod] [--scenarios easy] [--stages ...]`
 `python -m lib compare tiny gpu-small`
-`python -m lib results docs/results/gpu-solve-h200/<set>`"""
+`python -m lib results docs/results/gpu-solve-h200/<set>`
+`python -m lib check --profile full` (before anything is paid for)"""
 
 from __future__ import annotations
 
@@ -65,6 +66,15 @@ def main(argv=None) -> int:
     )
     res.add_argument("set_dir")
     res.add_argument("--profile", default="gpu-solve", help="the profile the set's runs were made with")
+    chk = sub.add_parser(
+        "check",
+        help="preflight: params, device, disk, the Gemini key and model, the Hub's repositories and "
+        "tokenizers, checked without training, generating or submitting anything",
+    )
+    chk.add_argument("--profile", default="tiny")
+    chk.add_argument("--styles", nargs="+", action="extend")
+    chk.add_argument("--scenarios", nargs="+", action="extend")
+    chk.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     if args.command == "run":
         from .runner import main_run
@@ -78,6 +88,14 @@ def main(argv=None) -> int:
         from .reports import compare
 
         return _one_line_errors(lambda: print(compare(args.a, args.b)))
+    if args.command == "check":
+        from . import params, preflight
+
+        try:
+            return preflight.main(args.profile, args.styles, args.scenarios, params.parse_sets(args.set))
+        except params.ParamsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "results":
         from .results import render
 

@@ -445,13 +445,16 @@ def corpus(profile: str, overrides: dict | None = None) -> tuple[list[str], list
 
 
 def ensure(profile: str, overrides: dict | None = None) -> dict:
-    """The profile's base pair: built here when params name no hub models."""
-    from . import models, params
+    """The profile's base pair: built here when params name no hub models. Hub models named are
+    resolved to the commits every later stage loads, their tokenizers checked (`hub.pin_models`)."""
+    from . import hub, models, params
     from .paths import RunPaths
 
     cfg = params.resolve(profile, "base", params.scenarios()[0], overrides)
+    revisions = hub.pin_models(cfg)
     if not models.uses_base_pair(cfg):
-        return {"built": False, "target": cfg["models"]["target"], "draft": cfg["models"]["draft"]}
+        named = {role: cfg["models"][role] for role in models.ROLES}
+        return {"built": False, **named, "revisions": revisions, "tokenizers_identical": True}
     rp = RunPaths(profile, "base", params.scenarios()[0])
     texts, pairs, counts = corpus(profile, overrides)
     from .device import on_cuda
@@ -460,14 +463,20 @@ def ensure(profile: str, overrides: dict | None = None) -> dict:
     summary = build(
         rp.base_models, cfg["models"]["base_pair"], texts, pairs, cfg["seed"], device, cfg["models"]["dtype"]
     )
-    return {"built": True, "training_problems": counts, **summary}
+    return {"built": True, "training_problems": counts, **summary, **({"revisions": revisions} if revisions else {})}
 
 
 def summary_table(summary: dict):
     import pandas as pd
 
     if not summary.get("roles"):
-        return pd.DataFrame([{"role": r, "model": summary[r]} for r in ("target", "draft")])
+        commits = summary.get("revisions") or {}
+        return pd.DataFrame(
+            [
+                {"role": r, "model": summary[r], "revision": (commits.get(r) or {}).get("sha", "(a folder)")}
+                for r in ("target", "draft")
+            ]
+        )
     return pd.DataFrame([{k: v for k, v in r.items() if k != "losses"} for r in summary["roles"].values()]).set_index(
         "role"
     )
@@ -478,6 +487,7 @@ def figures(summary: dict) -> dict:
         "built": summary.get("built", False),
         "corpus": summary.get("training_problems"),
         "n_pretrain_texts": summary.get("n_pretrain_texts"),
+        **{k: summary[k] for k in ("revisions", "tokenizers_identical") if k in summary},
     }
     for role, r in (summary.get("roles") or {}).items():
         out[role] = {k: v for k, v in r.items() if k != "losses"}

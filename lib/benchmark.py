@@ -24,7 +24,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import answers, crosscheck, device, engine, io, merge, models, params, stats
+from . import answers, crosscheck, device, engine, hub, io, merge, models, params, stats
 from .paths import RunPaths
 from .splits import PROBLEM_COLUMNS
 
@@ -831,6 +831,7 @@ def crosscheck_pass(
         bench["max_tokens"],
         device="cuda" if device.on_cuda(cfg) else "cpu",
         dtype=cfg["models"]["dtype"],
+        revisions={name: hub.revision(cfg, name) for name in pair.values()},
     )
     per_prompt = tf.pop("per_prompt")
     vllm_side = spec_summary(spec_info["subset_counters"], k) if spec_info["subset_counters"] else None
@@ -1152,9 +1153,9 @@ def run(cfg, rp: RunPaths) -> dict:
     check(cfg)
     method = cfg["benchmark"]["method"]
     pair = pair_for_run(cfg, rp)
-    tok_t = models.load_tokenizer(pair["target"])
+    tok_t = models.load_tokenizer(pair["target"], hub.revision(cfg, pair["target"]))
     if method == "draft_model":
-        models.assert_same_tokenizer(tok_t, models.load_tokenizer(pair["draft"]))
+        models.assert_same_tokenizer(tok_t, models.load_tokenizer(pair["draft"], hub.revision(cfg, pair["draft"])))
     problems = test_problems(cfg, rp)
     thinking = models.enable_thinking(cfg)
     prompts = [models.prompt_text(tok_t, cfg["style"], p["question"], thinking) for p in problems]

@@ -135,10 +135,12 @@ def counting_steps(model):
         del model._get_candidate_generator
 
 
-def _load(path: str, device: str, dtype: str):
+def _load(path: str, device: str, dtype: str, revision: str | None):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype))
+    from .hub import load_kwargs
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), **load_kwargs(revision), dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 
@@ -150,6 +152,7 @@ def acceptance(
     max_new_tokens: int,
     device: str = "auto",
     dtype: str = "float32",
+    revisions: dict | None = None,
 ) -> dict:
     """Greedy assisted generation of each prompt (batch size 1) with K draft tokens per step,
     counting accepted tokens per step. `draft_path` None: prompt lookup (n-gram) instead of a
@@ -157,14 +160,16 @@ def acceptance(
     tokenizes a text prompt.
 
     Returns transformers' own totals (`summarize_steps`), the vLLM-comparable ones
-    (`vllm_comparable`), timing and, per prompt, its counts and text."""
+    (`vllm_comparable`), timing and, per prompt, its counts and text. `revisions`: {path: Hub
+    commit} of a Hub pair (`hub.revision`)."""
     import torch
     from transformers import AutoTokenizer
 
     if device == "auto":
         device = "cuda" if gpu_count() > 0 else "cpu"
-    tok = AutoTokenizer.from_pretrained(str(target_path))
-    target = _load(target_path, device, dtype)
+    commit = (revisions or {}).get
+    tok = AutoTokenizer.from_pretrained(str(target_path), revision=commit(target_path))
+    target = _load(target_path, device, dtype, commit(target_path))
     gen = dict(
         do_sample=False,
         temperature=None,
@@ -174,7 +179,7 @@ def acceptance(
         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
     )
     if draft_path:
-        draft = _load(draft_path, device, dtype)
+        draft = _load(draft_path, device, dtype, commit(draft_path))
         # K comes from the *draft's* generation config; constant, no confidence early stop.
         draft.generation_config.num_assistant_tokens = k
         draft.generation_config.num_assistant_tokens_schedule = "constant"

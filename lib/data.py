@@ -10,7 +10,7 @@ import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from . import answers, fingerprints, io
+from . import answers, fingerprints, io, params
 from .record import OPERATIONAL, flat
 from .styles import system_prompt
 from .paths import RunPaths
@@ -111,6 +111,9 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
                 continue
             written.add(problem_id)
             _record(cfg, rp, by_id[problem_id], solution, error, *extra)
+    cut = cut_short(cfg, rp)
+    if cut:  # on every run, resumed or not, until a setting changes (which asks every problem again)
+        raise TeacherCutShort(cut)
     return {
         "requested": len(todo),
         "skipped_done": len(done_ids),
@@ -119,6 +122,37 @@ def generate_solutions(cfg, rp: RunPaths, progress: bool = True) -> dict:
         "n_repairs": len(repairs),
         "repairs": repairs[:20],
     }
+
+
+class TeacherCutShort(RuntimeError):
+    """Most of the teacher's answers stopped at its output limit: its settings, not the problems."""
+
+
+# Finish reasons of an answer stopped at the output limit (Gemini; vLLM), and what sets the limit.
+CUT = {"MAX_TOKENS": "gemini", "length": "local_teacher"}
+LIMITS = {
+    "gemini": "data.gemini.max_output_tokens (thought tokens count against it) or lower data.gemini.thinking_level",
+    "local_teacher": "data.local_teacher.max_tokens",
+}
+
+
+def cut_short(cfg, rp: RunPaths) -> str | None:
+    """Why a teacher's answers cannot be used as they are: more than `data.max_cut_fraction` of
+    them stopped at its output limit (thinking spent Gemini's budget, say); None when they can."""
+    rows = _rows(rp.teacher_output) + _rows(rp.teacher_rejected)
+    finished = [r for r in rows if r.get("finish_reason")]
+    cut = [r for r in finished if r["finish_reason"] in CUT]
+    if not finished or len(cut) <= cfg["data"]["max_cut_fraction"] * len(finished):
+        return None
+    reason = cut[0]["finish_reason"]
+    thoughts = [r["usage"]["thought_tokens"] for r in cut if (r.get("usage") or {}).get("thought_tokens")]
+    return (
+        f"{len(cut)} of {len(finished)} teacher answers stopped at the output limit (finish reason {reason}; more "
+        f"than data.max_cut_fraction = {cfg['data']['max_cut_fraction']:g})"
+        + (f"; their mean thought tokens {sum(thoughts) / len(thoughts):.0f}" if thoughts else "")
+        + f". Raise {LIMITS[CUT[reason]]}: a changed setting asks every problem again "
+        f"(the cut answers are in {rp.teacher_rejected})."
+    )
 
 
 def _where(bad: dict) -> str:
@@ -130,7 +164,7 @@ def teacher_settings(cfg) -> dict:
     polled or reached), the style and its prompt. Resumed only under the same (see
     `fingerprints.resume_guard`); problem text is checked row by row (`_set_aside_changed_rows`)."""
     teacher = cfg["data"]["teacher"]
-    own = {"gemini": "gemini", "local": "local_teacher", "file": "teacher_file"}.get(teacher)
+    own = params.TEACHER_SECTIONS.get(teacher)
     spec = {
         k: v
         for k, v in flat({own: cfg["data"][own]} if own else {}).items()
@@ -209,10 +243,24 @@ def validation_summary(cfg, rp: RunPaths) -> dict:
         if answered
         else None,
     }
+    out.update(teacher_cost(kept + rejected))
     tokens = token_frame(cfg, rp)
     for style, group in tokens.groupby("style") if len(tokens) else []:
         out[f"tokens_mean_{style}"] = float(group["tokens"].mean())
         out[f"chars_mean_{style}"] = float(group["chars"].mean())
+    return out
+
+
+def teacher_cost(rows: list[dict]) -> dict:
+    """What the teacher was paid for, where its rows say (Gemini's token usage, thought tokens
+    included: they are billed as output), and why its answers finished."""
+    out = {}
+    usage = [r["usage"] for r in rows if r.get("usage")]
+    for name in sorted({k for u in usage for k in u}):
+        out[f"teacher_{name}"] = sum(int(u.get(name) or 0) for u in usage)
+    finished = [r["finish_reason"] for r in rows if r.get("finish_reason")]
+    if finished:
+        out["finish_reasons"] = {reason: finished.count(reason) for reason in sorted(set(finished))}
     return out
 
 
@@ -222,12 +270,13 @@ def token_frame(cfg, rp: RunPaths):
     runs were placed in, from an input its record did not name."""
     import pandas as pd
 
-    from . import models
+    from . import hub, models
 
     rows = _rows(rp.teacher_output)
     if not rows:
         return pd.DataFrame(columns=["style", "id", "tokens", "chars"])
-    counts = models.token_counter(models.base_model(cfg, rp, "target"))([r["solution"] for r in rows])
+    base = models.base_model(cfg, rp, "target")
+    counts = models.token_counter(base, hub.revision(cfg, base))([r["solution"] for r in rows])
     return pd.DataFrame(
         {
             "style": rp.style,
@@ -239,7 +288,7 @@ def token_frame(cfg, rp: RunPaths):
 
 
 def rejected_table(rp: RunPaths):
-    return preview(rp.teacher_rejected, columns=["id", "reason", "pred", "answer", "solution"], n=None)
+    return preview(rp.teacher_rejected, columns=["id", "reason", "finish_reason", "pred", "answer", "solution"], n=None)
 
 
 def load_training_rows(path: Path) -> list[dict]:

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import answers, device, engine, fingerprints, io, merge, models, record
+from . import answers, device, engine, fingerprints, hub, io, merge, models, record
 from .paths import RunPaths
 
 
@@ -130,7 +130,8 @@ def _check_source(cfg, rp: RunPaths) -> list[str]:
             k: v for k, v in record.stage_params(cfg, "03_distill").items() if not k.startswith("distill.gate")
         },  # the gate judges, it does not generate
         "adapter": fingerprints.of_path(rp.adapter("target")),
-        "base": fingerprints.of_path(Path(base)) if Path(base).exists() else base,
+        # a Hub base by name and commit (`hub.revision`): rows of another commit are set aside
+        "base": fingerprints.of_path(Path(base)) if Path(base).exists() else [base, hub.revision(cfg, base)],
     }
     return fingerprints.resume_guard(rp.distilled, made_with)
 

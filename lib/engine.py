@@ -86,7 +86,11 @@ def speculative_config(cfg, draft: str | None, k: int | None = None) -> dict | N
         return {"method": "eagle3", "model": str(bench["eagle3_model"]), "num_speculative_tokens": k, **extra}
     if draft is None:
         return None
-    return {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k, **extra}
+    from . import hub
+
+    commit = hub.revision(cfg, str(draft))  # a Hub draft (the base style's) at the commit 00 recorded
+    pinned = {"revision": commit} if commit else {}  # after `extra`: the recorded commit wins
+    return {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k, **extra, **pinned}
 
 
 def speculative_extra(cfg) -> dict:
@@ -203,7 +207,7 @@ def start(
     `max_num_seqs` overrides the benchmark's concurrency (bulk generation wants far more);
     `profile_dir`: vLLM's own torch profiler, inside the engine core (wherever that runs), idle
     until `profiled` starts it, its traces written there."""
-    from . import models
+    from . import hub, models
 
     for name in (model, (speculative or {}).get("model")):  # a missing folder named, with its stage
         if name:
@@ -222,9 +226,12 @@ def start(
     gc.freeze()
 
     eng = cfg["engine"]
+    commit = hub.revision(cfg, str(model))  # a Hub model at the commit 00 recorded; None for a folder
     kwargs = dict(
         model=str(model),
         tokenizer=str(model),
+        revision=commit,
+        tokenizer_revision=commit,
         dtype=cfg["models"]["dtype"],
         seed=params.training_seed(cfg),
         gpu_memory_utilization=eng["gpu_memory_utilization"],
@@ -349,9 +356,9 @@ def answer_problems(
     eager engine with distill.max_num_seqs concurrency. Serves distillation and the local teacher."""
     from tqdm.auto import tqdm
 
-    from . import models
+    from . import hub, models
 
-    tokenizer = models.load_tokenizer(model)
+    tokenizer = models.load_tokenizer(model, hub.revision(cfg, model))
     prompts = [
         models.prompt_text(tokenizer, style, p["question"], models.enable_thinking(cfg, style)) for p in problems
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import io, models
+from . import hub, io, models
 from .device import on_cuda, torch_dtype
 
 
@@ -69,7 +69,10 @@ def merge_adapter(cfg, base: str, adapter_dir: Path, out_dir: Path, probe_texts:
     tokenizer = models.load_tokenizer(str(adapter_dir))
     models.require_model(base)
     base_model = AutoModelForCausalLM.from_pretrained(
-        base, dtype=torch_dtype(cfg["models"]["dtype"]), device_map={"": dev}
+        base,
+        **hub.load_kwargs(hub.revision(cfg, base)),
+        dtype=torch_dtype(cfg["models"]["dtype"]),
+        device_map={"": dev},
     )
     model = PeftModel.from_pretrained(base_model, str(adapter_dir))
     model.eval()

@@ -76,11 +76,12 @@ def require_model(name_or_path: str) -> None:
     )
 
 
-def load_tokenizer(name_or_path: str):
+def load_tokenizer(name_or_path: str, revision: str | None = None):
+    """`revision`: the Hub commit (`hub.revision`), None for a folder."""
     from transformers import AutoTokenizer
 
     require_model(name_or_path)
-    return AutoTokenizer.from_pretrained(name_or_path)
+    return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
 
 
 def assert_same_tokenizer(a, b, names=("target", "draft")) -> None:
@@ -129,14 +130,14 @@ def count_tokens(tokenizer, texts) -> list[int]:
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
-def token_counter(name_or_path: str):
+def token_counter(name_or_path: str, revision: str | None = None):
     """`count_tokens` with the tokenizer of a model, as a function of texts. From a local
     folder's `tokenizer.json`, through the `tokenizers` library directly: the same fast
     tokenizer transformers would wrap, the same ids, without importing transformers and torch
     (3-20 s of each data notebook on 2 cores, for counting). Else (a hub id) through transformers."""
     file = Path(name_or_path) / "tokenizer.json"
     if not file.is_file():
-        tokenizer = load_tokenizer(name_or_path)
+        tokenizer = load_tokenizer(name_or_path, revision)
         return lambda texts: count_tokens(tokenizer, texts)
     from tokenizers import Tokenizer
 

@@ -27,6 +27,7 @@ CHOICES: dict[str, tuple] = {
     "device": ("auto", "cpu", "cuda"),
     "data.source": ("embedded", "hub", "local"),
     "data.teacher": ("reference", "gemini", "local", "file"),
+    "data.gemini.thinking_level": ("", "minimal", "low", "medium", "high"),
     "train.backend": ("auto", "unsloth", "trl"),
     "train.report_to": ("none", "wandb"),
     "distill.gate_mode": ("stop", "warn"),
@@ -35,6 +36,26 @@ CHOICES: dict[str, tuple] = {
     "engine.async_scheduling": ("auto", "on", "off"),
     "models.base_pair.corpus.solutions": ("reference", "styles"),
 }
+# Sub-sections read only under a choice: a teacher's settings when it teaches, a source's when
+# problems come from it. What a run does not read is no part of what it was made with.
+TEACHER_SECTIONS = {"gemini": "gemini", "local": "local_teacher", "file": "teacher_file"}
+SOURCE_SECTIONS = {"hub": "hub", "local": "local"}
+_READ_WHEN = {
+    **{f"data.{section}.": ("data.teacher", teacher) for teacher, section in TEACHER_SECTIONS.items()},
+    **{f"data.{section}.": ("data.source", source) for source, section in SOURCE_SECTIONS.items()},
+}
+
+
+def read_keys(flat: dict) -> dict:
+    """`flat` (dotted keys, as records hold them) without the sub-sections its own choices
+    leave unread (`_READ_WHEN`): Gemini's settings do not make a run taught by another teacher."""
+    return {
+        k: v
+        for k, v in flat.items()
+        if not any(k.startswith(prefix) and flat.get(key) != value for prefix, (key, value) in _READ_WHEN.items())
+    }
+
+
 # Integer keys that also take a word, and integer keys that must be >= 1.
 WORDS: dict[str, tuple] = {"benchmark.k": ("auto",)}
 AT_LEAST_ONE = (
@@ -77,7 +98,7 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("merge.*", 0, None, False),
     ("*_s", 0, None, False),
     ("*retry_attempts", 1, None, False),
-    ("*inline_limit_bytes", 1, None, False),
+    ("data.gemini.thinking_budget", -1, None, False),
     ("train.lora.r", 1, None, False),
     ("train.lora.alpha", 0, None, True),
     ("models.base_pair.pretrain.seq_len", 0, None, False),  # 0 = unpacked
@@ -268,6 +289,20 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "") -> dict:
             raise ParamsError(f"{source}: parameter {dotted!r} = {value!r} {bad_range}")
         out[key] = copy.deepcopy(value)
     return out
+
+
+def parse_sets(items) -> dict:
+    """`--set KEY=VALUE ...` as overrides, each value read as YAML (a number, a list, null)."""
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParamsError(f"--set takes KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
+    return overrides
 
 
 def resolve(

@@ -45,6 +45,11 @@ def data_root(profile: str) -> Path:
     return home() / "data" / profile
 
 
+def hub_revisions(profile: str) -> Path:
+    """The Hub commits stage 00 resolved the profile's Hub models to (lib/hub.py): every later stage loads those."""
+    return data_root(profile) / "models" / "hub_revisions.json"
+
+
 def reports_root(profile: str) -> Path:
     return home() / "reports" / profile
 
@@ -132,6 +137,10 @@ class RunPaths:
         """The Gemini batch job of this run (name, submitted ids; never the key), so a re-run
         picks the job up instead of paying for a new one."""
         return self.root / "teacher" / f"{self.family}.gemini_state.json"
+
+    def teacher_results(self, job_name: str) -> Path:
+        """A Gemini batch job's results file as downloaded, kept whatever its rows become."""
+        return self.root / "teacher" / f"{self.family}.{job_name.rsplit('/', 1)[-1]}.results.jsonl"
 
     @property
     def distilled(self) -> Path:

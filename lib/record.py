@@ -19,15 +19,16 @@ import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from . import fingerprints, io, models, params, paths
+from . import fingerprints, hub, io, models, params, paths
 from .paths import RunPaths, profile_figures, reports_root
-from .stages import ADDED_KEYS, FIRST_REVISION, PROFILE_STAGES, STAGE_SECTIONS, revision, stages_of
+from .stages import ADDED_KEYS, FIRST_REVISION, PRE_STAGES, PROFILE_STAGES, STAGE_SECTIONS, revision, stages_of
 
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
 OPERATIONAL = (
     "data.gemini.base_url",
     "data.gemini.api_version",
-    "data.gemini.inline_limit_bytes",
+    "data.gemini.upload_mime_type",
+    "data.max_cut_fraction",
     "data.gemini.poll_*",
     "data.gemini.retry_*",
     "data.local_teacher.batch_size",
@@ -36,6 +37,9 @@ OPERATIONAL = (
     "merge.delete_after_benchmark",
     "train.report_to",
 )
+# Which Hub commit to load: judged by the commit a result was made from (`hub.pin_problem`), not
+# by the words, so that pinning the very commit a chain resolved re-runs none of it.
+REVISION_PINS = ("models.target_revision", "models.draft_revision", "data.hub.revision")
 
 
 def _path(rp: RunPaths | str, stage: str):
@@ -58,7 +62,11 @@ def stage_params(cfg, stage: str) -> dict:
     """The flattened parameters `stage` depends on (JSON-normalized, operational keys left out)."""
     sections = {s for name, secs in STAGE_SECTIONS.items() if name <= stage for s in secs}
     used = flat({k: v for k, v in dict(cfg).items() if k in sections})
-    used = {k: v for k, v in used.items() if not any(fnmatchcase(k, pat) for pat in OPERATIONAL)}
+    used = {
+        k: v
+        for k, v in params.read_keys(used).items()
+        if not any(fnmatchcase(k, pat) for pat in OPERATIONAL + REVISION_PINS)
+    }
     return json.loads(json.dumps(used, sort_keys=True, default=str))
 
 
@@ -101,12 +109,22 @@ def settings(cfg, rp: RunPaths | str, stage: str) -> dict:
 
 def _judged(cfg, rp: RunPaths | str, stage: str) -> dict:
     """The part of a stage's settings its record is compared with, as they are now."""
-    return {
+    now = {
         "params": stage_params(cfg, stage),
         "notebook_sha": notebook_sha(stage),
         "revision": revision(stage)[0],
         "input_files": fingerprints.of_paths(input_files(rp, stage, cfg), paths.home()),
     }
+    commits = hub_commits(cfg, rp, stage)
+    return {**now, "hub": commits} if commits else now  # absent where none: local records stay as they were
+
+
+def hub_commits(cfg, rp: RunPaths | str, stage: str) -> dict:
+    """The Hub commits (models, the scenario's dataset) a stage's result is made from, as recorded now."""
+    if isinstance(rp, str) and stage not in PRE_STAGES:
+        return {}
+    meta = None if isinstance(rp, str) else rp.first.problems_dir / "meta.json"
+    return hub.judged(cfg, rp, stage, io.read_json(meta) if meta and meta.exists() else None)
 
 
 def _digest_of(rp: RunPaths | str, stage: str) -> str | None:
@@ -126,7 +144,9 @@ def save(rp: RunPaths | str, stage: str, figures: dict, cfg=None) -> dict:
         made = settings(cfg, rp, stage)
         made["outputs"] = fingerprints.of_paths(output_files(rp, stage, cfg), paths.home())
         # what a later stage records as read from this one: changes when the result does
-        made["digest"] = fingerprints.of_value({k: made[k] for k in ("params", "inputs", "input_files", "outputs")})
+        made["digest"] = fingerprints.of_value(
+            {k: made[k] for k in ("params", "inputs", "input_files", "outputs", "hub") if k in made}
+        )
         stamp = {"settings": made}
     figures = {"stage": stage, "run": name, "finished_at": time.time(), "ran_on": ran_on(), **figures, **stamp}
     io.write_json(_path(rp, stage), figures)
@@ -187,10 +207,10 @@ def output_files(rp: RunPaths | str, stage: str, cfg) -> list[Path]:
     """The files and folders a stage's result is: fingerprinted when it is recorded, and
     compared with the disk whenever it is judged."""
     if isinstance(rp, str):
-        return (
-            [paths.data_root(rp) / "models" / "base"]
-            if stage == "00_base_models" and models.uses_base_pair(cfg)
-            else []
+        if stage != "00_base_models":
+            return []
+        return ([paths.data_root(rp) / "models" / "base"] if models.uses_base_pair(cfg) else []) + (
+            [paths.hub_revisions(rp)] if hub.hub_roles(cfg) else []
         )
     role = {"02_train_target": "target", "04_train_draft": "draft"}.get(stage)
     if role:
@@ -231,6 +251,11 @@ def outputs_missing(rp: RunPaths | str, stage: str, figures: dict, cfg) -> str |
     """What is missing or broken among the files `stage` is known by, or None: present, of the
     shape a later stage reads (parsing rows, whole safetensors, a metrics object)."""
     if isinstance(rp, str):
+        if stage == "00_base_models" and hub.hub_roles(cfg) and not paths.hub_revisions(rp).exists():
+            return (
+                f"no Hub commit recorded for {', '.join(hub.hub_roles(cfg).values())} ({paths.hub_revisions(rp)} "
+                "missing: made before Hub revisions were recorded, or deleted)"
+            )
         if stage == "00_base_models" and models.uses_base_pair(cfg):
             base = paths.data_root(rp) / "models" / "base"
             absent = [r for r in ("tokenizer", "target", "draft") if not any((base / r).glob("*"))]
@@ -367,8 +392,12 @@ def _own_reason(rp: RunPaths | str, stage: str, figures: dict, cfg) -> str | Non
     now = _judged(cfg, rp, stage)
     # a key added since the record was made counts as recorded at its neutral value
     made_with = {**{k: v for k, v in ADDED_KEYS.items() if k in now["params"]}, **(recorded.get("params") or {})}
+    made_with = params.read_keys(made_with)  # a record may hold settings its run never read
     if made_with != now["params"]:
         return f"parameters changed ({_changed(made_with, now['params'])})"
+    pinned = hub.pin_problem(cfg, now.get("hub") or {}) or hub.changed(recorded.get("hub"), now.get("hub") or {})
+    if pinned:
+        return pinned
     if recorded.get("notebook_sha") != now["notebook_sha"]:
         return f"notebooks/{stage}.ipynb changed since it ran"
     then = recorded.get("revision", FIRST_REVISION[0])

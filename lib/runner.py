@@ -745,20 +745,10 @@ def _stop_on_sigterm() -> None:
 
 
 def main_run(args) -> int:
-    import yaml
-
     _stop_on_sigterm()
 
     try:
-        overrides = {}
-        for item in args.set or []:
-            if "=" not in item:
-                raise params.ParamsError(f"--set takes KEY=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            try:
-                overrides[key] = yaml.safe_load(value)
-            except yaml.YAMLError as exc:
-                raise params.ParamsError(f"--set {item!r}: the value is not YAML: {exc}") from None
+        overrides = params.parse_sets(args.set)
         if (args.gpus or args.cluster) and args.jobs not in (None, "auto", "1"):
             raise params.ParamsError(
                 f"{'--gpus' if args.gpus else '--cluster'} and --jobs both place runs side by side: give one of them"

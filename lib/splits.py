@@ -13,7 +13,7 @@ import random
 import time
 from pathlib import Path
 
-from . import fingerprints, io, problems
+from . import fingerprints, hub, io, problems
 from .paths import EMBEDDED, RunPaths, repo_path
 from .teachers import reference
 
@@ -70,17 +70,17 @@ def _final_answer(rec: dict, q: str, s: str, where: str) -> str:
         raise ValueError(f"{where}: column {s!r}: {exc}") from None
 
 
-def _load_hub(spec: dict) -> tuple[list[dict], list[dict]]:
-    """Train and test rows of every config (subset) the params name, joined. A hub dataset
-    with one config per subject (EleutherAI/hendrycks_math) has no default config, so
-    `configs` lists them; ids carry the config so they stay unique across configs."""
+def _load_hub(spec: dict, sha: str) -> tuple[list[dict], list[dict]]:
+    """Train and test rows of every config (subset) the params name, joined, all at commit `sha`
+    (`hub.dataset_pin`). A hub dataset with one config per subject (EleutherAI/hendrycks_math)
+    has no default config, so `configs` lists them; ids carry the config so they stay unique."""
     import datasets  # the hub path: needs the Hub (or HF_ENDPOINT), used by the `full` profile
 
     train, test = [], []
     for name in spec["configs"] or [None]:  # [] = the dataset's default config
         tag = name or "default"
         for split, rows, prefix in ((spec["train_split"], train, "hub"), (spec["test_split"], test, "hub_test")):
-            table = datasets.load_dataset(spec["path"], name, split=split)
+            table = datasets.load_dataset(spec["path"], name, split=split, revision=sha)
             rows += _from_records(table, spec, "hub", f"{prefix}-{tag}", test=prefix == "hub_test")
     return train, test
 
@@ -103,8 +103,8 @@ def _load_file(path: str) -> list[dict]:
     return read.rows
 
 
-def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
-    """(pool of problems, explicit test rows or None)."""
+def load_source(cfg, hub_sha: str | None = None) -> tuple[list[dict], list[dict] | None]:
+    """(pool of problems, explicit test rows or None); a hub source read at commit `hub_sha`."""
     data, scenario = cfg["data"], cfg["scenario"]
     if data["source"] == "embedded":
         read = io.read_jsonl(EMBEDDED / f"{scenario}.jsonl", required=PROBLEM_COLUMNS)
@@ -120,7 +120,7 @@ def load_source(cfg) -> tuple[list[dict], list[dict] | None]:
             else None
         )
         return pool, test
-    return _load_hub(data["hub"])
+    return _load_hub(data["hub"], hub_sha)
 
 
 def _read_problems(path: Path) -> list[dict]:
@@ -147,13 +147,16 @@ def _drop_duplicates(pool: list[dict], test: list[dict] | None) -> tuple[list[di
 
 def ensure_problems(cfg, rp: RunPaths) -> dict:
     """Write the scenario's train and test problems once; later runs reuse them."""
-    check_fingerprint(cfg, rp)  # compares only: written below once the split is accepted
+    recorded = check_fingerprint(cfg, rp)  # compares only: written below once the split is accepted
     edited = _set_aside_edited(rp)
+    commit = None
     if rp.train_problems.exists() and rp.test_problems.exists():
         train = _read_problems(rp.train_problems)
         test = _read_problems(rp.test_problems)
     else:
-        pool, test, duplicates = _drop_duplicates(*load_source(cfg))
+        # a hub dataset at the commit this scenario's split was first made from, else resolved now
+        commit = hub.dataset_pin(cfg, recorded) if cfg["data"]["source"] == "hub" else None
+        pool, test, duplicates = _drop_duplicates(*load_source(cfg, commit and commit["sha"]))
         n_train, n_test, seed = cfg["data"]["n_train"], cfg["data"]["n_test"], cfg["seed"]
         if test is None:
             train, test = problems.split_train_test(pool, n_test, seed)
@@ -180,8 +183,8 @@ def ensure_problems(cfg, rp: RunPaths) -> dict:
         io.write_json(_made(rp), _split_hashes(rp))
     problems.check_no_leakage(train, test)
     meta = rp.problems_dir / "meta.json"
-    if not meta.exists():
-        io.write_json(meta, _fingerprint(cfg))
+    if not meta.exists() or (commit and commit != recorded):
+        io.write_json(meta, {**_fingerprint(cfg), **({"hub_revision": commit} if commit else {})})
     shared = io.read_jsonl(rp.shared_questions).rows if rp.shared_questions.exists() else []
     duplicates = io.read_jsonl(rp.duplicate_questions).rows if rp.duplicate_questions.exists() else []
     out = {
@@ -232,21 +235,28 @@ def _fingerprint(cfg) -> dict:
         "n_train": d["n_train"],
         "n_test": d["n_test"],
         "seed": cfg["seed"],
-        "hub": d["hub"] if d["source"] == "hub" else None,
+        # the commit is compared by `hub.dataset_pin`, against the one recorded beside (`hub_revision`)
+        "hub": {k: v for k, v in d["hub"].items() if k != "revision"} if d["source"] == "hub" else None,
         "local": d["local"] if d["source"] == "local" else None,
     }
 
 
-def check_fingerprint(cfg, rp: RunPaths) -> None:
+def check_fingerprint(cfg, rp: RunPaths) -> dict | None:
     """Problems are written once per scenario and shared by every style: refuse to mix
-    runs made from different data parameters into one profile's results."""
+    runs made from different data parameters (or Hub dataset commits) into one profile's
+    results. Returns the dataset commit the split was made from, where one is recorded."""
     meta = rp.problems_dir / "meta.json"
     want = _fingerprint(cfg)
+    recorded = None
     if meta.exists():
         have = io.read_json(meta)
+        recorded = have.pop("hub_revision", None)
+        if have == want and recorded and cfg["data"]["source"] == "hub":
+            hub.dataset_pin(cfg, recorded)  # a pin naming another commit is refused, naming both
         if have != want:
             raise ValueError(
                 f"{rp.problems_dir} was made with data params {have}, this run asks for {want}; "
                 f"use another profile, or delete everything under {rp.root} but models/base (the base pair "
                 f"does not depend on it) to start this profile's data afresh"
             )
+    return recorded

@@ -5,13 +5,14 @@ TRL + PEFT otherwise — the same trainer either way.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
 import time
 from pathlib import Path
 
-from . import device, fingerprints, io, models, params, paths
+from . import device, fingerprints, hub, io, models, params, paths
 from .styles import chat_messages
 
 
@@ -64,12 +65,14 @@ def resolve_backend(cfg) -> str:
 
 def _load_model(cfg, base: str, backend: str):
     lora = cfg["train"]["lora"]
+    commit = hub.revision(cfg, base)  # the Hub commit 00 recorded; None for a folder
     if backend == "unsloth":
         import unsloth  # noqa: F401  (must precede transformers/trl/peft to patch them)
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
             base,
+            revision=commit,
             max_seq_length=cfg["train"]["max_length"],
             load_in_4bit=False,
             dtype=None,
@@ -92,15 +95,18 @@ def _load_model(cfg, base: str, backend: str):
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=device.torch_dtype(cfg["models"]["dtype"]))
+    model = AutoModelForCausalLM.from_pretrained(
+        base, **hub.load_kwargs(commit), dtype=device.torch_dtype(cfg["models"]["dtype"])
+    )
     peft_config = LoraConfig(
+        revision=commit,  # adapter_config.json names the base commit beside the base repo
         r=lora["r"],
         lora_alpha=lora["alpha"],
         lora_dropout=lora["dropout"],
         target_modules=list(lora["target_modules"]),
         task_type="CAUSAL_LM",
     )
-    return model, models.load_tokenizer(base), peft_config
+    return model, models.load_tokenizer(base, commit), peft_config
 
 
 def last_checkpoint(ckpt_dir: Path) -> str | None:
@@ -287,6 +293,10 @@ def train_lora(
         peft_config=peft_config,
         callbacks=[stop_on_non_finite_loss(role)],
     )
+    # PEFT's save_embedding_layers="auto" (every checkpoint and the final save) reads the base repo's
+    # config.json at `main`, not at the commit trained on (`hub.revision`); no embedding here is
+    # trained or resized, so it is told so and reads nothing
+    trainer.model.save_pretrained = functools.partial(trainer.model.save_pretrained, save_embedding_layers=False)
     resume, previous = _resume_point(cfg, role, base, rows, ckpt_dir)
     resumed_state = io.read_json(Path(resume) / "trainer_state.json") if resume else {}
     resume_step, resume_epoch = int(resumed_state.get("global_step") or 0), float(resumed_state.get("epoch") or 0)

@@ -18,10 +18,21 @@ Only what the SDK (google-genai 3.6) really calls for a batch run, read from its
 - `GET /{version}/files/{id}:download?alt=media` (files.download): the raw bytes.
 - `GET /{version}/models/{model}` (models.get): the model's description.
 
+- `GET /{version}/batches?pageSize=&pageToken=` (batches.list): `{"operations": [...],
+  "nextPageToken"}`, newest first.
+
 As strict as the service: batches and files exist only under `v1beta` (Google documents
 them there only; any other version answers 404), a model the service does not know answers
 404 `NOT_FOUND` in the service's error shape (from models.get and batch creation), and every
-response carries the `modelVersion` that wrote it.
+response carries the `modelVersion` that wrote it, its `finishReason` and `usageMetadata`
+(thought tokens included). Where public reports say the service misbehaves, modes do too:
+`shuffle` returns results out of order, `drop_metadata` returns inlined responses without the
+metadata that named their request, an upload whose MIME type the Files API does not accept
+ends `final` with 200 and an error body (the SDK then raises KeyError), the fault kind
+`create_after` creates the job and then answers the fault (a retry would create a second
+one), and an outcome `{"max_tokens": True}` spends the output budget on thoughts alone
+(`MAX_TOKENS`, no text). A request whose thinking settings the API refuses (a level and a
+budget together, an unknown level) gets a 400 as its result.
 
 The server binds 127.0.0.1 on an ephemeral port, serves from a daemon thread, caps body
 sizes, request counts and socket timeouts, and records every call (method, path, status) so
@@ -50,7 +61,12 @@ MAX_REQUESTS = 2000  # per server: a runaway client loop ends in 503s, not a hun
 #   {"error": {"code", "message", "status"}} a per-row error
 #   {"response": {...}}                      a raw GenerateContentResponse (e.g. blocked)
 #   {"raw": "..."}                           the literal result line (file output only)
+#   {"max_tokens": True}                     thinking spent maxOutputTokens: thoughts, no text
 Responder = Callable[[str, dict], dict]
+
+# MIME types the Files API took for JSONL in public reports; `jsonl` itself has been refused.
+ACCEPTED_MIME = ("application/jsonl", "application/json", "text/plain")
+THINKING_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
 
 
 BATCH_VERSION = "v1beta"  # the only API version with batches and files
@@ -61,9 +77,41 @@ MODELS = {"gemini-3.8-flash": "gemini-3.8-flash-0902", "gemini-3.5-flash-lite": 
 def text_response(text: str, model_version: str = "gemini-3.8-flash-0902") -> dict:
     return {
         "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 40, "totalTokenCount": 90},
+        "usageMetadata": {
+            "promptTokenCount": 50,
+            "candidatesTokenCount": 40,
+            "thoughtsTokenCount": 30,
+            "totalTokenCount": 120,
+        },
         "modelVersion": model_version,
     }
+
+
+def max_tokens_response(request: dict, model_version: str = "gemini-3.8-flash-0902") -> dict:
+    """Thinking spent the whole output budget: a thought part, no answer, `MAX_TOKENS`."""
+    budget = int((request.get("generationConfig") or {}).get("maxOutputTokens") or 8192)
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": "Let me think about this...", "thought": True}]},
+                "finishReason": "MAX_TOKENS",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {"promptTokenCount": 50, "thoughtsTokenCount": budget, "totalTokenCount": 50 + budget},
+        "modelVersion": model_version,
+    }
+
+
+def request_problem(request: dict) -> str | None:
+    """Why the API would refuse a GenerateContentRequest's generation settings (None: it takes them)."""
+    thinking = (request.get("generationConfig") or {}).get("thinkingConfig") or {}
+    if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+        return "You cannot use both thinking_level and the legacy thinking_budget parameter."
+    level = thinking.get("thinkingLevel")
+    if level is not None and level not in THINKING_LEVELS:
+        return f"Invalid value at 'generation_config.thinking_config.thinking_level' ({level!r})"
+    return None
 
 
 def model_not_found(model: str, version: str, method: str) -> dict:
@@ -100,10 +148,13 @@ class FakeGemini(LoopbackServer):
     final_state: str = "BATCH_STATE_SUCCEEDED"
     hold: bool = False  # keep every job RUNNING until release()
     # kind -> HTTP statuses to answer (one per call) before serving normally;
-    # kinds: create, get, upload_start, download
+    # kinds: create, create_after (the job is created, then the fault answered), get, upload_start, download
     faults: dict[str, list[int]] = field(default_factory=dict)
     extra_result_lines: list[str] = field(default_factory=list)  # appended to results files
     models: dict[str, str] = field(default_factory=lambda: dict(MODELS))  # what the service serves
+    shuffle: bool = False  # results out of request order (inlined and file)
+    drop_metadata: bool = False  # inlined responses without the metadata that keyed them
+    page_size: int = 2  # batches.list page size when the client names none (small: paging is exercised)
 
     def __post_init__(self):
         self.calls: list[dict] = []
@@ -150,9 +201,11 @@ class FakeGemini(LoopbackServer):
             out["done"] = True
             if job.source == "inlined":
                 items = []
-                for key, outcome in zip(job.keys, job.outcomes):
-                    item = {"metadata": {"key": key}}
-                    if "error" in outcome:
+                for key, outcome, request in self._ordered(job):
+                    item = {} if self.drop_metadata else {"metadata": {"key": key}}
+                    if "max_tokens" in outcome:
+                        item["response"] = max_tokens_response(request, job.model_version)
+                    elif "error" in outcome:
                         item["error"] = outcome["error"]
                     elif "response" in outcome:
                         item["response"] = outcome["response"]
@@ -170,12 +223,20 @@ class FakeGemini(LoopbackServer):
             out["error"] = {"code": 13, "message": "internal error while running the batch"}
         return out
 
+    def _ordered(self, job: Job) -> list[tuple]:
+        rows = list(zip(job.keys, job.outcomes, job.requests))
+        if self.shuffle:  # a fixed permutation that moves every row (reversed order)
+            rows.reverse()
+        return rows
+
     def _finish(self, job: Job) -> None:
         job.state = self.final_state
         if job.state == "BATCH_STATE_SUCCEEDED" and job.source == "file":
             lines = []
-            for key, outcome in zip(job.keys, job.outcomes):
-                if "raw" in outcome:
+            for key, outcome, request in self._ordered(job):
+                if "max_tokens" in outcome:
+                    lines.append(json.dumps({"key": key, "response": max_tokens_response(request, job.model_version)}))
+                elif "raw" in outcome:
                     lines.append(outcome["raw"])
                 elif "error" in outcome:
                     lines.append(json.dumps({"key": key, "error": outcome["error"]}))
@@ -222,7 +283,12 @@ class FakeGemini(LoopbackServer):
         if not keys or any(not isinstance(k, str) for k in keys):
             return 400, _error(400, "every request needs a key", "INVALID_ARGUMENT")
         name = f"batches/{uuid.uuid4().hex[:12]}"
-        outcomes = [self.responder(k, r) for k, r in zip(keys, requests)]
+        outcomes = [
+            {"error": {"code": 400, "message": problem, "status": "INVALID_ARGUMENT"}}
+            if (problem := request_problem(r))
+            else self.responder(k, r)
+            for k, r in zip(keys, requests)
+        ]
         job = Job(
             name,
             f"models/{model}",
@@ -235,6 +301,15 @@ class FakeGemini(LoopbackServer):
         )
         self.jobs[name] = job
         return 200, self._job_json(job)
+
+    def list_jobs(self, page_size: int, token: str) -> tuple[int, dict]:
+        newest_first = list(self.jobs.values())[::-1]
+        start = int(token or 0)
+        page = newest_first[start : start + page_size]
+        out = {"operations": [self._job_json(job) for job in page]}
+        if start + page_size < len(newest_first):
+            out["nextPageToken"] = str(start + page_size)
+        return 200, out
 
     def get(self, job_id: str) -> tuple[int, dict]:
         job = self.jobs.get(f"batches/{job_id}")
@@ -254,6 +329,7 @@ def _error(code: int, message: str, status: str) -> dict:
 
 _CREATE = re.compile(r"^/[^/]+/models/([^/:]+):batchGenerateContent$")
 _GET = re.compile(r"^/[^/]+/batches/([^/:]+)$")
+_LIST = re.compile(r"^/[^/]+/batches$")
 _UPLOAD = re.compile(r"^/upload/[^/]+/files$")
 _DOWNLOAD = re.compile(r"^/[^/]+/files/([^/:]+):download$")
 _MODEL = re.compile(r"^/([^/]+)/models/([^/:]+)$")
@@ -319,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and (m := _MODEL.match(url.path)):
             status, payload = fake.model(m.group(2), m.group(1))
             return "model", status, payload, None
-        batch_or_file = any(r.match(url.path) for r in (_CREATE, _GET, _UPLOAD, _DOWNLOAD))
+        batch_or_file = any(r.match(url.path) for r in (_CREATE, _GET, _LIST, _UPLOAD, _DOWNLOAD))
         if batch_or_file and _api_version(url.path) != BATCH_VERSION:
             return (
                 "wrong_version",
@@ -331,7 +407,13 @@ class _Handler(BaseHTTPRequestHandler):
             if (fault := fake._fault("create")) is not None:
                 return "create", fault, _error(fault, "injected fault", "UNAVAILABLE"), None
             status, payload = fake.create(m.group(1), json.loads(body or b"{}"))
+            if status == 200 and (fault := fake._fault("create_after")) is not None:
+                return "create", fault, _error(fault, "injected fault after the job was created", "UNAVAILABLE"), None
             return "create", status, payload, None
+        if method == "GET" and _LIST.match(url.path):
+            size = int((query.get("pageSize") or [fake.page_size])[0])
+            status, payload = fake.list_jobs(size, (query.get("pageToken") or [""])[0])
+            return "list", status, payload, None
         if method == "GET" and (m := _GET.match(url.path)):
             if (fault := fake._fault("get")) is not None:
                 return "get", fault, _error(fault, "injected fault", "UNAVAILABLE"), None
@@ -381,6 +463,9 @@ class _Handler(BaseHTTPRequestHandler):
         upload["data"].extend(body)
         if "finalize" not in command:
             return "upload", 200, {}, {"x-goog-upload-status": "active"}
+        if upload["mime"] not in ACCEPTED_MIME:  # as the service: 200, final, and an error for a body
+            message = f"Unsupported MIME type: {upload['mime']}"
+            return "upload", 200, _error(400, message, "INVALID_ARGUMENT"), {"x-goog-upload-status": "final"}
         name = f"files/{uuid.uuid4().hex[:12]}"
         fake.files[name] = bytes(upload["data"])
         file_json = {

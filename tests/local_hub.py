@@ -21,7 +21,9 @@ Only what those libraries call (huggingface_hub 1.x `hf_api.py`, `file_download.
 
 Strict like the Hub: an unknown repo is 404 `X-Error-Code: RepoNotFound`, an unknown
 revision 404 `RevisionNotFound`, a missing file 404 `EntryNotFound`, any other path 404.
-Revisions are `main` or the repo's commit sha. Every call is recorded (method, path, status).
+Revisions are `main` or a commit sha of the repo: `Repo.move` makes a new commit on `main` (a
+repository updated in the middle of a run) and the earlier ones stay served by their sha, as on
+the Hub. Every call is recorded (method, path, status).
 
 `build_repos(root)` writes the four repositories the `full` profile names, with small
 contents laid out as the real ones (dataset cards with `configs:`, parquet per config and
@@ -31,6 +33,7 @@ chat template, sharded safetensors with an index for the 14B, one file for the 0
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -83,6 +86,24 @@ class Repo:
     kind: str  # "model" | "dataset"
     files: dict[str, bytes | Blob]
     card: dict = field(default_factory=dict)
+    history: dict[str, dict] = field(default_factory=dict)  # earlier commits: sha -> files, still served
+
+    def at(self, revision: str | None) -> "Repo | None":
+        """The repository at `revision` (None / `main`: the head; an earlier commit's sha: its
+        files, as the Hub serves any commit), or None where it names no commit."""
+        if revision in (None, "main", self.sha):
+            return self
+        if revision in self.history:
+            return Repo(self.repo_id, self.kind, self.history[revision], self.card)
+        return None
+
+    def move(self, path: str, data: bytes) -> tuple[str, str]:
+        """A new commit on `main` changing `path` (the repository updated on the Hub in the middle
+        of a run): the old commit stays served by its sha. Returns (old sha, new sha)."""
+        old = self.sha
+        self.history[old] = dict(self.files)
+        self.files = {**self.files, path: data}
+        return old, self.sha
 
     @property
     def sha(self) -> str:
@@ -137,6 +158,14 @@ class LocalHub(LoopbackServer):
     def __init__(self, repos: list[Repo]):
         self.repos = {(r.kind, r.repo_id): r for r in repos}
         self.calls: list[tuple[str, str, int]] = []
+
+    def copy(self, extra: list[Repo] = ()) -> "LocalHub":
+        """Another server over copies of these repositories (and `extra`): one a test may move
+        without moving the session's."""
+        return LocalHub([copy.deepcopy(r) for r in self.repos.values()] + list(extra))
+
+    def repo(self, repo_id: str, kind: str = "model") -> Repo:
+        return self.repos[(kind, repo_id)]
 
     def handler(self):
         class Handler(_Handler):
@@ -205,10 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             self._error("RepoNotFound", f"Repository Not Found for url: {self.path}.")
             return None
-        if revision not in (None, "main", repo.sha):
+        found = repo.at(revision)
+        if found is None:
             self._error("RevisionNotFound", f"Invalid rev id: {revision}")
-            return None
-        return repo
+        return found
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._route()

@@ -64,7 +64,7 @@ def overrides(gemini_url: str) -> dict:
     }
 
 
-def _run(env, gemini_url: str, *args: str, **extra) -> tuple[subprocess.CompletedProcess, float]:
+def _run(env, gemini_url: str, *args: str, styles=("cod",), **extra) -> tuple[subprocess.CompletedProcess, float]:
     sets = {**overrides(gemini_url), **extra}
     cmd = [
         sys.executable,
@@ -74,7 +74,7 @@ def _run(env, gemini_url: str, *args: str, **extra) -> tuple[subprocess.Complete
         "--profile",
         "full",
         "--styles",
-        "cod",
+        *styles,
         *args,
         "--set",
         *[f"{k}={json.dumps(v)}" for k, v in sets.items()],
@@ -89,17 +89,31 @@ def _figures(home, run: str) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
 
 
+MOVED = ("Qwen/Qwen3-14B", "Qwen/Qwen3-0.6B", "openai/gsm8k")
+
+
 @pytest.mark.slow
 def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_env, home):
-    """Every stage for GSM8K (`easy`); the MATH path (`medium`: three subject configs joined,
-    `\\boxed{}` solutions, questions shared by MATH's train and test splits) through its data
-    stage, which is all that differs from `easy` after it."""
-    hub = hub_env["hub"]
-    with FakeGemini(reference_teacher(hub.references()), api_key=KEY) as gemini:
-        env = {**hub_env["env"], "GEMINI_API_KEY": KEY, "WORKBOOK_HOME": str(home)}
+    """Every stage for GSM8K (`easy`), with the Hub's repositories moved to new commits after
+    its target was trained: every later stage loads the commits 00 and 01 recorded. The untrained
+    pair (style `base`, thinking) benchmarked from the Hub. The MATH path (`medium`: three subject
+    configs joined, `\\boxed{}` solutions, questions shared by MATH's train and test splits)
+    through its data stage, which is all that differs from `easy` after it."""
+    with hub_env["hub"].copy() as hub, FakeGemini(reference_teacher(hub.references()), api_key=KEY) as gemini:
+        env = {**hub_env["env"], **hub.env(home / "hf-home"), "GEMINI_API_KEY": KEY, "WORKBOOK_HOME": str(home)}
         env.pop("GOOGLE_API_KEY", None)
-        out, wall = _run(env, gemini.url, "--scenarios", "easy")
+        stages = ("00_base_models", "01_generate_data", "02_train_target")
+        out, wall = _run(env, gemini.url, "--scenarios", "easy", "--stages", *stages)
         assert out.returncode == 0, f"`full` failed after {wall:.0f} s:\n{out.stdout[-6000:]}{out.stderr[-6000:]}"
+        kinds = {"openai/gsm8k": "dataset"}
+        moves = {repo: hub.repo(repo, kinds.get(repo, "model")).move("NOTICE", b"a later commit\n") for repo in MOVED}
+        n_before = len(hub.calls)
+        out, rest = _run(env, gemini.url, "--scenarios", "easy", styles=("cod", "base"))
+        assert out.returncode == 0, f"`full` failed after the move:\n{out.stdout[-6000:]}{out.stderr[-6000:]}"
+        wall += rest
+        after = [p for _, p, _ in hub.calls[n_before:]]
+        status = json.loads((home / "reports" / "full" / "status.json").read_text())
+        base_wall = sum(e.get("seconds") or 0 for e in status["base_easy"].values())
         math, math_wall = _run(
             env, gemini.url, "--scenarios", "medium", "--stages", "01_generate_data", **{"data.n_test": 0}
         )  # the whole test split, so the shared questions are in it
@@ -126,7 +140,29 @@ def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_
     for repo in ("openai/gsm8k", "EleutherAI/hendrycks_math"):
         assert any(p.startswith(f"/datasets/{repo}/resolve/") and p.endswith(".parquet") for p in paths), repo
     assert any(p.startswith("/v1beta/") and p.endswith(":batchGenerateContent") for p in gemini_paths)
-    print(f"full rehearsal: easy, every stage {wall:.0f} s; medium, data stage {math_wall:.0f} s")
+
+    # moved after 02: every later stage loaded the commits recorded before, none of the new heads
+    for repo, (_old, new) in moves.items():
+        assert not [p for p in after if new in p or f"{repo}/resolve/main/" in p], repo
+    assert any(f"/Qwen/Qwen3-0.6B/resolve/{moves['Qwen/Qwen3-0.6B'][0]}/" in p for p in after)  # draft: first at 04
+    pinned = _figures(home, "_profile")["00_base_models"]["revisions"]
+    assert {r: e["sha"] for r, e in pinned.items()} == {
+        "target": moves["Qwen/Qwen3-14B"][0],
+        "draft": moves["Qwen/Qwen3-0.6B"][0],
+    }
+    for run, stage in (("cod_easy", "06_benchmark"), ("cod_easy", "04_train_draft"), ("base_easy", "06_benchmark")):
+        made_from = _figures(home, run)[stage]["settings"]["hub"]
+        assert made_from["model.target"]["sha"] == moves["Qwen/Qwen3-14B"][0], (run, stage)
+    data_from = _figures(home, "cod_easy")["01_generate_data"]["settings"]["hub"]["dataset"]
+    assert data_from["sha"] == moves["openai/gsm8k"][0]
+
+    # the untrained Hub pair, thinking: benchmarked from the Hub (both through vLLM, the draft speculating)
+    base = json.loads((home / "data" / "full" / "runs" / "base_easy" / "metrics.json").read_text())
+    assert base["models"]["target"] == "Qwen/Qwen3-14B" and set(base["passes"]) == {"baseline", "speculative"}
+    print(
+        f"full rehearsal: easy, every stage {wall:.0f} s (of which style base {base_wall:.0f} s); "
+        f"medium, data stage {math_wall:.0f} s"
+    )
 
 
 _STRICT = """
@@ -139,6 +175,9 @@ for name, call in {
     "repo": lambda: api.model_info("Qwen/Qwen3-15B"),
     "dataset_as_model": lambda: api.model_info("openai/gsm8k"),
     "revision": lambda: hf_hub_download("Qwen/Qwen3-0.6B", "config.json", revision="v9"),
+    "unknown_sha": lambda: hf_hub_download("Qwen/Qwen3-0.6B", "config.json", revision="0" * 40),
+    "unknown_sha_info": lambda: api.model_info("Qwen/Qwen3-0.6B", revision="0" * 40),
+    "unknown_sha_dataset": lambda: api.dataset_info("openai/gsm8k", revision="0" * 40),
     "file": lambda: hf_hub_download("Qwen/Qwen3-0.6B", "pytorch_model.bin"),
     "parquet_branch": lambda: api.list_repo_files("openai/gsm8k", repo_type="dataset", revision="refs/convert/parquet"),
 }.items():
@@ -164,6 +203,8 @@ def test_local_hub_is_as_strict_as_the_hub(hub_env):
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["repo"] == seen["dataset_as_model"] == "RepositoryNotFoundError"
     assert seen["revision"] == seen["parquet_branch"] == "RevisionNotFoundError"
+    # a pinned commit the repository does not have: refused as the Hub refuses it, never served as main
+    assert seen["unknown_sha"] == seen["unknown_sha_info"] == seen["unknown_sha_dataset"] == "RevisionNotFoundError"
     assert seen["file"] == "RemoteEntryNotFoundError"  # huggingface_hub 1.x: an EntryNotFoundError
     assert seen["configs"] == ["algebra", "intermediate_algebra", "precalculus"]
     files = seen["files"]

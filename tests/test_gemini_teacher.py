@@ -50,15 +50,9 @@ def correct(key, request):
     return {"text": reference.rewrite(BY_ID[key], style)}
 
 
-def setup_run(home, fake, style="cot", file=False, **gemini):
+def setup_run(home, fake, style="cot", **gemini):
     cfg = params.resolve(
-        "tiny",
-        style,
-        "easy",
-        {
-            "data.teacher": "gemini",
-            "data.gemini": {"base_url": fake.url, **FAST, "inline_limit_bytes": 1 if file else 20_000_000, **gemini},
-        },
+        "tiny", style, "easy", {"data.teacher": "gemini", "data.gemini": {"base_url": fake.url, **FAST, **gemini}}
     )
     rp = RunPaths("tiny", style, "easy")
     io.write_jsonl(rp.train_problems, ROWS)
@@ -73,10 +67,10 @@ def rejected(rp):
     return {r["id"]: r for r in io.read_jsonl(rp.teacher_rejected).rows} if rp.teacher_rejected.exists() else {}
 
 
-@pytest.mark.parametrize("style, file", [("cot", False), ("cod", True)], ids=["inlined-cot", "file-cod"])
-def test_job_succeeds(home, servers, style, file):
+@pytest.mark.parametrize("style", ["cot", "cod"])
+def test_job_succeeds(home, servers, style):
     fake = servers()
-    cfg, rp = setup_run(home, fake, style=style, file=file)
+    cfg, rp = setup_run(home, fake, style=style)
     out = data.generate_solutions(cfg, rp, progress=False)
     assert out["requested"] == 6 and out["skipped_done"] == 0
     assert set(kept(rp)) == set(BY_ID) and not rejected(rp)
@@ -87,18 +81,27 @@ def test_job_succeeds(home, servers, style, file):
     }
 
     (job,) = fake.created()
-    assert job.source == ("file" if file else "inlined")
+    assert job.source == "file"  # its result lines carry the keys back; inlined responses may not
     assert sorted(job.keys) == sorted(BY_ID)
     for key, request in zip(job.keys, job.requests):  # one request per problem, the style's prompt
         assert request["systemInstruction"]["parts"][0]["text"] == styles.system_prompt(style)
         assert request["contents"] == [{"role": "user", "parts": [{"text": BY_ID[key]["question"]}]}]
-        assert request["generationConfig"]["temperature"] == 0.0
+        # Google's settings for Gemini 3: temperature 1.0, thinking at the level params name
+        assert request["generationConfig"] == {
+            "temperature": 1.0,
+            "maxOutputTokens": 8192,
+            "thinkingConfig": {"thinkingLevel": "LOW"},
+        }
     kinds = [c["kind"] for c in fake.calls]
     assert kinds[0] == "model"  # the model is checked before anything is submitted
-    if file:
-        assert kinds[1:4] == ["upload_start", "upload", "create"] and kinds[-1] == "download"
-    else:
-        assert kinds[1] == "create" and "download" not in kinds and "upload" not in kinds
+    assert kinds[1:4] == ["upload_start", "upload", "create"] and kinds[-1] == "download"
+    # each row: why it finished and what it cost; the stage's figures sum the cost
+    assert {r["finish_reason"] for r in kept(rp).values()} == {"STOP"}
+    assert all(r["usage"]["thought_tokens"] == 30 for r in kept(rp).values())
+    summary = data.teacher_cost(list(kept(rp).values()))
+    assert summary["teacher_thought_tokens"] == 6 * 30 and summary["teacher_total_tokens"] == 6 * 120
+    assert summary["finish_reasons"] == {"STOP": 6}
+    assert rp.teacher_results(job.name).exists()  # the results as downloaded, kept
     assert all(c["path"].startswith(("/v1beta/", "/upload/v1beta/")) for c in fake.calls)
     assert fake.keys_seen == {KEY}
 
@@ -121,6 +124,7 @@ def test_failed_job_names_job_and_state(home, servers):
         data.generate_solutions(cfg, rp, progress=False)
     (job,) = fake.created()
     assert job.name in str(err.value) and "JOB_STATE_FAILED" in str(err.value)
+    assert "internal error while running the batch" in str(err.value)  # the service's reason, shown
     assert not kept(rp) and not rejected(rp)
     # A failed job is not resumed forever: the next run submits a new one.
     fake.final_state = "BATCH_STATE_SUCCEEDED"
@@ -143,10 +147,9 @@ def _some_rows_fail(key, request):
     return correct(key, request)
 
 
-@pytest.mark.parametrize("file", [False, True], ids=["inlined", "file"])
-def test_failing_rows_are_rejected_with_reason_others_kept(home, servers, file):
+def test_failing_rows_are_rejected_with_reason_others_kept(home, servers):
     fake = servers(_some_rows_fail)
-    cfg, rp = setup_run(home, fake, file=file)
+    cfg, rp = setup_run(home, fake)
     data.generate_solutions(cfg, rp, progress=False)
     assert set(kept(rp)) == {"easy-00000", "easy-00005"}
     bad = rejected(rp)
@@ -158,7 +161,7 @@ def test_failing_rows_are_rejected_with_reason_others_kept(home, servers, file):
     assert bad["easy-00002"]["solution"].endswith("#### 999999")  # the wrong answer is kept for review
 
 
-def test_malformed_result_lines_are_recorded_not_fatal(home, servers):
+def test_malformed_result_lines_are_recorded_and_unkeyed_ones_stay_unanswered(home, servers):
     def responder(key, request):
         if key == "easy-00002":  # cut short: the key is still readable
             return {"raw": '{"key": "easy-00002", "response": {"candidates": [{"content": '}
@@ -168,27 +171,186 @@ def test_malformed_result_lines_are_recorded_not_fatal(home, servers):
             return {"raw": json.dumps({"key": "easy-00005", "reply": "?"})}
         return correct(key, request)
 
-    fake = servers(
-        responder,
-        extra_result_lines=[
-            "[1, 2, 3]",
-            json.dumps({"key": "never-submitted", "response": text_response("#### 1")}),
-        ],
-    )
-    cfg, rp = setup_run(home, fake, file=True)
+    fake = servers(responder, extra_result_lines=["[1, 2, 3]"])
+    cfg, rp = setup_run(home, fake)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data.generate_solutions(cfg, rp, progress=False)
     assert set(kept(rp)) == {"easy-00000", "easy-00001", "easy-00003"}
     bad = rejected(rp)
-    assert set(bad) == {"easy-00002", "easy-00004", "easy-00005"}  # none silently dropped
+    assert set(bad) == {"easy-00002", "easy-00005"}  # each with its own line's reason
     assert "malformed result line" in bad["easy-00002"]["reason"]
-    assert "no result for this request" in bad["easy-00004"]["reason"]
-    assert "could not be matched" in bad["easy-00004"]["reason"]
     assert "neither 'response' nor 'error'" in bad["easy-00005"]["reason"]
     assert all(r["reason"].startswith("teacher error:") for r in bad.values())
-    assert any("unusable result line" in str(w.message) for w in caught)
-    assert "never-submitted" not in kept(rp) and "never-submitted" not in bad
+    # no result of its own: no row, so not counted as answered, and the next run asks again
+    assert "easy-00004" not in bad and "easy-00004" not in kept(rp)
+    assert any("stay unanswered" in str(w.message) for w in caught)
+    fake.responder = correct
+    out = data.generate_solutions(cfg, rp, progress=False)
+    assert out["requested"] == 1 and sorted(fake.created()[1].keys) == ["easy-00004"]
+    assert "easy-00004" in kept(rp)
+
+
+def test_results_that_cannot_be_matched_write_nothing(home, servers):
+    """A result keyed to a problem never submitted: the mapping cannot be trusted, so no row is
+    written (none marked answered), the results stay on disk, and a re-run submits anew."""
+    fake = servers(extra_result_lines=[json.dumps({"key": "never-submitted", "response": text_response("#### 1")})])
+    cfg, rp = setup_run(home, fake)
+    with pytest.raises(gemini.GeminiJobError, match="cannot be matched") as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    (job,) = fake.created()
+    assert "never-submitted" in str(err.value) and str(rp.teacher_results(job.name)) in str(err.value)
+    assert not kept(rp) and not rejected(rp)
+    assert "never-submitted" in rp.teacher_results(job.name).read_text()
+    fake.extra_result_lines.clear()
+    data.generate_solutions(cfg, rp, progress=False)
+    assert len(fake.created()) == 2 and set(kept(rp)) == set(BY_ID)
+
+
+def test_shuffled_results_are_matched_by_key(home, servers):
+    fake = servers(shuffle=True)
+    cfg, rp = setup_run(home, fake)
+    data.generate_solutions(cfg, rp, progress=False)
+    rows = kept(rp)
+    assert set(rows) == set(BY_ID) and all(r["correct"] for r in rows.values())
+    assert all(r["question"] == BY_ID[i]["question"] for i, r in rows.items())
+    assert [
+        json.loads(line)["key"] for line in rp.teacher_results(fake.created()[0].name).read_text().splitlines()
+    ] == [r["id"] for r in reversed(ROWS)]  # the stand-in really did answer out of order
+
+
+def test_inlined_job_without_metadata_writes_nothing(home, servers):
+    """A job an older workbook created inline, answered without the metadata keys (as the real
+    backend has): its results are not matched by position; nothing is written; the next run
+    submits a file job."""
+    from google.genai import types
+
+    fake = servers(drop_metadata=True, shuffle=True)
+    cfg, rp = setup_run(home, fake)
+    client = gemini.make_client(cfg)
+    src = [
+        types.InlinedRequest(
+            contents=[types.Content(role="user", parts=[types.Part(text=p["question"])])],
+            config=types.GenerateContentConfig(system_instruction=styles.system_prompt("cot")),
+            metadata={"key": p["id"]},
+        )
+        for p in ROWS
+    ]
+    job = client.batches.create(model="gemini-3.8-flash", src=src, config={"display_name": "old-inline"})
+    io.write_json(
+        rp.teacher_state,
+        {"job_name": job.name, "display_name": "old-inline", "model": "gemini-3.8-flash", "style": "cot",
+         "source": "inlined", "submitted_ids": [p["id"] for p in ROWS], "n_submitted": 6, "collected": False},
+    )  # fmt: skip
+    fingerprints.resume_guard(rp.teacher_output, data.teacher_settings(cfg))
+    with pytest.raises(gemini.GeminiJobError, match="cannot be matched"):
+        data.generate_solutions(cfg, rp, progress=False)
+    assert not kept(rp) and not rejected(rp) and io.read_json(rp.teacher_state)["unmatched"]
+    data.generate_solutions(cfg, rp, progress=False)
+    assert set(kept(rp)) == set(BY_ID) and fake.created()[-1].source == "file"
+
+
+def test_refused_mime_type_stops_before_any_job(home, servers):
+    fake = servers()
+    cfg, rp = setup_run(home, fake, upload_mime_type="jsonl")  # Google's own example's type, since refused
+    with pytest.raises(gemini.GeminiJobError) as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    assert "'jsonl'" in str(err.value) and "data.gemini.upload_mime_type" in str(err.value)
+    assert not fake.created() and not kept(rp) and not rejected(rp)
+    assert fake.statuses("upload") == [200]  # refused the way the service does: 200, an error body
+
+
+def test_answers_cut_at_max_tokens_stop_the_stage(home, servers):
+    def thinks_too_long(key, request):
+        return {"max_tokens": True} if key != "easy-00000" else correct(key, request)
+
+    fake = servers(thinks_too_long)
+    cfg, rp = setup_run(home, fake)
+    with pytest.raises(data.TeacherCutShort, match="5 of 6 teacher answers stopped at the output limit") as err:
+        data.generate_solutions(cfg, rp, progress=False)
+    message = str(err.value)
+    assert "MAX_TOKENS" in message and "data.gemini.max_output_tokens" in message and "thought tokens 8192" in message
+    bad = rejected(rp)
+    assert len(bad) == 5 and {r["finish_reason"] for r in bad.values()} == {"MAX_TOKENS"}
+    assert all("MAX_TOKENS" in r["reason"] and r["usage"]["thought_tokens"] == 8192 for r in bad.values())
+    n_calls = len(fake.calls)
+    with pytest.raises(data.TeacherCutShort):  # a re-run stops again, asking nothing
+        data.generate_solutions(cfg, rp, progress=False)
+    assert len(fake.calls) == n_calls
+    fake.responder = correct
+    cfg, rp = setup_run(home, fake, max_output_tokens=16384)  # a changed setting asks every problem again
+    data.generate_solutions(cfg, rp, progress=False)
+    assert set(kept(rp)) == set(BY_ID)
+    # a few cut answers are rejected rows, not a stop
+    cfg, rp = setup_run(home, fake, max_output_tokens=8000)
+    fake.responder = lambda key, request: {"max_tokens": True} if key == "easy-00001" else correct(key, request)
+    data.generate_solutions(cfg, rp, progress=False)
+    assert set(rejected(rp)) == {"easy-00001"} and len(kept(rp)) == 5
+
+
+def test_a_job_created_before_an_error_is_not_created_twice(home, servers):
+    """Google created the job, then answered 503: the job is found by its display name, not
+    created (and billed) again."""
+    fake = servers(faults={"create_after": [503]})
+    cfg, rp = setup_run(home, fake)
+    data.generate_solutions(cfg, rp, progress=False)
+    (job,) = fake.created()
+    assert fake.statuses("create") == [503] and "list" in [c["kind"] for c in fake.calls]
+    assert io.read_json(rp.teacher_state)["job_name"] == job.name and set(kept(rp)) == set(BY_ID)
+
+
+def test_crash_while_creating_finds_the_job_on_rerun(home, servers, monkeypatch):
+    fake = servers()
+    cfg, rp = setup_run(home, fake)
+    real = gemini._created
+
+    def crash(*args):
+        raise KeyboardInterrupt("killed between the job's creation and its name being saved")
+
+    monkeypatch.setattr(gemini, "_created", crash)
+    with pytest.raises(KeyboardInterrupt):
+        data.generate_solutions(cfg, rp, progress=False)
+    state = io.read_json(rp.teacher_state)
+    assert state["job_name"] is None and state["display_name"] and len(fake.created()) == 1
+    monkeypatch.setattr(gemini, "_created", real)
+    data.generate_solutions(cfg, rp, progress=False)
+    assert len(fake.created()) == 1 and set(kept(rp)) == set(BY_ID)
+    assert io.read_json(rp.teacher_state)["job_name"] == fake.created()[0].name
+
+
+def test_thinking_level_and_budget_together_are_refused_before_any_upload(home, servers):
+    fake = servers()
+    cfg, rp = setup_run(home, fake, thinking_budget=1024)  # beside the default level
+    with pytest.raises(ValueError, match="thinking_level = 'low' and data.gemini.thinking_budget = 1024"):
+        data.generate_solutions(cfg, rp, progress=False)
+    assert "upload_start" not in [c["kind"] for c in fake.calls] and not fake.created()
+    cfg, rp = setup_run(home, fake, thinking_level="", thinking_budget=1024)
+    assert gemini.request_body(ROWS[0], "cot", cfg)["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+
+
+def test_fake_refuses_what_the_api_refuses():
+    from fake_gemini import request_problem
+
+    both = {"generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW", "thinkingBudget": 10}}}
+    assert "both" in request_problem(both)
+    assert request_problem({"generationConfig": {"thinkingConfig": {"thinkingLevel": "ULTRA"}}})
+    assert request_problem({"generationConfig": {"thinkingConfig": {"thinkingLevel": "HIGH"}}}) is None
+
+
+def test_other_teachers_settings_do_not_outdate_a_run():
+    """A run taught by the reference teacher never reads data.gemini: changing it (or a record
+    that still holds it) leaves the run current; the teacher's own settings do count."""
+    from lib import record
+
+    cfg = params.resolve("tiny", "cot", "easy")
+    changed = params.resolve("tiny", "cot", "easy", {"data.gemini.temperature": 0.3})
+    assert record.stage_params(cfg, "02_train_target") == record.stage_params(changed, "02_train_target")
+    assert not any(k.startswith("data.gemini.") for k in record.stage_params(cfg, "01_generate_data"))
+    old = {**record.stage_params(cfg, "01_generate_data"), "data.gemini.temperature": 0.0}
+    assert params.read_keys(old) == record.stage_params(cfg, "01_generate_data")
+    taught = params.resolve("tiny", "cot", "easy", {"data.teacher": "gemini"})
+    retaught = params.resolve("tiny", "cot", "easy", {"data.teacher": "gemini", "data.gemini.temperature": 0.3})
+    assert record.stage_params(taught, "01_generate_data") != record.stage_params(retaught, "01_generate_data")
 
 
 def test_429_and_500_answers_are_retried(home, servers):
@@ -197,7 +359,7 @@ def test_429_and_500_answers_are_retried(home, servers):
     job ran."""
     faults = {"upload_start": [500], "create": [429, 500], "get": [500, 429, 503], "download": [500, 429]}
     fake = servers(faults={kind: list(codes) for kind, codes in faults.items()})
-    cfg, rp = setup_run(home, fake, file=True)
+    cfg, rp = setup_run(home, fake)
     data.generate_solutions(cfg, rp, progress=False)
     assert set(kept(rp)) == set(BY_ID)
     for kind, codes in faults.items():
@@ -290,7 +452,7 @@ def test_answered_problems_are_never_requested_again(home, servers):
 
 def test_key_is_written_nowhere(home, servers):
     fake = servers(_some_rows_fail, hold=True)
-    cfg, rp = setup_run(home, fake, file=True, poll_timeout_s=0.1)
+    cfg, rp = setup_run(home, fake, poll_timeout_s=0.1)
     messages = []
     with pytest.raises(gemini.GeminiPollTimeout) as err:
         data.generate_solutions(cfg, rp, progress=False)
@@ -383,7 +545,10 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
             for prompt in prompts:
                 assert prompt.startswith("<system>" + styles.COD_PROMPT)
                 problem = by_question[prompt.split("<user>")[1].removesuffix("<assistant>")]
-                outs.append(SimpleNamespace(outputs=[SimpleNamespace(text=reference.rewrite(problem, "cod"))]))
+                text, finish = reference.rewrite(problem, "cod"), "stop"
+                if problem["id"] == "easy-00005":  # cut at max_tokens, as vLLM says
+                    text, finish = text[:20], "length"
+                outs.append(SimpleNamespace(outputs=[SimpleNamespace(text=text, finish_reason=finish)]))
             return outs
 
     @contextmanager
@@ -391,7 +556,7 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
         seen["model"] = model
         yield SimpleNamespace(llm=LLM())
 
-    monkeypatch.setattr(models, "load_tokenizer", lambda name: Tokenizer())
+    monkeypatch.setattr(models, "load_tokenizer", lambda name, revision=None: Tokenizer())
     monkeypatch.setattr(engine, "running", running)
     monkeypatch.setattr(
         engine, "sampling", lambda cfg, max_tokens: SimpleNamespace(temperature=0.7, max_tokens=max_tokens)
@@ -405,8 +570,9 @@ def test_local_teacher_wiring_without_vllm(home, monkeypatch):
     rp = RunPaths("tiny", "cod", "easy")
     io.write_jsonl(rp.train_problems, ROWS)
     out = data.generate_solutions(cfg, rp, progress=False)
-    assert out["requested"] == 6 and set(kept(rp)) == set(BY_ID)
-    assert all(r["teacher"] == "local" for r in kept(rp).values())
+    assert out["requested"] == 6 and set(kept(rp)) == set(BY_ID) - {"easy-00005"}
+    assert all(r["teacher"] == "local" and r["finish_reason"] == "stop" for r in kept(rp).values())
+    assert rejected(rp)["easy-00005"]["finish_reason"] == "length"  # one cut answer: a rejected row, not a stop
     assert seen == {"model": "some/chat-model", "batches": [4, 2], "temperature": 0.0}
     seen.clear()
     assert list(local.generate(cfg, rp, [], "cod")) == [] and seen == {}  # nothing to do: no engine
@@ -421,7 +587,7 @@ def test_batches_and_files_exist_only_under_v1beta(home, servers):
     from google.genai import errors
 
     fake = servers()
-    cfg, rp = setup_run(home, fake, file=True, api_version="v1")
+    cfg, rp = setup_run(home, fake, api_version="v1")
     with pytest.raises(errors.ClientError) as err:
         data.generate_solutions(cfg, rp, progress=False)
     assert err.value.code == 404 and not fake.created()
@@ -432,7 +598,7 @@ def test_batches_and_files_exist_only_under_v1beta(home, servers):
 
 def test_unknown_model_stops_before_submitting(home, servers):
     fake = servers()
-    cfg, rp = setup_run(home, fake, file=True, model="gemini-2.5-flash")  # retired
+    cfg, rp = setup_run(home, fake, model="gemini-2.5-flash")  # retired
     with pytest.raises(gemini.GeminiModelError) as err:
         data.generate_solutions(cfg, rp, progress=False)
     message = str(err.value)

@@ -61,7 +61,7 @@ def test_benchmark_prompts_follow_the_style_parameter(home, monkeypatch, qwen3_s
 
     monkeypatch.setattr(benchmark, "pair_for_run", lambda cfg, rp: {"target": "t", "draft": "d"})
     monkeypatch.setattr(benchmark, "test_problems", lambda cfg, rp: [{"id": "q1", "question": "What is 2+2?"}])
-    monkeypatch.setattr(models, "load_tokenizer", lambda name: qwen3_style_tokenizer)
+    monkeypatch.setattr(models, "load_tokenizer", lambda name, revision=None: qwen3_style_tokenizer)
     monkeypatch.setattr(benchmark, "run_pass", run_pass)
     with pytest.raises(Stop):
         benchmark.run(cfg, RunPaths(profile, "base", "easy"))

@@ -1,18 +1,27 @@
 """The `gemini` teacher: the google-genai Batch API, as the study used it.
 
-One request per problem, carrying the style's system instruction; one batch job per call
-(inlined requests, or an uploaded JSONL file when the payload is above
-`data.gemini.inline_limit_bytes`); polled with backoff behind a progress bar; results matched
-back to problems by key. Batch jobs and file upload exist only under the API's `v1beta`
-(google-genai 3.x defaults to `v1`, where they answer 404), so the client asks for `v1beta`
-unless params name another version. The model is checked (`models.get`) before anything
-is submitted, and each row records the model version the service answered with.
+One request per problem, carrying the style's system instruction and the generation settings
+Google documents for Gemini 3 (temperature, a thinking level or budget); one batch job per call,
+its input an uploaded JSONL file whose lines carry each problem's id as `key`. File input,
+never inlined requests: the file's result lines carry the key back, while inlined responses
+have come back without the metadata that would name their problem, and out of order (public
+reports on python-genai). Results are matched by key only; a batch whose results cannot be
+matched (no key known, keys never submitted) is an error before any row is written, and a
+request without a result writes no row: it stays unanswered for the next run. The downloaded
+results are kept beside the job state (nothing paid for is lost).
 
-The job is remembered in `RunPaths.teacher_state` (job name, submitted ids, model, times —
-never the key): a re-run after a crash or a kernel restart picks the same job up instead of
-paying for a new one, and the caller passes only problems not answered yet. Per-row errors
-and malformed result lines come back as `(id, None, reason)` so the caller records them as
-rejected rows.
+Batch jobs and file upload exist only under the API's `v1beta` (google-genai 3.x defaults to
+`v1`, where they answer 404), so the client asks for `v1beta` unless params name another
+version. The model is checked (`models.get`) before anything is submitted. Each row records
+the model version that answered, its finish reason and its token usage (thought tokens
+included: they are billed); `MAX_TOKENS` answers are cut ones (`lib.data.cut_short`).
+
+The job is remembered in `RunPaths.teacher_state` (display name, job name, submitted ids,
+model, times; never the key) *before* it is created: a re-run after a crash, a kernel restart
+or an error while creating picks the same job up (found by its display name when its name
+never came back) instead of paying for a new one, and the caller passes only problems not
+answered yet. The SDK's own retry is off for job creation: Google may create the job and still
+answer 5xx, and a blind retry would create (and bill) a second one.
 
 The API key comes from `GEMINI_API_KEY` or `GOOGLE_API_KEY`, else from a `.env` file in the
 repository root; it is handed to the SDK and nowhere else (no file, no message, no row).
@@ -26,6 +35,7 @@ import os
 import re
 import time
 import warnings
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Iterator
@@ -174,30 +184,33 @@ def _state_name(job) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def generation_config(cfg) -> dict:
+    """The request's `generationConfig` (REST JSON): temperature, the output cap, and thinking
+    as params set it (a level for Gemini 3, a token budget for 2.5; none sent = the model's
+    default, which for Gemini 3 is thinking on)."""
+    g = cfg["data"]["gemini"]
+    out = {"temperature": g["temperature"], "maxOutputTokens": g["max_output_tokens"]}
+    level, budget = g["thinking_level"], g["thinking_budget"]
+    if level and budget is not None:
+        raise ValueError(
+            f"data.gemini.thinking_level = {level!r} and data.gemini.thinking_budget = {budget}: set one "
+            "(the API refuses both; a level for Gemini 3 models, a budget for Gemini 2.5)"
+        )
+    if level:
+        out["thinkingConfig"] = {"thinkingLevel": level.upper()}
+    elif budget is not None:
+        out["thinkingConfig"] = {"thinkingBudget": int(budget)}
+    return out
+
+
 def request_body(problem: dict, style: str, cfg) -> dict:
     """One GenerateContentRequest (REST JSON) for a problem: the style's system instruction,
     the question as the user turn, and the generation settings from params."""
-    g = cfg["data"]["gemini"]
     return {
         "contents": [{"role": "user", "parts": [{"text": problem["question"]}]}],
         "systemInstruction": {"parts": [{"text": system_prompt(style)}]},
-        "generationConfig": {"temperature": g["temperature"], "maxOutputTokens": g["max_output_tokens"]},
+        "generationConfig": generation_config(cfg),
     }
-
-
-def _inlined(problem: dict, style: str, cfg):
-    from google.genai import types
-
-    g = cfg["data"]["gemini"]
-    return types.InlinedRequest(
-        contents=[types.Content(role="user", parts=[types.Part(text=problem["question"])])],
-        config=types.GenerateContentConfig(
-            system_instruction=system_prompt(style),
-            temperature=g["temperature"],
-            max_output_tokens=g["max_output_tokens"],
-        ),
-        metadata={"key": problem["id"]},
-    )
 
 
 def _now() -> str:
@@ -212,10 +225,70 @@ def _save_state(rp: RunPaths, state: dict) -> None:
     io.write_json(rp.teacher_state, state)
 
 
-def submit(client, cfg, rp: RunPaths, problems: list[dict], style: str, previous: dict | None = None) -> dict:
-    """Create one batch job for `problems` and remember it before anything else happens."""
+def upload(client, cfg, payload: bytes, display: str) -> str:
+    """The requests as a JSONL file on the Files API; its name. The service has refused some
+    MIME types for JSONL with a 200 whose body is an error (the SDK then raises KeyError)."""
     from google.genai import types
 
+    mime = cfg["data"]["gemini"]["upload_mime_type"]
+    try:
+        uploaded = client.files.upload(
+            file=BytesIO(payload), config=types.UploadFileConfig(display_name=display, mime_type=mime)
+        )
+    except KeyError as exc:
+        raise GeminiJobError(
+            f"the Files API did not accept the batch input ({len(payload)} bytes) with "
+            f"data.gemini.upload_mime_type = {mime!r} (the SDK found no file in the answer: {exc}); "
+            "nothing was submitted. Set another MIME type (application/jsonl, application/json and "
+            "text/plain have each been reported to work) with --set data.gemini.upload_mime_type=..."
+        ) from None
+    return uploaded.name
+
+
+def find_job(client, display: str, pages: int = 20):
+    """The batch job of this display name, if the service has one (newest pages first)."""
+    from google.genai import types
+
+    seen = 0
+    for job in client.batches.list(config=types.ListBatchJobsConfig(page_size=50)):
+        if job.display_name == display:
+            return job
+        seen += 1
+        if seen >= 50 * pages:
+            break
+    return None
+
+
+def create_job(client, cfg, rp: RunPaths, state: dict):
+    """Create the job of `state` once: the SDK's retry is off here (a 5xx may come after the job
+    was created), and after any error the job is looked up by its display name before another
+    try."""
+    from google.genai import types
+
+    g = cfg["data"]["gemini"]
+    no_retry = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+    config = types.CreateBatchJobConfig(display_name=state["display_name"], http_options=no_retry)
+    delay = float(g["retry_initial_delay_s"])
+    for attempt in range(1, max(1, g["retry_attempts"]) + 1):
+        try:
+            return client.batches.create(model=g["model"], src=state["input_file"], config=config)
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            state.setdefault("create_errors", []).append(f"{_now()} {getattr(exc, 'code', type(exc).__name__)}")
+            _save_state(rp, state)
+            time.sleep(delay)
+            delay = min(delay * 2, float(g["poll_max_interval_s"]))
+            found = find_job(client, state["display_name"])
+            if found is not None:
+                return found
+            if attempt >= g["retry_attempts"]:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def submit(client, cfg, rp: RunPaths, problems: list[dict], style: str, previous: dict | None = None) -> dict:
+    """Create one batch job for `problems`, its display name remembered before it exists."""
     g = cfg["data"]["gemini"]
     ids = [p["id"] for p in problems]
     if len(set(ids)) != len(ids):
@@ -225,45 +298,62 @@ def submit(client, cfg, rp: RunPaths, problems: list[dict], style: str, previous
         json.dumps({"key": p["id"], "request": request_body(p, style, cfg)}, ensure_ascii=False) + "\n"
         for p in problems
     ).encode("utf-8")
-    display = f"workbook-{rp.profile}-{rp.name}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%SZ}"
-    input_file = None
-    if len(payload) > g["inline_limit_bytes"]:
-        uploaded = client.files.upload(
-            file=BytesIO(payload),
-            config=types.UploadFileConfig(display_name=display, mime_type="jsonl"),
-        )
-        input_file = uploaded.name
-        src = input_file
-    else:
-        src = [_inlined(p, style, cfg) for p in problems]
-    job = client.batches.create(model=g["model"], src=src, config=types.CreateBatchJobConfig(display_name=display))
+    display = f"workbook-{rp.profile}-{rp.name}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S%fZ}"
     history = list((previous or {}).get("history", []))
-    if previous and previous.get("job_name"):
-        history.append({k: previous.get(k) for k in ("job_name", "created", "state", "collected", "n_submitted")})
+    if previous and (previous.get("job_name") or previous.get("display_name")):
+        history.append(
+            {k: previous.get(k) for k in ("job_name", "display_name", "created", "state", "collected", "n_submitted")}
+        )
     state = {
-        "job_name": job.name,
+        "job_name": None,
         "display_name": display,
         "model": g["model"],
         "model_info": model_info,
         "style": style,
-        "source": "file" if input_file else "inlined",
-        "input_file": input_file,
+        "source": "file",
+        "input_file": upload(client, cfg, payload, display),
         "payload_bytes": len(payload),
         "submitted_ids": ids,
         "n_submitted": len(ids),
-        "created": _now(),
-        "state": _state_name(job),
+        "created": None,
+        "state": "CREATING",
         "updated": _now(),
         "collected": False,
         "history": history,
     }
+    _save_state(rp, state)  # before the job exists: a crash from here on finds it by display name
+    return _created(rp, state, create_job(client, cfg, rp, state))
+
+
+def _created(rp: RunPaths, state: dict, job) -> dict:
+    state.update(job_name=job.name, created=_now(), state=_state_name(job), updated=_now())
     _save_state(rp, state)
     return state
+
+
+def recover(client, cfg, rp: RunPaths, state: dict) -> dict | None:
+    """A state saved while its job was being created: the job if the service has it (found by
+    display name), else None (nothing was created; the problems are submitted again)."""
+    found = find_job(client, state["display_name"])
+    return _created(rp, state, found) if found is not None else None
 
 
 # ---------------------------------------------------------------------------------------
 # Polling
 # ---------------------------------------------------------------------------------------
+
+
+def failure_reason(client, job) -> str:
+    """Why a batch job failed: the operation's `error`. google-genai 3.6 does not map it into
+    `BatchJob.error` for the Gemini API (only for Vertex), so the job's REST answer is read
+    through the SDK's own request path when the mapped field is empty."""
+    if getattr(job, "error", None):
+        return _error_text(job.error)
+    try:
+        raw = json.loads(client._api_client.request("get", job.name, {}).body or "{}")
+    except Exception as exc:  # the reason is a courtesy: never hide the failure behind it
+        return f"its reason could not be read ({type(exc).__name__})"
+    return _error_text(raw["error"]) if raw.get("error") else "the service gave no reason"
 
 
 def wait(client, cfg, rp: RunPaths, state: dict, progress: bool = True):
@@ -295,11 +385,12 @@ def wait(client, cfg, rp: RunPaths, state: dict, progress: bool = True):
                 if now_state == SUCCEEDED:
                     return job
                 if now_state in FAILED_STATES:
-                    state.update(failed=True, updated=_now())
+                    reason = failure_reason(client, job)
+                    state.update(failed=True, failure=reason, updated=_now())
                     _save_state(rp, state)
                     raise GeminiJobError(
-                        f"Gemini batch job {name} ended in {now_state}: no solutions came back for its "
-                        f"{state['n_submitted']} problem(s). Nothing was written; re-running submits a new job."
+                        f"Gemini batch job {name} ended in {now_state} ({reason}): no solutions came back for "
+                        f"its {state['n_submitted']} problem(s). Nothing was written; re-running submits a new job."
                     )
             bar.update(1)
             elapsed = time.monotonic() - t0
@@ -320,8 +411,30 @@ def wait(client, cfg, rp: RunPaths, state: dict, progress: bool = True):
 # ---------------------------------------------------------------------------------------
 
 
+USAGE = {  # usageMetadata field -> the row's name; thought tokens are billed as output
+    "promptTokenCount": "prompt_tokens",
+    "candidatesTokenCount": "output_tokens",
+    "thoughtsTokenCount": "thought_tokens",
+    "totalTokenCount": "total_tokens",
+}
+TRUNCATED = "MAX_TOKENS"
+
+
+@dataclass
+class Answer:
+    """One result of a batch: its key (None when none can be read), the text or why there is
+    none, and what the row records of it (model version, finish reason, token usage)."""
+
+    key: str | None
+    text: str | None = None
+    error: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
 def response_text(response: dict | None) -> tuple[str | None, str | None]:
-    """(text, None) from a GenerateContentResponse (REST JSON), or (None, reason)."""
+    """(text, None) from a GenerateContentResponse (REST JSON), or (None, reason). Thought parts
+    are not the answer; an answer that did not finish (`MAX_TOKENS`, `SAFETY`, ...) is cut or
+    withheld, so it is a reason too."""
     if not isinstance(response, dict):
         return None, "no response object"
     candidates = response.get("candidates") or []
@@ -333,14 +446,31 @@ def response_text(response: dict | None) -> tuple[str | None, str | None]:
     text = "".join(
         p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
     )
+    finish = candidate.get("finishReason")
+    if finish == TRUNCATED:
+        return None, (
+            f"finish reason {TRUNCATED}: the answer {'was cut' if text.strip() else 'never began'} at "
+            "data.gemini.max_output_tokens (thought tokens count against it)"
+        )
+    if finish not in (None, "STOP"):
+        return None, f"finish reason {finish}" + (": the text is not an answer" if text.strip() else "")
     if not text.strip():
-        return None, f"empty response (finish reason {candidate.get('finishReason')})"
+        return None, f"empty response (finish reason {finish})"
     return text, None
 
 
-def response_model_version(response: dict | None) -> str | None:
-    """The model version that wrote a GenerateContentResponse (REST JSON `modelVersion`)."""
-    return response.get("modelVersion") if isinstance(response, dict) else None
+def response_meta(response: dict | None) -> dict:
+    """What a row records of a response: the model version that wrote it, why it finished, and
+    its token usage."""
+    if not isinstance(response, dict):
+        return {}
+    candidates = response.get("candidates") or [{}]
+    usage = response.get("usageMetadata") or {}
+    return {
+        "model_version": response.get("modelVersion"),
+        "finish_reason": candidates[0].get("finishReason") if isinstance(candidates[0], dict) else None,
+        "usage": {ours: int(usage.get(theirs) or 0) for theirs, ours in USAGE.items()} if usage else None,
+    }
 
 
 def _error_text(error) -> str:
@@ -354,48 +484,40 @@ def _error_text(error) -> str:
 _KEY = re.compile(r'"key"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def parse_result_lines(
-    data: bytes | str,
-) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
-    """(key, text, error, malformed, model version) per line of a batch results file;
-    `malformed` is the reason a line could not be used (its key recovered from the raw text
-    where possible)."""
+def _answer(key: str, obj: dict, lineno) -> Answer:
+    if obj.get("error"):
+        return Answer(key, error=_error_text(obj["error"]))
+    if "response" in obj:
+        text, reason = response_text(obj["response"])
+        return Answer(key, text, reason, response_meta(obj["response"]))
+    return Answer(key, error=f"malformed result {lineno}: neither 'response' nor 'error'")
+
+
+def parse_result_lines(data: bytes | str) -> Iterator[Answer]:
+    """An answer per line of a batch results file; a line that cannot be used becomes an error
+    answer, its key recovered from the raw text where possible."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     for lineno, obj, error, raw in io.parse_lines(text.splitlines()):
+        found = _KEY.search(raw)
+        recovered = found.group(1) if found else None
         if error:
-            found = _KEY.search(raw)
-            yield (found.group(1) if found else None), None, None, f"malformed result line {lineno}: {error}", None
-            continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
-            found = _KEY.search(raw)
-            yield (
-                (found.group(1) if found else None),
-                None,
-                None,
-                f"malformed result line {lineno}: no string 'key'",
-                None,
-            )
-            continue
-        if obj.get("error"):
-            yield obj["key"], None, _error_text(obj["error"]), None, None
-        elif "response" in obj:
-            body, reason = response_text(obj["response"])
-            yield obj["key"], body, reason, None, response_model_version(obj["response"])
+            yield Answer(recovered, error=f"malformed result line {lineno}: {error}")
+        elif not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+            yield Answer(recovered, error=f"malformed result line {lineno}: no string 'key'")
         else:
-            yield obj["key"], None, None, f"malformed result line {lineno}: neither 'response' nor 'error'", None
+            yield _answer(obj["key"], obj, f"line {lineno}")
 
 
-def _inlined_results(job) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
+def _inlined_results(job) -> Iterator[Answer]:
+    """A job created inline by an older workbook: matched by metadata key only, never by order."""
     for i, item in enumerate(job.dest.inlined_responses, 1):
-        key = (item.metadata or {}).get("key")
-        if not key:
-            yield None, None, None, f"inlined response {i} has no metadata key", None
-        elif item.error is not None:
-            yield key, None, _error_text(item.error), None, None
-        else:
-            dumped = item.response.model_dump(mode="json", by_alias=True, exclude_none=True) if item.response else None
-            body, reason = response_text(dumped)
-            yield key, body, reason, None, response_model_version(dumped)
+        key = (item.metadata or {}).get("key") or None
+        obj = {"error": item.error} if item.error is not None else {}
+        if item.error is None:
+            obj["response"] = (
+                item.response.model_dump(mode="json", by_alias=True, exclude_none=True) if item.response else None
+            )
+        yield _answer(key, obj, f"inlined response {i}")
 
 
 def download(client, cfg, file_name: str) -> bytes:
@@ -413,87 +535,89 @@ def download(client, cfg, file_name: str) -> bytes:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def results(client, cfg, job) -> Iterator[tuple[str | None, str | None, str | None, str | None, str | None]]:
+def results(client, cfg, job, keep: Path) -> list[Answer]:
+    """Every answer of a finished job; a responses file is kept at `keep` first (what was paid
+    for stays on disk whatever happens next)."""
     dest = getattr(job, "dest", None)
     if dest is not None and dest.inlined_responses is not None:
-        yield from _inlined_results(job)
-    elif dest is not None and dest.file_name:
-        yield from parse_result_lines(download(client, cfg, dest.file_name))
-    else:
-        raise GeminiJobError(
-            f"Gemini batch job {job.name} succeeded but names no results "
-            "(neither inlined responses nor a responses file)"
-        )
+        return list(_inlined_results(job))
+    if dest is not None and dest.file_name:
+        data = download(client, cfg, dest.file_name)
+        io.write_text(keep, data.decode("utf-8", errors="replace"))
+        return list(parse_result_lines(data))
+    raise GeminiJobError(
+        f"Gemini batch job {job.name} succeeded but names no results (neither inlined responses nor a responses file)"
+    )
 
 
 def collect(
     client, cfg, rp: RunPaths, state: dict, pending: dict[str, dict], progress: bool = True
 ) -> Iterator[Result]:
     """Wait for the job of `state`, then yield a result for every submitted id still in
-    `pending` (removing it there): its text, or the reason it has none."""
+    `pending` that has one (removing it there). Ids without a result write nothing and stay
+    unanswered; results that cannot be matched stop here, before any row."""
     job = wait(client, cfg, rp, state, progress)
     name = state["job_name"]
+    keep = rp.teacher_results(name)
+    answers = results(client, cfg, job, keep)
     submitted = set(state["submitted_ids"])
-    seen: set[str] = set()
-    unmatched: list[str] = []  # malformed lines whose key could not be recovered
-    stray = 0
+    stray = sorted({a.key for a in answers if a.key is not None and a.key not in submitted})
+    unkeyed = [a.error for a in answers if a.key is None]
+    matched: dict[str, Answer] = {}
+    for a in answers:
+        if a.key in submitted:
+            matched.setdefault(a.key, a)  # a repeated line: the first one counts
+    if stray or (submitted and not matched):
+        state.update(unmatched=True, updated=_now())
+        _save_state(rp, state)
+        raise GeminiJobError(
+            f"Gemini batch job {name}: its {len(answers)} result(s) cannot be matched to the {len(submitted)} "
+            f"problem(s) submitted ("
+            + (f"{len(stray)} key(s) never submitted, first {stray[0]!r}; " if stray else "")
+            + f"{len(unkeyed)} without a key, {len(matched)} matched). Nothing was written"
+            + (f"; the results are kept in {keep}" if keep.exists() else "")
+            + ". Re-running submits a new job."
+        )
     asked = state.get("model")
-    for key, text, error, malformed, version in results(client, cfg, job):
-        if key is None:
-            unmatched.append(malformed or "a result without a key")
-            continue
-        if key not in submitted:
-            stray += 1
-            continue
-        if key in seen:
-            continue  # a duplicate line: the first one counts
-        seen.add(key)
-        if key in pending:
+    for key in state["submitted_ids"]:
+        if key in matched and key in pending:
             pending.pop(key)
-            meta = {"teacher_model": asked, "model_version": version}
-            if malformed:
-                yield key, None, f"{malformed} (job {name})", meta
-            elif error:
-                yield key, None, error, meta
-            else:
-                yield key, text, None, meta
-    missing = [k for k in state["submitted_ids"] if k not in seen]
-    note = ""
-    if unmatched:
-        note = f"; {len(unmatched)} result(s) could not be matched to a key, first: {unmatched[0]}"
-    for key in missing:
-        if key in pending:
-            pending.pop(key)
-            yield (
-                key,
-                None,
-                f"no result for this request in the output of job {name}{note}",
-                {"teacher_model": asked, "model_version": None},
-            )
-    if unmatched or stray or missing:
+            a = matched[key]
+            meta = {"teacher_model": asked, "model_version": None, **a.meta}
+            yield key, a.text, (None if a.text is not None else f"{a.error} (job {name})"), meta
+    missing = [k for k in state["submitted_ids"] if k not in matched]
+    if unkeyed or missing:
         warnings.warn(
-            f"Gemini batch job {name}: {len(unmatched)} unusable result line(s), {len(missing)} request(s) "
-            f"without a result, {stray} result(s) for keys never submitted; recorded as rejected rows.",
+            f"Gemini batch job {name}: {len(missing)} request(s) without a result, {len(unkeyed)} result line(s) "
+            f"without a readable key (first: {unkeyed[0] if unkeyed else '-'}); those problems stay unanswered "
+            "and the next run asks for them again.",
             stacklevel=2,
         )
-    state.update(collected=True, collected_at=_now(), n_results=len(seen), updated=_now())
+    state.update(collected=True, collected_at=_now(), n_results=len(matched), missing_ids=missing, updated=_now())
     _save_state(rp, state)
 
 
 def generate(cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True) -> Iterator[Result]:
-    """Solutions for `problems` (none of them answered yet), as `(id, text, error)`.
+    """Solutions for `problems` (none of them answered yet), as `(id, text, error, fields)`.
 
-    An unfinished job in the state file is picked up first (no new submission, no new
-    cost); only problems it does not cover go into a new job."""
+    An unfinished job in the state file is picked up first (no new submission, no new cost),
+    one whose creation was cut short is looked up by its display name; only problems it does
+    not cover go into a new job (those it covered without a result wait for the next run)."""
     if not problems:
         return
     client = make_client(cfg)
     pending = {p["id"]: p for p in problems}
     state = load_state(rp)
-    if state and state.get("job_name") and not state.get("collected") and not state.get("failed"):
-        if state.get("style") not in (None, style):
-            raise ValueError(f"{rp.teacher_state.name} holds a job for style {state.get('style')!r}, not {style!r}")
+    open_job = state and not state.get("collected") and not state.get("failed") and not state.get("unmatched")
+    if open_job and state.get("style") not in (None, style):
+        raise ValueError(f"{rp.teacher_state.name} holds a job for style {state.get('style')!r}, not {style!r}")
+    if open_job and not state.get("job_name") and state.get("display_name"):
+        state = recover(client, cfg, rp, state) or {**state, "failed": True, "failure": "never created"}
+    if open_job and state.get("job_name") and not state.get("failed"):
+        covered = set(state["submitted_ids"])
         yield from collect(client, cfg, rp, state, pending, progress)
+        for key in covered:
+            pending.pop(key, None)
     if pending:
         state = submit(client, cfg, rp, list(pending.values()), style, previous=state)
         yield from collect(client, cfg, rp, state, pending, progress)

@@ -14,9 +14,10 @@ from ..paths import RunPaths
 
 def generate(
     cfg, rp: RunPaths, problems: list[dict], style: str, progress: bool = True
-) -> Iterator[tuple[str, str | None, str | None]]:
-    """`(id, text, None)` per problem, a batch of prompts per vLLM call (the caller appends
-    after each batch, so a crash loses at most the batch in flight)."""
+) -> Iterator[tuple[str, str | None, str | None, dict]]:
+    """`(id, text, None, fields)` per problem (fields: vLLM's finish reason, `length` where the
+    answer was cut at max_tokens), a batch of prompts per vLLM call (the caller appends after
+    each batch, so a crash loses at most the batch in flight)."""
     if not problems:
         return
     spec = cfg["data"]["local_teacher"]
@@ -37,4 +38,4 @@ def generate(
     )
     for batch, outputs in batches:
         for problem, out in zip(batch, outputs):
-            yield problem["id"], out.outputs[0].text, None
+            yield problem["id"], out.outputs[0].text, None, {"finish_reason": out.outputs[0].finish_reason}
