@@ -95,8 +95,7 @@ MOVED = ("Qwen/Qwen3-14B", "Qwen/Qwen3-0.6B", "openai/gsm8k")
 @pytest.mark.slow
 def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_env, home):
     """Every stage for GSM8K (`easy`), with the Hub's repositories moved to new commits after
-    its target was trained: every later stage loads the commits 00 and 01 recorded. The untrained
-    pair (style `base`, thinking) benchmarked from the Hub. The MATH path (`medium`: three subject
+    its target was trained: every later stage loads the commits 00 and 01 recorded. The MATH path (`medium`: three subject
     configs joined, `\\boxed{}` solutions, questions shared by MATH's train and test splits)
     through its data stage, which is all that differs from `easy` after it."""
     with hub_env["hub"].copy() as hub, FakeGemini(reference_teacher(hub.references()), api_key=KEY) as gemini:
@@ -108,12 +107,10 @@ def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_
         kinds = {"openai/gsm8k": "dataset"}
         moves = {repo: hub.repo(repo, kinds.get(repo, "model")).move("NOTICE", b"a later commit\n") for repo in MOVED}
         n_before = len(hub.calls)
-        out, rest = _run(env, gemini.url, "--scenarios", "easy", styles=("cod", "base"))
+        out, rest = _run(env, gemini.url, "--scenarios", "easy")
         assert out.returncode == 0, f"`full` failed after the move:\n{out.stdout[-6000:]}{out.stderr[-6000:]}"
         wall += rest
         after = [p for _, p, _ in hub.calls[n_before:]]
-        status = json.loads((home / "reports" / "full" / "status.json").read_text())
-        base_wall = sum(e.get("seconds") or 0 for e in status["base_easy"].values())
         math, math_wall = _run(
             env, gemini.url, "--scenarios", "medium", "--stages", "01_generate_data", **{"data.n_test": 0}
         )  # the whole test split, so the shared questions are in it
@@ -150,19 +147,13 @@ def test_full_profile_runs_end_to_end_against_the_local_hub_and_fake_gemini(hub_
         "target": moves["Qwen/Qwen3-14B"][0],
         "draft": moves["Qwen/Qwen3-0.6B"][0],
     }
-    for run, stage in (("cod_easy", "06_benchmark"), ("cod_easy", "04_train_draft"), ("base_easy", "06_benchmark")):
+    for run, stage in (("cod_easy", "06_benchmark"), ("cod_easy", "04_train_draft")):
         made_from = _figures(home, run)[stage]["settings"]["hub"]
         assert made_from["model.target"]["sha"] == moves["Qwen/Qwen3-14B"][0], (run, stage)
     data_from = _figures(home, "cod_easy")["01_generate_data"]["settings"]["hub"]["dataset"]
     assert data_from["sha"] == moves["openai/gsm8k"][0]
 
-    # the untrained Hub pair, thinking: benchmarked from the Hub (both through vLLM, the draft speculating)
-    base = json.loads((home / "data" / "full" / "runs" / "base_easy" / "metrics.json").read_text())
-    assert base["models"]["target"] == "Qwen/Qwen3-14B" and set(base["passes"]) == {"baseline", "speculative"}
-    print(
-        f"full rehearsal: easy, every stage {wall:.0f} s (of which style base {base_wall:.0f} s); "
-        f"medium, data stage {math_wall:.0f} s"
-    )
+    print(f"full rehearsal: easy, every stage {wall:.0f} s; medium, data stage {math_wall:.0f} s")
 
 
 _STRICT = """

@@ -362,6 +362,7 @@ def test_local_teacher_through_vllm(trained, tiny_pair):
                 **cfg["data"],
                 "teacher": "local",
                 "local_teacher": {**cfg["data"]["local_teacher"], "model": tiny_pair["target"], "max_tokens": 24},
+                "max_cut_fraction": 1.0,  # every answer runs to max_tokens here: rows, not a stop, are tested
             },
         }
     )
@@ -370,6 +371,7 @@ def test_local_teacher_through_vllm(trained, tiny_pair):
     kept = io.read_jsonl(rp.teacher_output).rows if rp.teacher_output.exists() else []
     rejected = io.read_jsonl(rp.teacher_rejected).rows
     assert len(kept) + len(rejected) == 30
+    assert {r["finish_reason"] for r in kept + rejected} <= {"length", "stop"}  # vLLM's, recorded per row
     by_id = {r["id"]: r for r in kept + rejected}
     problems = io.read_jsonl(rp.train_problems).rows
     assert set(by_id) == {p["id"] for p in problems}
