@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     run.add_argument(
         "--jobs",
         metavar="N",
-        help="(style, scenario) runs side by side on this machine's CPUs, the cores shared out; "
+        help="(style, scenario) runs side by side on this machine's CPUs, each kept to its own share of the cores; "
         "default auto: 2 for a CPU profile (tiny) on 2 or more cores, else 1",
     )
     run.add_argument("--outcomes", help=argparse.SUPPRESS)  # where a placed run reports to its parent

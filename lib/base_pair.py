@@ -13,7 +13,7 @@ import random
 import time
 from pathlib import Path
 
-from . import fingerprints, io
+from . import device, fingerprints, io
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -358,7 +358,6 @@ def generated_pool(
     """`n` freshly generated problems of `scenario` as (question, solution) chats, in chunks
     drawn in parallel, each from its own seed (the same rows whatever the number of workers).
     A question also held out (normalized) or drawn twice is dropped and counted."""
-    import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -367,7 +366,7 @@ def generated_pool(
         (scenario, min(chunk, n - start), 1_000_003 * (seed + 1) + 7919 * (start // chunk + 1), solutions)
         for start in range(0, n, chunk)
     ]
-    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    workers = max(1, min(len(jobs), workers or len(device.usable_cpus())))
     if workers == 1:
         parts = map(_pool_chunk, jobs)
     else:

@@ -791,9 +791,7 @@ def hardware() -> dict:
     names = device.gpu_names()  # NVML: naming the GPU through torch would initialise CUDA
     if names:
         info["gpu"] = names[0]
-    import os
-
-    info["cpus"] = os.cpu_count()
+    info["cpus"] = len(device.usable_cpus())  # the run's own cores (a CPU job slot's), not the machine's
     return info
 
 
@@ -948,35 +946,47 @@ def forecast(
     first token and then their decode steps at the calibration's step cost (speculative: each
     request's own tokens per step), placed first come first served in `slots` slots
     (`scheduled_wall`, the accounting check's model, here fed by other prompts). The baseline's
-    and the speculative pass's placements give the two throughputs. `step_s` and
-    `tokens_per_step` replace the speculative calibration's (a K it did not run: `calibrate`).
-    None where the calibration has no per-request timestamps."""
+    and the speculative pass's placements give the two throughputs. The same model placed for
+    the calibration's own requests (`calibration_model_speedup`) beside what the calibration call
+    measured (`calibration_speedup`) tells whether a miss lies in the model or in the prompts.
+    `step_s` and `tokens_per_step` replace the speculative calibration's (a K it did not run:
+    `calibrate`). None where the calibration has no per-request timestamps."""
     if not (cal_base and cal_spec and cal_base["samples"] and cal_spec["samples"] and n and slots):
         return None
     base = step_timing(cal_base["samples"], None, cal_base["wall_s"], slots)
     spec = step_timing(cal_spec["samples"], cal_spec.get("counters"), cal_spec["wall_s"], slots)
     if base["prefill_s"] is None or spec["prefill_s"] is None or not (base["step_s"] and spec["step_s"]):
         return None
+    own_tps = spec["decode_tokens"] / spec["steps"] if spec["steps"] else 1.0
+
+    def modelled(base_rows, spec_rows, spec_step, pass_tps):
+        wall_base = scheduled_wall(base_rows, base["step_s"], 1.0, slots)
+        wall_spec = scheduled_wall(spec_rows, spec_step, pass_tps, slots)
+        tokens = lambda rows: sum(t["output_tokens"] for t in rows)  # noqa: E731
+        return (tokens(spec_rows) / wall_spec) / (tokens(base_rows) / wall_base)
+
     cycle = lambda rows: [rows[i % len(rows)] for i in range(n)]  # noqa: E731
     base_rows, spec_rows = cycle(cal_base["samples"]), cycle(cal_spec["samples"])
-    pass_tps = spec["decode_tokens"] / spec["steps"] if spec["steps"] else 1.0
+    pass_tps = own_tps
     if tokens_per_step is not None:  # a K not calibrated: the pass's tokens per step for every request
         spec_rows = [{"prefill_s": t["prefill_s"], "output_tokens": t["output_tokens"]} for t in spec_rows]
         pass_tps = tokens_per_step
     spec_step = step_s if step_s is not None else spec["step_s"]
-    wall_base = scheduled_wall(base_rows, base["step_s"], 1.0, slots)
-    wall_spec = scheduled_wall(spec_rows, spec_step, pass_tps, slots)
-    tokens_base = sum(t["output_tokens"] for t in base_rows)
-    tokens_spec = sum(t["output_tokens"] for t in spec_rows)
     return {
-        "speedup": (tokens_spec / wall_spec) / (tokens_base / wall_base),
+        "speedup": modelled(base_rows, spec_rows, spec_step, pass_tps),
         "n_calibration": len(cal_base["samples"]),
         "n": n,
         "r": spec_step / base["step_s"],
         "tokens_per_step": pass_tps,
-        # the calibration call's own throughput ratio: the forecast before it is scaled to n prompts
+        # the calibration call's own throughput ratio, and the model's for its requests as they came
         "calibration_speedup": (spec["output_tokens"] / cal_spec["wall_s"])
         / (base["output_tokens"] / cal_base["wall_s"]),
+        "calibration_model_speedup": modelled(cal_base["samples"], cal_spec["samples"], spec["step_s"], own_tps),
+        # what the model took from each calibration pass, to set beside the timed passes' `step`
+        "calibration_steps": {
+            name: {"step_s": st["step_s"], "prefill_s_mean": st["prefill_s"] / len(c["samples"])}
+            for name, st, c in (("baseline", base, cal_base), ("speculative", spec, cal_spec))
+        },
     }
 
 
@@ -1409,7 +1419,14 @@ def forecast_note(metrics: dict) -> str:
     line = (
         f"Forecast before the timed passes ({fc['n_calibration']} training prompts on the first repetition's "
         f"engines, placed for {fc['n']} prompts): {fc['speedup']:.2f}x (r {fc['r']:.2f}, "
-        f"{fc['tokens_per_step']:.2f} tokens a step); measured {fc['measured_speedup']:.2f}x, {fc['ratio']:.2f} of it"
+        f"{fc['tokens_per_step']:.2f} tokens a step"
+        + (
+            f"; the calibration call itself measured {fc['calibration_speedup']:.2f}x where the model "
+            f"placed its requests at {fc['calibration_model_speedup']:.2f}x"
+            if fc.get("calibration_model_speedup")
+            else ""
+        )
+        + f"); measured {fc['measured_speedup']:.2f}x, {fc['ratio']:.2f} of it"
     )
     choice = fc.get("k_choice")
     if choice:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import io, logs, params, paths
+from . import device, io, logs, params, paths
 
 LOOPBACK = "127.0.0.1"
 # What a chain's process takes from the driver's environment: the workbook's own settings, the
@@ -115,7 +115,7 @@ def connected(address: str | None = None, gpus: list[str] | None = None):
             # loopback, it needs no network and opens nothing to it.
             ray.init(
                 address="local",
-                num_cpus=os.cpu_count() or 1,
+                num_cpus=len(device.usable_cpus()),
                 num_gpus=len(gpus or []),
                 include_dashboard=False,
                 _node_ip_address=LOOPBACK,

@@ -16,6 +16,35 @@ os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 DTYPES = ("float32", "bfloat16", "float16")
 
+# Set by the runner in a run placed on a CPU job slot: the cores that run keeps to.
+CPUS_ENV = "WORKBOOK_CPUS"
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity: `taskset`, a container's cpuset), sorted.
+    `os.cpu_count()` counts the machine's, and threads sized by it oversubscribe a process kept
+    to fewer."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this OS
+        return list(range(os.cpu_count() or 1))
+
+
+def keep_to_slot_cpus() -> list[int] | None:
+    """In a run placed on a CPU job slot (`CPUS_ENV`), keep this process, and so every kernel and
+    engine it starts, to the slot's cores. Unpinned, two runs side by side shared both cores, and
+    a tiny benchmark's repetitions differed by up to 1.7x in step cost; one core each, within
+    about 10 % (docs/measurements.md). Returns the cores, or None outside a slot."""
+    spec = os.environ.get(CPUS_ENV, "").strip()
+    if not spec:
+        return None
+    try:
+        cores = sorted({int(c) for c in spec.split(",")})
+        os.sched_setaffinity(0, cores)
+    except (ValueError, OSError, AttributeError) as exc:
+        raise RuntimeError(f"{CPUS_ENV}={spec!r}: cannot keep this run to those cores ({exc})") from exc
+    return cores
+
 
 def gpu_count() -> int:
     """CUDA devices this process may use, without initialising CUDA: `torch.cuda.device_count()`

@@ -30,7 +30,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from . import cluster as ray_cluster
-from . import heap, io, logs, params, paths, record, reports, splits
+from . import device, heap, io, logs, params, paths, record, reports, splits
 from .choices import choose, choose_all
 from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
 from .styles import STYLES
@@ -346,7 +346,7 @@ def run_grid(
     )
     if gpu_ids:  # this machine: refused before a Ray instance is started for nothing
         ray_cluster.refuse_unplaceable(
-            list(ray_chains.values()), [{"node": "local", "gpus": len(gpu_ids), "cpus": os.cpu_count() or 1}]
+            list(ray_chains.values()), [{"node": "local", "gpus": len(gpu_ids), "cpus": len(device.usable_cpus())}]
         )
     n_jobs = 1 if by_ray else parse_jobs(jobs, cfgs)
     slots = job_slots(n_jobs) if len(chains) > 1 and not by_ray else []
@@ -532,20 +532,30 @@ def parse_jobs(jobs, cfgs) -> int:
     an engine and its models (a tiny benchmark kernel peaked at 1.1 GB resident)."""
     if jobs in (None, "auto"):
         cpu = all(cfg["device"] == "cpu" for cfg in cfgs)
-        return min(2, os.cpu_count() or 1) if cpu else 1
+        return min(2, len(device.usable_cpus())) if cpu else 1
     if isinstance(jobs, bool) or not str(jobs).isdigit() or int(jobs) < 1:
         raise params.ParamsError(f"--jobs takes a number of runs side by side (1, 2, ...) or auto; got {jobs!r}")
     return int(jobs)
 
 
 def job_slots(n: int) -> list[tuple[str, dict]]:
-    """N CPU job slots, the cores shared out: each run's torch, OpenMP and vLLM use
-    cores // N threads, so that two runs do not oversubscribe two cores."""
+    """N CPU job slots, the cores this process may use shared out: each slot's run keeps to its
+    own cores (`device.keep_to_slot_cpus`) and its torch, OpenMP and vLLM use one thread per
+    core, so that two runs neither oversubscribe two cores nor take turns on one. With more
+    slots than cores, the slots share them, one thread each."""
     if n <= 1:
         return []
-    threads = str(max(1, (os.cpu_count() or 1) // n))
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    return [(f"job {i}", {**env, JOB_ENV: str(i)}) for i in range(1, n + 1)]
+    cores = device.usable_cpus()
+    per = len(cores) // n
+    slots = []
+    for i in range(n):
+        own = cores[i * per : (i + 1) * per] if per else []
+        threads = str(len(own) or 1)
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, JOB_ENV: str(i + 1)}
+        if own:
+            env[device.CPUS_ENV] = ",".join(map(str, own))
+        slots.append((f"job {i + 1}", env))
+    return slots
 
 
 def _chain_command(chain, profile, overrides, redo, hide_input, outcomes_file) -> list[str]:
@@ -746,6 +756,7 @@ def _stop_on_sigterm() -> None:
 
 def main_run(args) -> int:
     _stop_on_sigterm()
+    device.keep_to_slot_cpus()  # a run placed on a CPU job slot: before any kernel or engine starts
 
     try:
         overrides = params.parse_sets(args.set)

@@ -8,7 +8,7 @@ import re
 import lineage
 import pytest
 
-from lib import params, paths, record, reports, runner
+from lib import device, params, paths, record, reports, runner
 
 
 def _status(seconds: float, whole: bool = True) -> dict:
@@ -81,15 +81,21 @@ def test_the_runner_records_the_grids_wall_time(home, monkeypatch):
     assert 'id="wall-time"' in (paths.reports_root("tiny") / "index.html").read_text()
 
 
-def test_jobs_auto_places_cpu_runs_two_at_a_time_with_their_share_of_threads(monkeypatch):
+def test_jobs_auto_places_cpu_runs_two_at_a_time_each_on_its_own_cores(monkeypatch):
     cpu = [params.resolve("tiny", "cot", "easy")]
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device, "usable_cpus", lambda: [2, 5])  # the process's affinity, not the machine's count
     assert runner.parse_jobs("auto", cpu) == 2 and runner.parse_jobs("1", cpu) == 1
     assert runner.parse_jobs("auto", [params.resolve("tiny", "cot", "easy", {"device": "auto"})]) == 1
     slots = runner.job_slots(2)
     assert [name for name, _ in slots] == ["job 1", "job 2"]
-    assert all(env["OMP_NUM_THREADS"] == "1" for _, env in slots)
+    assert [env["OMP_NUM_THREADS"] for _, env in slots] == ["1", "1"]
+    assert [env[device.CPUS_ENV] for _, env in slots] == ["2", "5"]
     assert runner.job_slots(1) == []
+    monkeypatch.setattr(device, "usable_cpus", lambda: [0, 1, 2, 3, 4])
+    assert [env[device.CPUS_ENV] for _, env in runner.job_slots(2)] == ["0,1", "2,3"]
+    monkeypatch.setattr(device, "usable_cpus", lambda: [0])  # more slots than cores: shared, one thread each
+    assert [(env["OMP_NUM_THREADS"], device.CPUS_ENV in env) for _, env in runner.job_slots(2)] == [("1", False)] * 2
+    monkeypatch.setattr(device, "usable_cpus", lambda: [0, 1])
     with pytest.raises(params.ParamsError, match="got '0'"):
         runner.parse_jobs("0", cpu)
 
@@ -296,3 +302,21 @@ def test_the_profile_reads_status_notebook_times_and_phase_lines(home, capsys):
     assert row("kernel start")[3] == "1.5" and row("work cells")[3] == "20.0"
     assert row("import vllm")[3] == "6.5" and row("engine starts (2)")[3] == "3.0"
     assert "300.0 (2 at a time)" in row("wall time")[3]
+
+
+def test_a_run_on_a_job_slot_keeps_to_its_cores():
+    """The slot's process pins itself before any kernel starts; kernels and engines inherit it.
+    A value that names no core of this machine is a clear error naming the variable."""
+    import os
+    import subprocess
+    import sys
+
+    first = device.usable_cpus()[0]
+    code = "import os; from lib import device; print(device.keep_to_slot_cpus(), sorted(os.sched_getaffinity(0)))"
+    env = {**os.environ, device.CPUS_ENV: str(first)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [f"[{first}]", f"[{first}]"]
+    bad = subprocess.run(
+        [sys.executable, "-c", code], env={**env, device.CPUS_ENV: "x"}, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and f"{device.CPUS_ENV}='x'" in bad.stderr

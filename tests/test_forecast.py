@@ -36,7 +36,11 @@ def test_the_forecast_places_the_calibration_requests_in_the_benchmarks_slots():
     assert got["speedup"] == pytest.approx(3.0 / 2.5)
     assert got["r"] == pytest.approx(1.5) and got["tokens_per_step"] == pytest.approx(2.0)
     assert got["n"] == 4 and got["n_calibration"] == 2
+    # the calibration call measured 1.6 s and 1.3 s where the model places its two requests at 1.5 s
+    # and 1.25 s: both recorded beside the forecast
     assert got["calibration_speedup"] == pytest.approx((22 / 1.3) / (22 / 1.6))
+    assert got["calibration_model_speedup"] == pytest.approx(1.5 / 1.25)
+    assert got["calibration_steps"]["speculative"] == {"step_s": pytest.approx(0.15), "prefill_s_mean": 0.5}
     # five requests in two slots: the last runs alone (3 rounds each), the ratio is the same here
     assert benchmark.forecast(BASE, SPEC, n=5, slots=2)["speedup"] == pytest.approx(4.5 / 3.75)
     # a long request is left decoding alone at the end: the makespan is its own time
@@ -49,13 +53,14 @@ def test_the_forecast_places_the_calibration_requests_in_the_benchmarks_slots():
     # baseline: 0.5 + 40 x 0.1 = 4.5 s; speculative: 50 decode tokens in 25 steps over 3.75 s (0.15 s a
     # step), the long one 0.5 + 40 / 2 x 0.15 = 3.5 s
     got = benchmark.forecast(long_base, long_spec, n=2, slots=2)
-    assert got["speedup"] == pytest.approx(4.5 / 3.5)
+    assert got["speedup"] == pytest.approx(4.5 / 3.5) == got["calibration_model_speedup"]
 
 
 def test_a_k_not_calibrated_takes_the_given_step_cost_and_tokens_per_step():
     # step 0.2 s, 4 tokens a step: each request 0.5 + 10 / 4 x 0.2 = 1.0 s; two rounds: 2.0 s against 3.0
     got = benchmark.forecast(BASE, SPEC, n=4, slots=2, step_s=0.2, tokens_per_step=4.0)
     assert got["speedup"] == pytest.approx(3.0 / 2.0) and got["r"] == pytest.approx(2.0)
+    assert got["calibration_model_speedup"] == pytest.approx(1.5 / 1.25)  # the calibrated pass's own
 
 
 def test_no_forecast_without_timestamps_or_calibration():
