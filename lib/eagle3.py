@@ -140,8 +140,14 @@ def build_head(cfg, target: str, layers: list[int], d2t=None, t2d=None):
     from transformers import AutoConfig
 
     start = str(cfg["eagle3"]["from_pretrained"] or "").strip()
-    if start:
-        return Eagle3DraftModel.from_pretrained(start, t2d=t2d, d2t=d2t)
+    if start:  # its own vocabulary mapping and layer ids, which must be the ones asked for
+        head = Eagle3DraftModel.from_pretrained(start)
+        if list(head.target_layer_ids) != list(layers):
+            raise ValueError(
+                f"eagle3.from_pretrained {start} reads target layers {head.target_layer_ids}, "
+                f"eagle3.layer_ids asks for {layers}: set eagle3.layer_ids to the head's"
+            )
+        return head
     vocab = AutoConfig.from_pretrained(target).vocab_size
     return Eagle3DraftModel.from_training_args(
         AutoConfig.from_pretrained(target),
@@ -186,7 +192,8 @@ def train_on_cpu(cfg, target: str, rows: list[dict], out_dir: Path, style: str) 
     if not data:
         raise ValueError("eagle3: no distilled answer fits eagle3.max_length: nothing to train the head on")
     t_hidden = time.perf_counter() - t0
-    d2t, t2d = vocab_mapping(int(e3["draft_vocab_size"]), tokenizer_vocab(target), data)
+    starting = bool(str(e3["from_pretrained"] or "").strip())  # a starting head brings its own mapping
+    d2t, t2d = (None, None) if starting else vocab_mapping(int(e3["draft_vocab_size"]), tokenizer_vocab(target), data)
     head = build_head(cfg, target, layers, d2t, t2d).float()
     hidden = data[0]["verifier_last_hidden_states"].shape[-1]
     loss_config = resolve_loss_config(LOSS, "eager")  # the fused default is Triton: no CPU
@@ -269,55 +276,65 @@ def untrained_head(cfg, target: str, out_dir: Path) -> Path:
 
 
 def train_with_speculators(cfg, target: str, rows: list[dict], out_dir: Path, style: str, work: Path) -> dict:
-    """The CUDA path: the distilled answers as chat conversations, `speculators prepare-data`
-    (tokenized with the target's chat template, answer tokens masked in), then `speculators train`
-    (hidden states extracted by vLLM, the library's trainer and fused loss). Not run on a CPU."""
+    """The CUDA path: the distilled answers tokenized as on the CPU (`examples`: speculators'
+    pre-tokenized `input_ids` / `loss_mask` rows, which `prepare-data` passes through without a
+    rendering server), then `speculators train` (hidden states extracted by vLLM, the library's
+    trainer and fused loss), its last epoch's head copied out. Not run on a CPU."""
     e3 = cfg["eagle3"]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    conversations = work / "conversations.jsonl"
-    from .styles import chat_messages
-
+    tokenizer = models.load_tokenizer(target)
+    rows_file = work / "tokenized.jsonl"
+    made = examples(tokenizer, style, rows, e3["max_length"], models.enable_thinking(cfg, style))
     io.write_text(
-        conversations,
-        "".join(
-            json.dumps(
-                {
-                    "conversations": chat_messages(style, r["question"])
-                    + [{"role": "assistant", "content": r["solution"]}]
-                }
-            )
-            + "\n"
-            for r in rows
-        ),
+        rows_file,
+        "".join(json.dumps({k: ex[k].int().tolist() for k in ("input_ids", "loss_mask")}) + "\n" for ex in made),
     )
     cli = [sys.executable, "-m", "speculators"]
     data_dir, save = work / "data", work / "checkpoints"
-    subprocess.run(
-        cli + ["prepare-data", "--model", target, "--data", str(conversations), "--output", str(data_dir),
-               "--seq-length", str(e3["max_length"]), "--seed", str(params.training_seed(cfg))],
-        check=True,
-    )  # fmt: skip
+    prepare = ["prepare-data", "--model", target, "--data", str(rows_file), "--output", str(data_dir)]
+    prepare += ["--seq-length", str(e3["max_length"]), "--seed", str(params.training_seed(cfg))]
+    subprocess.run(cli + prepare, check=True)
     layers = layer_ids(cfg, target)
-    args = [
-        "train", "--verifier-name-or-path", target, "--data-path", str(data_dir), "--speculator-type", "eagle3",
-        "--target-layer-ids", *map(str, layers), "--ttt-steps", str(ttt_steps(cfg)), "--epochs", str(e3["epochs"]),
-        "--lr", str(e3["lr"]), "--draft-attn-impl", "sdpa", "--save-path", str(save),
-    ]  # fmt: skip
+    args = ["train", "--verifier-name-or-path", target, "--data-path", str(data_dir), "--speculator-type", "eagle3"]
+    args += ["--target-layer-ids", *map(str, layers), "--ttt-steps", str(ttt_steps(cfg))]
+    args += [
+        "--epochs",
+        str(e3["epochs"]),
+        "--lr",
+        str(e3["lr"]),
+        "--draft-attn-impl",
+        "sdpa",
+        "--save-path",
+        str(save),
+    ]
     if int(e3["draft_vocab_size"]):
         args += ["--draft-vocab-size", str(e3["draft_vocab_size"])]
     if str(e3["from_pretrained"] or "").strip():
         args += ["--from-pretrained", str(e3["from_pretrained"])]
     t0 = time.perf_counter()
     subprocess.run(cli + args, check=True)
-    last = max((p for p in save.rglob("config.json")), key=lambda p: p.stat().st_mtime).parent
-    shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.copytree(last, out_dir)
-    conf = io.read_json(Path(out_dir) / "config.json")
+    # speculators writes one folder per epoch under the save path: the last one written is the head
+    last = max(save.glob("*/config.json"), key=lambda p: p.stat().st_mtime).parent
+    tmp = Path(out_dir).with_name(Path(out_dir).name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(last, tmp)
+    conf = io.read_json(tmp / "config.json")
     conf.setdefault("speculators_config", {}).setdefault("verifier", {})["name_or_path"] = str(target)
-    io.write_json(Path(out_dir) / "config.json", conf)
-    return {"backend": "speculators (CUDA)", "target": str(target), "layer_ids": layers, "ttt_steps": ttt_steps(cfg),
-            "rows": len(rows), "epochs": int(e3["epochs"]), "train_s": time.perf_counter() - t0, "history": []}  # fmt: skip
+    io.write_json(tmp / "config.json", conf)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return {
+        "backend": "speculators (CUDA)",
+        "target": str(target),
+        "layer_ids": layers,
+        "ttt_steps": ttt_steps(cfg),
+        "rows": len(rows),
+        "rows_used": len(made),
+        "epochs": int(e3["epochs"]),
+        "train_s": time.perf_counter() - t0,
+        "history": [],
+    }
 
 
 def train_head(cfg, rp) -> dict:

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from lib import benchmark, eagle3, models, params, record, stages
+from lib.paths import RunPaths
 
 N, K, MAX_TOKENS = 6, 3, 40  # the partial pair's prompts (it recites them), draft positions, tokens each
 
@@ -87,3 +88,69 @@ def test_eagle3_off_leaves_every_record_as_it_was():
     assert "eagle3.lr" in record.stage_params(on, "06_benchmark")  # on, the benchmark is made with it
     assert "eagle3.lr" not in record.stage_params(on, "05_merge")  # and nothing before the head
     assert eagle3.ttt_steps(on) == on["benchmark"]["k"]
+    rp = RunPaths("tiny", "cot", "easy")  # the benchmark reads the head only where it is on
+    assert stages.EAGLE3_STAGE in record.upstream(rp, "06_benchmark", on)
+    assert stages.EAGLE3_STAGE not in record.upstream(rp, "06_benchmark", off)
+
+
+def _run(style, head_acc, draft_acc, head_speedup=1.5, draft_speedup=1.2):
+    from lib import analysis
+
+    row = {c: None for c in analysis.RUN_COLUMNS}
+    return row | {
+        "source": "workbook",
+        "style": style,
+        "scenario": "easy",
+        "replicate": 0,
+        "run": f"{style}_easy",
+        "state": "measured",
+        "present": True,
+        "acceptance_rate": draft_acc,
+        "speedup": draft_speedup,
+        "eagle3_acceptance_rate": head_acc,
+        "eagle3_speedup": head_speedup,
+        "eagle3_step_cost_r": 1.4,
+    }
+
+
+def test_the_answer_table_sets_the_heads_cod_gain_beside_the_draft_models():
+    import pandas as pd
+
+    from lib import analysis
+
+    frame = pd.DataFrame([_run("cot", 0.60, 0.80), _run("cod", 0.70, 0.85)])
+    table = analysis.table_eagle3(frame)
+    row = table.loc[("easy", "workbook")]
+    assert row["CoD − CoT head acceptance (pts)"] == pytest.approx(10.0)
+    assert row["CoD − CoT draft acceptance (pts)"] == pytest.approx(5.0)
+    assert row["head's CoD gain over the draft's"] == pytest.approx(2.0)
+    assert row["cod head speed-up"] == 1.5 and row["cot draft acceptance"] == 0.80
+    no_head = pd.DataFrame([_run("cot", None, 0.8), _run("cod", None, 0.85)])
+    assert analysis.table_eagle3(no_head.astype({"eagle3_acceptance_rate": float})).empty  # no head, no table
+
+
+def test_headline_gains_the_heads_pass_only_where_there_is_one():
+    spec = {"acceptance_rate": 0.4, "mean_acceptance_length": 2.1, "acceptance_by_pos": [0.6, 0.4, 0.2]}
+    metrics = {
+        "passes": {benchmark.EAGLE3_PASS: {"spec": spec, "accuracy": 0.5}},
+        "eagle3": {"comparison": {"speedup_throughput": 1.3, "step_cost_r": 1.2, "identical_output_share": 1.0}},
+    }
+    got = benchmark.eagle3_headline(metrics)
+    assert got["eagle3_acceptance_rate"] == 0.4 and got["eagle3_speedup"] == 1.3 and got["eagle3_step_cost_r"] == 1.2
+    assert benchmark.eagle3_headline({"passes": {"baseline": {}, "speculative": {}}}) == {}
+
+
+def test_findings_say_what_the_heads_did():
+    import pandas as pd
+
+    from lib import findings
+
+    both = findings.study(pd.DataFrame([_run("cot", 0.60, 0.80), _run("cod", 0.70, 0.85)]))
+    section = next(s for s in both["sections"] if s["heading"] == findings.EAGLE3_HEADING)
+    assert "CoD raised the EAGLE-3 head's acceptance" in section["lines"][0] and "+10.0 pts" in section["lines"][0]
+    assert section["table"]["rows"][0][0] == "easy"
+    one = findings.study(pd.DataFrame([_run("cot", None, 0.80), _run("cod", 0.70, 0.85)]))
+    (line,) = next(s for s in one["sections"] if s["heading"] == findings.EAGLE3_HEADING)["lines"]
+    assert line.startswith("easy, cod: the EAGLE-3 head's acceptance 70.0%")
+    none = findings.study(pd.DataFrame([_run("cot", None, 0.80), _run("cod", None, 0.85)]))
+    assert findings.EAGLE3_HEADING not in [s["heading"] for s in none["sections"]]
