@@ -50,7 +50,7 @@ def layer_ids(cfg, target: str) -> list[int]:
 
 def examples(tokenizer, style: str, rows: list[dict], max_length: int, thinking: bool = False) -> list[dict]:
     """The distilled answers as token ids with a loss mask on the answer's tokens (the head is
-    trained where the target generates, not on the prompt); longer rows are dropped."""
+    trained where the target generates, not on the prompt), each cut at `max_length` tokens."""
     import torch
 
     out = []
@@ -148,14 +148,13 @@ def build_head(cfg, target: str, layers: list[int], d2t=None, t2d=None):
                 f"eagle3.layer_ids asks for {layers}: set eagle3.layer_ids to the head's"
             )
         return head
-    vocab = AutoConfig.from_pretrained(target).vocab_size
     return Eagle3DraftModel.from_training_args(
         AutoConfig.from_pretrained(target),
         t2d=t2d,
         d2t=d2t,
         verifier_name_or_path=target,
         target_layer_ids=layers,
-        draft_vocab_size=int(cfg["eagle3"]["draft_vocab_size"] or vocab) if t2d is not None else vocab,
+        draft_vocab_size=int(t2d.sum()) if t2d is not None else tokenizer_vocab(target),
         norm_before_residual=False,
         ttt_steps=ttt_steps(cfg),
         draft_attn_impl="sdpa",  # flex attention needs a compiler; sdpa runs anywhere
