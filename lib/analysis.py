@@ -110,6 +110,14 @@ RUN_COLUMNS = [
     "prompt_correct",
     "prompt_tokens",
     "spec_prompt_ids",
+] + [
+    # the run's EAGLE-3 head (a third pass, `eagle3.enabled`), NaN where it has none
+    "eagle3_acceptance_rate",
+    "eagle3_mean_acceptance_length",
+    "eagle3_speedup",
+    "eagle3_step_cost_r",
+    "eagle3_accuracy",
+    "eagle3_identical_output_share",
 ]
 
 
@@ -582,6 +590,38 @@ TABLE_SPECS = {
     "tokens": [(f"{s} tokens", s, "tokens_per_answer") for s in STYLES],
 }
 TABLE_COLUMNS = {name: [c for c, _, _ in spec] for name, spec in TABLE_SPECS.items()}
+
+
+EAGLE3_SPEC = [
+    c
+    for s in TRAINED_STYLES
+    for c in (
+        (f"{s} head acceptance", s, "eagle3_acceptance_rate"),
+        (f"{s} draft acceptance", s, "acceptance_rate"),
+        (f"{s} head speed-up", s, "eagle3_speedup"),
+        (f"{s} draft speed-up", s, "speedup"),
+        (f"{s} head r", s, "eagle3_step_cost_r"),
+    )
+]
+
+
+def table_eagle3(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where runs have an EAGLE-3 head: per scenario, each trained style's head beside its draft
+    model (acceptance, speed-up, the head's step cost r), and what CoD did to each: CoD − CoT in
+    acceptance points for the head and for the draft model, and the head's change over the draft
+    model's. Empty where no run has a head."""
+    if frame.empty or frame["eagle3_acceptance_rate"].isna().all():
+        return pd.DataFrame()
+    out = _table(frame, EAGLE3_SPEC)
+    if all(f"{s} head acceptance" in out for s in ("cot", "cod")):
+        for who in ("head", "draft"):
+            out[f"CoD − CoT {who} acceptance (pts)"] = 100 * (
+                out[f"cod {who} acceptance"] - out[f"cot {who} acceptance"]
+            )
+        out["head's CoD gain over the draft's"] = out["CoD − CoT head acceptance (pts)"] / out[
+            "CoD − CoT draft acceptance (pts)"
+        ].replace(0, np.nan)
+    return out
 
 
 def table_speedup(frame: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import answers, crosscheck, device, engine, hub, io, merge, models, params, stats
+from . import answers, crosscheck, device, eagle3, engine, hub, io, merge, models, params, stats
 from .paths import RunPaths
 from .splits import PROBLEM_COLUMNS
 
@@ -1189,6 +1189,8 @@ def run(cfg, rp: RunPaths) -> dict:
     floor_samples = base_info["floor_samples"]
     sweep, sweep_samples, fit = k_sweep(cfg, pair, prompts, problems, base_samples, m_base, (spec_samples, m_spec), ks)
     check_result = crosscheck_pass(cfg, pair, prompts, problems, spec_samples, spec_info)
+    head = (rp.eagle3_head, base_samples, m_base, floor_samples) if eagle3.enabled(cfg) else None
+    e3_samples, e3 = eagle3_pass(cfg, pair["target"], prompts, problems, *head) if head else ([], None)
     metrics = {
         "run": rp.name,
         "profile": cfg["profile"],
@@ -1209,7 +1211,7 @@ def run(cfg, rp: RunPaths) -> dict:
             "warmup_repetitions": bench["warmup_repetitions"],
             "floor_max_num_seqs": bench["floor_max_num_seqs"],
         },
-        "passes": {"baseline": m_base, "speculative": m_spec},
+        "passes": {"baseline": m_base, "speculative": m_spec} | ({EAGLE3_PASS: e3["pass"]} if e3 else {}),
         "comparison": compare(
             base_samples, spec_samples, m_base, m_spec, reps, k, n_boot, seed, floor_samples, warmups
         ),
@@ -1223,12 +1225,12 @@ def run(cfg, rp: RunPaths) -> dict:
         "hardware": hardware(),
         "seed": seed,
         "params": dict(cfg),
-    }
+    } | ({"eagle3": {k: v for k, v in e3.items() if k != "pass"}} if e3 else {})
     metrics["forecast"] = forecast_checked(metrics["forecast"], metrics["comparison"], sweep, calibration)
     # merged checkpoints are large; the adapters stay. Said in the metrics, so that the merge stays
     # done while this benchmark stands (`record.outputs_missing`)
     metrics["merged_deleted"] = bool(cfg["merge"]["delete_after_benchmark"] and rp.style != "base")
-    frame = pd.DataFrame(base_samples + spec_samples + floor_samples + sweep_samples)
+    frame = pd.DataFrame(base_samples + spec_samples + floor_samples + sweep_samples + e3_samples)
     frame.insert(0, "run", rp.name)
     rp.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(rp.samples_csv, frame.to_csv(index=False))
@@ -1236,6 +1238,49 @@ def run(cfg, rp: RunPaths) -> dict:
     if metrics["merged_deleted"]:
         merge.delete_merged(rp)
     return metrics
+
+
+EAGLE3_PASS = "eagle3"  # the third pass, where the run has an EAGLE-3 head (`eagle3.enabled`)
+
+
+def eagle3_spec(cfg, head, k: int | None = None) -> dict:
+    """vLLM's speculative_config for an EAGLE-3 head folder (speculators' layout), K as asked."""
+    bench = {**cfg["benchmark"], "method": "eagle3", "eagle3_model": str(head)}
+    return engine.speculative_config(params.Params({**cfg, "benchmark": bench}), None, k)
+
+
+def eagle3_pass(cfg, target: str, prompts, problems, head, base_samples, m_base, floor_samples) -> tuple[list, dict]:
+    """Target + EAGLE-3 head on a fresh engine, once, measured against the first repetition's
+    baseline as the draft model's pass is: acceptance by position, mean acceptance length, step
+    cost r, speed-up, and lossless-ness against the baseline's own floor."""
+    k, n_boot, seed = cfg["benchmark"]["k"], cfg["benchmark"]["bootstrap"], cfg["seed"]
+    spec = eagle3_spec(cfg, head)
+    samples, info = run_pass(cfg, EAGLE3_PASS, target, prompts, problems, spec=spec, extras=False)
+    m = summarize_pass(samples, info, k, n_boot, seed)
+    comparison = compare(
+        base_samples, samples, m_base, m, [repetition(m_base, m, PASSES, k)], k, n_boot, seed, floor_samples
+    )
+    return samples, {"pass": m, "comparison": comparison, "speculative_config": spec, "head": str(head)}
+
+
+def eagle3_headline(metrics: dict) -> dict:
+    """The head's pass in the headline's terms (absent where the run has no head, so that a run
+    without one records what it always did)."""
+    e3, m = metrics.get("eagle3"), metrics["passes"].get(EAGLE3_PASS)
+    if not e3 or not m:
+        return {}
+    c, spec = e3["comparison"], m["spec"] or {}
+    return {
+        "eagle3_acceptance_rate": spec.get("acceptance_rate"),
+        "eagle3_mean_acceptance_length": spec.get("mean_acceptance_length"),
+        "eagle3_acceptance_by_pos": spec.get("acceptance_by_pos"),
+        "eagle3_speedup": c["speedup_throughput"],
+        "eagle3_step_cost_r": c.get("step_cost_r"),
+        "eagle3_predicted_speedup": c.get("predicted_speedup"),
+        "eagle3_accuracy": m["accuracy"],
+        "eagle3_identical_output_share": c["identical_output_share"],
+        "eagle3_identical_output_warning": c.get("identical_output_warning"),
+    }
 
 
 def headline(metrics: dict) -> dict:
@@ -1289,7 +1334,7 @@ def headline(metrics: dict) -> dict:
         # vLLM's resolved scheduler per pass (None where it does not say): with `auto` they may differ
         "async_baseline": b.get("async_scheduling"),
         "async_speculative": s.get("async_scheduling"),
-    }
+    } | eagle3_headline(metrics)
 
 
 def lone_replay_columns(replay: dict | None) -> dict:

@@ -93,6 +93,7 @@ def study(frame: pd.DataFrame, external: External | None = None, n_boot: int = 2
             "summary": _lossless_summary(have),
         },
         {"heading": "Speed model: measured against predicted", "lines": _cost_model(have), "table": None},
+        {"heading": EAGLE3_HEADING, "lines": _eagle3_lines(first), "table": _eagle3_table(first)},
         {
             "heading": "Cross-check: transformers against vLLM",
             "lines": crosscheck,
@@ -763,6 +764,52 @@ def _run_label(r) -> str:
 
 def _count(x) -> str:
     return "–" if x is None or pd.isna(x) else f"{int(x)}"
+
+
+EAGLE3_HEADING = "EAGLE-3 head beside the draft model"
+
+
+def _eagle3_lines(have: pd.DataFrame) -> list[str]:
+    """Per scenario where both styles have a head: does CoD raise the head's acceptance, and by
+    how much against what it does for the draft model (first trainings; none without heads)."""
+    table = analysis.table_eagle3(have)
+    lines = []
+    for (scenario, source), r in table.iterrows():
+        head, draft = r.get("CoD − CoT head acceptance (pts)"), r.get("CoD − CoT draft acceptance (pts)")
+        where = scenario if source == WORKBOOK else f"{scenario} ({source})"
+        if head is None or pd.isna(head):  # one style has a head: what it measured, no comparison yet
+            lines += [
+                f"{where}, {s}: the EAGLE-3 head's acceptance {_pct(r[f'{s} head acceptance'])} against the "
+                f"draft model's {_pct(r[f'{s} draft acceptance'])}; speed-up {r[f'{s} head speed-up']:.2f}x against "
+                f"{r[f'{s} draft speed-up']:.2f}x (one pass: no interval); CoD against CoT needs a head for both."
+                for s in TRAINED_STYLES
+                if not pd.isna(r.get(f"{s} head acceptance"))
+            ]
+            continue
+        ratio = r.get("head's CoD gain over the draft's")
+        lines.append(
+            f"{where}: CoD {'raised' if head > 0 else 'did not raise'} the EAGLE-3 head's acceptance "
+            f"({_pct(r['cot head acceptance'])} with CoT, {_pct(r['cod head acceptance'])} with CoD: {head:+.1f} pts), "
+            f"against {draft:+.1f} pts for the draft model ({_pct(r['cot draft acceptance'])} to "
+            f"{_pct(r['cod draft acceptance'])})"
+            + (f", {ratio:.2f}x the draft model's change" if not pd.isna(ratio) else "")
+            + f"; speed-up with the head {r['cot head speed-up']:.2f}x (CoT) and {r['cod head speed-up']:.2f}x (CoD), "
+            f"with the draft model {r['cot draft speed-up']:.2f}x and {r['cod draft speed-up']:.2f}x "
+            "(one pass each: no interval)."
+        )
+    return lines
+
+
+def _eagle3_table(have: pd.DataFrame) -> dict | None:
+    table = analysis.table_eagle3(have)
+    if table.empty:
+        return None
+    fmt = {"acceptance": _pct, "speed-up": lambda x: f"{x:.2f}x", "(pts)": lambda x: f"{x:+.1f}"}
+    cell = lambda col, x: "–" if pd.isna(x) else next((f(x) for k, f in fmt.items() if k in col), f"{x:.2f}")
+    return {
+        "columns": ["scenario", *table.columns],
+        "rows": [[scenario, *(cell(c, r[c]) for c in table.columns)] for (scenario, _), r in table.iterrows()],
+    }
 
 
 def _lossless_table(have: pd.DataFrame) -> dict | None:

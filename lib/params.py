@@ -43,6 +43,9 @@ SOURCE_SECTIONS = {"hub": "hub", "local": "local"}
 _READ_WHEN = {
     **{f"data.{section}.": ("data.teacher", teacher) for teacher, section in TEACHER_SECTIONS.items()},
     **{f"data.{section}.": ("data.source", source) for source, section in SOURCE_SECTIONS.items()},
+    # The EAGLE-3 head's settings, `enabled` included, are read only where it is on: a run without
+    # a head has no eagle3 key in its records, as before the section existed.
+    "eagle3.": ("eagle3.enabled", True),
 }
 
 
@@ -89,6 +92,9 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("distill.gate", 0, 1, False),
     ("engine.gpu_memory_utilization", 0, 1, True),
     ("engine.kv_cache_gb", 0, None, True),
+    ("eagle3.ttt_steps", 0, None, False),  # 0 = benchmark.k
+    ("eagle3.max_length", 1, None, False),
+    ("eagle3.*", 0, None, False),
     ("*_steps", 1, None, False),
     ("*temperature", 0, None, False),
     ("seed", 0, None, False),

@@ -159,6 +159,20 @@ class RunPaths:
         return self.root / "models" / "merged" / role / self.name
 
     @property
+    def eagle3_head(self) -> Path:
+        """The run's EAGLE-3 head (speculators' layout: what vLLM loads as `method: eagle3`)."""
+        return self.root / "models" / "eagle3" / self.name
+
+    @property
+    def eagle3_summary(self) -> Path:
+        return train_summary(self.eagle3_head)
+
+    @property
+    def eagle3_work(self) -> Path:
+        """speculators' own files on the CUDA path (prepared data, checkpoints)."""
+        return self.root / "models" / "checkpoints" / "eagle3" / self.name
+
+    @property
     def run_dir(self) -> Path:
         return self.root / "runs" / self.name
 

@@ -21,7 +21,17 @@ from pathlib import Path
 
 from . import fingerprints, hub, io, models, params, paths
 from .paths import RunPaths, profile_figures, reports_root
-from .stages import ADDED_KEYS, FIRST_REVISION, PRE_STAGES, PROFILE_STAGES, STAGE_SECTIONS, revision, stages_of
+from .stages import (
+    ADDED_KEYS,
+    EAGLE3_STAGE,
+    FIRST_REVISION,
+    PRE_STAGES,
+    PROFILE_STAGES,
+    STAGE_SECTIONS,
+    eagle3_on,
+    revision,
+    stages_of,
+)
 
 # How a result is fetched or paced, not what it is: changing these re-runs nothing.
 OPERATIONAL = (
@@ -103,7 +113,7 @@ def settings(cfg, rp: RunPaths | str, stage: str) -> dict:
         "params_sha": fingerprints.of_value(now["params"]),
         **now,
         "overrides": overrides_of(cfg, stage),
-        "inputs": {key: _digest_of(u_rp, u_stage) for key, (u_rp, u_stage) in upstream(rp, stage).items()},
+        "inputs": {key: _digest_of(u_rp, u_stage) for key, (u_rp, u_stage) in upstream(rp, stage, cfg).items()},
     }
 
 
@@ -193,13 +203,15 @@ def _changed(old: dict, new: dict, limit: int = 4) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def upstream(rp: RunPaths | str, stage: str) -> dict:
+def upstream(rp: RunPaths | str, stage: str, cfg=None) -> dict:
     """{stage: (where, stage)} for every stage whose result `stage` reads: a run's earlier stages
-    and the profile's base models. Judged transitively, so this is every stage it is made from."""
+    and the profile's base models (and its EAGLE-3 head where `cfg` enables it). Judged
+    transitively, so this is every stage it is made from."""
     if isinstance(rp, str):
         return {}  # the base models read files (below), the analysis reads every run's state itself
     found = {"00_base_models": (rp.profile, "00_base_models")}
-    found.update({s: (rp.first if s == "01_generate_data" else rp, s) for s in stages_of(rp.style) if s < stage})
+    run = stages_of(rp.style, eagle3=eagle3_on(cfg))
+    found.update({s: (rp.first if s == "01_generate_data" else rp, s) for s in run if s < stage})
     return found
 
 
@@ -219,6 +231,7 @@ def output_files(rp: RunPaths | str, stage: str, cfg) -> list[Path]:
         "01_generate_data": [rp.train_problems, rp.test_problems] + ([rp.teacher_output] if rp.style != "base" else []),
         "03_distill": [rp.distilled],
         "05_merge": [rp.merged("target"), rp.merged("draft")],
+        EAGLE3_STAGE: [rp.eagle3_head, rp.eagle3_summary],
         "06_benchmark": [rp.samples_csv, rp.metrics_json],
     }.get(stage, [])
 
@@ -293,6 +306,10 @@ def outputs_missing(rp: RunPaths | str, stage: str, figures: dict, cfg) -> str |
         if absent:
             return f"merged {', '.join(absent)} missing under {rp.merged('target').parent.parent}"
         return _safetensors_problem([rp.merged("target"), rp.merged("draft")])
+    if stage == EAGLE3_STAGE:
+        if not ((rp.eagle3_head / "config.json").exists() and rp.eagle3_summary.exists()):
+            return f"EAGLE-3 head or its summary missing under {rp.eagle3_head.parent}"
+        return _safetensors_problem([rp.eagle3_head])
     if stage == "06_benchmark":
         if not rp.samples_csv.exists():
             return f"{rp.samples_csv} missing"
@@ -444,7 +461,7 @@ def why_not_done(rp: RunPaths | str, stage: str, cfg, _seen: dict | None = None)
 
 
 def _upstream_reason(rp, stage: str, cfg, made_from: dict, seen: dict) -> str | None:
-    for key, (u_rp, u_stage) in upstream(rp, stage).items():
+    for key, (u_rp, u_stage) in upstream(rp, stage, cfg).items():
         where = (u_rp if isinstance(u_rp, str) else u_rp.name, u_stage)
         stale = seen[where] if where in seen else why_not_done(u_rp, u_stage, for_stage(cfg, u_rp, u_stage), seen)
         if stale:
@@ -460,10 +477,10 @@ def stale_upstream(rp: RunPaths | str, stage: str, cfg) -> str | None:
     seen: dict = {}
     stale = [
         (u_stage, why)
-        for u_rp, u_stage in upstream(rp, stage).values()
+        for u_rp, u_stage in upstream(rp, stage, cfg).values()
         if (why := why_not_done(u_rp, u_stage, for_stage(cfg, u_rp, u_stage), seen))
     ]
-    if stage == "06_benchmark" and "05_merge" in upstream(rp, stage) and not stale:
+    if stage == "06_benchmark" and "05_merge" in upstream(rp, stage, cfg) and not stale:
         absent = [r for r in ("target", "draft") if not (rp.merged(r) / "config.json").exists()]
         if absent:  # done for the benchmark that used them, but this one needs them again
             stale.append(
@@ -499,10 +516,10 @@ class StaleUpstream(RuntimeError):
 
 def require_current_upstream(rp: RunPaths | str, stage: str, cfg) -> None:
     """The first thing a stage notebook does, however it is run (runner, papermill, JupyterLab)."""
-    if not isinstance(rp, str) and stage not in stages_of(rp.style, rp.replicate):
+    if not isinstance(rp, str) and stage not in stages_of(rp.style, rp.replicate, eagle3_on(cfg)):
         raise StaleUpstream(
             f"{stage} is not a stage of run {rp.name} (its stages: "
-            f"{', '.join(stages_of(rp.style, rp.replicate))}); replicates after the first read "
+            f"{', '.join(stages_of(rp.style, rp.replicate, eagle3_on(cfg)))}); replicates after the first read "
             f"replicate 0's data, which is generated once"
         )
     stale = stale_upstream(rp, stage, cfg)

@@ -293,14 +293,16 @@ def _run_row(profile: str, style: str, scenario: str, replicate: int, status: di
     """One run's row of the index: state, stage badges, settings and headline numbers."""
     rp = RunPaths(profile, style, scenario, replicate)
     cfg = params.resolve(profile, style, scenario, {"grid.replicates": replicate + 1} if replicate else None, replicate)
-    stages = list(stages_of(style, replicate) if replicate else stages_of(style))
+    head = stage_names.EAGLE3_STAGE in status.get(rp.name, {})  # a run given an EAGLE-3 head shows its stage
+    stages = list(stages_of(style, replicate, head) if replicate or head else stages_of(style))
     entries, cells = {}, []
     for stage in stages:
         state, note = stage_state(status.get(rp.name, {}).get(stage), rp, stage, cfg)
         if state != "missing":
             entries[stage] = {"status": state, "error": note}
         html_file = rp.report_dir / f"{stage}.html"
-        link = f'<a href="{rp.name}/{stage}.html">{stage[:2]}</a>' if html_file.exists() else stage[:2]
+        num = stage.split("_")[0]  # 05b for the EAGLE-3 head
+        link = f'<a href="{rp.name}/{stage}.html">{num}</a>' if html_file.exists() else num
         title = html.escape(note or state)
         cells.append(f'<span class="st {state}" title="{title}">{link} {state}</span>')
     settings_html = _settings_cell(rp, stages)

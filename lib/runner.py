@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from . import cluster as ray_cluster
 from . import device, heap, io, logs, params, paths, record, reports, splits
 from .choices import choose, choose_all
-from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, stages_of
+from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, eagle3_on, stages_of
 from .styles import STYLES
 
 PROFILE_RUN = paths.PROFILE_RUN
@@ -336,7 +336,9 @@ def run_grid(
         except ValueError as exc:
             raise params.ParamsError(str(exc)) from None
     pre = [(PROFILE_RUN, s) for s in PRE_STAGES if s in stages]
-    chains = [[(run, s) for s in stages_of(run[0], run[2]) if s in stages] for run in runs]
+    chains = [
+        [(run, s) for s in stages_of(run[0], run[2], eagle3_on(cfg)) if s in stages] for run, cfg in zip(runs, cfgs)
+    ]
     chains = [c for c in chains if c]
     post = [(PROFILE_RUN, s) for s in POST_STAGES if s in stages]
     by_ray = bool(gpu_ids or cluster)

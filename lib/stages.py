@@ -9,7 +9,10 @@ BASE_STAGES = ("01_generate_data", "06_benchmark")  # the untrained pair: nothin
 PRE_STAGES = ("00_base_models",)  # once per profile, before the runs
 POST_STAGES = ("07_analysis",)  # once per profile, after the runs
 PROFILE_STAGES = PRE_STAGES + POST_STAGES
-ALL_STAGES = PRE_STAGES + RUN_STAGES + POST_STAGES
+# A trained run's EAGLE-3 head, only where `eagle3.enabled`: between the merge and the benchmark
+# (its name sorts there, as `STAGE_SECTIONS` reads it), so that runs without it keep their stages.
+EAGLE3_STAGE = "05b_eagle3"
+ALL_STAGES = PRE_STAGES + RUN_STAGES[:5] + (EAGLE3_STAGE,) + RUN_STAGES[5:] + POST_STAGES
 
 # The parameter sections each stage reads. A stage's fingerprint covers its own sections and
 # those of every stage numbered before it (a changed `data.n_train` re-runs training too). The
@@ -22,6 +25,7 @@ STAGE_SECTIONS = {
     "03_distill": ("distill", "engine"),
     "04_train_draft": ("train",),
     "05_merge": ("merge",),
+    EAGLE3_STAGE: ("eagle3",),  # read only where eagle3.enabled (params.read_keys): off, no record holds it
     "06_benchmark": ("benchmark", "engine"),
     "07_analysis": (),
 }
@@ -53,9 +57,16 @@ def revision(stage: str) -> tuple[int, str]:
     return STAGE_REVISIONS.get(stage, FIRST_REVISION)
 
 
-def stages_of(style: str, replicate: int = 0) -> tuple[str, ...]:
+def stages_of(style: str, replicate: int = 0, eagle3: bool = False) -> tuple[str, ...]:
     """The stages of one run of `style` (the untrained base pair has nothing to train); a
-    replicate after the first trains on the first one's data (its 01), shared, not made again."""
+    replicate after the first trains on the first one's data (its 01), shared, not made again.
+    `eagle3` (params' `eagle3.enabled`): a trained run also trains an EAGLE-3 head before 06."""
     if style == "base":
         return BASE_STAGES
-    return RUN_STAGES if not replicate else RUN_STAGES[1:]
+    run = RUN_STAGES[:5] + (EAGLE3_STAGE,) + RUN_STAGES[5:] if eagle3 else RUN_STAGES
+    return run if not replicate else run[1:]
+
+
+def eagle3_on(cfg) -> bool:
+    """Whether a run's params give it the EAGLE-3 head's stage (`stages_of`'s `eagle3`)."""
+    return bool(cfg and (cfg.get("eagle3") or {}).get("enabled"))

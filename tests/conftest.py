@@ -85,7 +85,15 @@ def hub_env(local_hub, tmp_path, home):
 TRAINING_FIXTURES = {"tiny_pair"}
 # Stages whose notebooks pretrain, train, start an engine or load models to merge (01 with the
 # reference teacher and 07 do none of these).
-HEAVY_STAGES = {"00_base_models", "02_train_target", "03_distill", "04_train_draft", "05_merge", "06_benchmark"}
+HEAVY_STAGES = {
+    "00_base_models",
+    "02_train_target",
+    "03_distill",
+    "04_train_draft",
+    "05_merge",
+    "05b_eagle3",
+    "06_benchmark",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -107,7 +115,7 @@ def _heavy_work_needs_the_slow_marker(request, monkeypatch):
     call. A test's own stand-in (monkeypatched after this fixture) still wins."""
     if request.node.get_closest_marker("slow") is not None:
         return
-    from lib import base_pair, crosscheck, engine, runner, train
+    from lib import base_pair, crosscheck, eagle3, engine, runner, train
 
     def refuse(what):
         pytest.fail(
@@ -128,6 +136,7 @@ def _heavy_work_needs_the_slow_marker(request, monkeypatch):
 
     guarded(base_pair, "pretrain")
     guarded(train, "train_lora")
+    guarded(eagle3, "train_on_cpu")
     guarded(crosscheck, "acceptance")
     # the real vLLM only: a test's stand-in module (no __file__) starts nothing
     guarded(
