@@ -95,31 +95,42 @@ def hub_roles(cfg) -> dict[str, str]:
     return {role: cfg["models"][role] for role in ROLES if is_repo(cfg["models"][role])}
 
 
+def model_entry(cfg, role: str, recorded: dict | None = None) -> dict:
+    """{repo, asked, sha} of a role's Hub repository: `recorded` while it is the same repo and its
+    pin still names that commit, else resolved now (an unknown repo or revision names the key)."""
+    repo, key = cfg["models"][role], f"models.{role}_revision"
+    asked = pin_of(cfg, key)
+    if recorded and recorded.get("repo") == repo and compatible(asked, recorded):
+        return recorded
+    return {"repo": repo, "asked": asked or "main", "sha": resolve(repo, "model", asked, key)}
+
+
+def one_tokenizer(cfg, entries: dict) -> int:
+    """The named pair's two tokenizers, each at its entry's commit (a local model: its folder),
+    proven one (an error names both); returns its size."""
+    from . import models
+
+    named = {role: cfg["models"][role] for role in ROLES}
+    toks = {role: models.load_tokenizer(named[role], (entries.get(role) or {}).get("sha")) for role in ROLES}
+    models.assert_same_tokenizer(
+        toks["target"],
+        toks["draft"],
+        names=tuple(
+            f"{role} (models.{role} = {entry_text(entries[role]) if role in entries else named[role]})"
+            for role in ROLES
+        ),
+    )
+    return len(toks["target"])
+
+
 def pin_models(cfg) -> dict:
     """Stage 00's part for Hub models: each named repo resolved to a commit (kept where one is
     recorded and the pin still names it), the two tokenizers at those commits proven one (before
     hours of training, not after, at 05), then recorded. Returns what it recorded."""
-    from . import models
-
-    profile, old, out = cfg["profile"], recorded_models(cfg["profile"]), {}
-    for role, repo in hub_roles(cfg).items():
-        key = f"models.{role}_revision"
-        asked = pin_of(cfg, key)
-        prev = old.get(role)
-        if prev and prev.get("repo") == repo and compatible(asked, prev):
-            out[role] = prev
-        else:
-            out[role] = {"repo": repo, "asked": asked or "main", "sha": resolve(repo, "model", asked, key)}
-    named = {role: cfg["models"][role] for role in ROLES}
-    if all(named.values()):  # a named pair: one tokenizer, or the run stops here
-        toks = {role: models.load_tokenizer(named[role], (out.get(role) or {}).get("sha")) for role in ROLES}
-        models.assert_same_tokenizer(
-            toks["target"],
-            toks["draft"],
-            names=tuple(
-                f"{role} (models.{role} = {entry_text(out[role]) if role in out else named[role]})" for role in ROLES
-            ),
-        )
+    profile, old = cfg["profile"], recorded_models(cfg["profile"])
+    out = {role: model_entry(cfg, role, old.get(role)) for role in hub_roles(cfg)}
+    if all(cfg["models"][role] for role in ROLES):  # a named pair: one tokenizer, or the run stops here
+        one_tokenizer(cfg, out)
     if out:
         io.write_json(paths.hub_revisions(profile), out)
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from . import device, hub, models, params, paths
+from . import device, hub, params, paths
 from .stages import stages_of
 from .styles import STYLES
 
@@ -98,7 +98,7 @@ def _teacher(cfgs) -> list[Check]:
 
 
 def _hub(cfgs) -> tuple[list[Check], dict[str, float]]:
-    out, sizes, shas, seen = [], {}, {}, set()
+    out, sizes, entries, seen = [], {}, {}, set()
     for cfg in cfgs:
         repo = cfg["data"]["hub"]["path"]
         if cfg["data"]["source"] == "hub" and repo not in seen:
@@ -108,19 +108,13 @@ def _hub(cfgs) -> tuple[list[Check], dict[str, float]]:
     named = hub.hub_roles(cfg)
 
     def model(role: str, repo: str) -> str:
-        key = f"models.{role}_revision"
-        shas[role] = hub.resolve(repo, "model", hub.pin_of(cfg, key), key)
-        sizes[role] = _hub_size(repo, shas[role])
-        return f"at {shas[role]}, {sizes[role] / GB:.3g} GB of weights"
+        entries[role] = hub.model_entry(cfg, role)  # asked of the Hub now, never a recorded commit
+        sizes[role] = _hub_size(repo, entries[role]["sha"])
+        return f"at {entries[role]['sha']}, {sizes[role] / GB:.3g} GB of weights"
 
     out += [_try(f"{role} {repo}", lambda r=role, p=repo: model(r, p)) for role, repo in named.items()]
-    if len(named) == 2 and len(shas) == 2:
-
-        def same() -> str:
-            toks = {role: models.load_tokenizer(named[role], shas[role]) for role in named}
-            models.assert_same_tokenizer(toks["target"], toks["draft"], names=tuple(named.values()))
-            return f"one tokenizer ({len(toks['target'])} tokens) at the commits above"
-
+    if len(named) == 2 and len(entries) == 2:
+        same = lambda: f"one tokenizer ({hub.one_tokenizer(cfg, entries)} tokens) at the commits above"  # noqa: E731
         out.append(_try("tokenizers", same))
     elif not named:
         out.append(Check("hub models", "skip", "models.target / models.draft name no Hub repos"))
