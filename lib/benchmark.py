@@ -448,11 +448,79 @@ def scheduled_wall(
     step cost or slots."""
     if not (slots and step_s):
         return None
-    durations = []
-    for t in timings:
-        own = stats.mean_acceptance_length(t.get("spec_drafts"), t.get("spec_accepted_tokens"))
-        durations.append(t["prefill_s"] + max(t["output_tokens"] - 1, 0) / (own or tokens_per_step) * step_s)
+    durations = [t["prefill_s"] + n * step_s for t, n in zip(timings, request_steps(timings, tokens_per_step))]
     return stats.fcfs_makespan(durations, slots)
+
+
+def request_steps(timings: list[dict], tokens_per_step: float) -> list[float]:
+    """Each request's decode steps: its decode tokens over its own tokens per step (vLLM's
+    per-request counts), else over the pass's."""
+    return [
+        max(t["output_tokens"] - 1, 0)
+        / (stats.mean_acceptance_length(t.get("spec_drafts"), t.get("spec_accepted_tokens")) or tokens_per_step)
+        for t in timings
+    ]
+
+
+MIN_OCCUPANCY_SPREAD = (
+    0.5  # requests (standard deviation): a narrower spread of occupancies leaves the line's slope unmeasured
+)
+
+
+def occupancy_step_cost(timings: list[dict], tokens_per_step: float) -> dict | None:
+    """A step's cost as a line in the number of requests decoding in it, s(b) = s0 + s1*b,
+    fitted over one pass's requests: each request's mean step time (its decode time over its
+    steps) against how many requests were decoding, on average, while it decoded. Both come from
+    the requests' own first- and last-token times (every request of the one generate call
+    arrives at once), weighted by steps. A benchmark keeps its slots full for longer than a
+    short calibration on fewer prompts does, and a fuller step costs more (one H100: a baseline
+    step 3.13 ms in the timed pass against 2.70 ms in its calibration): a flat mean step carries
+    that difference into the forecast. None with fewer than three decoding requests, occupancies
+    spread less than MIN_OCCUPANCY_SPREAD, or a line that costs less with more requests."""
+    rows = [
+        (t["latency_s"] - t["tpot_s"] * (t["output_tokens"] - 1), t["latency_s"], n)
+        for t, n in zip(timings, request_steps(timings, tokens_per_step))
+        if t.get("tpot_s") and t.get("latency_s") is not None and t["output_tokens"] > 1 and n > 0
+    ]
+    if len(rows) < 3:
+        return None
+    start, end, steps = (np.array(x, dtype=float) for x in zip(*rows))
+    span = end - start
+    overlap = np.clip(np.minimum(end[:, None], end[None, :]) - np.maximum(start[:, None], start[None, :]), 0, None)
+    occupancy = overlap.sum(axis=1) / span  # itself included
+    step = span / steps
+    w = steps / steps.sum()
+    mean_occ = float(w @ occupancy)
+    spread = float(np.sqrt(w @ (occupancy - mean_occ) ** 2))
+    if spread < MIN_OCCUPANCY_SPREAD:
+        return None
+    s1 = float(w @ ((occupancy - mean_occ) * (step - w @ step)) / (w @ (occupancy - mean_occ) ** 2))
+    s0 = float(w @ step - s1 * mean_occ)
+    if s1 < 0 or s0 + s1 <= 0:
+        return None
+    return {
+        "s0": s0,
+        "s1": s1,
+        "occupancy_mean": mean_occ,
+        "occupancy_spread": spread,
+        "occupancy_max": float(occupancy.max()),
+        "requests": len(rows),
+    }
+
+
+def batched_wall(timings: list[dict], fit: dict, tokens_per_step: float, slots: int, scale: float = 1.0) -> float:
+    """`scheduled_wall` with each step costing `scale` x (s0 + s1 x the requests decoding in it)
+    (`occupancy_step_cost`) instead of one mean: requests in slots first come first served,
+    each its measured time to first token, then its steps."""
+    return stats.batched_makespan(
+        [t["prefill_s"] for t in timings],
+        [
+            max(round(n), 1) if t["output_tokens"] > 1 else 0
+            for t, n in zip(timings, request_steps(timings, tokens_per_step))
+        ],
+        lambda b: scale * (fit["s0"] + fit["s1"] * b),
+        slots,
+    )
 
 
 def lone_tail(timings: list[dict]) -> dict:
@@ -958,10 +1026,22 @@ def forecast(
     if base["prefill_s"] is None or spec["prefill_s"] is None or not (base["step_s"] and spec["step_s"]):
         return None
     own_tps = spec["decode_tokens"] / spec["steps"] if spec["steps"] else 1.0
+    # each pass's step cost as a line in its occupancy, where the calibration measured one for both
+    fits = {
+        "baseline": occupancy_step_cost(cal_base["samples"], 1.0),
+        "speculative": occupancy_step_cost(cal_spec["samples"], own_tps),
+    }
+    by_occupancy = all(fits.values())
+
+    def wall(rows, name, step, tps):
+        if by_occupancy:  # a step cost other than the calibration's scales its line
+            flat = (base if name == "baseline" else spec)["step_s"]
+            return batched_wall(rows, fits[name], tps, slots, scale=step / flat)
+        return scheduled_wall(rows, step, tps, slots)
 
     def modelled(base_rows, spec_rows, spec_step, pass_tps):
-        wall_base = scheduled_wall(base_rows, base["step_s"], 1.0, slots)
-        wall_spec = scheduled_wall(spec_rows, spec_step, pass_tps, slots)
+        wall_base = wall(base_rows, "baseline", base["step_s"], 1.0)
+        wall_spec = wall(spec_rows, "speculative", spec_step, pass_tps)
         tokens = lambda rows: sum(t["output_tokens"] for t in rows)  # noqa: E731
         return (tokens(spec_rows) / wall_spec) / (tokens(base_rows) / wall_base)
 
@@ -978,6 +1058,9 @@ def forecast(
         "n": n,
         "r": spec_step / base["step_s"],
         "tokens_per_step": pass_tps,
+        # "occupancy": steps priced by how many requests share them (`occupancy_step_cost`), else "flat"
+        "step_model": "occupancy" if by_occupancy else "flat",
+        "occupancy_fit": fits,
         # the calibration call's own throughput ratio, and the model's for its requests as they came
         "calibration_speedup": (spec["output_tokens"] / cal_spec["wall_s"])
         / (base["output_tokens"] / cal_base["wall_s"]),
@@ -988,6 +1071,9 @@ def forecast(
             for name, st, c in (("baseline", base, cal_base), ("speculative", spec, cal_spec))
         },
     }
+
+
+TIMING_KEYS = ("output_tokens", "prefill_s", "tpot_s", "latency_s", "spec_drafts", "spec_accepted_tokens")
 
 
 def forecast_record(base_info: dict, spec_info: dict, n: int, slots: int, calibration: dict | None) -> dict:
@@ -1007,6 +1093,11 @@ def forecast_record(base_info: dict, spec_info: dict, n: int, slots: int, calibr
         **got,
         "source": "training split",
         "made": "before the timed passes, on their engines",
+        # what it was made from, per request, so that another model of it can be tried afterwards
+        "calibration_requests": {
+            name: [{key: t.get(key) for key in TIMING_KEYS} for t in c["samples"]]
+            for name, c in (("baseline", cal_base), ("speculative", cal_spec))
+        },
         "k_auto_forecast": (calibration or {}).get("predicted_speedup", {}).get(str(calibration["k"]))
         if calibration
         else None,
@@ -1153,11 +1244,24 @@ def _repetitions(
     return warmups, reps, first
 
 
+def sweep_ks(ks: list[int], chosen: int, reference: int) -> list[int]:
+    """The K sweep's K under `k: auto`: the study's K stays measured beside the pick, and the
+    pick joins the sweep (its main pass, not run again), so that `forecast.k_choice` ranks it
+    among the measured K (on one H100 the pick, K 6, fell outside a sweep over 1, 3, 5, 7)."""
+    ks = list(ks)
+    if chosen != reference and reference not in ks:
+        ks.append(reference)
+    if ks and chosen not in ks:
+        ks.append(chosen)
+    return ks
+
+
 def run(cfg, rp: RunPaths) -> dict:
     """Baseline and speculative passes, `benchmark.repetitions` times in alternating order;
     the baseline once more at other batching (the floor of lossless-ness); the K sweep and the
     transformers cross-check where params ask for them. With `k: auto`, a calibration first
-    picks K, and a pass at `k_reference` joins the sweep when the pick differs."""
+    picks K, and a pass at `k_reference` joins the sweep when the pick differs (and the pick
+    joins a sweep that lacks it)."""
     import pandas as pd
 
     check(cfg)
@@ -1177,8 +1281,7 @@ def run(cfg, rp: RunPaths) -> dict:
     if requested == "auto":
         calibration = calibrate(cfg, pair, cal, len(prompts))
         cfg = with_k(cfg, calibration["k"])
-        if calibration["k"] != cfg["benchmark"]["k_reference"]:
-            ks.append(cfg["benchmark"]["k_reference"])  # the study's K stays measured beside the pick
+        ks = sweep_ks(ks, calibration["k"], cfg["benchmark"]["k_reference"])
     bench = cfg["benchmark"]
     k, n_boot, seed = bench["k"], bench["bootstrap"], cfg["seed"]
     spec = engine.speculative_config(cfg, pair["draft"])
@@ -1465,6 +1568,7 @@ def forecast_note(metrics: dict) -> str:
         f"Forecast before the timed passes ({fc['n_calibration']} training prompts on the first repetition's "
         f"engines, placed for {fc['n']} prompts): {fc['speedup']:.2f}x (r {fc['r']:.2f}, "
         f"{fc['tokens_per_step']:.2f} tokens a step"
+        + ("; a step priced by the requests sharing it" if fc.get("step_model") == "occupancy" else "")
         + (
             f"; the calibration call itself measured {fc['calibration_speedup']:.2f}x where the model "
             f"placed its requests at {fc['calibration_model_speedup']:.2f}x"

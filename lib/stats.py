@@ -203,6 +203,38 @@ def fcfs_makespan(durations, slots: int) -> float:
     return end
 
 
+def batched_makespan(prefills, steps, step_cost, slots: int) -> float:
+    """When the last request ends in an engine that runs its decoding requests together, one
+    step at a time, each step costing `step_cost(b)` for the `b` requests decoding in it.
+    Request i takes the first free of `slots` slots in the order given, holds it `prefills[i]`
+    seconds (no step of its own, as its first token comes from the prefill), then decodes
+    `steps[i]` steps. `fcfs_makespan` with a step cost that depends on how many share it."""
+    slots = max(1, int(slots))
+    waiting = list(zip(prefills, steps))[::-1]
+    active: list[list[float]] = []  # [prefill seconds left, steps left]
+    t = 0.0
+    while waiting or active:
+        while waiting and len(active) < slots:
+            p, n = waiting.pop()
+            if p > 0.0 or n > 0.0:
+                active.append([float(p), float(n)])
+        if not active:
+            break
+        decoding = [a for a in active if a[0] <= 0.0]
+        if not decoding:  # every slot still in its prefill: time runs to the first to finish
+            dt = min(a[0] for a in active)
+        else:
+            dt = float(step_cost(len(decoding)))
+            for a in decoding:
+                a[1] -= 1.0
+        for a in active:
+            if a[0] > 0.0:
+                a[0] -= dt
+        t += dt
+        active = [a for a in active if a[0] > 0.0 or a[1] > 1e-9]
+    return t
+
+
 def holm(pvalues) -> list[float]:
     """Holm's step-down adjustment of p-values tested together (same order as given): the
     chance that any of them is as small by luck stays under the level each is compared with."""

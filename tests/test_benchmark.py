@@ -136,6 +136,7 @@ def test_speculative_method_from_params():
         _cfg(**{"benchmark.method": "medusa"})
 
 
+@pytest.mark.slow  # imports vLLM
 def test_more_speculative_config_fields_are_passed_and_checked_against_vllm():
     extra = _cfg(**{"benchmark.speculative_extra": {"disable_padded_drafter_batch": True}})
     assert engine.speculative_config(extra, "d")["disable_padded_drafter_batch"] is True
@@ -378,6 +379,9 @@ def test_the_forecast_is_made_before_the_timed_passes_on_other_prompts(bench):
     assert fc["speedup"] > 0 and fc["r"] > 0 and 1 <= fc["tokens_per_step"] <= K + 1
     assert fc["measured_speedup"] == bench.metrics["comparison"]["speedup_throughput"]
     assert fc["ratio"] == pytest.approx(fc["measured_speedup"] / fc["speedup"])
+    assert fc["step_model"] in ("occupancy", "flat") and set(fc["occupancy_fit"]) == {"baseline", "speculative"}
+    # what it was made from, request by request, to model again afterwards
+    assert [len(fc["calibration_requests"][p]) for p in ("baseline", "speculative")] == [CALIBRATION] * 2
     h = benchmark.headline(bench.metrics)
     assert h["forecast_speedup"] == fc["speedup"] and h["forecast_ratio"] == fc["ratio"]
     # the calibration's answers are not the benchmark's: none of them in the samples

@@ -99,3 +99,61 @@ def test_the_findings_set_the_forecast_apart_from_the_accounting_check():
     assert "out of sample" in fc and "no cost is missing" in fc
     assert "90%–100% of the best measured K's over 2 run(s), within 5 % in 1 of 2" in k
     assert findings._forecast(pd.DataFrame({"speedup": [1.0]})) == []  # metrics from before the forecast
+
+
+def test_a_batched_engine_prices_each_step_by_the_requests_in_it():
+    from lib import stats
+
+    cost = lambda b: 0.05 + 0.05 * b  # noqa: E731
+    # two slots, both requests decode together after a 0.5 s prefill: 10 steps of 0.15 s
+    assert stats.batched_makespan([0.5, 0.5], [10, 10], cost, 2) == pytest.approx(2.0)
+    # a third waits for a slot (2.0 s), its prefill, then decodes alone: 10 steps of 0.1 s
+    assert stats.batched_makespan([0.5, 0.5, 0.5], [10, 10, 10], cost, 2) == pytest.approx(3.5)
+    # a request with nothing to decode holds its slot only for its prefill
+    assert stats.batched_makespan([0.5, 0.25], [10, 0], cost, 2) == pytest.approx(0.5 + 10 * 0.1)
+
+
+def _waves(line, steps):
+    """Six requests of 11 tokens in four slots, each with `steps` decode steps costing line(b) for
+    the b requests decoding together, no prefill: four decode together, then two."""
+    first, second = steps * line(4), steps * line(2)
+    wave = lambda end, span: {**_request(11, span / 10, 0.0, latency=end)}  # noqa: E731
+    rows = [wave(first, first)] * 4 + [wave(first + second, second)] * 2
+    return {"samples": rows, "wall_s": first + second, "counters": None}
+
+
+def test_the_forecast_prices_steps_by_occupancy_where_the_calibration_measured_it():
+    base_line = lambda b: 0.02 + 0.01 * b  # noqa: E731  a fuller step costs more
+    spec_line = lambda b: 0.1 + 0.005 * b  # noqa: E731  relatively less so
+    base = _waves(base_line, 10)
+    spec = _waves(spec_line, 5)
+    spec["samples"] = [{**r, "spec_drafts": 5, "spec_accepted_tokens": 5} for r in spec["samples"]]
+    spec["counters"] = {"drafts": 30, "accepted_tokens": 30}
+    fit = benchmark.occupancy_step_cost(base["samples"], 1.0)
+    assert (fit["s0"], fit["s1"]) == (pytest.approx(0.02), pytest.approx(0.01))
+    assert fit["occupancy_max"] == pytest.approx(4.0) and fit["requests"] == 6
+    # twelve requests keep all four slots full: three waves at 4 requests a step, 0.6 s each in both
+    # passes, where the flat mean step (the calibration's, a third of it at 2 a step) forecast 0.91x
+    got = benchmark.forecast(base, spec, n=12, slots=4)
+    assert got["step_model"] == "occupancy" and got["speedup"] == pytest.approx(1.0)
+    flat_base, flat_spec = (4 * 0.6 + 2 * 0.4) / 60, (4 * 0.6 + 2 * 0.55) / 30
+    assert (3 * 10 * flat_base) / (3 * 5 * flat_spec) == pytest.approx(0.914, abs=1e-3)
+    # a K not calibrated: its step cost scales the speculative line
+    got = benchmark.forecast(base, spec, n=12, slots=4, step_s=2 * flat_spec, tokens_per_step=2.0)
+    assert got["speedup"] == pytest.approx(0.5)
+
+
+def test_occupancies_too_alike_or_a_falling_line_keep_the_flat_step():
+    same = _waves(lambda b: 0.05, 10)
+    same["samples"] = same["samples"][:4]  # one wave: every request saw four
+    assert benchmark.occupancy_step_cost(same["samples"], 1.0) is None
+    falling = _waves(lambda b: 0.1 - 0.01 * b, 10)
+    assert benchmark.occupancy_step_cost(falling["samples"], 1.0) is None
+    assert benchmark.forecast(BASE, SPEC, n=4, slots=2)["step_model"] == "flat"
+
+
+def test_the_pick_and_the_studys_k_join_the_sweep():
+    assert benchmark.sweep_ks([1, 3, 5, 7], 6, 5) == [1, 3, 5, 7, 6]
+    assert benchmark.sweep_ks([1, 3, 5, 7], 7, 5) == [1, 3, 5, 7]
+    assert benchmark.sweep_ks([], 7, 5) == [5, 7]  # no sweep asked: the pick against the study's K
+    assert benchmark.sweep_ks([], 5, 5) == []  # the pick is the study's K: nothing to set it against
