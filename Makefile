@@ -39,8 +39,13 @@ $(STAMP): requirements/cpu.lock pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lib run --profile $(PROFILE)
 
+# pytest-xdist: TEST_WORKERS processes (default: the cores this process may use, at most 4:
+# each slow test's engines and trainings take a few GiB), each given a whole test file, so that
+# a file's module-scoped world (a grid, a cluster) is built once; the shared base pair is built
+# once per run (tests/conftest.py: shared_build).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Debian's Chromium and its WebDriver for the headless report test (Selenium drives them;
 # the test is skipped, with its reason, where they are absent).
@@ -50,7 +55,7 @@ browser:
 	  echo "chromium or chromium-driver not installed: the browser test will be skipped"; }
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # ruff, configured in pyproject.toml: the checks, then the formatting (which it would not change)
 lint: $(STAMP)

@@ -4,8 +4,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
+
+# As the runner does (lib/runner.py): jsonschema's "iri" format checker would build a Lark
+# grammar at the first import of nbformat, papermill or nbconvert, 2.4 s per test process.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 # Small enough for CI's two cores, still every stage real (used by the pipeline tests).
 SMALL = {
@@ -36,23 +41,42 @@ def params_copy(tmp_path, monkeypatch):
     return dst
 
 
+def shared_build(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` once per pytest run, also when pytest-xdist runs it in several worker
+    processes: the first worker to ask builds under a lock, the others wait and read the same
+    folder. Only for what tests read and never change."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's temporary root, shared by its workers
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory):
-    """A small base pair built once per test session (tokenizer, target, draft), plus the
+    """A small base pair built once per test run (tokenizer, target, draft), plus the
     embedded easy problems it was pretrained on."""
     from lib import base_pair, io, params
     from lib.paths import EMBEDDED
     from lib.styles import SYSTEM_PROMPTS
     from lib.teachers import reference
 
-    root = tmp_path_factory.mktemp("pair")
     rows = io.read_jsonl(EMBEDDED / "easy.jsonl").rows[:80]
     spec = dict(params.resolve("tiny", "cot", "easy")["models"]["base_pair"])
     spec["pretrain"] = {**spec["pretrain"], "epochs": 2, "batch_size": 16, "lr": 0.003, "max_length": 256}
     texts = list(SYSTEM_PROMPTS.values())
     for r in rows:
         texts += [r["question"], r["reference"], reference.rewrite(r, "cot"), reference.rewrite(r, "cod")]
-    base_pair.build(root, spec, texts, [(r["question"], r["reference"]) for r in rows], seed=0)
+    root = shared_build(
+        tmp_path_factory,
+        "tiny-pair",
+        lambda folder: base_pair.build(folder, spec, texts, [(r["question"], r["reference"]) for r in rows], seed=0),
+    )
     return {
         "root": root,
         "target": str(root / "target"),
@@ -80,20 +104,10 @@ def hub_env(local_hub, tmp_path, home):
     return {"env": env, "hub": local_hub}
 
 
-# --- `make test-fast` skips what trains models or starts engines: the slow marker must be true -----
-# Fixtures that train models (their closure is in item.fixturenames, so `bench` -> tiny_pair counts).
+# --- `make test-fast` skips what trains models, starts engines or runs notebooks: the slow marker
+# must be true. Fixtures that train models (their closure is in item.fixturenames, so `bench` ->
+# tiny_pair counts).
 TRAINING_FIXTURES = {"tiny_pair"}
-# Stages whose notebooks pretrain, train, start an engine or load models to merge (01 with the
-# reference teacher and 07 do none of these).
-HEAVY_STAGES = {
-    "00_base_models",
-    "02_train_target",
-    "03_distill",
-    "04_train_draft",
-    "05_merge",
-    "05b_eagle3",
-    "06_benchmark",
-}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -111,8 +125,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _heavy_work_needs_the_slow_marker(request, monkeypatch):
     """In a test not marked slow, pretraining, LoRA training, a real vLLM engine, the
-    transformers cross-check or a heavy stage through the runner fail the test, naming the
-    call. A test's own stand-in (monkeypatched after this fixture) still wins."""
+    transformers cross-check or a notebook executed in a Jupyter kernel (seconds each, whatever
+    the stage) fail the test, naming the call. A test's own stand-in (monkeypatched after this
+    fixture) still wins."""
     if request.node.get_closest_marker("slow") is not None:
         return
     from lib import base_pair, crosscheck, eagle3, engine, runner, train
@@ -120,7 +135,7 @@ def _heavy_work_needs_the_slow_marker(request, monkeypatch):
     def refuse(what):
         pytest.fail(
             f"{what} in a test not marked slow: mark it @pytest.mark.slow "
-            "(`make test-fast` promises to skip tests that train models or start engines)",
+            "(`make test-fast` promises to skip tests that train models, start engines or run notebooks)",
             pytrace=False,
         )
 
@@ -144,4 +159,6 @@ def _heavy_work_needs_the_slow_marker(request, monkeypatch):
         "start",
         lambda *a, **k: getattr(sys.modules.get("vllm"), "__file__", None) is not None or "vllm" not in sys.modules,
     )
-    guarded(runner, "execute", lambda stage, *a, **k: stage in HEAVY_STAGES)
+    guarded(runner, "execute")
+    if "papermill" in sys.modules:  # imported by the test module: its own notebook runs count too
+        guarded(sys.modules["papermill"], "execute_notebook")

@@ -47,6 +47,7 @@ def executed(tmp_path_factory):
         yield {"home": home, "ipynb": out, "figs": record.load(PROFILE, "07_analysis"), "study": study}
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_three_tables_read_back_from_the_figures(executed):
     figs = executed["figs"]
     wb_speed, wb_acc, wb_tok = figs["speedup"]["workbook"], figs["accuracy"]["workbook"], figs["tokens"]["workbook"]
@@ -71,6 +72,7 @@ def test_three_tables_read_back_from_the_figures(executed):
     assert set(wb_acc["easy"]) == set(figs["columns"]["accuracy"])
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_missing_runs_are_gaps_not_errors(executed):
     figs = executed["figs"]
     assert figs["runs_missing"] == sorted(["cod_medium", "base_hard", "cot_hard", "cod_hard"])
@@ -86,6 +88,7 @@ def test_missing_runs_are_gaps_not_errors(executed):
     assert errors == []
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_external_csv_regraded_beside_the_workbook(executed):
     figs = executed["figs"]
     acc = figs["accuracy"][STUDY]
@@ -110,6 +113,7 @@ def test_external_csv_regraded_beside_the_workbook(executed):
     )
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_findings_are_written_from_the_numbers(executed):
     findings = executed["figs"]["findings"]
     diff = (syn.acceptance("cod", "easy") - syn.acceptance("cot", "easy")) * 100
@@ -130,6 +134,7 @@ def test_findings_are_written_from_the_numbers(executed):
     assert floors and all("equals itself under other batching for 100.0%" in f for f in floors)
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_every_plot_is_drawn_once(executed):
     """Every plot cell shows one image, and it is a plot: a plot without data shows a line of
     text instead (plots.NoData), never an image."""
@@ -171,6 +176,7 @@ def test_a_plot_without_data_is_text_not_an_image(home):
         assert data["text/markdown"] == f"*{fig.title}: {fig.why}*" and fig.why
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_html_embeds_figures_and_hides_code_when_asked(executed, tmp_path):
     shown = reports.render_html(executed["ipynb"], tmp_path / "shown.html").read_text()
     hidden = reports.render_html(executed["ipynb"], tmp_path / "hidden.html", hide_input=True).read_text()
@@ -188,6 +194,7 @@ def test_html_embeds_figures_and_hides_code_when_asked(executed, tmp_path):
     )
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_index_lists_failed_and_missing_runs_and_links_the_analysis(executed, monkeypatch):
     monkeypatch.setenv("WORKBOOK_HOME", str(executed["home"]))
     record.record_status(PROFILE, paths.PROFILE_RUN, "07_analysis", status="finished", seconds=1.0, error=None)
@@ -210,6 +217,7 @@ def test_index_lists_failed_and_missing_runs_and_links_the_analysis(executed, mo
     assert io.read_json(index.parent / "analysis.json")["speedup"] == executed["figs"]["speedup"]
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_compare_two_profiles_side_by_side(executed, monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBOOK_HOME", str(executed["home"]))
     reports.write_index(PROFILE)
@@ -528,6 +536,7 @@ def test_a_failed_redo_leaves_no_old_numbers_standing_as_current(home, monkeypat
     assert table.loc[("easy", "workbook"), "cod baseline"] == syn.accuracy("cod", "easy", "baseline")
 
 
+@pytest.mark.slow  # `executed`: the analysis notebook in a Jupyter kernel
 def test_page_opens_on_this_executions_results_never_an_earlier_attempts(executed, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_HOME", str(executed["home"]))
     page = reports.render_html(executed["ipynb"], tmp_path / "page.html").read_text()

@@ -23,10 +23,13 @@ from lib import answer, paths, record, reports, runner
 from lib import plots as plots_module
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="chromium or chromedriver is not on PATH (Debian: apt-get install -y chromium chromium-driver)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a headless Chromium, over pages the analysis notebook made in a kernel
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="chromium or chromedriver is not on PATH (Debian: apt-get install -y chromium chromium-driver)",
+    ),
+]
 PROFILE = syn.PROFILE
 N_PLOTS = 8  # 07_analysis: seven per-run plots and the one across trainings
 

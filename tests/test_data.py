@@ -149,6 +149,7 @@ print(json.dumps({"split": split, "train": train, "test": test, "levels": levels
 """
 
 
+@pytest.mark.slow  # `datasets` against the local Hub in a subprocess
 @pytest.mark.parametrize("scenario", ["easy", "medium", "hard"])
 def test_full_profile_reads_its_hub_datasets(home, hub_env, scenario):
     """`full`'s own params against hub-shaped repositories: GSM8K's `main` config, and

@@ -227,6 +227,7 @@ def test_token_counts_skip_transformers_and_match_it(tmp_path):
     assert out.strip().splitlines()[-1] == "False False"
 
 
+@pytest.mark.slow  # starts a Jupyter kernel
 def test_the_kernel_is_not_left_to_tear_itself_down(home, monkeypatch, tmp_path):
     """After the last cell the kernel is killed, not asked to exit: a kernel whose teardown is
     slow (torch loaded took 3.6-4.4 s per notebook) no longer holds the stage up. Here an exit

@@ -123,6 +123,7 @@ def _call(env, script: str, *args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the workbook against the local Hub in a subprocess
 def test_stage_00_resolves_hub_models_once_and_refuses_a_pair_of_two_tokenizers(local_hub, hub_env, tmp_path):
     with local_hub.copy([_other_tokenizer_repo(local_hub)]) as h:
         env = {**hub_env["env"], **h.env(tmp_path / "hf")}
@@ -168,6 +169,7 @@ print(json.dumps({"train": [r["question"] for r in io.read_jsonl(rp.train_proble
 """
 
 
+@pytest.mark.slow  # the workbook against the local Hub in a subprocess
 def test_a_split_made_again_reads_the_dataset_commit_it_was_first_made_from(local_hub, hub_env, tmp_path):
     with local_hub.copy() as h:
         env = {**hub_env["env"], **h.env(tmp_path / "hf")}

@@ -56,6 +56,7 @@ def test_nbstripout_is_the_git_filter():
     assert "*.ipynb filter=nbstripout" in attributes
 
 
+@pytest.mark.slow  # papermill's CLI in a subprocess
 def test_papermill_documents_the_parameters():
     out = subprocess.run(
         [str(Path(sys.executable).parent / "papermill"), "--help-notebook", str(NOTEBOOKS / "06_benchmark.ipynb")],
@@ -67,6 +68,7 @@ def test_papermill_documents_the_parameters():
     assert "reasoning style: cot | cod | base" in out
 
 
+@pytest.mark.slow  # runs a notebook in a Jupyter kernel
 def test_plain_papermill_runs_a_notebook_from_a_parameter_file(home):
     """DESIGN: the notebooks run unchanged under the plain `papermill` command with `-f`."""
     import json

@@ -4,6 +4,8 @@ key and model, the Hub's repositories and tokenizers) and pays for nothing."""
 import subprocess
 import sys
 
+import pytest
+
 from lib import preflight
 
 from fake_gemini import FakeGemini
@@ -58,6 +60,7 @@ def test_gemini_key_model_and_settings(home, monkeypatch):
     assert KEY not in "\n".join(lines)
 
 
+@pytest.mark.slow  # the preflight against the local Hub in a subprocess
 def test_full_profile_against_the_local_hub(hub_env):
     """The `full` profile's Hub repositories resolved to commits, their sizes and one tokenizer,
     through huggingface_hub against the local Hub (a subprocess: HF_ENDPOINT is read at import)."""

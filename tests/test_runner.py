@@ -88,6 +88,7 @@ def test_unknown_names_fail_before_anything_runs(home, capsys):
     assert not (home / "reports").exists()
 
 
+@pytest.mark.slow  # runs a notebook in a Jupyter kernel
 def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypatch):
     """Seen on the GPU machine (no nbconvert there): the stage ran, only its HTML is missing."""
 
@@ -170,6 +171,7 @@ def test_bad_gpus_are_refused_before_anything_runs(home, capsys):
     assert not (home / "reports").exists()
 
 
+@pytest.mark.slow  # imports papermill and nbconvert in a fresh process
 def test_the_runner_imports_papermill_without_the_iri_grammar():
     """`import papermill` took 3 s, 2.4 s of it rfc3987_syntax building a Lark grammar for
     jsonschema's "iri" format, in each of a demo's ten runner processes. The runner leaves that
@@ -193,6 +195,7 @@ def test_the_runner_imports_papermill_without_the_iri_grammar():
     assert out.strip().splitlines()[-1] == "None"
 
 
+@pytest.mark.slow  # runs a notebook in a Jupyter kernel
 def test_full_collections_freeze_their_survivors_in_the_runners_kernels(home, monkeypatch):
     """Each full collection passed over the whole heap again (5-9 times while a kernel imports
     torch, transformers and vLLM). The runner's kernels freeze what survives one, so the next
