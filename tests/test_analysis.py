@@ -8,9 +8,7 @@ import shutil
 
 import index_page
 import lineage
-import nbformat
 import pandas as pd
-import papermill as pm
 import pytest
 
 from fixtures import synthetic as syn
@@ -25,6 +23,8 @@ STUDY = "external:study_cot"
 def executed(tmp_path_factory):
     """Synthetic runs (two scenarios partly measured, `hard` not at all, cot_hard failed), a
     study-schema CSV from elsewhere, and the analysis notebook executed on them."""
+    import papermill as pm  # here, not at collection: the tests that use it are slow
+
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBOOK_HOME", str(home))
@@ -83,6 +83,8 @@ def test_missing_runs_are_gaps_not_errors(executed):
     assert figs["accuracy"]["workbook"]["medium"]["cod baseline"] is None
     assert set(figs["accuracy"]["workbook"]["hard"].values()) == {None}  # a whole scenario missing: a row of gaps
     assert any("not both measured" in f and "cod_medium" in f for f in figs["findings"])
+    import nbformat
+
     nb = nbformat.read(str(executed["ipynb"]), as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
@@ -138,6 +140,8 @@ def test_findings_are_written_from_the_numbers(executed):
 def test_every_plot_is_drawn_once(executed):
     """Every plot cell shows one image, and it is a plot: a plot without data shows a line of
     text instead (plots.NoData), never an image."""
+    import nbformat
+
     nb = nbformat.read(str(executed["ipynb"]), as_version=4)
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == N_PLOTS
@@ -546,6 +550,8 @@ def test_page_opens_on_this_executions_results_never_an_earlier_attempts(execute
     plain = max(re.findall(r"[A-Za-z ]+", first_finding[:60]), key=len)  # markdown re-encodes quotes and dashes
     assert body.index("What this execution recorded") < body.index(plain) < body.index("jp-CodeCell")
     # figures older than the execution (an earlier attempt's), or an execution that raised: no summary
+    import nbformat
+
     nb = nbformat.read(str(executed["ipynb"]), as_version=4)
     stale = {**executed["figs"], "finished_at": 1.0}
     io.write_json(paths.profile_figures(PROFILE, "07_analysis"), stale)

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from peft.tuners.lora import layer as lora_layer
 
 from fixtures import lora_pair
 from lib import merge, params
@@ -62,6 +61,8 @@ def test_right_merge_passes_in_the_models_dtype(pair, tmp_path, dtype, over, mon
 
 def _corrupt_one_module(monkeypatch, how):
     """PEFT's Linear.merge made wrong for the second LoRA module merged."""
+    from peft.tuners.lora import layer as lora_layer  # here: peft takes seconds to import
+
     real, calls = lora_layer.Linear.merge, {"n": 0}
 
     def merge_wrong(self, *args, **kwargs):
