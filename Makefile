@@ -41,11 +41,13 @@ demo: $(STAMP)
 
 # pytest-xdist: TEST_WORKERS processes (default: the cores this process may use, at most 4:
 # each slow test's engines and trainings take a few GiB), each given a whole test file, so that
-# a file's module-scoped world (a grid, a cluster) is built once; the shared base pair is built
-# once per run (tests/conftest.py: shared_build).
+# a file's module-scoped world (a grid, a cluster) is built once, the longest files first
+# (tests/conftest.py); the shared base pair is built once per run (conftest.shared_build). Then
+# the tests that start Ray, alone (the `ray` marker in pyproject.toml says why).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not ray"
+	$(PY) -m pytest -q -m ray
 
 # Debian's Chromium and its WebDriver for the headless report test (Selenium drives them;
 # the test is skipped, with its reason, where they are absent).

@@ -21,7 +21,11 @@ import pytest
 from conftest import REPO, SMALL
 from lib import io, record, runner
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_spec("ray") is None, reason="ray is not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.ray,
+    pytest.mark.skipif(find_spec("ray") is None, reason="ray is not installed"),
+]
 # Ray reads this when imported: then every node of a simulated cluster, and the driver, advertise
 # 127.0.0.1 instead of the machine's interface address, which tests may not use (ENVIRONMENT.md).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

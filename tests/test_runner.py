@@ -101,7 +101,8 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
     assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()
 
 
-@pytest.mark.slow  # pretrains the base pair (00_base_models); starts a local Ray instance
+@pytest.mark.slow  # pretrains the base pair (00_base_models)
+@pytest.mark.ray  # starts a local Ray instance
 def test_runs_placed_on_gpus_run_side_by_side(home):
     """`--gpus 0 1`: the base pair here, then each run as a Ray task of a local instance, in its
     own process with its own CUDA_VISIBLE_DEVICES (on this CPU machine a declared GPU is only a
