@@ -39,9 +39,11 @@ NOT_RESULTS = ("grid", "report")
 FIRST_REVISION = (1, "the stage as first written")  # a stage absent below, and a record made before revisions
 STAGE_REVISIONS = {
     "06_benchmark": (
-        3,
-        "the forecast: the first repetition's engines answer calibration prompts (training problems) "
-        "before their timed passes (revision 2: engine.async_scheduling auto left each engine vLLM's default)",
+        4,
+        "the forecast prices a step by the requests decoding in it where its calibration measured that, "
+        "and with k auto the pick joins a K sweep that lacks it (revision 3: the first repetition's engines "
+        "answer calibration prompts before their timed passes; 2: engine.async_scheduling auto left each "
+        "engine vLLM's default)",
     ),
 }
 
