@@ -42,11 +42,11 @@ demo: $(STAMP)
 # pytest-xdist: TEST_WORKERS processes (default: the cores this process may use, at most 4:
 # each slow test's engines and trainings take a few GiB), each given a whole test file, so that
 # a file's module-scoped world (a grid, a cluster) is built once, the longest files first
-# (tests/conftest.py); the shared base pair is built once per run (conftest.shared_build). Then
+# (tests/conftest.py; xdist would otherwise reorder files by their number of tests); the shared base pair is built once per run (conftest.shared_build). Then
 # the tests that start Ray, alone (the `ray` marker in pyproject.toml says why).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not ray"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not ray"
 	$(PY) -m pytest -q -m ray
 
 # Debian's Chromium and its WebDriver for the headless report test (Selenium drives them;
@@ -57,7 +57,7 @@ browser:
 	  echo "chromium or chromium-driver not installed: the browser test will be skipped"; }
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # ruff, configured in pyproject.toml: the checks, then the formatting (which it would not change)
 lint: $(STAMP)

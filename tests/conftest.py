@@ -111,8 +111,9 @@ TRAINING_FIXTURES = {"tiny_pair"}
 
 
 # The files whose slow tests take longest (tests build their own grids there), first: pytest-xdist
-# hands each worker whole files in this order, and a long file started last would run alone at
-# the end (seen: the 19-minute `full` rehearsal). Longest first, by `--durations` on 2 cores.
+# hands each worker whole files in this order (`--no-loadscope-reorder`), and a long file started
+# last runs alone at the end (seen: the 19-minute `full` rehearsal queued behind the 34-minute
+# replicates grid on one worker). Longest first, by `--durations` on 2 cores.
 LONGEST_FIRST = [
     "test_replicates.py",
     "test_full_profile.py",

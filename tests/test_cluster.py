@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from importlib.util import find_spec
 
 import pytest
 
@@ -24,11 +23,11 @@ from lib import io, record, runner
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.ray,
-    pytest.mark.skipif(find_spec("ray") is None, reason="ray is not installed"),
 ]
 # Ray reads this when imported: then every node of a simulated cluster, and the driver, advertise
 # 127.0.0.1 instead of the machine's interface address, which tests may not use (ENVIRONMENT.md).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+RAY = pytest.importorskip("ray")
 # One GPU per tiny run (a declared GPU is a count: no device needed), one CPU (its torch threads):
 # the one-host grid below runs with --jobs 2, one thread per run, the same arithmetic.
 GRID = {**SMALL, "benchmark.k": 3, "benchmark.crosscheck_samples": 2, "grid.gpus_per_run": 1}
@@ -47,7 +46,6 @@ PLACE_OR_TIME = re.compile(
 
 @pytest.fixture(scope="module")
 def sim():
-    import ray  # here, not at collection: `make test-fast` imports this module only to skip it
     from ray.cluster_utils import Cluster
 
     from ray._private import ray_constants
@@ -56,9 +54,9 @@ def sim():
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False, **LOOPBACK))
     nodes = [cluster.add_node(num_cpus=1, num_gpus=1, **LOOPBACK) for _ in range(2)]
     cluster.wait_for_nodes(timeout=180)
-    ray.init(address=cluster.address, log_to_driver=False)
+    RAY.init(address=cluster.address, log_to_driver=False)
     yield {"cluster": cluster, "nodes": nodes}
-    ray.shutdown()
+    RAY.shutdown()
     cluster.shutdown()
 
 
