@@ -462,9 +462,8 @@ def request_steps(timings: list[dict], tokens_per_step: float) -> list[float]:
     ]
 
 
-MIN_OCCUPANCY_SPREAD = (
-    0.5  # requests (standard deviation): a narrower spread of occupancies leaves the line's slope unmeasured
-)
+# requests (standard deviation): a narrower spread of occupancies leaves the line's slope unmeasured
+MIN_OCCUPANCY_SPREAD = 0.5
 
 
 def occupancy_step_cost(timings: list[dict], tokens_per_step: float) -> dict | None:
@@ -1033,15 +1032,14 @@ def forecast(
     }
     by_occupancy = all(fits.values())
 
-    def wall(rows, name, step, tps):
+    def wall(rows, name, measured, step, tps):
         if by_occupancy:  # a step cost other than the calibration's scales its line
-            flat = (base if name == "baseline" else spec)["step_s"]
-            return batched_wall(rows, fits[name], tps, slots, scale=step / flat)
+            return batched_wall(rows, fits[name], tps, slots, scale=step / measured["step_s"])
         return scheduled_wall(rows, step, tps, slots)
 
     def modelled(base_rows, spec_rows, spec_step, pass_tps):
-        wall_base = wall(base_rows, "baseline", base["step_s"], 1.0)
-        wall_spec = wall(spec_rows, "speculative", spec_step, pass_tps)
+        wall_base = wall(base_rows, "baseline", base, base["step_s"], 1.0)
+        wall_spec = wall(spec_rows, "speculative", spec, spec_step, pass_tps)
         tokens = lambda rows: sum(t["output_tokens"] for t in rows)  # noqa: E731
         return (tokens(spec_rows) / wall_spec) / (tokens(base_rows) / wall_base)
 
