@@ -69,6 +69,11 @@ class Chain:
     def placed(self) -> Path:
         return self.report_dir / "placed.json"
 
+    @property
+    def stop(self) -> Path:
+        """Written by the driver on Ctrl-C; the task polls for it (`_wait`) beside Ray's cancel."""
+        return self.report_dir / "stop.request"
+
 
 def chain_env(cpus: int) -> dict:
     """The environment a chain's process gets on any node: the checkout first on PYTHONPATH,
@@ -212,9 +217,10 @@ def _with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_chain(command: list[str], env: dict, cwd: str, log: str, placed: str) -> dict:
-    """The Ray task: one chain's process on the node and GPUs Ray gave it. Cancelled (the
-    driver's Ctrl-C), it passes a SIGINT on, so that the chain records its stage interrupted."""
+def run_chain(command: list[str], env: dict, cwd: str, log: str, placed: str, stop: str) -> dict:
+    """The Ray task: one chain's process on the node and GPUs Ray gave it. Stopped (the
+    driver's Ctrl-C: Ray's cancel, or the `stop` file the driver writes beside it), it passes a
+    SIGINT on, so that the chain records its stage interrupted."""
     import ray
 
     where = {
@@ -231,21 +237,24 @@ def run_chain(command: list[str], env: dict, cwd: str, log: str, placed: str) ->
             command, env=child, cwd=cwd, stdout=keep, stderr=subprocess.STDOUT, preexec_fn=_with_parent
         )
         try:
-            code = _wait(proc)
+            code = _wait(proc, Path(stop))
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
             code = proc.wait()
     return {**where, "code": code}
 
 
-def _wait(proc) -> int:
+def _wait(proc, stop: Path) -> int:
     """Wait for the chain's process a second at a time: Ray's cancel raises KeyboardInterrupt
-    in the task only when Python code runs, never inside one long blocking wait."""
+    in the task only when Python code runs, never inside one long blocking wait; and a cancel
+    can go unseen (a driver's Ctrl-C once let its chain run to the end), so the driver's `stop`
+    file, on the shared home, stops the chain too."""
     while True:
         try:
             return proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
-            continue
+            if stop.exists():
+                raise KeyboardInterrupt(f"{stop} written by the driver") from None
 
 
 def where(chain: Chain) -> dict:
@@ -281,7 +290,7 @@ def place(chains: list[Chain], relay, after: dict[str, str] | None = None) -> di
 
     def submit(c: Chain) -> None:
         c.report_dir.mkdir(parents=True, exist_ok=True)
-        for f in (c.outcomes, c.placed):
+        for f in (c.outcomes, c.placed, c.stop):
             f.unlink(missing_ok=True)
         c.log.write_text("")
         ref = task.options(
@@ -289,7 +298,7 @@ def place(chains: list[Chain], relay, after: dict[str, str] | None = None) -> di
             num_cpus=c.cpus,
             max_retries=0,
             runtime_env={"env_vars": {"PYTHONPATH": c.env["PYTHONPATH"]}},
-        ).remote(c.command, c.env, str(paths.REPO), str(c.log), str(c.placed))
+        ).remote(c.command, c.env, str(paths.REPO), str(c.log), str(c.placed), str(c.stop))
         refs[ref] = c
         pending.append(ref)
 
@@ -318,11 +327,16 @@ def place(chains: list[Chain], relay, after: dict[str, str] | None = None) -> di
             collect(done)
     except KeyboardInterrupt:
         for ref in pending:
+            with contextlib.suppress(OSError):
+                refs[ref].stop.write_text("Ctrl-C on the driver\n")
             ray.cancel(ref)
         if pending:
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
             collect(done)
         follow()
+        for c in refs.values():  # one still running keeps its request
+            if c.name in ended:
+                c.stop.unlink(missing_ok=True)
     return ended
 
 
