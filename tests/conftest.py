@@ -86,6 +86,47 @@ def tiny_pair(tmp_path_factory):
     }
 
 
+# The finished tiny grid that tests read (tests/test_grid.py, tests/test_replicates.py): the base
+# style, CoT and CoD on easy, two trainings of each trained style; K 3, not the profile's 5 (the
+# recorded K must be the one asked for); a cross-check of 2 prompts; checkpoints deleted after the
+# benchmark (merge.delete_after_benchmark), the adapters kept.
+TINY_GRID = {
+    **SMALL,
+    "grid.replicates": 2,
+    "benchmark.k": 3,
+    "benchmark.repetitions": 2,
+    "benchmark.crosscheck_samples": 2,
+    "merge.delete_after_benchmark": True,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory, tiny_pair):
+    """`TINY_GRID` run once per pytest run through the runner, as `make demo` runs it, on the
+    session's base pair (notebook 00 still runs and finds it complete): its home, its outcomes
+    (`runner.GridResult`) and what it printed. Tests only read it."""
+    import contextlib
+    import io as stdio
+    import json
+
+    from lib import paths, runner
+
+    def build(home):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("WORKBOOK_HOME", str(home))
+            shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
+            terminal = stdio.StringIO()
+            with contextlib.redirect_stdout(terminal):
+                result = runner.run_grid("tiny", ["base", "cot", "cod"], ["easy"], None, TINY_GRID)
+            ran = {"outcomes": [vars(o) for o in result.outcomes], "terminal": terminal.getvalue()}
+            (home / "tiny_grid.json").write_text(json.dumps(ran))
+
+    home = shared_build(tmp_path_factory, "tiny-grid", build)
+    ran = json.loads((home / "tiny_grid.json").read_text())
+    result = runner.GridResult([runner.Outcome(**o) for o in ran["outcomes"]])
+    return {"home": home, "result": result, "terminal": ran["terminal"]}
+
+
 @pytest.fixture(scope="session")
 def local_hub(tmp_path_factory):
     """The Hub stand-in (tests/local_hub.py) serving the repositories `full` names."""
@@ -107,28 +148,30 @@ def hub_env(local_hub, tmp_path, home):
 # --- `make test-fast` skips what trains models, starts engines or runs notebooks: the slow marker
 # must be true. Fixtures that train models (their closure is in item.fixturenames, so `bench` ->
 # tiny_pair counts).
-TRAINING_FIXTURES = {"tiny_pair"}
+TRAINING_FIXTURES = {"tiny_pair", "tiny_grid"}
 
 
-# The files whose slow tests take longest (tests build their own grids there), first: pytest-xdist
+# The files whose slow tests take longest (they build their own worlds), first: pytest-xdist
 # hands each worker whole files in this order (`--no-loadscope-reorder`), and a long file started
 # last runs alone at the end (seen: the 19-minute `full` rehearsal queued behind the 34-minute
-# replicates grid on one worker). Longest first, by `--durations` on 2 cores.
+# replicates grid on one worker). Longest first, by `--durations` on 2 cores. test_replicates
+# builds the shared grid (`tiny_grid`); test_grid only reads it, so it goes last: a worker that
+# reached it early would wait idle on the grid's lock.
 LONGEST_FIRST = [
     "test_replicates.py",
     "test_full_profile.py",
-    "test_grid.py",
     "test_eagle3.py",
     "test_tiny_models.py",
     "test_benchmark.py",
     "test_runner.py",
     "test_hub_revisions.py",
 ]
+LAST = ["test_grid.py"]
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda i: rank.get(i.path.name, len(rank)))  # stable: a file's tests keep their order
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)} | {name: len(LONGEST_FIRST) + 1 for name in LAST}
+    items.sort(key=lambda i: rank.get(i.path.name, len(LONGEST_FIRST)))  # stable: a file's tests keep their order
     unmarked = [
         i.nodeid
         for i in items

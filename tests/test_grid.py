@@ -1,43 +1,34 @@
-"""Every stage notebook executed as the reports are made: a small grid (the base pair, the
-untrained `base` style and `cod`, one scenario, the analysis) through the runner with tiny
-overrides. Each stage's recorded figures are checked for values that could be wrong, and the
-benchmark report is read as a researcher reads it: its first table within the first screen,
-the engine's lines in the stage's log file instead."""
+"""Every stage notebook executed as the reports are made: the session's finished tiny grid
+(`conftest.tiny_grid`: the base pair, the untrained `base` style, CoT and CoD with two trainings
+each, one scenario, the analysis) through the runner with tiny overrides. Each stage's recorded
+figures are checked for values that could be wrong, and the benchmark report is read as a
+researcher reads it: its first table within the first screen, the engine's lines in the stage's
+log file instead."""
 
-import contextlib
-import io as stdio
 import json
 import math
 import re
-import shutil
 
 import pytest
 
-from conftest import SMALL
+from conftest import SMALL, TINY_GRID
 from lib import io, paths, record, runner
 
 pytestmark = pytest.mark.slow
-K = 3  # not the profile's 5: the recorded K must be the one asked for
-GRID = {**SMALL, "benchmark.k": K, "benchmark.crosscheck_samples": 2, "merge.delete_after_benchmark": True}
+K = TINY_GRID["benchmark.k"]
 FIRST_SCREEN_CHARS = 3000  # output text a reader scrolls through before the benchmark's first table
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory, tiny_pair):
-    home = tmp_path_factory.mktemp("home")
+def grid(tiny_grid):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WORKBOOK_HOME", str(home))
-        # The session's base pair, in place: notebook 00 still runs (and finds it complete), its
-        # pretraining is not paid twice (tests/test_runner.py executes a real build).
-        shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
-        terminal = stdio.StringIO()
-        with contextlib.redirect_stdout(terminal):
-            result = runner.run_grid("tiny", styles=["base", "cod"], scenarios=["easy"], overrides=GRID)
+        mp.setenv("WORKBOOK_HOME", str(tiny_grid["home"]))
         yield {
-            "result": result,
-            "terminal": terminal.getvalue(),
+            **tiny_grid,
             "base": paths.RunPaths("tiny", "base", "easy"),
+            "cot": paths.RunPaths("tiny", "cot", "easy"),
             "cod": paths.RunPaths("tiny", "cod", "easy"),
+            "cod_r1": paths.RunPaths("tiny", "cod", "easy", 1),
         }
 
 
@@ -47,13 +38,14 @@ def _fraction(x) -> bool:
 
 def test_every_stage_ran_and_the_terminal_showed_progress(grid):
     ran = [(o.run, o.stage, o.status) for o in grid["result"].outcomes]
-    expected = (
-        [("_profile", "00_base_models")]
-        + [("base_easy", s) for s in runner.stages_of("base")]
-        + [("cod_easy", s) for s in runner.stages_of("cod")]
-        + [("_profile", "07_analysis")]
-    )
-    assert ran == [(run, stage, "finished") for run, stage in expected], grid["result"].summary()
+    runs = [("base_easy", s) for s in runner.stages_of("base")]
+    for style in ("cot", "cod"):
+        runs += [(f"{style}_easy", s) for s in runner.stages_of(style)]
+        runs += [(f"{style}_easy_r1", s) for s in runner.stages_of(style, 1)]  # trains on the first's data
+    assert ran[0] == ("_profile", "00_base_models", "finished") and ran[-1] == ("_profile", "07_analysis", "finished")
+    assert sorted(ran[1:-1]) == sorted((run, stage, "finished") for run, stage in runs), grid["result"].summary()
+    for label in {run for run, _ in runs}:  # each run's stages in their order (runs side by side interleave)
+        assert [s for r, s, _ in ran if r == label] == [s for r, s in runs if r == label], label
     # Within a stage, papermill's bar over its cells (e.g. "cod_easy 06_benchmark:  50%| 9/18").
     assert re.search(r"cod_easy 06_benchmark: +\d+%.*\d+/\d+", grid["terminal"]), grid["terminal"][-2000:]
 
@@ -63,7 +55,7 @@ def test_base_models_and_data(grid):
     assert pair["built"] is True
     assert pair["target"]["parameters"] > pair["draft"]["parameters"] > 0
     assert pair["target"]["steps"] > 0 and pair["draft"]["steps"] > 0
-    for rp in (grid["base"], grid["cod"]):
+    for rp in (grid["base"], grid["cot"], grid["cod"]):
         data = record.load(rp, "01_generate_data")
         assert (data["n_train"], data["n_test"]) == (SMALL["data.n_train"], SMALL["data.n_test"])
     cod = record.load(grid["cod"], "01_generate_data")
@@ -72,9 +64,10 @@ def test_base_models_and_data(grid):
     assert len(io.read_jsonl(grid["cod"].teacher_output).rows) == cod["kept"]
 
 
-def test_training_distillation_and_merge(grid):
-    rp = grid["cod"]
-    kept = record.load(rp, "01_generate_data")["kept"]
+@pytest.mark.parametrize("run", ["cot", "cod", "cod_r1"])
+def test_training_distillation_and_merge(grid, run):
+    rp = grid[run]
+    kept = record.load(rp.first, "01_generate_data")["kept"]  # a later training reads the first's data
     distilled = record.load(rp, "03_distill")
     for stage, rows in (("02_train_target", kept), ("04_train_draft", distilled["n_rows"])):
         fig = record.load(rp, stage)
@@ -92,9 +85,9 @@ def test_training_distillation_and_merge(grid):
         assert not rp.merged(role).exists() and rp.adapter(role).exists(), role
 
 
-@pytest.mark.parametrize("style", ["base", "cod"])
-def test_benchmark_figures(grid, style):
-    rp = grid[style]
+@pytest.mark.parametrize("run", ["base", "cot", "cod", "cod_r1"])
+def test_benchmark_figures(grid, run):
+    rp = grid[run]
     head = record.load(rp, "06_benchmark")
     metrics = io.read_json(rp.metrics_json)
     assert metrics["k"] == K and metrics["speculative_config"]["num_speculative_tokens"] == K
@@ -109,7 +102,8 @@ def test_benchmark_figures(grid, style):
 
 def test_analysis_sees_both_runs(grid):
     fig = record.load("tiny", "07_analysis")
-    assert {"base_easy", "cod_easy"} <= set(fig["runs_present"]) and fig["runs_failed"] == []
+    runs = {"base_easy", "cot_easy", "cot_easy_r1", "cod_easy", "cod_easy_r1"}
+    assert runs <= set(fig["runs_present"]) and fig["runs_failed"] == []
     assert fig["speedup"] and fig["accuracy"] and fig["findings"]
 
 

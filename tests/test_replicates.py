@@ -11,6 +11,7 @@ import pytest
 
 import index_page
 import lineage
+from conftest import SMALL, TINY_GRID
 from lib import analysis, findings, io, params, paths, record, reports, runner, stages, trainings
 from lib.formats import WORKBOOK
 
@@ -219,15 +220,9 @@ def test_the_analysis_collects_every_replicate(home):
 
 # --- the real thing, small: the tiny grid of one scenario with two trainings of each style ------
 @pytest.mark.slow
-def test_a_tiny_grid_with_two_replicates(tmp_path, monkeypatch, tiny_pair):
-    import shutil
-
-    from conftest import SMALL
-
-    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path))
-    shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
-    over = {**SMALL, **TWO, "benchmark.crosscheck_samples": 0, "benchmark.repetitions": 2}
-    result = runner.run_grid("tiny", ["base", "cot", "cod"], ["easy"], None, over, log=lambda m: None)
+def test_a_tiny_grid_with_two_replicates(tiny_grid, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_HOME", str(tiny_grid["home"]))
+    over, result = TINY_GRID, tiny_grid["result"]
     assert not result.failed, result.summary()
     ran = {(o.run, o.stage) for o in result.outcomes}
     assert ("cod_easy_r1", "06_benchmark") in ran and ("cod_easy_r1", "01_generate_data") not in ran
