@@ -57,6 +57,7 @@ RUN_COLUMNS = [
     "forecast_speedup",
     "forecast_ratio",
     "k_choice_share",
+    "k_choice_within_range",
     "speedup_lo",
     "speedup_hi",
     "repetitions",

@@ -544,12 +544,20 @@ def _forecast(have: pd.DataFrame) -> list[str]:
             f"{within} of {len(ratio)}. The prediction above uses each pass's own timings: it shows that no cost "
             f"is missing, not what a run will give."
         )
-    share = have.reindex(columns=["k_choice_share"])["k_choice_share"].dropna()
-    if len(share):
-        close = int((share >= 0.95).sum())
+    choice = have.reindex(columns=["k_choice_share", "k_choice_within_range"]).dropna(subset=["k_choice_share"])
+    if len(choice):
+        share = choice["k_choice_share"]
+        close, far = int((share >= 0.95).sum()), choice[share < 0.95]
+        unresolved = int((far["k_choice_within_range"] == True).sum())  # noqa: E712 - None where not recorded
         out.append(
             f"k: auto against a K sweep: the chosen K's measured speed-up was {_span(share, '{:.0%}')} of the best "
             f"measured K's over {len(share)} run(s), within 5 % in {close} of {len(share)}."
+            + (
+                f" In {unresolved} of the {len(far)} further off, the best K's one pass was no faster than the "
+                f"chosen K's own fastest repetition: the sweep, one pass per K, cannot tell them apart."
+                if unresolved
+                else ""
+            )
         )
     return out
 

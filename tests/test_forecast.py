@@ -76,7 +76,8 @@ def test_the_forecast_is_set_against_the_measurement_and_the_chosen_k_against_th
     checked = benchmark.forecast_checked(fc, {"speedup_throughput": 1.32}, [], None)
     assert checked["ratio"] == pytest.approx(1.32 / 1.2) and "k_choice" not in checked
     sweep = [{"k": k, "speedup_throughput": v} for k, v in ((1, 1.0), (3, 1.4), (5, 1.5), (7, 1.2))]
-    checked = benchmark.forecast_checked(fc, {"speedup_throughput": 1.4}, sweep, {"k": 3})
+    reps = {"speedup_throughput": 1.4, "repetitions": [{"speedup_throughput": 1.4}, {"speedup_throughput": 1.45}]}
+    checked = benchmark.forecast_checked(fc, reps, sweep, {"k": 3})
     assert checked["k_choice"] == {
         "chosen": 3,
         "best_measured": 5,
@@ -85,7 +86,15 @@ def test_the_forecast_is_set_against_the_measurement_and_the_chosen_k_against_th
         "share_of_best": pytest.approx(1.4 / 1.5),
         "rank": 2,
         "of": 4,
+        "chosen_repetitions": [1.4, 1.45],
+        "best_within_chosen_range": False,  # K 5's 1.5x is above both of K 3's repetitions
     }
+    reps["repetitions"][1]["speedup_throughput"] = 1.55
+    checked = benchmark.forecast_checked(fc, reps, sweep, {"k": 3})
+    assert checked["k_choice"]["best_within_chosen_range"] is True
+    note = benchmark.forecast_note({"forecast": checked})
+    assert "93% of the best measured K = 5 (1.50x, rank 2 of 4, one pass each)" in note
+    assert "repetitions measured 1.40x–1.55x, a range that holds the best K's pass" in note
 
 
 def test_the_findings_set_the_forecast_apart_from_the_accounting_check():
@@ -93,11 +102,20 @@ def test_the_findings_set_the_forecast_apart_from_the_accounting_check():
 
     from lib import findings
 
-    have = pd.DataFrame({"forecast_ratio": [0.9, 1.1, 1.5, None], "k_choice_share": [None, 1.0, 0.9, None]})
+    have = pd.DataFrame(
+        {
+            "forecast_ratio": [0.9, 1.1, 1.5, None],
+            "k_choice_share": [None, 1.0, 0.9, 0.8],
+            "k_choice_within_range": [None, False, True, False],
+        }
+    )
     [fc, k] = findings._forecast(have)
     assert "measured was 0.90–1.50 times the forecast over 3 run(s), within ±20 % in 2 of 3" in fc
     assert "out of sample" in fc and "no cost is missing" in fc
-    assert "90%–100% of the best measured K's over 2 run(s), within 5 % in 1 of 2" in k
+    assert "80%–100% of the best measured K's over 3 run(s), within 5 % in 1 of 3" in k
+    assert "In 1 of the 2 further off, the best K's one pass was no faster" in k
+    [_, k] = findings._forecast(have.drop(columns="k_choice_within_range"))  # metrics from before the range
+    assert "further off" not in k
     assert findings._forecast(pd.DataFrame({"speedup": [1.0]})) == []  # metrics from before the forecast
 
 
