@@ -218,6 +218,17 @@ def markdown(answer: dict) -> str:
 # --- the findings under headings (`findings.study`'s sections) --------------------------------
 
 
+def lead(figures: dict) -> list[str]:
+    """The lines of the findings' "The answer" section (the first is the answer in one sentence),
+    which the pages put above the table."""
+    return [
+        line
+        for sec in figures.get("sections") or []
+        if sec.get("heading") == "The answer"
+        for line in sec.get("lines") or []
+    ]
+
+
 def _section_parts(section: dict) -> tuple[str, list[str], dict | None]:
     """(heading, the sentences to show, the table): where a section has a table, its per-run
     sentences are the table, and its one summary line says what the table shows."""

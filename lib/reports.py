@@ -106,7 +106,7 @@ def results_markdown(nb, stage: str) -> str | None:
         return "\n\n".join(
             [
                 head,
-                *_answer_lead(figures),
+                *answer.lead(figures)[:1],
                 answer.markdown(figures["answer"]),
                 "*The findings under headings are at the end of the page; the plots and the study's "
                 "three tables between.*",
@@ -135,13 +135,6 @@ def results_markdown(nb, stage: str) -> str | None:
             f"<th>value</th></tr>{cells}</table></details>"
         )
     return head + "\n\n" + table
-
-
-def _answer_lead(figures: dict) -> list[str]:
-    """The answer in one sentence (the findings' first), above the table."""
-    sections = figures.get("sections") or []
-    lead = [line for sec in sections if sec.get("heading") == "The answer" for line in sec.get("lines") or []]
-    return lead[:1]
 
 
 def _missing(value) -> bool:
@@ -397,7 +390,7 @@ def _answer_and_findings(profile: str, figs: dict | None, status: dict) -> tuple
             "the table below is its last record; run 07 again for numbers made from the current runs.</p>"
         )
     )
-    lead = "".join(f"<p>{html.escape(line)}</p>" for line in _answer_lead(figs))
+    lead = "".join(f"<p>{html.escape(line)}</p>" for line in answer.lead(figs)[:1])
     if isinstance(figs.get("answer"), dict):
         table = answer.html(figs["answer"])
         findings = answer.findings_html([s for s in figs.get("sections") or [] if s.get("heading") != "The answer"])

@@ -92,9 +92,7 @@ def markdown(set_dir: Path, profile: str, figures: dict, other: list[str]) -> st
         f"# {set_dir.name}: the answer, rendered by the workbook\n\n"
         f"Written by `python -m lib results {shown} --profile {profile}` from the set's `metrics.json` files "
         f"(07 over them, as over a grid); do not edit by hand.{aside}\n\n"
-        + "\n\n".join(
-            line for sec in figures.get("sections") or [] if sec["heading"] == "The answer" for line in sec["lines"]
-        )
+        + "\n\n".join(answer.lead(figures))
         + "\n\n"
         + answer.markdown(figures["answer"])
         + "\n\n## Findings\n\n"
