@@ -135,8 +135,11 @@ def build(frame, decided: dict, compared) -> dict:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _fmt(key: str, x: float, diff: bool = False, bare: bool = False) -> str:
-    """A number as the table shows it, at most four significant digits."""
+def quantity_text(key: str, x: float | None, diff: bool = False, bare: bool = False) -> str:
+    """A value of one of `QUANTITIES` (`diff`: a difference of two) as the study's tables show
+    it, at most four significant digits; `bare` without its unit; `–` for a gap."""
+    if x is None or x != x:  # x != x: NaN
+        return "–"
     if key in ("accuracy", "acceptance"):
         x *= 100
         return (f"{x:+.1f}" if diff else f"{x:.1f}") + ("" if bare else " pts" if diff else " %")
@@ -152,9 +155,9 @@ def _fmt(key: str, x: float, diff: bool = False, bare: bool = False) -> str:
 def _cell(key: str, c: dict | None, diff: bool = False) -> str:
     if not c or c.get("value") is None:
         return "–"
-    text = _fmt(key, c["value"], diff)
+    text = quantity_text(key, c["value"], diff)
     if c.get("lo") is not None and c.get("hi") is not None and c["lo"] != c["hi"]:  # one repetition: no spread
-        text += f" [{_fmt(key, c['lo'], diff, bare=True)}, {_fmt(key, c['hi'], diff, bare=True)}]"
+        text += f" [{quantity_text(key, c['lo'], diff, bare=True)}, {quantity_text(key, c['hi'], diff, bare=True)}]"
     return text
 
 

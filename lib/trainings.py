@@ -10,20 +10,17 @@ prompts, and says that training spread is not measured.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
-from .formats import WORKBOOK, pts, scenario_order
+from . import answer
+from .formats import WORKBOOK, scenario_order
 from .stats import hierarchical_delta, replicate_delta
 
-# (quantity, how a value reads, how a difference reads)
-QUANTITIES = (
-    ("accuracy", lambda v: f"{v:.1%}", lambda d: f"{pts(d)} pts"),
-    ("acceptance", lambda v: f"{v:.1%}", lambda d: f"{pts(d)} pts"),
-    ("mean acceptance length", lambda v: f"{v:.2f}", lambda d: f"{d:+.2f}"),
-    ("tokens per answer", lambda v: f"{v:.1f}", lambda d: f"{d:+.1f}"),
-    ("speed-up", lambda v: f"{v:.2f}x", lambda d: f"{d:+.2f}x"),
-)
+# the quantities the study compares, in its answer table's order (`answer.QUANTITIES`), shown as there
+QUANTITIES = tuple(key for key, *_ in answer.QUANTITIES)
 COLUMNS = [
     "scenario",
     "quantity",
@@ -125,7 +122,7 @@ def compare(frame: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFr
         cot, cod = _measured(frame, scenario, "cot"), _measured(frame, scenario, "cod")
         if not (len(cot) and len(cod)):
             continue
-        for quantity, _, _ in QUANTITIES:
+        for quantity in QUANTITIES:
             got = _compare(cot, cod, quantity, n_boot, seed)
             if got is None:
                 continue
@@ -169,12 +166,14 @@ def compare(frame: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFr
 def table(compared: pd.DataFrame) -> pd.DataFrame:
     """`compare` for reading: every number formatted, each style's value with its range over
     trainings, the two intervals of the difference, and which decided."""
-    fmt = {q: (v, d) for q, v, d in QUANTITIES}
     out = []
     for _, r in compared.iterrows():
-        value, diff = fmt[r["quantity"]]
+        value, diff = (
+            partial(answer.quantity_text, r["quantity"]),
+            partial(answer.quantity_text, r["quantity"], diff=True),
+        )
 
-        def style(s: dict, value=value) -> str:  # bound now: a closure would read the loop's last
+        def style(s: dict, value=value) -> str:
             return value(s["value"]) + (f" [{value(s['min'])}–{value(s['max'])}]" if s["replicates"] > 1 else "")
 
         out.append(
@@ -216,10 +215,13 @@ def points(compared: pd.DataFrame) -> pd.DataFrame:
 
 def sentences(compared: pd.DataFrame) -> list[str]:
     """The findings' sentences: per scenario and quantity, the difference with both intervals."""
-    fmt = {q: (v, d) for q, v, d in QUANTITIES}
     out = []
     for _, r in compared.iterrows():
-        value, diff = fmt[r["quantity"]]
+        value, diff = (
+            partial(answer.quantity_text, r["quantity"]),
+            partial(answer.quantity_text, r["quantity"], diff=True),
+        )
+
         spread = "; ".join(
             f"{name} {value(r[s]['value'])}"
             + (f" (trainings {value(r[s]['min'])}–{value(r[s]['max'])})" if r[s]["replicates"] > 1 else "")
