@@ -12,6 +12,25 @@ REPO = Path(__file__).resolve().parent.parent
 # grammar at the first import of nbformat, papermill or nbconvert, 2.4 s per test process.
 sys.modules.setdefault("rfc3987_syntax", None)
 
+
+def _keep_worker_to_its_cores() -> None:
+    """Under pytest-xdist, each worker process keeps to its own share of the cores (worker i of
+    n: every n-th core from the i-th), and so does every kernel, engine and run it starts: each
+    sizes its threads by its affinity (`device.usable_cpus`, OpenMP, vLLM's binding). Unshared,
+    two workers' OpenMP threads oversubscribed two cores (the EAGLE-3 test: 63 s alone, 526 s
+    beside the other worker)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    share = cores[int(worker[2:]) % count :: count]
+    if share:
+        os.sched_setaffinity(0, share)
+
+
+_keep_worker_to_its_cores()
+
+
 # Small enough for CI's two cores, still every stage real (used by the pipeline tests).
 SMALL = {
     "data.n_train": 48,
