@@ -40,10 +40,11 @@ demo: $(STAMP)
 	$(PY) -m lib run --profile $(PROFILE)
 
 # pytest-xdist: TEST_WORKERS processes (default: the cores this process may use, at most 4:
-# each slow test's engines and trainings take a few GiB), each given a whole test file, so that
-# a file's module-scoped world (a grid, a cluster) is built once, the longest files first
-# (tests/conftest.py; xdist would otherwise reorder files by their number of tests); the shared base pair is built once per run (conftest.shared_build). Then
-# the tests that start Ray, alone (the `ray` marker in pyproject.toml says why).
+# each slow test's engines and trainings take a few GiB), each given whole test files, longest
+# first, so that a file's module-scoped world is built once (xdist would otherwise reorder files by
+# their number of tests), and each kept to its own share of the cores (shared, their threads
+# oversubscribed them); the base pair and the finished tiny grid are built once per run
+# (tests/conftest.py). Then the tests that start Ray, alone (the `ray` marker in pyproject.toml says why).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not ray"

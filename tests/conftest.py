@@ -22,10 +22,8 @@ def _keep_worker_to_its_cores() -> None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
         return
-    cores = sorted(os.sched_getaffinity(0))
-    share = cores[int(worker[2:]) % count :: count]
-    if share:
-        os.sched_setaffinity(0, share)
+    cores, i = sorted(os.sched_getaffinity(0)), int(worker[2:])
+    os.sched_setaffinity(0, cores[i % count :: count] or [cores[i % len(cores)]])  # more workers than cores: one each
 
 
 _keep_worker_to_its_cores()
