@@ -39,9 +39,10 @@ NOT_RESULTS = ("grid", "report")
 FIRST_REVISION = (1, "the stage as first written")  # a stage absent below, and a record made before revisions
 STAGE_REVISIONS = {
     "06_benchmark": (
-        4,
-        "the forecast prices a step by the requests decoding in it where its calibration measured that, "
-        "and with k auto the pick joins a K sweep that lacks it (revision 3: the first repetition's engines "
+        5,
+        "each engine answers a batch of its pass's prompts in full, untimed, before its calibration and timed "
+        "calls (revision 4: the forecast prices a step by the requests decoding in it where its calibration "
+        "measured that, and with k auto the pick joins a K sweep that lacks it; 3: the first repetition's engines "
         "answer calibration prompts before their timed passes; 2: engine.async_scheduling auto left each "
         "engine vLLM's default)",
     ),
@@ -51,7 +52,7 @@ STAGE_REVISIONS = {
 # Keys added after records were made, each with the value that computes what those records did:
 # a record made before the key existed stays current while the key keeps that value (a new
 # option at its neutral default re-runs no benchmark).
-ADDED_KEYS = {"benchmark.warmup_repetitions": 0, "replicate": 0}
+ADDED_KEYS = {"benchmark.warmup_repetitions": 0, "benchmark.warmup_answers": False, "replicate": 0}
 
 
 def revision(stage: str) -> tuple[int, str]:

@@ -989,7 +989,7 @@ def test_excess_mismatch_p_is_the_exact_conditional_binomial():
 def test_the_floor_runs_on_the_baselines_engine_with_its_prefix_cache_emptied(tiny_pair, monkeypatch):
     """The numerical floor: the same prompts again on the timed call's engine, 2 at a time,
     reversed, after the prefix cache is emptied; no engine of its own."""
-    cfg = _cfg(**{"benchmark.max_tokens": 16})
+    cfg = _cfg(**{"benchmark.max_tokens": 16, "benchmark.warmup_answers": False})  # its own reset: below
     prompts, problems = _prompts(tiny_pair, 5)
     starts, resets = [], []
     real_start, real_reset = engine.start, engine.reset_prefix_cache
@@ -1002,6 +1002,43 @@ def test_the_floor_runs_on_the_baselines_engine_with_its_prefix_cache_emptied(ti
     assert all(s["output"] for s in floor)
     _, none = benchmark.run_pass(cfg, "baseline", tiny_pair["target"], prompts, problems, extras=False)
     assert none["floor_samples"] == [] and len(starts) == 2 and len(resets) == 1
+
+
+@pytest.mark.slow
+def test_each_engine_answers_a_batch_in_full_before_its_timed_call(tiny_pair, monkeypatch):
+    """`benchmark.warmup_answers`: after the short warm-up, the pass's first max_num_seqs prompts
+    answered at the timed call's length, their cached prefixes then forgotten; off, neither."""
+    prompts, problems = _prompts(tiny_pair, 5)
+    seen = []
+    real_start, real_reset = engine.start, engine.reset_prefix_cache
+
+    def start(*a, **kw):
+        eng = real_start(*a, **kw)
+        generate = eng.llm.generate
+
+        def recorded(ps, sampling, **k):
+            lengths = [x.max_tokens for x in sampling] if isinstance(sampling, list) else [sampling.max_tokens]
+            seen.append((list(ps), lengths))
+            return generate(ps, sampling, **k)
+
+        eng.llm.generate = recorded
+        return eng
+
+    monkeypatch.setattr(engine, "start", start)
+    monkeypatch.setattr(engine, "reset_prefix_cache", lambda eng: seen.append("reset") or real_reset(eng))
+    on = {"benchmark.warmup_answers": True, "benchmark.floor_max_num_seqs": 0}  # the tiny profile's is off
+    cfg = _cfg(**{"benchmark.max_tokens": 16, "benchmark.max_num_seqs": 3, **on})
+    benchmark.run_pass(cfg, "baseline", tiny_pair["target"], prompts, problems, extras=False)
+    assert seen == [
+        ([benchmark.WARMUP_PROMPT] * 3, [1, 2, 3]),
+        (prompts[:3], [16]),
+        "reset",
+        (prompts, [16]),  # the timed call
+    ]
+    seen.clear()
+    off = _cfg(**{"benchmark.max_tokens": 16, "benchmark.max_num_seqs": 3, "benchmark.warmup_answers": False})
+    benchmark.run_pass(off, "baseline", tiny_pair["target"], prompts, problems, extras=False)
+    assert seen == [([benchmark.WARMUP_PROMPT] * 3, [1, 2, 3]), (prompts, [16])]
 
 
 def test_an_engine_stop_passes_over_the_whole_heap_once_and_frees_the_engine():
