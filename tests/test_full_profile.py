@@ -6,7 +6,7 @@ Every stage runs with the profile's own structure — hub datasets, Gemini teach
 the hub target, distillation, draft SFT, merge, a benchmark whose engines run out of the
 kernel's process (`engine.in_process: false` stays), the analysis. Overridden, and only these:
 - the device: `cpu`;
-- counts and sizes: problems, epochs, tokens, batch sizes, model length, KV cache, bootstrap;
+- counts and sizes: problems, repetitions, epochs, tokens, batch sizes, model length, KV cache, bootstrap;
 - what this CPU cannot do: `models.dtype: float32` (no AVX512-BF16 on CI's CPUs),
   `optim: adamw_torch` (the profile's `adamw_8bit` is bitsandbytes, a GPU package not in the CPU
   environment), `engine.enforce_eager: true` (CUDA graphs / compilation do not apply on CPU),
@@ -54,6 +54,7 @@ def overrides(gemini_url: str) -> dict:
         "distill.max_num_seqs": 16,
         "benchmark.max_tokens": 16,
         "benchmark.n_samples": 4,
+        "benchmark.repetitions": 2,  # the profile's 4 (8 engines out of process) alternate the order all the same
         "benchmark.max_num_seqs": 8,
         "benchmark.bootstrap": 100,
         "benchmark.crosscheck_samples": 2,
