@@ -144,9 +144,8 @@ def run_pass(
         width = min(len(prompts), max_num_seqs or cfg["benchmark"]["max_num_seqs"]) or 1
         eng.llm.generate([WARMUP_PROMPT] * width, warm_up_sampling(cfg, width), use_tqdm=False)
         if cfg["benchmark"]["warmup_answers"]:
-            # Then a batch of real answers, as long as the timed call's: on one H100 the speculative
-            # engine's first such call (the calibration's) took 19.4 ms a step against 13.5 ms in the
-            # timed call after it, and 94 ms to a first token against 17, after the warm-up above.
+            # Then a batch of real answers, as long as the timed call's: a speculative engine's first
+            # such call was slower than the next even after the warm-up above (docs/measurements.md).
             # Its prompts' cached prefixes are forgotten, so that the timed call prefills afresh.
             eng.llm.generate(prompts[:width], engine.sampling(cfg, cfg["benchmark"]["max_tokens"]), use_tqdm=False)
             engine.reset_prefix_cache(eng)
@@ -1123,8 +1122,7 @@ def forecast_checked(fc: dict, comparison: dict, sweep: list[dict], calibration:
     measured_k = {e["k"]: e["speedup_throughput"] for e in sweep or [] if e.get("speedup_throughput")}
     if calibration and len(measured_k) > 1 and calibration["k"] in measured_k:
         best = max(measured_k, key=measured_k.get)
-        # the sweep measures each K once; the chosen K's own repetitions show how far one pass
-        # moves (on the tiny CPU pair, CoD easy's K 5 measured 0.70x and 0.89x in one run)
+        # the sweep measures each K once; the chosen K's own repetitions show how far one pass moves
         own = [r["speedup_throughput"] for r in comparison.get("repetitions") or [] if r.get("speedup_throughput")]
         out["k_choice"] = {
             "chosen": calibration["k"],

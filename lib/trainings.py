@@ -163,15 +163,17 @@ def compare(frame: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFr
     )
 
 
+def _shown(quantity: str):
+    """How a value of `quantity`, and a difference of two, read (`answer.quantity_text`)."""
+    return partial(answer.quantity_text, quantity), partial(answer.quantity_text, quantity, diff=True)
+
+
 def table(compared: pd.DataFrame) -> pd.DataFrame:
     """`compare` for reading: every number formatted, each style's value with its range over
     trainings, the two intervals of the difference, and which decided."""
     out = []
     for _, r in compared.iterrows():
-        value, diff = (
-            partial(answer.quantity_text, r["quantity"]),
-            partial(answer.quantity_text, r["quantity"], diff=True),
-        )
+        value, diff = _shown(r["quantity"])
 
         def style(s: dict, value=value) -> str:
             return value(s["value"]) + (f" [{value(s['min'])}–{value(s['max'])}]" if s["replicates"] > 1 else "")
@@ -217,11 +219,7 @@ def sentences(compared: pd.DataFrame) -> list[str]:
     """The findings' sentences: per scenario and quantity, the difference with both intervals."""
     out = []
     for _, r in compared.iterrows():
-        value, diff = (
-            partial(answer.quantity_text, r["quantity"]),
-            partial(answer.quantity_text, r["quantity"], diff=True),
-        )
-
+        value, diff = _shown(r["quantity"])
         spread = "; ".join(
             f"{name} {value(r[s]['value'])}"
             + (f" (trainings {value(r[s]['min'])}–{value(r[s]['max'])})" if r[s]["replicates"] > 1 else "")

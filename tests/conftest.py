@@ -17,8 +17,7 @@ def _keep_worker_to_its_cores() -> None:
     """Under pytest-xdist, each worker process keeps to its own share of the cores (worker i of
     n: every n-th core from the i-th), and so does every kernel, engine and run it starts: each
     sizes its threads by its affinity (`device.usable_cpus`, OpenMP, vLLM's binding). Unshared,
-    two workers' OpenMP threads oversubscribed two cores (the EAGLE-3 test: 63 s alone, 526 s
-    beside the other worker)."""
+    each worker's OpenMP threads assume every core, and two workers oversubscribe them."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
         return
