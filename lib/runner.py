@@ -30,7 +30,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from . import cluster as ray_cluster
-from . import device, heap, io, logs, params, paths, record, reports, splits
+from . import device, heap, io, kernels, logs, params, paths, record, reports, splits
 from .choices import choose, choose_all
 from .stages import ALL_STAGES, POST_STAGES, PRE_STAGES, PROFILE_STAGES, eagle3_on, stages_of
 from .styles import STYLES
@@ -112,6 +112,7 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
             # the kernel (its process group) is killed rather than asked to exit, which took
             # 3.6-4.4 s per notebook with torch loaded on 2 shared cores (0.13 s killed).
             shutdown_kernel="immediate",
+            **kernels.papermill_kwargs(),
         )
     except KeyboardInterrupt:
         # papermill's event loop is torn down mid-cell: asyncio would print the dead kernel's
@@ -121,18 +122,19 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
         raise
     except Exception as exc:  # papermill saves the partial notebook with the traceback
         error = _short_error(exc)
-    seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    seconds, cpu = time.perf_counter() - t0, _children_cpu()
+    cpu = None if None in (cpu, cpu0) else cpu - cpu0
     (render or _render)(out_ipynb, out_html, stage, hide_input)
     return Outcome(run_label, stage, "failed" if error else "finished", seconds, error, cpu)
 
 
-def _children_cpu() -> float:
-    """CPU seconds of this process's finished children: the kernel once it is shut down (a
-    figure that depends far less on other load than the wall time)."""
+def _children_cpu() -> float | None:
+    """CPU seconds of this process's finished children and warm kernels: the kernel once it is
+    shut down (a figure that depends far less on other load than the wall time)."""
     import resource
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    usage, warm = resource.getrusage(resource.RUSAGE_CHILDREN), kernels.cpu_seconds()
+    return None if warm is None else usage.ru_utime + usage.ru_stime + warm
 
 
 def _interruptible(fn, *args, **kwargs):
@@ -354,7 +356,9 @@ def run_grid(
     slots = job_slots(n_jobs) if len(chains) > 1 and not by_ray else []
     result, t_start, started = GridResult(), time.perf_counter(), time.time()
     placing = ray_cluster.connected(cluster, gpu_ids) if by_ray and chains else contextlib.nullcontext()
-    with Renderer() as render, placing:  # the index below comes after the last render
+    use_this_checkout()  # before the warm process starts: its kernels' environment
+    here = len(pre) + len(post) + (0 if slots or ray_chains else sum(map(len, chains)))  # notebooks this process runs
+    with Renderer() as render, placing, kernels.warm(warm_kernels(cfgs, here)):  # the index after the last render
         if by_ray and chains:
             live = ray_cluster.nodes()
             ray_cluster.refuse_unplaceable(list(ray_chains.values()), live)
@@ -398,6 +402,22 @@ def run_grid(
             log(f"warning: the index could not be written: {_short_error(exc)}")
     log(result.summary())
     return result
+
+
+# From this many notebooks on, a warm process pays back its imports (one, ~20 s of CPU): each
+# kernel forked from it skips most of its own (docs/measurements.md).
+WARM_FROM = 3
+
+
+def warm_kernels(cfgs, notebooks: int) -> bool:
+    """Whether this runner's kernels fork from a warm process (`lib/kernels.py`): where every
+    run is on the CPU and it runs at least `WARM_FROM` notebooks (cached ones count too: not
+    known yet), unless WORKBOOK_FRESH_KERNELS=1."""
+    return (
+        os.environ.get("WORKBOOK_FRESH_KERNELS") != "1"
+        and notebooks >= WARM_FROM
+        and all(cfg["device"] == "cpu" for cfg in cfgs)
+    )
 
 
 def _run_plan(plan, profile, overrides, redo, hide_input, log, result: GridResult, t_start: float, render=None) -> None:

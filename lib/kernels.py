@@ -1,0 +1,430 @@
+"""Notebook kernels forked from a warm process, on the CPU.
+
+A fresh kernel imports torch, transformers, PEFT and vLLM again for every stage: most of a tiny
+stage's time (docs/measurements.md). With `warm()` active, the runner starts one process that
+imports them once (`WARM`; a kernel asked for meanwhile waits) and papermill's kernel command goes through `launch`, which asks that process
+to fork a kernel with the launcher's streams, folder and environment.
+
+What a forked kernel is not told at import time it cannot be told later: modules read the
+environment and the set of cores when imported (the Hub's endpoint, OpenMP's thread count).
+So the warm process serves only a request whose environment and cores are the ones it
+imported under; any other gets "no", and the launcher becomes a fresh kernel (exec). Off the
+CPU (`device` cuda or auto) no warm process is started: vLLM's import may touch CUDA, which a
+forked child cannot use.
+
+The launcher stays what jupyter_client started and watches: it relays signals to the kernel's
+process group and exits with the kernel's status. Killed (jupyter_client's "immediate" shutdown,
+the runner's Ctrl-C), its connection closes and the warm process kills that kernel's group. The
+warm process ends with its runner (its standard input closes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+# In import order, cheapest first: what every notebook needs, then training, then vLLM. A
+# module missing here is imported by the kernel that needs it, as before.
+WARM = (
+    "lib.params",
+    "lib.record",
+    "lib.formats",
+    "lib.logs",
+    "lib.plots",
+    "lib.data",
+    "ipykernel.ipkernel",  # not kernelapp, whose defaults read the kernel's JPY_PARENT_PID when imported
+    "IPython.core.shellapp",
+    "debugpy",
+    "matplotlib.pyplot",
+    "seaborn",
+    "torch",
+    "transformers:AutoModelForCausalLM",  # module:name, for what a package imports only when asked
+    "transformers:AutoTokenizer",
+    "transformers:Qwen3ForCausalLM",
+    "transformers:TrainerCallback",
+    "datasets",
+    "peft:PeftModel",
+    "peft:LoraConfig",
+    "trl:SFTTrainer",
+    "trl:SFTConfig",
+    "lib.train",
+    "lib.merge",
+    "lib.base_pair",
+    "vllm:LLM",
+    "vllm:SamplingParams",
+    "vllm.engine.arg_utils",
+    "vllm.v1.engine.core",
+    "vllm.v1.worker.cpu_worker",
+    "vllm.v1.worker.cpu_model_runner",
+    "vllm.model_executor.models.qwen3",
+    "vllm.v1.spec_decode.draft_model",
+    "vllm.lora.worker_manager",
+    "lib.engine",
+    "lib.distill",
+    "lib.benchmark",
+    "lib.analysis",
+    "lib.findings",
+)
+# Set by jupyter_client for each kernel it starts: not a difference the imports could have seen.
+PER_KERNEL = ("JPY_",)
+_HEADER = struct.Struct("!I")
+_active: dict = {}
+
+
+@contextlib.contextmanager
+def warm(enabled: bool, modules=WARM):
+    """Kernels of notebooks executed in this block (`papermill_kwargs`) fork from a warm
+    process started here, which imports `modules`; it ends with the block."""
+    if not enabled or _active:
+        yield
+        return
+    _active["server"] = _Server(modules)  # importing while the runner checks what is done
+    try:
+        yield
+    finally:
+        server = _active.pop("server", None)
+        _active.clear()
+        if server is not None:
+            server.close()
+
+
+def papermill_kwargs() -> dict:
+    """What `papermill.execute_notebook` needs for a warm kernel here: nothing outside `warm`."""
+    if not _active:
+        return {}
+    return {"kernel_manager_class": _manager_class(_active["server"].address)}
+
+
+class _Server:
+    def __init__(self, modules):
+        self._folder = tempfile.mkdtemp(prefix="workbook-kernels-")
+        self.address = os.path.join(self._folder, "socket")
+        self._log = open(os.path.join(self._folder, "warm.log"), "wb")  # noqa: SIM115 (closed in close)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "lib.kernels", "serve", self.address, *modules],
+            stdin=subprocess.PIPE,
+            # os.environ as jupyter_client passes it to kernels, not the C environment, which
+            # can hold more (readline, once imported, sets LINES and COLUMNS there)
+            env=dict(os.environ),
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which decides
+        )
+        import time
+
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.address) and self._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # listening before any kernel asks (it binds first, then imports)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the kernels that have ended (those killed are waited for first)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.address)
+            _send(conn, b'{"cpu": true}')
+            return float(_receive(conn)[0]["cpu"])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()  # the warm process kills its kernels and ends
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._log.close()
+        import shutil
+
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def cpu_seconds() -> float | None:
+    """CPU seconds of the warm kernels ended so far (0 outside `warm`): they are the warm
+    process's children, not the runner's, so `resource.getrusage` does not count them."""
+    server = _active.get("server")
+    if server is None:
+        return 0.0
+    try:
+        return server.cpu_seconds()
+    except (OSError, ValueError, ConnectionError, KeyError):
+        return None  # the warm process is gone, and with it what its kernels used: unknown
+
+
+def _manager_class(address: str):
+    from jupyter_client import AsyncKernelManager
+
+    class WarmKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return [sys.executable, "-m", "lib.kernels", "launch", address, *cmd]
+
+    return WarmKernelManager
+
+
+# --- the warm process ---
+
+
+def _fingerprint(env: dict) -> dict:
+    return {k: v for k, v in env.items() if not k.startswith(PER_KERNEL)}
+
+
+def _send(conn, data: bytes, fds=()) -> None:
+    socket.send_fds(conn, [_HEADER.pack(len(data)) + data], list(fds))
+
+
+def _receive(conn, max_fds: int = 0):
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, max_fds)
+    if len(data) < _HEADER.size:
+        raise ConnectionError("short request")
+    (size,) = _HEADER.unpack_from(data)
+    data = data[_HEADER.size :]
+    while len(data) < size:
+        more = conn.recv(size - len(data))
+        if not more:
+            raise ConnectionError("request cut short")
+        data += more
+    return json.loads(data), fds
+
+
+def serve(address: str, modules) -> None:
+    """The warm process: import `modules` one at a time, then fork a kernel for each request
+    (those that came during the imports waited), until standard input closes."""
+    _Warm(address).run(modules)
+
+
+class _Warm:
+    def __init__(self, address: str):
+        self.imported_under = _fingerprint(dict(os.environ)), sorted(os.sched_getaffinity(0))
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(address)
+        self.listener.listen(64)
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        self.wake_w = wake_w
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ, "accept")
+        self.sel.register(sys.stdin, selectors.EVENT_READ, "runner")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "child")
+        self.kernels: dict[int, socket.socket] = {}  # kernel PID -> its launcher's connection
+        self.waiting = []  # (connection, request, streams) that came during the imports
+        self.cpu = 0.0  # CPU seconds of the kernels ended so far, their children included
+
+    def run(self, modules) -> None:
+        todo = list(modules)
+        # vLLM configures its logger when imported; a kernel's `engine.configure` would have set this first
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        while True:
+            for key, _ in self.sel.select(0 if todo or self.waiting else None):
+                if key.data == "runner":
+                    if not os.read(sys.stdin.fileno(), 1 << 12):
+                        for pid in self.kernels:
+                            _kill_group(pid)
+                        return
+                elif key.data == "accept":
+                    self._accept()
+                elif key.data == "child":
+                    os.read(self.wake_r, 1 << 12)
+                elif _closed(key.fileobj):  # a launcher's connection: closed, so its kernel goes too
+                    self.sel.unregister(key.fileobj)
+                    _kill_group(key.data)
+            self._reap()
+            if todo:
+                name = todo.pop(0)
+                try:
+                    module, _, attr = name.partition(":")
+                    getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+                except Exception as exc:  # a kernel that needs it imports it itself, and says why it fails
+                    print(f"warm: import {name} failed: {exc!r}", file=sys.stderr, flush=True)
+                if not todo:
+                    import gc
+
+                    gc.freeze()  # what the kernels share is never copied by a collection's pass
+                continue
+            while self.waiting:
+                self._fork(*self.waiting.pop(0))
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        try:
+            request, fds = _receive(conn, max_fds=3)
+        except (OSError, ValueError, ConnectionError):
+            conn.close()
+            return
+        if "cpu" in request:  # the runner: what its kernels used, once those it stopped have ended
+            for pid, kernel_conn in list(self.kernels.items()):
+                if _closed(kernel_conn):
+                    _kill_group(pid)
+                    self._reap(pid)
+            with contextlib.suppress(OSError):
+                _send(conn, json.dumps({"cpu": self.cpu}).encode())
+            conn.close()
+            return
+        why = self._why_not(request)
+        if why:
+            with contextlib.suppress(OSError):
+                _send(conn, json.dumps({"no": why}).encode())
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            return
+        self.waiting.append((conn, request, fds))
+
+    def _why_not(self, request: dict) -> str | None:
+        env, (env0, cores0) = _fingerprint(request["env"]), self.imported_under
+        if env != env0:
+            keys = sorted({k for k, _ in set(env.items()) ^ set(env0.items())})
+            shown = [f"{k}={env.get(k, '(unset)')!r} (warm: {env0.get(k, '(unset)')!r})" for k in keys[:5]]
+            return f"its environment differs from the warm process's: {', '.join(shown)}"
+        if sorted(request["cores"]) != cores0:
+            return f"its cores {request['cores']} are not the warm process's {cores0}"
+        return None
+
+    def _fork(self, conn, request: dict, fds) -> None:
+        others = [self.listener, self.sel, self.wake_r, self.wake_w, *self.kernels.values()]
+        others += [c for c, _, _ in self.waiting]
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _become_kernel(request, fds, others + [conn])
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        try:
+            _send(conn, json.dumps({"pid": pid}).encode())
+        except OSError:
+            pass  # the launcher is gone: its connection reads closed below, and the kernel goes
+        self.kernels[pid] = conn
+        self.sel.register(conn, selectors.EVENT_READ, pid)
+
+    def _reap(self, pid: int = -1) -> None:
+        """Collect ended kernels (`pid`: wait for that one), telling each launcher its status."""
+        while self.kernels:
+            try:
+                done, status, usage = os.wait4(pid, 0 if pid > 0 else os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not done:
+                return
+            self.cpu += usage.ru_utime + usage.ru_stime  # its own children are in it once reaped
+            conn = self.kernels.pop(done, None)
+            if conn is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(conn)
+                with contextlib.suppress(OSError):
+                    _send(conn, json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
+                conn.close()
+            if pid > 0:
+                return
+
+
+def _closed(conn) -> bool:
+    """Whether the launcher's end of `conn` is closed (it sends nothing after its request)."""
+    try:
+        conn.setblocking(False)
+        return not conn.recv(1 << 12)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            conn.setblocking(True)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _become_kernel(request: dict, fds, close) -> int:
+    os.setsid()  # its own process group, killed whole as jupyter_client kills a kernel's
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    for f in close:  # the warm process's own, and the other kernels' connections
+        with contextlib.suppress(OSError):
+            f.close() if hasattr(f, "close") else os.close(f)
+    for i, fd in enumerate(fds):  # the launcher's streams; 0 was the runner's pipe to the warm process
+        os.dup2(fd, i)
+        os.close(fd)
+    per_kernel = {k: v for k, v in request["env"].items() if k.startswith(PER_KERNEL)}
+    os.environ.update(per_kernel)  # the rest is the request's already, plus what the imports set
+    os.chdir(request["cwd"])
+    sys.path[0] = request["cwd"]  # as `python -m` puts it
+    if "numpy" in sys.modules:  # a fresh process seeds NumPy's global generator from the OS
+        sys.modules["numpy"].random.seed()
+    sys.argv = ["ipykernel_launcher", *request["argv"]]
+    from ipykernel import kernelapp
+
+    try:
+        kernelapp.launch_new_instance()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+# --- the launcher: the kernel command jupyter_client starts ---
+
+
+def launch(address: str, cmd: list[str]) -> int:
+    """Ask the warm process at `address` for a kernel running `cmd`'s arguments; relay signals
+    to it and exit with it. Where it cannot serve, run `cmd` itself (a fresh kernel)."""
+    args = cmd[cmd.index("ipykernel_launcher") + 1 :] if "ipykernel_launcher" in cmd else None
+    reply = {"no": "not an ipykernel command"}
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if args is not None:
+        try:
+            conn.connect(address)
+            request = {
+                "argv": args,
+                "cwd": os.getcwd(),
+                "env": dict(os.environ),
+                "cores": sorted(os.sched_getaffinity(0)),
+            }
+            _send(conn, json.dumps(request).encode(), [0, 1, 2])
+            reply, _ = _receive(conn)
+        except (OSError, ValueError, ConnectionError) as exc:
+            reply = {"no": f"warm process unreachable: {exc}"}
+    if "pid" not in reply:
+        conn.close()
+        print(f"a fresh kernel: {reply['no']}", file=sys.stderr, flush=True)  # slower, not wrong
+        os.execv(cmd[0], cmd)
+    pid = reply["pid"]
+
+    def relay(signum, _frame):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, relay)
+    try:
+        done, _ = _receive(conn)
+    except (OSError, ValueError, ConnectionError):
+        return 1
+    return int(done.get("exit", 1))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        serve(argv[1], argv[2:])
+        return 0
+    if argv[:1] == ["launch"]:
+        return launch(argv[1], argv[2:])
+    print("usage: python -m lib.kernels serve ADDRESS MODULE... | launch ADDRESS CMD...", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,113 @@
+"""Kernels forked from a warm process (lib/kernels.py): they start with its imports and the
+launcher's folder and environment; a request it could not serve as a fresh kernel would be
+gets a fresh kernel, saying why; a killed launcher takes its kernel with it; the kernels' CPU
+time is counted; the warm process ends with its block. Through papermill and jupyter_client
+themselves, with a warm process that imports only torch."""
+
+import json
+import os
+import threading
+import time
+
+import nbformat
+import papermill as pm
+import psutil
+import pytest
+
+from lib import kernels, runner
+
+pytestmark = pytest.mark.slow
+
+PROBE = """
+import json, os, sys, time
+t0 = time.process_time()
+while time.process_time() - t0 < {burn}:
+    pass
+json.dump({{"torch": "torch" in sys.modules, "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+           "x": os.environ.get("WORKBOOK_TEST_X"), "jpy": os.environ.get("JPY_PARENT_PID")}}, open({out!r}, "w"))
+time.sleep({sleep})
+"""
+
+
+def _notebook(tmp_path, out, burn=0.0, sleep=0):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(PROBE.format(out=str(out), burn=burn, sleep=sleep))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "probe.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _execute(path, cwd):
+    pm.execute_notebook(
+        str(path),
+        str(path.with_name("ran.ipynb")),
+        kernel_name="python3",
+        cwd=str(cwd),
+        progress_bar=False,
+        shutdown_kernel="immediate",
+        **kernels.papermill_kwargs(),
+    )
+
+
+def test_a_kernel_forks_with_the_warm_imports_and_its_own_folder(tmp_path, capfd):
+    out, cwd = tmp_path / "seen.json", tmp_path / "work"
+    cwd.mkdir()
+    with kernels.warm(True, modules=("torch",)):
+        server = kernels._active["server"]
+        before = kernels.cpu_seconds()
+        _execute(_notebook(tmp_path, out, burn=0.5), cwd)
+        used = kernels.cpu_seconds() - before
+        seen = json.loads(out.read_text())
+        assert seen["torch"], "the kernel imported torch itself: not forked from the warm process"
+        assert seen["ppid"] == server._proc.pid  # the warm process's child
+        assert seen["cwd"] == str(cwd)
+        assert seen["jpy"] == str(os.getpid())  # what jupyter_client set for this kernel
+        assert 0.5 <= used < 30, used  # its CPU, counted though not this process's child
+    assert server._proc.poll() is not None  # ended with the block
+    assert not os.path.exists(server.address)
+    assert "a fresh kernel" not in capfd.readouterr().err
+
+
+def test_a_kernel_whose_environment_differs_is_a_fresh_one_saying_why(tmp_path, monkeypatch, capfd):
+    out = tmp_path / "seen.json"
+    with kernels.warm(True, modules=("torch",)):
+        monkeypatch.setenv("WORKBOOK_TEST_X", "set after the warm process started")  # its imports never saw it
+        _execute(_notebook(tmp_path, out), tmp_path)
+    seen = json.loads(out.read_text())
+    assert seen["x"] == "set after the warm process started"
+    assert not seen["torch"] and seen["ppid"] == os.getpid()  # jupyter_client's own child
+    assert "a fresh kernel: its environment differs from the warm process's: WORKBOOK_TEST_X" in capfd.readouterr().err
+
+
+def test_killing_the_launcher_as_ctrl_c_does_kills_its_kernel(tmp_path):
+    out = tmp_path / "seen.json"
+    failed = {}
+
+    def work():
+        try:
+            _execute(_notebook(tmp_path, out, sleep=120), tmp_path)
+        except Exception as exc:  # the dead kernel, as papermill reports it
+            failed["error"] = exc
+
+    with kernels.warm(True, modules=()):
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        kernel = psutil.Process(json.loads(out.read_text())["pid"])
+        runner._kill_kernels()  # what the runner does on Ctrl-C: its children running ipykernel
+        kernel.wait(20)  # psutil.TimeoutExpired if the kernel outlived its launcher
+        thread.join(60)
+    assert not thread.is_alive() and "error" in failed
+
+
+def test_the_runner_warms_only_on_the_cpu_and_for_enough_notebooks(monkeypatch):
+    cpu, gpu = {"device": "cpu"}, {"device": "cuda"}
+    assert runner.warm_kernels([cpu, cpu], runner.WARM_FROM)
+    assert not runner.warm_kernels([cpu], runner.WARM_FROM - 1)
+    assert not runner.warm_kernels([cpu, gpu], 10)
+    assert not runner.warm_kernels([{"device": "auto"}], 10)  # may be a GPU: never forked
+    monkeypatch.setenv("WORKBOOK_FRESH_KERNELS", "1")
+    assert not runner.warm_kernels([cpu], 10)
