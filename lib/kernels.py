@@ -2,8 +2,9 @@
 
 A fresh kernel imports torch, transformers, PEFT and vLLM again for every stage: most of a tiny
 stage's time (docs/measurements.md). With `warm()` active, the runner starts one process that
-imports them once (`WARM`; a kernel asked for meanwhile waits) and papermill's kernel command goes through `launch`, which asks that process
-to fork a kernel with the launcher's streams, folder and environment.
+imports them once (`WARM`; a kernel asked for meanwhile waits), and papermill's kernel command
+goes through `launch`, which asks that process to fork a kernel with the launcher's streams,
+folder and environment.
 
 What a forked kernel is not told at import time it cannot be told later: modules read the
 environment and the set of cores when imported (the Hub's endpoint, OpenMP's thread count).
@@ -297,6 +298,10 @@ class _Warm:
             code = 1
             try:
                 code = _become_kernel(request, fds, others + [conn])
+            except BaseException:  # on the launcher's stderr: the stage's dead kernel says why
+                import traceback
+
+                traceback.print_exc()
             finally:
                 os._exit(code)
         for fd in fds:
