@@ -13,6 +13,10 @@ imported under; any other gets "no", and the launcher becomes a fresh kernel (ex
 CPU (`device` cuda or auto) no warm process is started: vLLM's import may touch CUDA, which a
 forked child cannot use.
 
+A grid on CPU job slots (`--jobs`) runs each run in a process of its own, one after another per
+slot: the grid's runner starts one warm process per slot (`for_slots`), in the slot's environment
+and on its cores, and each run's runner uses it (`ADDRESS_ENV`) rather than starting its own.
+
 The launcher stays what jupyter_client started and watches: it relays signals to the kernel's
 process group and exits with the kernel's status. Killed (jupyter_client's "immediate" shutdown,
 the runner's Ctrl-C), its connection closes and the warm process kills that kernel's group. The
@@ -77,24 +81,57 @@ WARM = (
 )
 # Set by jupyter_client for each kernel it starts: not a difference the imports could have seen.
 PER_KERNEL = ("JPY_",)
+# The address of a warm process a runner shares rather than starts: the one of its CPU job slot,
+# started by the grid's runner for the runs placed on that slot one after another (`for_slots`).
+ADDRESS_ENV = "WORKBOOK_WARM_KERNELS"
 _HEADER = struct.Struct("!I")
 _active: dict = {}
 
 
 @contextlib.contextmanager
-def warm(enabled: bool, modules=WARM):
+def warm(start: bool, modules=WARM):
     """Kernels of notebooks executed in this block (`papermill_kwargs`) fork from a warm
-    process started here, which imports `modules`; it ends with the block."""
-    if not enabled or _active:
+    process: its CPU job slot's (`ADDRESS_ENV`), else, with `start`, one started here that
+    imports `modules` and ends with the block."""
+    shared = os.environ.get(ADDRESS_ENV)
+    if _active or not (start or (shared and os.path.exists(shared))):
         yield
         return
-    _active["server"] = _Server(modules)  # importing while the runner checks what is done
+    try:  # importing while the runner checks what is done
+        _active["server"] = _Shared(shared) if shared and os.path.exists(shared) else _Server(modules)
+    except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
+        print(f"warning: no warm process for the kernels ({exc}); each starts fresh", file=sys.stderr, flush=True)
+        yield
+        return
     try:
         yield
     finally:
         server = _active.pop("server", None)
         _active.clear()
         if server is not None:
+            server.close()
+
+
+@contextlib.contextmanager
+def for_slots(enabled: bool, envs: list[dict], modules=WARM):
+    """One warm process per CPU job slot, for the runs its slot runs one after another, each a
+    process of its own: `envs` are the slots' environments (their cores, threads), yielded with
+    the address added, which the runs' `warm` finds. They end with the block."""
+    if not enabled:
+        yield envs
+        return
+    servers = []
+    try:
+        try:
+            for env in envs:
+                servers.append(_Server(modules, env={**os.environ, **env}, shared=True))
+        except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
+            print(f"warning: no warm process for the slots ({exc}); kernels start fresh", file=sys.stderr, flush=True)
+            yield envs
+            return
+        yield [{**env, ADDRESS_ENV: server.address} for env, server in zip(envs, servers, strict=True)]
+    finally:
+        for server in servers:
             server.close()
 
 
@@ -105,17 +142,41 @@ def papermill_kwargs() -> dict:
     return {"kernel_manager_class": _manager_class(_active["server"].address)}
 
 
-class _Server:
-    def __init__(self, modules):
+class _Shared:
+    """A warm process this runner uses but did not start (its slot's)."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the kernels that have ended (those killed are waited for first)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.address)
+            _send(conn, b'{"cpu": true}')
+            return float(_receive(conn)[0]["cpu"])
+
+    def close(self) -> None:
+        pass  # its slot's runner ends it
+
+
+class _Server(_Shared):
+    """A warm process this runner starts and ends. `env`: its environment, that of the kernels
+    it serves (default: this process's); `shared`: with its own address in it, as the runs of
+    its slot have it."""
+
+    def __init__(self, modules, env: dict | None = None, shared: bool = False):
         self._folder = tempfile.mkdtemp(prefix="workbook-kernels-")
-        self.address = os.path.join(self._folder, "socket")
+        super().__init__(os.path.join(self._folder, "socket"))
+        # os.environ as jupyter_client passes it to kernels, not the C environment, which can
+        # hold more (readline, once imported, sets LINES and COLUMNS there)
+        env = dict(os.environ if env is None else env)
+        if shared:
+            env[ADDRESS_ENV] = self.address
         self._log = open(os.path.join(self._folder, "warm.log"), "wb")  # noqa: SIM115 (closed in close)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "lib.kernels", "serve", self.address, *modules],
             stdin=subprocess.PIPE,
-            # os.environ as jupyter_client passes it to kernels, not the C environment, which
-            # can hold more (readline, once imported, sets LINES and COLUMNS there)
-            env=dict(os.environ),
+            env=env,
             stdout=self._log,
             stderr=self._log,
             start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which decides
@@ -125,13 +186,6 @@ class _Server:
         deadline = time.monotonic() + 30
         while not os.path.exists(self.address) and self._proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # listening before any kernel asks (it binds first, then imports)
-
-    def cpu_seconds(self) -> float:
-        """CPU seconds of the kernels that have ended (those killed are waited for first)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(self.address)
-            _send(conn, b'{"cpu": true}')
-            return float(_receive(conn)[0]["cpu"])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -197,7 +251,11 @@ def _receive(conn, max_fds: int = 0):
 
 def serve(address: str, modules) -> None:
     """The warm process: import `modules` one at a time, then fork a kernel for each request
-    (those that came during the imports waited), until standard input closes."""
+    (those that came during the imports waited), until standard input closes. On a CPU job
+    slot's cores first, as its runs keep to them before any import."""
+    from . import device
+
+    device.keep_to_slot_cpus()
     _Warm(address).run(modules)
 
 

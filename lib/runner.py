@@ -356,9 +356,14 @@ def run_grid(
     slots = job_slots(n_jobs) if len(chains) > 1 and not by_ray else []
     result, t_start, started = GridResult(), time.perf_counter(), time.time()
     placing = ray_cluster.connected(cluster, gpu_ids) if by_ray and chains else contextlib.nullcontext()
-    use_this_checkout()  # before the warm process starts: its kernels' environment
-    here = len(pre) + len(post) + (0 if slots or ray_chains else sum(map(len, chains)))  # notebooks this process runs
-    with Renderer() as render, placing, kernels.warm(warm_kernels(cfgs, here)):  # the index after the last render
+    use_this_checkout()  # before a warm process starts: its kernels' environment
+    # Warm processes (lib/kernels.py): one for the notebooks this process runs, one per CPU job
+    # slot for the runs placed on it one after another.
+    here = len(pre) + len(post) + (0 if slots or ray_chains else sum(map(len, chains)))
+    warm_here = kernels.warm(warm_kernels(cfgs, here))
+    warm_slots = kernels.for_slots(warm_kernels(cfgs, sum(map(len, chains))), [env for _, env in slots])
+    with Renderer() as render, placing, warm_here, warm_slots as slot_envs:  # the index after the last render
+        slots = [(name, env) for (name, _), env in zip(slots, slot_envs, strict=True)]
         if by_ray and chains:
             live = ray_cluster.nodes()
             ray_cluster.refuse_unplaceable(list(ray_chains.values()), live)

@@ -103,6 +103,38 @@ def test_killing_the_launcher_as_ctrl_c_does_kills_its_kernel(tmp_path):
     assert not thread.is_alive() and "error" in failed
 
 
+def test_a_slots_warm_process_serves_each_run_placed_on_it_and_ends_with_the_grid(tmp_path, monkeypatch):
+    """As the runner's CPU job slots do: the grid's runner starts one per slot; a run's own
+    runner (a process with the slot's environment) uses it, and leaves it running for the next."""
+    out = tmp_path / "seen.json"
+    with kernels.for_slots(True, [{"WORKBOOK_TEST_SLOT": "1"}], modules=("torch",)) as envs:
+        address = envs[0][kernels.ADDRESS_ENV]
+        warm_pid = next(p.pid for p in psutil.Process().children() if address in p.cmdline())
+        for run in range(2):
+            with monkeypatch.context() as mp:  # this process as the run's runner
+                for key, value in envs[0].items():
+                    mp.setenv(key, value)
+                with kernels.warm(False):
+                    _execute(_notebook(tmp_path, out), tmp_path)
+            seen = json.loads(out.read_text())
+            assert seen["torch"] and seen["ppid"] == warm_pid, (run, seen)
+            assert psutil.pid_exists(warm_pid)  # the run's end does not end it
+    assert not psutil.pid_exists(warm_pid) or psutil.Process(warm_pid).status() == psutil.STATUS_ZOMBIE
+    assert not os.path.exists(address)
+
+
+def test_no_room_for_a_warm_process_means_fresh_kernels_with_a_warning(monkeypatch, capfd):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kernels.tempfile, "mkdtemp", full)
+    with kernels.warm(True), kernels.for_slots(True, [{}]) as envs:
+        assert kernels.papermill_kwargs() == {} and envs == [{}]
+    err = capfd.readouterr().err
+    assert "no warm process for the kernels ([Errno 28] No space left on device); each starts fresh" in err
+    assert "no warm process for the slots" in err
+
+
 def test_the_runner_warms_only_on_the_cpu_and_for_enough_notebooks(monkeypatch):
     cpu, gpu = {"device": "cpu"}, {"device": "cuda"}
     assert runner.warm_kernels([cpu, cpu], runner.WARM_FROM)
