@@ -4,6 +4,7 @@ gets a fresh kernel, saying why; a killed launcher takes its kernel with it; the
 time is counted; the warm process ends with its block. Through papermill and jupyter_client
 themselves, with a warm process that imports only torch."""
 
+import contextlib
 import json
 import os
 import threading
@@ -36,6 +37,15 @@ def _notebook(tmp_path, out, burn=0.0, sleep=0):
     path = tmp_path / "probe.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+def _serving(address: str) -> int:
+    """The PID of this process's child that serves `address` (other tests' children may be zombies)."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if address in child.cmdline():
+                return child.pid
+    raise AssertionError(f"no child of this process serves {address}")
 
 
 def _execute(path, cwd):
@@ -109,7 +119,7 @@ def test_a_slots_warm_process_serves_each_run_placed_on_it_and_ends_with_the_gri
     out = tmp_path / "seen.json"
     with kernels.for_slots(True, [{"WORKBOOK_TEST_SLOT": "1"}], modules=("torch",)) as envs:
         address = envs[0][kernels.ADDRESS_ENV]
-        warm_pid = next(p.pid for p in psutil.Process().children() if address in p.cmdline())
+        warm_pid = _serving(address)
         for run in range(2):
             with monkeypatch.context() as mp:  # this process as the run's runner
                 for key, value in envs[0].items():
