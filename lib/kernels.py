@@ -91,18 +91,14 @@ _active: dict = {}
 @contextlib.contextmanager
 def warm(start: bool, modules=WARM):
     """Kernels of notebooks executed in this block (`papermill_kwargs`) fork from a warm
-    process: its CPU job slot's (`ADDRESS_ENV`), else, with `start`, one started here that
-    imports `modules` and ends with the block."""
+    process: its CPU job slot's (`ADDRESS_ENV`), else, with `start`, one that imports `modules`,
+    started at the first kernel (a grid with nothing to run starts none) and ended with the block."""
     shared = os.environ.get(ADDRESS_ENV)
-    if _active or not (start or (shared and os.path.exists(shared))):
+    shared = shared if shared and os.path.exists(shared) else None
+    if _active or not (start or shared):
         yield
         return
-    try:  # importing while the runner checks what is done
-        _active["server"] = _Shared(shared) if shared and os.path.exists(shared) else _Server(modules)
-    except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
-        print(f"warning: no warm process for the kernels ({exc}); each starts fresh", file=sys.stderr, flush=True)
-        yield
-        return
+    _active["start"] = lambda: _Shared(shared) if shared else _Server(modules)
     try:
         yield
     finally:
@@ -112,34 +108,52 @@ def warm(start: bool, modules=WARM):
             server.close()
 
 
+def _server():
+    """This block's warm process, started at the first call; None where none could start."""
+    if "server" not in _active:
+        try:
+            _active["server"] = _active["start"]()
+        except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
+            print(f"warning: no warm process for the kernels ({exc}); each starts fresh", file=sys.stderr, flush=True)
+            _active["server"] = None
+    return _active["server"]
+
+
 @contextlib.contextmanager
 def for_slots(enabled: bool, envs: list[dict], modules=WARM):
     """One warm process per CPU job slot, for the runs its slot runs one after another, each a
-    process of its own: `envs` are the slots' environments (their cores, threads), yielded with
-    the address added, which the runs' `warm` finds. They end with the block."""
-    if not enabled:
-        yield envs
-        return
-    servers = []
+    process of its own. `envs` are the slots' environments (their cores, threads); yields for
+    each a function giving what to add to a run's environment there: the address, which the
+    run's `warm` finds, of its slot's warm process, started at the slot's first run. They end
+    with the block."""
+    servers: dict = {}
+
+    def adding(i: int):
+        def env() -> dict:
+            if not enabled:
+                return {}
+            if i not in servers:
+                try:
+                    servers[i] = _Server(modules, env={**os.environ, **envs[i]}, shared=True)
+                except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
+                    print(f"warning: no warm process for the slots ({exc}); kernels start fresh", file=sys.stderr)
+                    servers[i] = None
+            return {ADDRESS_ENV: servers[i].address} if servers[i] else {}
+
+        return env
+
     try:
-        try:
-            for env in envs:
-                servers.append(_Server(modules, env={**os.environ, **env}, shared=True))
-        except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
-            print(f"warning: no warm process for the slots ({exc}); kernels start fresh", file=sys.stderr, flush=True)
-            yield envs
-            return
-        yield [{**env, ADDRESS_ENV: server.address} for env, server in zip(envs, servers, strict=True)]
+        yield [adding(i) for i in range(len(envs))]
     finally:
-        for server in servers:
-            server.close()
+        for server in servers.values():
+            if server is not None:
+                server.close()
 
 
 def papermill_kwargs() -> dict:
     """What `papermill.execute_notebook` needs for a warm kernel here: nothing outside `warm`."""
-    if not _active:
-        return {}
-    return {"kernel_manager_class": _manager_class(_active["server"].address)}
+    server = _server() if _active else None
+    return {"kernel_manager_class": _manager_class(server.address)} if server else {}
 
 
 class _Shared:
@@ -205,7 +219,7 @@ def cpu_seconds() -> float | None:
     """CPU seconds of the warm kernels ended so far (0 outside `warm`): they are the warm
     process's children, not the runner's, so `resource.getrusage` does not count them."""
     server = _active.get("server")
-    if server is None:
+    if server is None:  # none started yet, or none could: the kernels so far were fresh
         return 0.0
     try:
         return server.cpu_seconds()

@@ -362,8 +362,8 @@ def run_grid(
     here = len(pre) + len(post) + (0 if slots or ray_chains else sum(map(len, chains)))
     warm_here = kernels.warm(warm_kernels(cfgs, here))
     warm_slots = kernels.for_slots(warm_kernels(cfgs, sum(map(len, chains))), [env for _, env in slots])
-    with Renderer() as render, placing, warm_here, warm_slots as slot_envs:  # the index after the last render
-        slots = [(name, env) for (name, _), env in zip(slots, slot_envs, strict=True)]
+    with Renderer() as render, placing, warm_here, warm_slots as slot_warm:  # the index after the last render
+        slots = [(name, env, warm) for (name, env), warm in zip(slots, slot_warm, strict=True)]
         if by_ray and chains:
             live = ray_cluster.nodes()
             ray_cluster.refuse_unplaceable(list(ray_chains.values()), live)
@@ -636,12 +636,12 @@ def _place(chains, slots, profile, overrides, redo, hide_input, log, short_first
         rp.report_dir.mkdir(parents=True, exist_ok=True)
         rp.runner_outcomes.unlink(missing_ok=True)
         taken = free.get()
-        slot, slot_env = taken
+        slot, slot_env, *slot_warm = taken  # (name, environment[, its warm process's address])
         try:
             if stopping.is_set():  # the grid was stopped before this chain started: it is not begun
                 return []
             log(f"[{slot}] {rp.name}: {', '.join(stage for _, stage in chain)}")
-            env = {**os.environ, **slot_env}
+            env = {**os.environ, **slot_env, **(slot_warm[0]() if slot_warm else {})}
             with open(rp.runner_log, "w") as keep:
                 proc = subprocess.Popen(
                     _chain_command(chain, profile, overrides, redo, hide_input, rp.runner_outcomes),

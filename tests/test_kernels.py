@@ -64,10 +64,10 @@ def test_a_kernel_forks_with_the_warm_imports_and_its_own_folder(tmp_path, capfd
     out, cwd = tmp_path / "seen.json", tmp_path / "work"
     cwd.mkdir()
     with kernels.warm(True, modules=("torch",)):
-        server = kernels._active["server"]
-        before = kernels.cpu_seconds()
+        before = kernels.cpu_seconds()  # none started yet: 0
         _execute(_notebook(tmp_path, out, burn=0.5), cwd)
         used = kernels.cpu_seconds() - before
+        server = kernels._active["server"]
         seen = json.loads(out.read_text())
         assert seen["torch"], "the kernel imported torch itself: not forked from the warm process"
         assert seen["ppid"] == server._proc.pid  # the warm process's child
@@ -82,6 +82,7 @@ def test_a_kernel_forks_with_the_warm_imports_and_its_own_folder(tmp_path, capfd
 def test_a_kernel_whose_environment_differs_is_a_fresh_one_saying_why(tmp_path, monkeypatch, capfd):
     out = tmp_path / "seen.json"
     with kernels.warm(True, modules=("torch",)):
+        kernels.papermill_kwargs()  # the warm process starts (at the first kernel)
         monkeypatch.setenv("WORKBOOK_TEST_X", "set after the warm process started")  # its imports never saw it
         _execute(_notebook(tmp_path, out), tmp_path)
     seen = json.loads(out.read_text())
@@ -117,12 +118,13 @@ def test_a_slots_warm_process_serves_each_run_placed_on_it_and_ends_with_the_gri
     """As the runner's CPU job slots do: the grid's runner starts one per slot; a run's own
     runner (a process with the slot's environment) uses it, and leaves it running for the next."""
     out = tmp_path / "seen.json"
-    with kernels.for_slots(True, [{"WORKBOOK_TEST_SLOT": "1"}], modules=("torch",)) as envs:
-        address = envs[0][kernels.ADDRESS_ENV]
+    slot = {"WORKBOOK_TEST_SLOT": "1"}
+    with kernels.for_slots(True, [slot], modules=("torch",)) as adding:
+        address = adding[0]()[kernels.ADDRESS_ENV]  # started at the slot's first run
         warm_pid = _serving(address)
         for run in range(2):
             with monkeypatch.context() as mp:  # this process as the run's runner
-                for key, value in envs[0].items():
+                for key, value in {**slot, **adding[0]()}.items():
                     mp.setenv(key, value)
                 with kernels.warm(False):
                     _execute(_notebook(tmp_path, out), tmp_path)
@@ -138,11 +140,22 @@ def test_no_room_for_a_warm_process_means_fresh_kernels_with_a_warning(monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(kernels.tempfile, "mkdtemp", full)
-    with kernels.warm(True), kernels.for_slots(True, [{}]) as envs:
-        assert kernels.papermill_kwargs() == {} and envs == [{}]
+    with kernels.warm(True), kernels.for_slots(True, [{}]) as adding:
+        assert kernels.papermill_kwargs() == {} and adding[0]() == {}
     err = capfd.readouterr().err
     assert "no warm process for the kernels ([Errno 28] No space left on device); each starts fresh" in err
     assert "no warm process for the slots" in err
+
+
+def test_a_block_that_starts_no_kernel_starts_no_warm_process(monkeypatch):
+    """A grid with every stage done, or a test's stand-in for the notebooks, imports nothing."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a warm process started with no kernel to fork")
+
+    monkeypatch.setattr(kernels, "_Server", refuse)
+    with kernels.warm(True), kernels.for_slots(True, [{}, {}]):
+        assert kernels.cpu_seconds() == 0.0
 
 
 def test_the_runner_warms_only_on_the_cpu_and_for_enough_notebooks(monkeypatch):
