@@ -30,12 +30,14 @@ import importlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 # In import order, cheapest first: what every notebook needs, then training, then vLLM. A
 # module missing here is imported by the kernel that needs it, as before.
@@ -111,12 +113,18 @@ def warm(start: bool, modules=WARM):
 def _server():
     """This block's warm process, started at the first call; None where none could start."""
     if "server" not in _active:
-        try:
-            _active["server"] = _active["start"]()
-        except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
-            print(f"warning: no warm process for the kernels ({exc}); each starts fresh", file=sys.stderr, flush=True)
-            _active["server"] = None
+        _active["server"] = _started(_active["start"], "the kernels")
     return _active["server"]
+
+
+def _started(start, what: str):
+    """`start()`, or None with a warning where no warm process can start (a full disk, no
+    processes left): the kernels start fresh, slower."""
+    try:
+        return start()
+    except OSError as exc:
+        print(f"warning: no warm process for {what} ({exc}); each kernel starts fresh", file=sys.stderr, flush=True)
+        return None
 
 
 @contextlib.contextmanager
@@ -133,11 +141,7 @@ def for_slots(enabled: bool, envs: list[dict], modules=WARM):
             if not enabled:
                 return {}
             if i not in servers:
-                try:
-                    servers[i] = _Server(modules, env={**os.environ, **envs[i]}, shared=True)
-                except OSError as exc:  # a full disk, no processes left: fresh kernels, slower
-                    print(f"warning: no warm process for the slots ({exc}); kernels start fresh", file=sys.stderr)
-                    servers[i] = None
+                servers[i] = _started(lambda: _Server(modules, env={**os.environ, **envs[i]}, shared=True), "the slots")
             return {ADDRESS_ENV: servers[i].address} if servers[i] else {}
 
         return env
@@ -195,8 +199,6 @@ class _Server(_Shared):
             stderr=self._log,
             start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which decides
         )
-        import time
-
         deadline = time.monotonic() + 30
         while not os.path.exists(self.address) and self._proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # listening before any kernel asks (it binds first, then imports)
@@ -210,8 +212,6 @@ class _Server(_Shared):
             self._proc.kill()
             self._proc.wait()
         self._log.close()
-        import shutil
-
         shutil.rmtree(self._folder, ignore_errors=True)
 
 

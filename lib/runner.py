@@ -359,9 +359,10 @@ def run_grid(
     use_this_checkout()  # before a warm process starts: its kernels' environment
     # Warm processes (lib/kernels.py): one for the notebooks this process runs, one per CPU job
     # slot for the runs placed on it one after another.
-    here = len(pre) + len(post) + (0 if slots or ray_chains else sum(map(len, chains)))
+    in_chains = sum(map(len, chains))
+    here = len(pre) + len(post) + (0 if slots or ray_chains else in_chains)
     warm_here = kernels.warm(warm_kernels(cfgs, here))
-    warm_slots = kernels.for_slots(warm_kernels(cfgs, sum(map(len, chains))), [env for _, env in slots])
+    warm_slots = kernels.for_slots(warm_kernels(cfgs, in_chains), [env for _, env in slots])
     with Renderer() as render, placing, warm_here, warm_slots as slot_warm:  # the index after the last render
         slots = [(name, env, warm) for (name, env), warm in zip(slots, slot_warm, strict=True)]
         if by_ray and chains:

@@ -143,7 +143,7 @@ def test_no_room_for_a_warm_process_means_fresh_kernels_with_a_warning(monkeypat
     with kernels.warm(True), kernels.for_slots(True, [{}]) as adding:
         assert kernels.papermill_kwargs() == {} and adding[0]() == {}
     err = capfd.readouterr().err
-    assert "no warm process for the kernels ([Errno 28] No space left on device); each starts fresh" in err
+    assert "no warm process for the kernels ([Errno 28] No space left on device); each kernel starts fresh" in err
     assert "no warm process for the slots" in err
 
 
