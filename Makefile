@@ -44,10 +44,12 @@ demo: $(STAMP)
 # first, so that a file's module-scoped world is built once (xdist would otherwise reorder files by
 # their number of tests), and each kept to its own share of the cores (shared, their threads
 # oversubscribed them); the base pair and the finished tiny grid are built once per run
-# (tests/conftest.py). Then the tests that start Ray, alone (the `ray` marker in pyproject.toml says why).
+# (tests/conftest.py). Then the tests that start Ray, alone (the `ray` marker in pyproject.toml says
+# why), reading what the first run built (the tiny grid) from a folder of this `make test` only.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not ray"
+	@worlds="$$(mktemp -d)" && trap 'rm -rf "$$worlds"' EXIT && export TEST_WORLDS="$$worlds" && set -x && \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not ray" && \
 	$(PY) -m pytest -q -m ray
 
 # Debian's Chromium and its WebDriver for the headless report test (Selenium drives them;

@@ -17,6 +17,19 @@ A grid on CPU job slots (`--jobs`) runs each run in a process of its own, one af
 slot: the grid's runner starts one warm process per slot (`for_slots`), in the slot's environment
 and on its cores, and each run's runner uses it (`ADDRESS_ENV`) rather than starting its own.
 
+A forked kernel's own Python children started by multiprocessing's "spawn" (vLLM's engine core
+and its worker, out of the kernel's process: vLLM forces spawn on the CPU) fork from the warm
+process too: the kernel's `multiprocessing.set_executable` is a script in the warm process's
+folder that runs `spawn`, the same launcher for `python -c "...spawn_main(...)"`, with the
+spawning process's file descriptors at their numbers. Only for a process the warm process forked
+(a kernel, or such a child): the imports it runs on are the warm process's, so its environment,
+which it has set more of while it ran, goes to the child whole. The child then has what the
+"fork" start method (vLLM's default off the CPU) would give it, less the spawning process's
+threads and memory. Except what a process reads only as it starts (`AT_START`: the loader's
+LD_PRELOAD, OpenMP's threads and places, which vLLM sets for its worker) and its cores: where
+these changed, a fresh process; but for an LD_PRELOAD of libraries the warm process has loaded
+already (vLLM on the CPU preloads torch's own libgomp for its engine core and worker).
+
 The launcher stays what jupyter_client started and watches: it relays signals to the kernel's
 process group and exits with the kernel's status. Killed (jupyter_client's "immediate" shutdown,
 the runner's Ctrl-C), its connection closes and the warm process kills that kernel's group. The
@@ -26,10 +39,12 @@ warm process ends with its runner (its standard input closes).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -83,10 +98,16 @@ WARM = (
 )
 # Set by jupyter_client for each kernel it starts: not a difference the imports could have seen.
 PER_KERNEL = ("JPY_",)
+# Read by a process as it starts (the loader, Python, OpenMP and the allocators as they load), never
+# after: a spawned child whose environment changed any of these is a fresh process.
+AT_START = ("LD_", "PYTHON", "OMP_", "GOMP_", "KMP_", "MALLOC_", "MKL_", "OPENBLAS_")
+# multiprocessing's spawn: the only `python -c` program a warm process runs
+SPAWN_MAIN = "from multiprocessing.spawn import spawn_main; spawn_main("
 # The address of a warm process a runner shares rather than starts: the one of its CPU job slot,
 # started by the grid's runner for the runs placed on that slot one after another (`for_slots`).
 ADDRESS_ENV = "WORKBOOK_WARM_KERNELS"
 _HEADER = struct.Struct("!I")
+MAX_FDS = 64  # a request's descriptors: a kernel's 3 streams; a spawned child's, a few more
 _active: dict = {}
 
 
@@ -276,6 +297,9 @@ def serve(address: str, modules) -> None:
 class _Warm:
     def __init__(self, address: str):
         self.imported_under = _fingerprint(dict(os.environ)), sorted(os.sched_getaffinity(0))
+        # the Python its kernels' multiprocessing spawns: `spawn` with this address (before the
+        # socket exists, so that a kernel that finds the socket finds the script)
+        self.python = _python_script(address)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(address)
         self.listener.listen(64)
@@ -329,7 +353,7 @@ class _Warm:
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
         try:
-            request, fds = _receive(conn, max_fds=3)
+            request, fds = _receive(conn, max_fds=MAX_FDS)
         except (OSError, ValueError, ConnectionError):
             conn.close()
             return
@@ -342,6 +366,11 @@ class _Warm:
                 _send(conn, json.dumps({"cpu": self.cpu}).encode())
             conn.close()
             return
+        request["pid"] = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+        if not self._refused(conn, request, fds):  # told at once, not after the imports
+            self.waiting.append((conn, request, fds))
+
+    def _refused(self, conn, request: dict, fds) -> bool:
         why = self._why_not(request)
         if why:
             with contextlib.suppress(OSError):
@@ -349,15 +378,30 @@ class _Warm:
             conn.close()
             for fd in fds:
                 os.close(fd)
-            return
-        self.waiting.append((conn, request, fds))
+        return bool(why)
 
     def _why_not(self, request: dict) -> str | None:
         env, (env0, cores0) = _fingerprint(request["env"]), self.imported_under
-        if env != env0:
-            keys = sorted({k for k, _ in set(env.items()) ^ set(env0.items())})
-            shown = [f"{k}={env.get(k, '(unset)')!r} (warm: {env0.get(k, '(unset)')!r})" for k in keys[:5]]
-            return f"its environment differs from the warm process's: {', '.join(shown)}"
+        if request.get("spawn"):
+            flags, flags0 = request["argv"][: request["argv"].index("-c")], subprocess._args_from_interpreter_flags()
+            if flags != flags0:
+                return f"its interpreter options {flags} are not the warm process's {flags0}"
+            if _parent(request["pid"]) not in self.kernels:
+                return "not asked for by a process the warm process forked"
+            # the imports it runs on are these: its environment goes whole, less what is read at start
+            env, env0 = ({k: v for k, v in e.items() if k.startswith(AT_START)} for e in (env, os.environ))
+            if "LD_PRELOAD" not in env0 and _loaded(env.get("LD_PRELOAD", "")):
+                # libraries the imports loaded already (vLLM's on the CPU: torch's own libgomp), first
+                # in the lookup order there, not here: the engine core runs no OpenMP, its worker
+                # comes fresh (OMP_*)
+                env.pop("LD_PRELOAD")
+            why = _differs(env, env0)
+            if why:
+                return f"it changed what a process reads as it starts: {why}"
+            env = env0
+        why = _differs(env, env0)
+        if why:
+            return f"its environment differs from the warm process's: {why}"
         if sorted(request["cores"]) != cores0:
             return f"its cores {request['cores']} are not the warm process's {cores0}"
         return None
@@ -369,7 +413,7 @@ class _Warm:
         if pid == 0:
             code = 1
             try:
-                code = _become_kernel(request, fds, others + [conn])
+                code = _become_child(request, fds, others + [conn], self.python)
             except BaseException:  # on the launcher's stderr: the stage's dead kernel says why
                 import traceback
 
@@ -425,31 +469,80 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _become_kernel(request: dict, fds, close) -> int:
+def _become_child(request: dict, fds, close, python: str) -> int:
+    """In the forked child: the launcher's process as it asked (its descriptors at their numbers,
+    folder, environment), then its kernel or its multiprocessing child; the exit status."""
     os.setsid()  # its own process group, killed whole as jupyter_client kills a kernel's
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGCHLD, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
-    for f in close:  # the warm process's own, and the other kernels' connections
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a fresh Python's: KeyboardInterrupt
+    for f in close:  # the warm process's own, and the other children's connections
         with contextlib.suppress(OSError):
             f.close() if hasattr(f, "close") else os.close(f)
-    for i, fd in enumerate(fds):  # the launcher's streams; 0 was the runner's pipe to the warm process
-        os.dup2(fd, i)
+    at = request.get("fds_at", [0, 1, 2])  # 0 was the runner's pipe to the warm process
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, max(at, default=2) + 1) for fd in fds]  # none lands on another's number
+    for fd in fds:
         os.close(fd)
-    per_kernel = {k: v for k, v in request["env"].items() if k.startswith(PER_KERNEL)}
-    os.environ.update(per_kernel)  # the rest is the request's already, plus what the imports set
+    for fd, number in zip(moved, at, strict=True):
+        os.dup2(fd, number)
+        os.close(fd)
+    if request.get("spawn"):  # its spawning process's, whole
+        os.environ.clear()
+    os.environ.update({k: v for k, v in request["env"].items() if k.startswith(PER_KERNEL) or request.get("spawn")})
     os.chdir(request["cwd"])
-    sys.path[0] = request["cwd"]  # as `python -m` puts it
     if "numpy" in sys.modules:  # a fresh process seeds NumPy's global generator from the OS
         sys.modules["numpy"].random.seed()
-    sys.argv = ["ipykernel_launcher", *request["argv"]]
-    from ipykernel import kernelapp
+    import multiprocessing
 
+    multiprocessing.set_executable(python)  # its own spawned children fork from here too
     try:
+        if request.get("spawn"):
+            argv = request["argv"][request["argv"].index("-c") :]
+            sys.argv, sys.path[0] = ["-c", *argv[2:]], ""  # as `python -c` has them
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+            return 0
+        sys.path[0] = request["cwd"]  # as `python -m` puts it
+        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        from ipykernel import kernelapp
+
         kernelapp.launch_new_instance()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def _differs(env: dict, env0: dict) -> str:
+    keys = sorted({k for k, _ in set(env.items()) ^ set(env0.items())})
+    return ", ".join(f"{k}={env.get(k, '(unset)')!r} (warm: {env0.get(k, '(unset)')!r})" for k in keys[:5])
+
+
+def _loaded(preload: str) -> bool:
+    """Whether `preload` (LD_PRELOAD's value) names only libraries this process has loaded."""
+    names = {os.path.realpath(p) for p in preload.replace(" ", ":").split(":") if p}
+    if not names:
+        return False
+    with open("/proc/self/maps") as f:
+        mapped = {os.path.realpath(line.split()[-1]) for line in f if line.rstrip().endswith(".so") or ".so." in line}
+    return names <= mapped
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _python_script(address: str) -> str:
+    """A `python` for multiprocessing's spawn beside `address`: `spawn` with it, then the arguments."""
+    path = os.path.join(os.path.dirname(address), "python")
+    launcher = [sys.executable, "-m", "lib.kernels", "spawn", address]
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\nexec {" ".join(shlex.quote(a) for a in launcher)} "$@"\n')
+    os.chmod(path, 0o700)
+    return path
 
 
 # --- the launcher: the kernel command jupyter_client starts ---
@@ -459,25 +552,46 @@ def launch(address: str, cmd: list[str]) -> int:
     """Ask the warm process at `address` for a kernel running `cmd`'s arguments; relay signals
     to it and exit with it. Where it cannot serve, run `cmd` itself (a fresh kernel)."""
     args = cmd[cmd.index("ipykernel_launcher") + 1 :] if "ipykernel_launcher" in cmd else None
+    if args is None:
+        return _forked(address, None, [], cmd, "a fresh kernel")
+    return _forked(address, {"argv": args}, [0, 1, 2], cmd, "a fresh kernel")
+
+
+def spawn(address: str, args: list[str]) -> int:
+    """multiprocessing's spawn, through a forked kernel's `set_executable`: `args` are Python's
+    (`-c "...spawn_main(...)" --multiprocessing-fork`). Ask the warm process for that child, with
+    every descriptor this process has at its number (spawn passes the pipe it reads its process
+    from, and the resource tracker's, by number); elsewhere, Python itself (a fresh process)."""
+    python = [sys.executable, *args]
+    prog = args[args.index("-c") + 1] if "-c" in args[:-1] else ""
+    if not prog.startswith(SPAWN_MAIN):  # the resource tracker: a small process, started fresh
+        os.execv(sys.executable, python)
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own, closed by now
+            os.fstat(int(name))
+            fds.append(int(name))
+    return _forked(address, {"argv": args, "spawn": True, "fds_at": fds}, fds, python, "a fresh process")
+
+
+def _forked(address: str, request: dict | None, fds: list[int], fresh: list[str], what: str) -> int:
+    """The warm process's child for `request` (this process's folder, environment and cores
+    added), its signals relayed and its exit status returned; or `fresh`, exec'd, where the warm
+    process cannot serve it (saying why, as `what`)."""
     reply = {"no": "not an ipykernel command"}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if args is not None:
+    if request is not None:
         try:
             conn.connect(address)
-            request = {
-                "argv": args,
-                "cwd": os.getcwd(),
-                "env": dict(os.environ),
-                "cores": sorted(os.sched_getaffinity(0)),
-            }
-            _send(conn, json.dumps(request).encode(), [0, 1, 2])
+            request = {**request, "cwd": os.getcwd(), "env": dict(os.environ), "cores": sorted(os.sched_getaffinity(0))}
+            _send(conn, json.dumps(request).encode(), fds)
             reply, _ = _receive(conn)
         except (OSError, ValueError, ConnectionError) as exc:
             reply = {"no": f"warm process unreachable: {exc}"}
     if "pid" not in reply:
         conn.close()
-        print(f"a fresh kernel: {reply['no']}", file=sys.stderr, flush=True)  # slower, not wrong
-        os.execv(cmd[0], cmd)
+        print(f"{what}: {reply['no']}", file=sys.stderr, flush=True)  # slower, not wrong
+        os.execv(fresh[0], fresh)
     pid = reply["pid"]
 
     def relay(signum, _frame):
@@ -499,7 +613,12 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["launch"]:
         return launch(argv[1], argv[2:])
-    print("usage: python -m lib.kernels serve ADDRESS MODULE... | launch ADDRESS CMD...", file=sys.stderr)
+    if argv[:1] == ["spawn"]:
+        return spawn(argv[1], argv[2:])
+    print(
+        "usage: python -m lib.kernels serve ADDRESS MODULE... | launch ADDRESS CMD... | spawn ADDRESS PYTHON-ARGS...",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -57,12 +57,20 @@ def params_copy(tmp_path, monkeypatch):
     return dst
 
 
+# A folder `make test` makes for its two pytest runs (the tests beside each other, then those that
+# start Ray, alone), removed after both: what the first built, the second reads (the tiny grid
+# that the cluster's grid is compared with). Fresh for each `make test`, never a leftover.
+WORLDS_ENV = "TEST_WORLDS"
+
+
 def shared_build(tmp_path_factory, name: str, build) -> Path:
     """`build(folder)` once per pytest run, also when pytest-xdist runs it in several worker
-    processes: the first worker to ask builds under a lock, the others wait and read the same
-    folder. Only for what tests read and never change."""
+    processes (and once per `make test`, in `WORLDS_ENV`): the first worker to ask builds under
+    a lock, the others wait and read the same folder. Only for what tests read and never change."""
     base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get(WORLDS_ENV):
+        base = Path(os.environ[WORLDS_ENV])
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the run's temporary root, shared by its workers
     folder, done = base / name, base / f"{name}.done"
     with FileLock(str(base / f"{name}.lock")):
@@ -102,10 +110,13 @@ def tiny_pair(tmp_path_factory):
     }
 
 
-# The finished tiny grid that tests read (tests/test_grid.py, tests/test_replicates.py): the base
-# style, CoT and CoD on easy, two trainings of each trained style; K 3, not the profile's 5 (the
-# recorded K must be the one asked for); a cross-check of 2 prompts; checkpoints deleted after the
-# benchmark (merge.delete_after_benchmark), the adapters kept.
+# The finished tiny grid that tests read (tests/test_grid.py, tests/test_replicates.py, and
+# tests/test_cluster.py, which makes part of it again on a simulated cluster): the base style, CoT
+# and CoD on easy, two trainings of each trained style; K 3, not the profile's 5 (the recorded K
+# must be the one asked for); a cross-check of 2 prompts; checkpoints deleted after the benchmark
+# (merge.delete_after_benchmark), the adapters kept. On one core, one thread per run, whatever
+# the machine: the cluster's chains have one CPU each, and other thread counts sum floats in
+# another order.
 TINY_GRID = {
     **SMALL,
     "grid.replicates": 2,
@@ -131,9 +142,13 @@ def tiny_grid(tmp_path_factory, tiny_pair):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("WORKBOOK_HOME", str(home))
             shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
-            terminal = stdio.StringIO()
-            with contextlib.redirect_stdout(terminal):
-                result = runner.run_grid("tiny", ["base", "cot", "cod"], ["easy"], None, TINY_GRID)
+            terminal, cores = stdio.StringIO(), os.sched_getaffinity(0)
+            os.sched_setaffinity(0, [min(cores)])
+            try:
+                with contextlib.redirect_stdout(terminal):
+                    result = runner.run_grid("tiny", ["base", "cot", "cod"], ["easy"], None, TINY_GRID)
+            finally:
+                os.sched_setaffinity(0, cores)
             ran = {"outcomes": [vars(o) for o in result.outcomes], "terminal": terminal.getvalue()}
             (home / "tiny_grid.json").write_text(json.dumps(ran))
 

@@ -1,6 +1,7 @@
 """The grid placed by Ray over a simulated cluster (`ray.cluster_utils.Cluster`: a head with no
 CPUs and two nodes of one declared GPU each, all on loopback, in this machine): the chains run on
-both nodes with their own CUDA_VISIBLE_DEVICES and make what the same grid makes on one host; a
+both nodes with their own CUDA_VISIBLE_DEVICES and make what the same grid makes on one host (the
+session's tiny grid, `tiny_grid`, of which the cluster runs two chains); a
 chain whose node is lost ends failed, naming the node, and the next grid resumes it; a chain no
 node can hold is refused before anything is submitted."""
 
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SMALL
+from conftest import REPO, SMALL, TINY_GRID
 from lib import io, record, runner
 
 pytestmark = [
@@ -28,10 +29,12 @@ pytestmark = [
 # 127.0.0.1 instead of the machine's interface address, which tests may not use (ENVIRONMENT.md).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 RAY = pytest.importorskip("ray")
-# One GPU per tiny run (a declared GPU is a count: no device needed), one CPU (its torch threads):
-# the one-host grid below runs with --jobs 2, one thread per run, the same arithmetic.
+# One GPU per tiny run (a declared GPU is a count: no device needed), one CPU (its torch threads).
 GRID = {**SMALL, "benchmark.k": 3, "benchmark.crosscheck_samples": 2, "grid.gpus_per_run": 1}
-STYLES, SCENARIO = ["base", "cod"], "easy"
+# The cluster's grid: the session's tiny grid (one thread per run, the same arithmetic), its base
+# style and CoD's first training.
+COMPARED = {**TINY_GRID, "grid.gpus_per_run": 1}
+STYLES, SCENARIO, REPLICATES = ["base", "cod"], "easy", [0]
 LOOPBACK = dict(node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
 # Where and when, not what: left out when the cluster's grid is compared with the one host's
 # (timings and what is derived from them; the records' own fingerprints, which hash the
@@ -67,27 +70,31 @@ def _home(tmp_path_factory, tiny_pair, name):
 
 
 @pytest.fixture(scope="module")
-def grids(tmp_path_factory, tiny_pair, sim):
-    """The same grid (base pair, base and cod on easy, the analysis) on one host with two CPU
-    jobs, and on the simulated cluster."""
-    made = {}
-    for name, where in (("one_host", {"jobs": 2}), ("cluster", {"cluster": "auto"})):
-        home = _home(tmp_path_factory, tiny_pair, name)
-        shown = []
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("WORKBOOK_HOME", str(home))
-            t0 = time.perf_counter()
-            result = runner.run_grid(
-                "tiny", styles=STYLES, scenarios=[SCENARIO], overrides=GRID, log=shown.append, **where
-            )
-            made[name] = {
-                "home": home,
-                "result": result,
-                "shown": shown,
-                "wall_s": time.perf_counter() - t0,
-                "status": record.load_status("tiny"),
-            }
-    return made
+def grids(tmp_path_factory, tiny_pair, tiny_grid, sim):
+    """Two chains of the session's tiny grid (made on one host) made again on the simulated
+    cluster, with the base pair and the analysis."""
+    home = _home(tmp_path_factory, tiny_pair, "cluster")
+    shown = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBOOK_HOME", str(home))
+        t0 = time.perf_counter()
+        result = runner.run_grid(
+            "tiny",
+            styles=STYLES,
+            scenarios=[SCENARIO],
+            overrides=COMPARED,
+            replicates=REPLICATES,
+            log=shown.append,
+            cluster="auto",
+        )
+        cluster = {
+            "home": home,
+            "result": result,
+            "shown": shown,
+            "wall_s": time.perf_counter() - t0,
+            "status": record.load_status("tiny"),
+        }
+    return {"one_host": {"home": tiny_grid["home"], "result": tiny_grid["result"]}, "cluster": cluster}
 
 
 def _comparable(value, home):
@@ -133,18 +140,27 @@ def test_the_chains_ran_on_both_nodes_each_with_its_own_gpu(grids, sim):
     assert "node" not in status["_profile"]["00_base_models"]  # the profile-wide stages ran in the driver
     assert any(m.startswith("ray: 3 node(s), 2 GPU(s), 2 CPU(s)") for m in run["shown"]), run["shown"][:5]
     assert any("cod_easy 06_benchmark finished" in m for m in run["shown"])  # relayed from the chain's log
-    print(f"one host (--jobs 2): {grids['one_host']['wall_s']:.0f} s; simulated cluster: {run['wall_s']:.0f} s")
+    print(f"simulated cluster: {run['wall_s']:.0f} s")
 
 
 def test_the_cluster_makes_what_one_host_makes(grids):
     assert not grids["one_host"]["result"].failed, grids["one_host"]["result"].summary()
-    files_1, figures_1 = _made(grids["one_host"]["home"])
     files_c, figures_c = _made(grids["cluster"]["home"])
-    assert len(files_1) >= 10 and len(figures_1) == 12  # problems, teacher, distilled, 2 adapters, 2 merged; 10 + 2
+    # the one host's grid, less the runs the cluster did not make (CoT, the second trainings)
+    others = {o.run for o in grids["one_host"]["result"].outcomes} - {
+        o.run for o in grids["cluster"]["result"].outcomes
+    }
+    assert others == {"cot_easy", "cot_easy_r1", "cod_easy_r1"}, others
+    other = re.compile(rf"(^|/)({'|'.join(sorted(others))})(/|\.|$)")
+    files_1, figures_1 = (
+        {k: v for k, v in made.items() if not other.search(k)} for made in _made(grids["one_host"]["home"])
+    )
+    assert len(files_1) == 16 and len(figures_1) == 12  # 12 problems, teacher, distilled, 2 adapters; 10 + 2
     assert any("adapters/target/cod_easy" in f for f in files_1) and any("distilled" in f for f in files_1)
     assert files_c == files_1
     assert set(figures_c) == set(figures_1)
-    for name in figures_1:
+    analysis = "runs/_profile/figures/07_analysis.json"  # of every run each grid made: not the same runs
+    for name in set(figures_1) - {analysis}:
         assert figures_c[name] == figures_1[name], name
 
 

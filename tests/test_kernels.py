@@ -1,6 +1,7 @@
 """Kernels forked from a warm process (lib/kernels.py): they start with its imports and the
 launcher's folder and environment; a request it could not serve as a fresh kernel would be
-gets a fresh kernel, saying why; a killed launcher takes its kernel with it; the kernels' CPU
+gets a fresh kernel, saying why; a kernel's children through multiprocessing's spawn fork from it
+too; a killed launcher takes its kernel with it; the kernels' CPU
 time is counted; the warm process ends with its block. Through papermill and jupyter_client
 themselves, with a warm process that imports only torch."""
 
@@ -89,6 +90,87 @@ def test_a_kernel_whose_environment_differs_is_a_fresh_one_saying_why(tmp_path, 
     assert seen["x"] == "set after the warm process started"
     assert not seen["torch"] and seen["ppid"] == os.getpid()  # jupyter_client's own child
     assert "a fresh kernel: its environment differs from the warm process's: WORKBOOK_TEST_X" in capfd.readouterr().err
+
+
+# In a kernel: three children through multiprocessing's spawn (as vLLM starts its engine core), after
+# setting a variable. The first reads from a pipe spawn passes it by number, says what it sees and
+# ends with status 3; the second sleeps until killed; the third comes after OpenMP's thread count
+# is set.
+SPAWNS = """
+import json, multiprocessing, os, time
+os.environ["WORKBOOK_TEST_Y"] = "set by the kernel"
+ctx = multiprocessing.get_context("spawn")
+ours, theirs = ctx.Pipe()
+ours.send("through the pipe")
+code = (
+    "import json, os, sys\\n"
+    "seen = dict(torch='torch' in sys.modules, pid=os.getpid(), ppid=os.getppid(), got=conn.recv(),\\n"
+    "            y=os.environ.get('WORKBOOK_TEST_Y'))\\n"
+    "open(out, 'w').write(json.dumps(seen))\\n"
+    "raise SystemExit(3)\\n"
+)
+child = ctx.Process(target=exec, args=(code, {{"conn": theirs, "out": {out!r}}}))
+child.start()
+child.join(60)
+sleep = "import os, time; open(out, 'w').write(str(os.getpid())); time.sleep(300)"
+asleep = ctx.Process(target=exec, args=(sleep, {{"out": {slept!r}}}))
+asleep.start()
+while not os.path.exists({slept!r}):
+    time.sleep(0.05)
+asleep.kill()  # its launcher, as vLLM force-kills an engine core that outlives its shutdown
+asleep.join(60)
+os.environ["OMP_NUM_THREADS"] = "1"  # as vLLM sets it for its worker: read by OpenMP as it loads
+third = ctx.Process(target=exec, args=("import os; open(out, 'w').write(str(os.getppid()))", {{"out": {third!r}}}))
+third.start()
+third.join(60)
+json.dump({{"exit": child.exitcode, "killed": asleep.exitcode, "third_ppid": int(open({third!r}).read()),
+           "kernel": os.getpid()}}, open({ended!r}, "w"))
+"""
+
+
+def test_a_kernels_spawned_children_fork_from_the_warm_process_with_its_environment(tmp_path, capfd):
+    out, slept, ended = tmp_path / "child.json", tmp_path / "slept", tmp_path / "ended.json"
+    nb = nbformat.v4.new_notebook()
+    code = SPAWNS.format(out=str(out), slept=str(slept), ended=str(ended), third=str(tmp_path / "third"))
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "spawns.ipynb")
+    with kernels.warm(True, modules=("torch",)):
+        _execute(tmp_path / "spawns.ipynb", tmp_path)
+        warm_pid = kernels._active["server"]._proc.pid
+        seen, ended_with = json.loads(out.read_text()), json.loads(ended.read_text())
+        assert seen["torch"] and seen["ppid"] == warm_pid, seen  # forked from the warm process
+        assert seen["got"] == "through the pipe" and seen["y"] == "set by the kernel", seen
+        assert (ended_with["exit"], ended_with["killed"]) == (3, -9), ended_with  # as spawn's own children end
+        assert ended_with["third_ppid"] == ended_with["kernel"], ended_with  # Python itself, exec'd by its launcher
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(int(slept.read_text())).wait(20)  # TimeoutExpired: it outlived its killed launcher
+    err = capfd.readouterr().err
+    assert err.count("a fresh") == 1, err
+    assert "a fresh process: it changed what a process reads as it starts: OMP_NUM_THREADS='1'" in err
+
+
+def test_a_process_the_warm_process_did_not_fork_spawns_fresh_children(tmp_path, capfd):
+    """Its imports were not the warm process's: its environment could have been read by them."""
+    import multiprocessing
+    import multiprocessing.spawn
+
+    out = tmp_path / "child.json"
+    with kernels.warm(True, modules=("torch",)):
+        kernels.papermill_kwargs()
+        script = os.path.join(os.path.dirname(kernels._active["server"].address), "python")
+        ctx = multiprocessing.get_context("spawn")
+        old = multiprocessing.spawn.get_executable()
+        ctx.set_executable(script)
+        try:
+            code = "import json, os, sys; open(out, 'w').write(json.dumps([os.getppid(), 'torch' in sys.modules]))"
+            child = ctx.Process(target=exec, args=(code, {"out": str(out)}))
+            child.start()
+            child.join(60)
+        finally:
+            ctx.set_executable(old)
+    assert child.exitcode == 0 and json.loads(out.read_text()) == [os.getpid(), False]  # Python itself, exec'd
+    assert "a fresh process: not asked for by a process the warm process forked" in capfd.readouterr().err
 
 
 def test_killing_the_launcher_as_ctrl_c_does_kills_its_kernel(tmp_path):

@@ -1,6 +1,7 @@
 """The runner on a small grid, with the real notebooks, papermill and nbconvert."""
 
 import json
+import shutil
 
 import index_page
 import pytest
@@ -10,9 +11,10 @@ from lib import __main__ as cli
 from lib import paths, record, reports, runner
 
 
-@pytest.mark.slow  # pretrains the base pair (00_base_models)
-def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys):
-    # The base pair (profile-wide) and easy/hard problems first.
+@pytest.mark.slow  # runs notebooks
+def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys, tiny_pair):
+    # The base pair (profile-wide: the session's, which 00 finds complete) and easy/hard problems first.
+    shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
     first = runner.run_grid(
         "tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL
     )
@@ -101,12 +103,13 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
     assert (home / "out" / "07_analysis.ipynb").exists() and not (home / "out" / "07_analysis.html").exists()
 
 
-@pytest.mark.slow  # pretrains the base pair (00_base_models)
+@pytest.mark.slow  # runs notebooks
 @pytest.mark.ray  # starts a local Ray instance
-def test_runs_placed_on_gpus_run_side_by_side(home):
-    """`--gpus 0 1`: the base pair here, then each run as a Ray task of a local instance, in its
-    own process with its own CUDA_VISIBLE_DEVICES (on this CPU machine a declared GPU is only a
-    count; the tiny runs ask for one with grid.gpus_per_run)."""
+def test_runs_placed_on_gpus_run_side_by_side(home, tiny_pair):
+    """`--gpus 0 1`: the base pair here (the session's, which 00 finds complete), then each run as
+    a Ray task of a local instance, in its own process with its own CUDA_VISIBLE_DEVICES (on this
+    CPU machine a declared GPU is only a count; the tiny runs ask for one with grid.gpus_per_run)."""
+    shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
     result = runner.run_grid(
         "tiny",
         styles=["cot", "cod"],
