@@ -93,39 +93,56 @@ def execute(stage: str, run_label: str, out_dir, parameters: dict, hide_input: b
     use_this_checkout()
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error = None
-    try:
-        _interruptible(
-            pm.execute_notebook,
-            str(notebook(stage)),
-            str(out_ipynb),
-            parameters=parameters,
-            kernel_name="python3",
-            # One bar per stage, over its cells, so a long stage is not silent; cleared when done.
-            progress_bar={"desc": f"  {run_label} {stage}", "file": sys.stdout, "leave": False, "ascii": True},
-            cwd=str(paths.NOTEBOOKS),
-            report_mode=hide_input,
-            # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
-            # 44 alarming lines per demo, none actionable. Errors still show. The kernel freezes
-            # what survives each full collection (lib/heap.py).
-            extra_arguments=["--IPKernelApp.log_level=ERROR", heap.KERNEL_ARGUMENT],
-            # The last cell has run and every output was written atomically (logs line by line):
-            # the kernel (its process group) is killed rather than asked to exit, which took
-            # 3.6-4.4 s per notebook with torch loaded on 2 shared cores (0.13 s killed).
-            shutdown_kernel="immediate",
-            **kernels.papermill_kwargs(),
-        )
-    except KeyboardInterrupt:
-        # papermill's event loop is torn down mid-cell: asyncio would print the dead kernel's
-        # task as an unretrieved-exception traceback; the summary says it instead.
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        _render(out_ipynb, out_html, stage, hide_input)  # what ran so far, marked partial by its status
-        raise
-    except Exception as exc:  # papermill saves the partial notebook with the traceback
-        error = _short_error(exc)
+    for attempt in range(1, KERNEL_STARTS + 1):
+        try:
+            _run_notebook(pm, stage, out_ipynb, parameters, run_label, hide_input)
+            break
+        except KeyboardInterrupt:
+            # papermill's event loop is torn down mid-cell: asyncio would print the dead kernel's
+            # task as an unretrieved-exception traceback; the summary says it instead.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            _render(out_ipynb, out_html, stage, hide_input)  # what ran so far, marked partial by its status
+            raise
+        except Exception as exc:  # papermill saves the partial notebook with the traceback
+            error = _short_error(exc)
+            if KERNEL_DIED_AT_START not in str(exc) or attempt == KERNEL_STARTS:
+                break
+            print(f"  {run_label} {stage}: the kernel died as it started; starting another", flush=True)
+            error = None
     seconds, cpu = time.perf_counter() - t0, _children_cpu()
     cpu = None if None in (cpu, cpu0) else cpu - cpu0
     (render or _render)(out_ipynb, out_html, stage, hide_input)
     return Outcome(run_label, stage, "failed" if error else "finished", seconds, error, cpu)
+
+
+# jupyter_client's error for a kernel that exited before it answered, no cell run. Seen where two
+# runners side by side (`--jobs`) each chose a free port for a kernel, the same one: the second
+# kernel's bind failed ("Address already in use"). Another kernel, with ports chosen anew.
+KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
+KERNEL_STARTS = 2
+
+
+def _run_notebook(pm, stage: str, out_ipynb, parameters: dict, run_label: str, hide_input: bool) -> None:
+    _interruptible(
+        pm.execute_notebook,
+        str(notebook(stage)),
+        str(out_ipynb),
+        parameters=parameters,
+        kernel_name="python3",
+        # One bar per stage, over its cells, so a long stage is not silent; cleared when done.
+        progress_bar={"desc": f"  {run_label} {stage}", "file": sys.stdout, "leave": False, "ascii": True},
+        cwd=str(paths.NOTEBOOKS),
+        report_mode=hide_input,
+        # ipykernel 7 warns on every start that its localhost TCP sockets are unencrypted:
+        # 44 alarming lines per demo, none actionable. Errors still show. The kernel freezes
+        # what survives each full collection (lib/heap.py).
+        extra_arguments=["--IPKernelApp.log_level=ERROR", heap.KERNEL_ARGUMENT],
+        # The last cell has run and every output was written atomically (logs line by line):
+        # the kernel (its process group) is killed rather than asked to exit, which took
+        # 3.6-4.4 s per notebook with torch loaded on 2 shared cores (0.13 s killed).
+        shutdown_kernel="immediate",
+        **kernels.papermill_kwargs(),
+    )
 
 
 def _children_cpu() -> float | None:

@@ -274,3 +274,32 @@ def test_a_cluster_nothing_answers_at_is_refused_at_once(home, capsys, monkeypat
     assert re.search(rf"--cluster auto \(its address: [^)]+:{port}\): nothing answers there", capsys.readouterr().err)
     assert time.perf_counter() - t0 < 60
     assert not (home / "reports" / "tiny" / "status.json").exists()
+
+
+@pytest.mark.slow  # runner.execute (its notebook a stand-in)
+def test_a_kernel_that_dies_as_it_starts_is_started_again_once(home, monkeypatch, capsys):
+    """Two runners side by side (`--jobs`) may choose the same free port for their kernels; the
+    second kernel cannot bind it and dies before it answers, no cell run: another kernel, once.
+    Any other error, or a second such death, fails the stage as before."""
+    calls = []
+
+    def dies(times, error=runner.KERNEL_DIED_AT_START):
+        def run(*args):
+            calls.append(args[1])
+            if len(calls) <= times:
+                raise RuntimeError(error)
+
+        return run
+
+    def run(fake):
+        calls.clear()
+        monkeypatch.setattr(runner, "_run_notebook", fake)
+        return runner.execute("01_generate_data", "cot_easy", home / "out", {}, False, render=lambda *a: None)
+
+    out = run(dies(1))
+    assert (out.status, out.error, len(calls)) == ("finished", None, 2)
+    assert "cot_easy 01_generate_data: the kernel died as it started; starting another" in capsys.readouterr().out
+    out = run(dies(2))
+    assert out.status == "failed" and runner.KERNEL_DIED_AT_START in out.error and len(calls) == 2
+    out = run(dies(1, "ZeroDivisionError: a cell failed"))
+    assert out.status == "failed" and "ZeroDivisionError" in out.error and len(calls) == 1
