@@ -389,18 +389,16 @@ class _Warm:
             if _parent(request["pid"]) not in self.kernels:
                 return "not asked for by a process the warm process forked"
             # the imports it runs on are these: its environment goes whole, less what is read at start
-            env, env0 = ({k: v for k, v in e.items() if k.startswith(AT_START)} for e in (env, os.environ))
-            if "LD_PRELOAD" not in env0 and _loaded(env.get("LD_PRELOAD", "")):
+            at_start, at_start0 = ({k: v for k, v in e.items() if k.startswith(AT_START)} for e in (env, os.environ))
+            if "LD_PRELOAD" not in at_start0 and _loaded(at_start.get("LD_PRELOAD", "")):
                 # libraries the imports loaded already (vLLM's on the CPU: torch's own libgomp), first
                 # in the lookup order there, not here: the engine core runs no OpenMP, its worker
                 # comes fresh (OMP_*)
-                env.pop("LD_PRELOAD")
-            why = _differs(env, env0)
+                at_start.pop("LD_PRELOAD")
+            why = _differs(at_start, at_start0)
             if why:
                 return f"it changed what a process reads as it starts: {why}"
-            env = env0
-        why = _differs(env, env0)
-        if why:
+        elif why := _differs(env, env0):
             return f"its environment differs from the warm process's: {why}"
         if sorted(request["cores"]) != cores0:
             return f"its cores {request['cores']} are not the warm process's {cores0}"
@@ -489,7 +487,9 @@ def _become_child(request: dict, fds, close, python: str) -> int:
         os.close(fd)
     if request.get("spawn"):  # its spawning process's, whole
         os.environ.clear()
-    os.environ.update({k: v for k, v in request["env"].items() if k.startswith(PER_KERNEL) or request.get("spawn")})
+        os.environ.update(request["env"])
+    else:  # the rest is the request's already, plus what the imports set
+        os.environ.update({k: v for k, v in request["env"].items() if k.startswith(PER_KERNEL)})
     os.chdir(request["cwd"])
     if "numpy" in sys.modules:  # a fresh process seeds NumPy's global generator from the OS
         sys.modules["numpy"].random.seed()
@@ -528,10 +528,11 @@ def _loaded(preload: str) -> bool:
 
 
 def _parent(pid: int) -> int | None:
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
         return None
 
 
@@ -551,9 +552,9 @@ def _python_script(address: str) -> str:
 def launch(address: str, cmd: list[str]) -> int:
     """Ask the warm process at `address` for a kernel running `cmd`'s arguments; relay signals
     to it and exit with it. Where it cannot serve, run `cmd` itself (a fresh kernel)."""
-    args = cmd[cmd.index("ipykernel_launcher") + 1 :] if "ipykernel_launcher" in cmd else None
-    if args is None:
-        return _forked(address, None, [], cmd, "a fresh kernel")
+    if "ipykernel_launcher" not in cmd:
+        _fresh(cmd, "a fresh kernel: not an ipykernel command")
+    args = cmd[cmd.index("ipykernel_launcher") + 1 :]
     return _forked(address, {"argv": args}, [0, 1, 2], cmd, "a fresh kernel")
 
 
@@ -565,7 +566,7 @@ def spawn(address: str, args: list[str]) -> int:
     python = [sys.executable, *args]
     prog = args[args.index("-c") + 1] if "-c" in args[:-1] else ""
     if not prog.startswith(SPAWN_MAIN):  # the resource tracker: a small process, started fresh
-        os.execv(sys.executable, python)
+        _fresh(python)
     fds = []
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):  # the listing's own, closed by now
@@ -574,24 +575,28 @@ def spawn(address: str, args: list[str]) -> int:
     return _forked(address, {"argv": args, "spawn": True, "fds_at": fds}, fds, python, "a fresh process")
 
 
-def _forked(address: str, request: dict | None, fds: list[int], fresh: list[str], what: str) -> int:
+def _fresh(cmd: list[str], why: str | None = None) -> None:
+    """This process becomes `cmd` (exec), saying `why` first: slower, not wrong."""
+    if why:
+        print(why, file=sys.stderr, flush=True)
+    os.execv(cmd[0], cmd)
+
+
+def _forked(address: str, request: dict, fds: list[int], fresh: list[str], what: str) -> int:
     """The warm process's child for `request` (this process's folder, environment and cores
     added), its signals relayed and its exit status returned; or `fresh`, exec'd, where the warm
     process cannot serve it (saying why, as `what`)."""
-    reply = {"no": "not an ipykernel command"}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if request is not None:
-        try:
-            conn.connect(address)
-            request = {**request, "cwd": os.getcwd(), "env": dict(os.environ), "cores": sorted(os.sched_getaffinity(0))}
-            _send(conn, json.dumps(request).encode(), fds)
-            reply, _ = _receive(conn)
-        except (OSError, ValueError, ConnectionError) as exc:
-            reply = {"no": f"warm process unreachable: {exc}"}
+    try:
+        conn.connect(address)
+        request = {**request, "cwd": os.getcwd(), "env": dict(os.environ), "cores": sorted(os.sched_getaffinity(0))}
+        _send(conn, json.dumps(request).encode(), fds)
+        reply, _ = _receive(conn)
+    except (OSError, ValueError, ConnectionError) as exc:
+        reply = {"no": f"warm process unreachable: {exc}"}
     if "pid" not in reply:
         conn.close()
-        print(f"{what}: {reply['no']}", file=sys.stderr, flush=True)  # slower, not wrong
-        os.execv(fresh[0], fresh)
+        _fresh(fresh, f"{what}: {reply['no']}")
     pid = reply["pid"]
 
     def relay(signum, _frame):
