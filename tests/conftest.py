@@ -110,6 +110,22 @@ def tiny_pair(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def grid_pair(tmp_path_factory):
+    """The base pair as stage 00 of `tiny` makes it with `SMALL`'s settings (its corpus: the
+    scenarios' training problems; its seed), built once per test run: a grid given it (copied to
+    `paths.RunPaths(...).base_models`) runs 00, which finds it complete and keeps it. `tiny_pair`
+    is pretrained on other texts with another seed: 00 would build it again."""
+    from lib import base_pair
+
+    def build(home):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("WORKBOOK_HOME", str(home))
+            base_pair.ensure("tiny", SMALL)
+
+    return shared_build(tmp_path_factory, "grid-pair", build) / "data" / "tiny" / "models" / "base"
+
+
 # The finished tiny grid that tests read (tests/test_grid.py, tests/test_replicates.py, and
 # tests/test_cluster.py, which makes part of it again on a simulated cluster): the base style, CoT
 # and CoD on easy, two trainings of each trained style; K 3, not the profile's 5 (the recorded K
@@ -128,9 +144,9 @@ TINY_GRID = {
 
 
 @pytest.fixture(scope="session")
-def tiny_grid(tmp_path_factory, tiny_pair):
+def tiny_grid(tmp_path_factory, grid_pair):
     """`TINY_GRID` run once per pytest run through the runner, as `make demo` runs it, on the
-    session's base pair (notebook 00 still runs and finds it complete): its home, its outcomes
+    session's `grid_pair` (notebook 00 still runs and finds it complete): its home, its outcomes
     (`runner.GridResult`) and what it printed. Tests only read it."""
     import contextlib
     import io as stdio
@@ -141,7 +157,7 @@ def tiny_grid(tmp_path_factory, tiny_pair):
     def build(home):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("WORKBOOK_HOME", str(home))
-            shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
+            shutil.copytree(grid_pair, paths.RunPaths("tiny", "base", "easy").base_models)
             terminal, cores = stdio.StringIO(), os.sched_getaffinity(0)
             os.sched_setaffinity(0, [min(cores)])
             try:
@@ -179,7 +195,7 @@ def hub_env(local_hub, tmp_path, home):
 # --- `make test-fast` skips what trains models, starts engines or runs notebooks: the slow marker
 # must be true. Fixtures that train models (their closure is in item.fixturenames, so `bench` ->
 # tiny_pair counts).
-TRAINING_FIXTURES = {"tiny_pair", "tiny_grid"}
+TRAINING_FIXTURES = {"tiny_pair", "grid_pair", "tiny_grid"}
 
 
 # The files whose slow tests take longest (they build their own worlds), first: pytest-xdist

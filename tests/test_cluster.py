@@ -63,17 +63,17 @@ def sim():
     cluster.shutdown()
 
 
-def _home(tmp_path_factory, tiny_pair, name):
+def _home(tmp_path_factory, grid_pair, name):
     home = tmp_path_factory.mktemp(name)
-    shutil.copytree(tiny_pair["root"], home / "data" / "tiny" / "models" / "base")  # the session's pair, in place
+    shutil.copytree(grid_pair, home / "data" / "tiny" / "models" / "base")  # the session's pair, in place
     return home
 
 
 @pytest.fixture(scope="module")
-def grids(tmp_path_factory, tiny_pair, tiny_grid, sim):
+def grids(tmp_path_factory, grid_pair, tiny_grid, sim):
     """Two chains of the session's tiny grid (made on one host) made again on the simulated
     cluster, with the base pair and the analysis."""
-    home = _home(tmp_path_factory, tiny_pair, "cluster")
+    home = _home(tmp_path_factory, grid_pair, "cluster")
     shown = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBOOK_HOME", str(home))

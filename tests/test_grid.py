@@ -50,9 +50,12 @@ def test_every_stage_ran_and_the_terminal_showed_progress(grid):
     assert re.search(r"cod_easy 06_benchmark: +\d+%.*\d+/\d+", grid["terminal"]), grid["terminal"][-2000:]
 
 
-def test_base_models_and_data(grid):
+def test_base_models_and_data(grid, grid_pair):
     pair = record.load("tiny", "00_base_models")
     assert pair["built"] is True
+    # 00 found the session's pair complete and kept it: made with these settings, not built again
+    kept = grid["base"].base_models / "summary.json"
+    assert kept.read_bytes() == (grid_pair / "summary.json").read_bytes()
     assert pair["target"]["parameters"] > pair["draft"]["parameters"] > 0
     assert pair["target"]["steps"] > 0 and pair["draft"]["steps"] > 0
     for rp in (grid["base"], grid["cot"], grid["cod"]):

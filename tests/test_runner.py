@@ -12,9 +12,9 @@ from lib import paths, record, reports, runner
 
 
 @pytest.mark.slow  # runs notebooks
-def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys, tiny_pair):
+def test_grid_reports_a_failed_run_and_finishes_the_others(home, capsys, grid_pair):
     # The base pair (profile-wide: the session's, which 00 finds complete) and easy/hard problems first.
-    shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
+    shutil.copytree(grid_pair, paths.RunPaths("tiny", "base", "easy").base_models)
     first = runner.run_grid(
         "tiny", styles=["cot"], scenarios=["easy", "hard"], stages=["00_base_models"], overrides=SMALL
     )
@@ -105,11 +105,11 @@ def test_a_report_that_cannot_be_rendered_does_not_fail_its_stage(home, monkeypa
 
 @pytest.mark.slow  # runs notebooks
 @pytest.mark.ray  # starts a local Ray instance
-def test_runs_placed_on_gpus_run_side_by_side(home, tiny_pair):
+def test_runs_placed_on_gpus_run_side_by_side(home, grid_pair):
     """`--gpus 0 1`: the base pair here (the session's, which 00 finds complete), then each run as
     a Ray task of a local instance, in its own process with its own CUDA_VISIBLE_DEVICES (on this
     CPU machine a declared GPU is only a count; the tiny runs ask for one with grid.gpus_per_run)."""
-    shutil.copytree(tiny_pair["root"], paths.RunPaths("tiny", "base", "easy").base_models)
+    shutil.copytree(grid_pair, paths.RunPaths("tiny", "base", "easy").base_models)
     result = runner.run_grid(
         "tiny",
         styles=["cot", "cod"],
