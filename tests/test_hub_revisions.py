@@ -4,12 +4,11 @@ of a Hub pair checked at stage 00, before any training; records judged by the co
 made from. Against the local Hub stand-in (tests/local_hub.py), through huggingface_hub itself."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from conftest import REPO
+from forked import Forks
 from lib import hub, io, params, paths, record
 from lib.paths import RunPaths
 
@@ -104,6 +103,10 @@ except ValueError as exc:
 """
 
 
+# What the scripts import, once per test (`Forks`): each call is still a fresh process.
+_PIN_IMPORTS = ["lib.hub", "lib.params", "lib.models", "huggingface_hub:HfApi", "transformers:AutoTokenizer"]
+
+
 def _other_tokenizer_repo(local_hub):
     """Qwen3-0.6B's files with another chat template: a draft that cannot serve this target."""
     from local_hub import Repo
@@ -115,37 +118,37 @@ def _other_tokenizer_repo(local_hub):
     return Repo("Other/Qwen3-0.6B-chat", "model", files, card=base.card)
 
 
-def _call(env, script: str, *args) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", script, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+def _call(forks: Forks, script: str, *args) -> dict:
+    out = forks.run(script, *args)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow  # the workbook against the local Hub in a subprocess
 def test_stage_00_resolves_hub_models_once_and_refuses_a_pair_of_two_tokenizers(local_hub, hub_env, tmp_path):
-    with local_hub.copy([_other_tokenizer_repo(local_hub)]) as h:
-        env = {**hub_env["env"], **h.env(tmp_path / "hf")}
+    with (
+        local_hub.copy([_other_tokenizer_repo(local_hub)]) as h,
+        Forks({**hub_env["env"], **h.env(tmp_path / "hf")}, REPO, _PIN_IMPORTS) as forks,
+    ):
         target, draft = h.repo("Qwen/Qwen3-14B"), h.repo("Qwen/Qwen3-0.6B")
-        first = _call(env, _PIN_MODELS, "{}")
+        first = _call(forks, _PIN_MODELS, "{}")
         assert first["pinned"]["target"] == _entry("Qwen/Qwen3-14B", target.sha)
         assert first["pinned"]["draft"]["sha"] == draft.sha and first["target"] == target.sha
 
         old, new = target.move("NOTICE", b"a later commit\n")  # the repository moves on the Hub
         n = len(h.calls)
-        again = _call(env, _PIN_MODELS, "{}")
+        again = _call(forks, _PIN_MODELS, "{}")
         assert again["pinned"] == first["pinned"] and again["target"] == old  # resolved once: kept
         assert not [p for _, p, _ in h.calls[n:] if new in p or p.endswith("/Qwen3-14B/revision/main")]
 
-        moved = _call(env, _PIN_MODELS, json.dumps({"models.target_revision": new}))
+        moved = _call(forks, _PIN_MODELS, json.dumps({"models.target_revision": new}))
         assert moved["pinned"]["target"] == _entry("Qwen/Qwen3-14B", new, asked=new) and moved["target"] == new
 
-        unknown = _call(env, _PIN_MODELS, json.dumps({"models.target_revision": C}))
+        unknown = _call(forks, _PIN_MODELS, json.dumps({"models.target_revision": C}))
         assert "models.target_revision" in unknown["error"] and C in unknown["error"]
 
         other = h.repo("Other/Qwen3-0.6B-chat")
-        bad = _call(env, _PIN_MODELS, json.dumps({"models.draft": other.repo_id}))["error"]
+        bad = _call(forks, _PIN_MODELS, json.dumps({"models.draft": other.repo_id}))["error"]
         assert "chat templates differ" in bad
         assert f"Qwen/Qwen3-14B at {new}" in bad and f"Other/Qwen3-0.6B-chat at {other.sha}" in bad
     recorded = io.read_json(paths.hub_revisions("full"))
@@ -169,12 +172,14 @@ print(json.dumps({"train": [r["question"] for r in io.read_jsonl(rp.train_proble
 """
 
 
+_SPLIT_IMPORTS = ["lib.splits", "lib.params", "datasets"]
+
+
 @pytest.mark.slow  # the workbook against the local Hub in a subprocess
 def test_a_split_made_again_reads_the_dataset_commit_it_was_first_made_from(local_hub, hub_env, tmp_path):
-    with local_hub.copy() as h:
-        env = {**hub_env["env"], **h.env(tmp_path / "hf")}
+    with local_hub.copy() as h, Forks({**hub_env["env"], **h.env(tmp_path / "hf")}, REPO, _SPLIT_IMPORTS) as forks:
         gsm8k = h.repo("openai/gsm8k", "dataset")
-        first = _call(env, _SPLIT, "{}")
+        first = _call(forks, _SPLIT, "{}")
         assert first["meta"]["hub_revision"] == _entry("openai/gsm8k", gsm8k.sha)
 
         old, new = gsm8k.move("main/train-00000-of-00001.parquet", gsm8k.files["main/test-00000-of-00001.parquet"])
@@ -182,10 +187,10 @@ def test_a_split_made_again_reads_the_dataset_commit_it_was_first_made_from(loca
         for path in (rp.train_problems, rp.test_problems, rp.problems_dir / "split.sha.json"):
             path.unlink()  # the split made again from its source
         n = len(h.calls)
-        again = _call(env, _SPLIT, "{}")
+        again = _call(forks, _SPLIT, "{}")
         assert again["train"] == first["train"]  # the moved head's training rows are other rows
         later = [p for _, p, _ in h.calls[n:]]
         assert any(old in p for p in later) and not [p for p in later if new in p or "/revision/main" in p]
 
-        refused = _call(env, _SPLIT, json.dumps({"data.hub.revision": new}))["error"]
+        refused = _call(forks, _SPLIT, json.dumps({"data.hub.revision": new}))["error"]
         assert "data.hub.revision" in refused and old in refused and new in refused
