@@ -175,10 +175,20 @@ def for_slots(enabled: bool, envs: list[dict], modules=WARM):
                 server.close()
 
 
+# How long papermill waits for a warm kernel's first reply (its own default: 60 s). A kernel
+# asked for during the warm process's imports waits for them (about 20 CPU-seconds), and on a
+# loaded machine they took longer than 60 s: the stage failed "Kernel didn't respond in 60
+# seconds" (seen on a Ray node, where chains run at niceness 15, beside other work). A kernel that
+# dies meanwhile is still noticed within a second (jupyter_client checks it is alive as it waits).
+START_TIMEOUT_S = 600
+
+
 def papermill_kwargs() -> dict:
     """What `papermill.execute_notebook` needs for a warm kernel here: nothing outside `warm`."""
     server = _server() if _active else None
-    return {"kernel_manager_class": _manager_class(server.address)} if server else {}
+    if server is None:
+        return {}
+    return {"kernel_manager_class": _manager_class(server.address), "start_timeout": START_TIMEOUT_S}
 
 
 class _Shared:

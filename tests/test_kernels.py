@@ -49,7 +49,7 @@ def _serving(address: str) -> int:
     raise AssertionError(f"no child of this process serves {address}")
 
 
-def _execute(path, cwd):
+def _execute(path, cwd, **kwargs):
     pm.execute_notebook(
         str(path),
         str(path.with_name("ran.ipynb")),
@@ -57,7 +57,7 @@ def _execute(path, cwd):
         cwd=str(cwd),
         progress_bar=False,
         shutdown_kernel="immediate",
-        **kernels.papermill_kwargs(),
+        **{**kernels.papermill_kwargs(), **kwargs},
     )
 
 
@@ -78,6 +78,23 @@ def test_a_kernel_forks_with_the_warm_imports_and_its_own_folder(tmp_path, capfd
     assert server._proc.poll() is not None  # ended with the block
     assert not os.path.exists(server.address)
     assert "a fresh kernel" not in capfd.readouterr().err
+
+
+def test_a_kernel_asked_for_during_the_warm_imports_waits_for_them(tmp_path, monkeypatch):
+    """Its first reply comes after the warm process's imports: papermill's own start timeout (60 s,
+    here scaled down to 2 s against a 4 s import) counts them and fails the stage; the warm
+    kernels' (`kernels.START_TIMEOUT_S`) does not."""
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(4)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "seen.json"
+    with kernels.warm(True, modules=("slow_to_import",)):
+        with pytest.raises(RuntimeError, match="Kernel didn't respond in 2 seconds"):
+            _execute(_notebook(tmp_path, out), tmp_path, start_timeout=2)
+    assert not out.exists()
+    with kernels.warm(True, modules=("slow_to_import",)):
+        assert kernels.papermill_kwargs()["start_timeout"] == kernels.START_TIMEOUT_S > 60
+        _execute(_notebook(tmp_path, out), tmp_path)
+        assert json.loads(out.read_text())["ppid"] == kernels._active["server"]._proc.pid  # forked, once imported
 
 
 def test_a_kernel_whose_environment_differs_is_a_fresh_one_saying_why(tmp_path, monkeypatch, capfd):
