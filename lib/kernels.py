@@ -348,8 +348,7 @@ class _Warm:
             if todo:
                 name = todo.pop(0)
                 try:
-                    module, _, attr = name.partition(":")
-                    getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+                    import_named(name)
                 except Exception as exc:  # a kernel that needs it imports it itself, and says why it fails
                     print(f"warm: import {name} failed: {exc!r}", file=sys.stderr, flush=True)
                 if not todo:
@@ -518,8 +517,20 @@ def _become_child(request: dict, fds, close, python: str) -> int:
 
         kernelapp.launch_new_instance()
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return exit_status(exc)
     return 0
+
+
+def import_named(name: str) -> None:
+    """Import `name`: a module, or `module:name` for what a package imports only when asked
+    (transformers' lazy attributes), as `WARM` lists them."""
+    module, _, attr = name.partition(":")
+    getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+
+
+def exit_status(exc: SystemExit) -> int:
+    """The status Python exits with for `exc`: its code, 0 for None, 1 for a message."""
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 
 
 def _differs(env: dict, env0: dict) -> str:

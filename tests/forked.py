@@ -13,12 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-# The forking process: imports, then one child per request line, its exit status on a line back.
+# The forking process: imports (as the warm kernels' process names them), then one child per
+# request line, its exit status on a line back.
 _SERVER = r"""
-import importlib, json, os, sys
-for name in sys.argv[1:]:  # module, or module:name for what a package imports only when asked
-    module, _, attr = name.partition(":")
-    getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+import json, os, sys
+from lib.kernels import exit_status, import_named
+for name in sys.argv[1:]:
+    import_named(name)
 for line in sys.stdin:
     job = json.loads(line)
     pid = os.fork()
@@ -32,7 +33,7 @@ for line in sys.stdin:
             exec(compile(job["script"], "<string>", "exec"), {"__name__": "__main__"})
             code = 0
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            code = exit_status(exc)
         except BaseException:
             import traceback
             traceback.print_exc()
